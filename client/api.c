@@ -1,0 +1,482 @@
+/* SPDX-License-Identifier: MIT */
+/* libshipc's calls: publish, subscribe, request/reply, flush and status. */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "shipc-private.h"
+
+#define REPLY_MARGIN_MS 2000
+#define MAX_HEADERS 256
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+int call_start(struct shipc *h, struct call *c, Ship__ClientFrame *f,
+               int timeout_ms)
+{
+	c->id = ++h->next_id;
+	f->id = c->id;
+	if (ipc_idmap_put(&h->calls, c->id, c) < 0)
+		return -1;
+	if (queue_frame(h, f, true) < 0) {
+		ipc_idmap_del(&h->calls, c->id);
+		return -1;
+	}
+	if (!c->waiter)
+		return 0;
+	/* shipd answers every request; the margin only guards against a
+	 * daemon that stopped answering without closing the socket. */
+	uint64_t deadline = timeout_ms < 0
+	                            ? UINT64_MAX
+	                            : mono_ms() + (uint64_t)timeout_ms +
+	                                      REPLY_MARGIN_MS;
+	while (!c->done) {
+		uint64_t now = mono_ms();
+		if (now >= deadline) {
+			ipc_idmap_del(&h->calls, c->id);
+			set_error(h, "no answer from shipd");
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		uint64_t left = deadline - now;
+		read_once(h, deadline == UINT64_MAX ? -1
+		             : left > INT_MAX       ? INT_MAX
+		                                    : (int)left);
+	}
+	if (c->err) {
+		errno = c->err;
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- messages ---- */
+
+#define STACK_HEADERS 16
+
+struct ship_msg {
+	Ship__Msg m;
+	Ship__Header **hp;
+	Ship__Header *hs;
+	Ship__Header *stack_hp[STACK_HEADERS];
+	Ship__Header stack_hs[STACK_HEADERS];
+};
+
+static void ship_msg_finish(struct ship_msg *sm)
+{
+	if (sm->hp != sm->stack_hp) {
+		free(sm->hp);
+		free(sm->hs);
+	}
+}
+
+static int ship_msg_init(struct shipc *h, struct ship_msg *sm,
+                         const struct shipc_msg *msg, bool for_request)
+{
+	if (!msg || !ipc_subject_valid(msg->subject) ||
+	    (!for_request && msg->reply && msg->reply[0] &&
+	     !ipc_subject_valid(msg->reply)) ||
+	    msg->n_headers > MAX_HEADERS || (msg->len && !msg->data)) {
+		set_error(h, "invalid subject, reply or headers");
+		errno = EINVAL;
+		return -1;
+	}
+	sm->hp = sm->stack_hp;
+	sm->hs = sm->stack_hs;
+	if (msg->n_headers > STACK_HEADERS) {
+		sm->hp = calloc(msg->n_headers, sizeof(*sm->hp));
+		sm->hs = calloc(msg->n_headers, sizeof(*sm->hs));
+		if (!sm->hp || !sm->hs) {
+			free(sm->hp);
+			free(sm->hs);
+			sm->hp = sm->stack_hp;
+			return -1;
+		}
+	}
+	ship__msg__init(&sm->m);
+	sm->m.subject = (char *)msg->subject;
+	sm->m.reply = (char *)(!for_request && msg->reply ? msg->reply : "");
+	sm->m.data.data = (uint8_t *)msg->data;
+	sm->m.data.len = msg->len;
+	for (size_t i = 0; i < msg->n_headers; i++) {
+		const struct shipc_header *hd = &msg->headers[i];
+		if (!ipc_header_key_valid(hd->key) ||
+		    !ipc_header_value_valid(hd->value)) {
+			set_error(h, "invalid header '%.64s'",
+			          hd->key ? hd->key : "");
+			ship_msg_finish(sm);
+			errno = EINVAL;
+			return -1;
+		}
+		ship__header__init(&sm->hs[i]);
+		sm->hs[i].key = (char *)hd->key;
+		sm->hs[i].value = (char *)hd->value;
+		sm->hp[i] = &sm->hs[i];
+	}
+	sm->m.n_headers = msg->n_headers;
+	sm->m.headers = sm->hp;
+	return 0;
+}
+
+SHIPC_EXPORT int shipc_publish_msg(struct shipc *h, const struct shipc_msg *msg,
+                                   int flags)
+{
+	struct ship_msg sm;
+	if (ship_msg_init(h, &sm, msg, false) < 0)
+		return -1;
+	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
+	Ship__Publish p = SHIP__PUBLISH__INIT;
+	p.msg = &sm.m;
+	p.fail_if_disconnected = (flags & SHIPC_PUB_CONFIRM) != 0;
+	f.body_case = SHIP__CLIENT_FRAME__BODY_PUBLISH;
+	f.publish = &p;
+	pthread_mutex_lock(&h->mu);
+	int r = wait_for_space(h);
+	if (r == 0 && (flags & SHIPC_PUB_CONFIRM)) {
+		struct call c = {.waiter = true};
+		r = call_start(h, &c, &f, 0);
+	} else if (r == 0) {
+		r = queue_frame(h, &f, false);
+	}
+	pthread_mutex_unlock(&h->mu);
+	ship_msg_finish(&sm);
+	return r;
+}
+
+SHIPC_EXPORT int shipc_publish(struct shipc *h, const char *subject,
+                               const void *data, size_t len)
+{
+	struct shipc_msg m = {.subject = subject, .data = data, .len = len};
+	return shipc_publish_msg(h, &m, 0);
+}
+
+SHIPC_EXPORT int shipc_respond(struct shipc *h, const struct shipc_msg *req,
+                               const void *data, size_t len)
+{
+	if (!req || !req->reply || !req->reply[0]) {
+		set_error(h, "the message has no reply subject");
+		errno = EINVAL;
+		return -1;
+	}
+	return shipc_publish(h, req->reply, data, len);
+}
+
+/* ---- status and flush: a status request is the cheapest barrier ---- */
+
+static void status_reply(struct shipc *h, struct call *c,
+                         const Ship__ServerFrame *f)
+{
+	struct shipc_status *st = c->out;
+	if (c->err || !st || f->body_case != SHIP__SERVER_FRAME__BODY_STATUS)
+		return;
+	const Ship__StatusReply *r = f->status;
+	memset(st, 0, sizeof(*st));
+	snprintf(st->daemon_version, sizeof(st->daemon_version), "%s",
+	         r->daemon_version);
+	st->uptime_ms = r->uptime_ms;
+	st->link = (enum shipc_link)r->link;
+	st->link_changed_ms = r->link_changed_ms;
+	snprintf(st->server_url, sizeof(st->server_url), "%s", r->server_url);
+	snprintf(st->server_id, sizeof(st->server_id), "%s", r->server_id);
+	st->rtt_us = r->rtt_us;
+	st->reconnects = r->reconnects;
+	st->clients = r->clients;
+	st->subscriptions = r->subscriptions;
+	st->requests_in_flight = r->requests_in_flight;
+	st->dropped = r->dropped;
+	st->msgs_in = r->msgs_in;
+	st->msgs_out = r->msgs_out;
+	snprintf(st->last_error, sizeof(st->last_error), "%s", r->last_error);
+}
+
+static int status_call(struct shipc *h, struct shipc_status *st, int timeout)
+{
+	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
+	Ship__StatusRequest sr = SHIP__STATUS_REQUEST__INIT;
+	f.body_case = SHIP__CLIENT_FRAME__BODY_STATUS;
+	f.status = &sr;
+	struct call c = {.waiter = true, .on_reply = status_reply, .out = st};
+	pthread_mutex_lock(&h->mu);
+	int r = call_start(h, &c, &f, timeout);
+	pthread_mutex_unlock(&h->mu);
+	return r;
+}
+
+SHIPC_EXPORT int shipc_status(struct shipc *h, struct shipc_status *st)
+{
+	return status_call(h, st, 0);
+}
+
+SHIPC_EXPORT int shipc_flush(struct shipc *h, int timeout_ms)
+{
+	/* shipd handles a connection's frames in order, so its answer to
+	 * this comes after everything sent before. */
+	return status_call(h, NULL, timeout_ms);
+}
+
+/* ---- subscriptions ---- */
+
+SHIPC_EXPORT uint64_t shipc_subscribe(struct shipc *h, const char *subject,
+                                      const char *queue, uint64_t max_msgs,
+                                      shipc_msg_fn *cb, void *arg)
+{
+	if (!cb || !ipc_subject_pattern_valid(subject) ||
+	    (queue && !ipc_queue_valid(queue))) {
+		set_error(h, "invalid subject or queue group");
+		errno = EINVAL;
+		return 0;
+	}
+	struct sub *s = calloc(1, sizeof(*s));
+	if (!s || !(s->subject = strdup(subject)) ||
+	    !(s->queue = strdup(queue ? queue : ""))) {
+		if (s)
+			free(s->subject);
+		free(s);
+		return 0;
+	}
+	s->max_msgs = max_msgs;
+	s->cb = cb;
+	s->arg = arg;
+	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
+	Ship__Subscribe sb = SHIP__SUBSCRIBE__INIT;
+	sb.subject = s->subject;
+	sb.queue = s->queue;
+	sb.max_msgs = max_msgs;
+	f.body_case = SHIP__CLIENT_FRAME__BODY_SUBSCRIBE;
+	f.subscribe = &sb;
+	struct call c = {.waiter = true};
+	pthread_mutex_lock(&h->mu);
+	/* The subscription's id is its opening call's id; register it first
+	 * so pushes that beat the answer find it. */
+	s->id = h->next_id + 1;
+	if (ipc_idmap_put(&h->subs, s->id, s) < 0) {
+		pthread_mutex_unlock(&h->mu);
+		goto error;
+	}
+	int r = call_start(h, &c, &f, 0);
+	if (r < 0) {
+		int saved = errno;
+		/* Still registered only if no END frame took it. */
+		if (ipc_idmap_get(&h->subs, s->id) == s)
+			ipc_idmap_del(&h->subs, s->id);
+		else
+			s = NULL;
+		pthread_mutex_unlock(&h->mu);
+		errno = saved;
+		goto error;
+	}
+	s->confirmed = true;
+	uint64_t id = s->id;
+	pthread_mutex_unlock(&h->mu);
+	return id;
+error:
+	if (s) {
+		int saved = errno;
+		free(s->subject);
+		free(s->queue);
+		free(s);
+		errno = saved;
+	}
+	return 0;
+}
+
+SHIPC_EXPORT int shipc_unsubscribe(struct shipc *h, uint64_t id)
+{
+	pthread_mutex_lock(&h->mu);
+	struct sub *s = sub_find(h, id);
+	if (!s) {
+		pthread_mutex_unlock(&h->mu);
+		errno = ENOENT;
+		return -1;
+	}
+	if (!h->connected) {
+		/* Nothing to tell shipd; end it here. */
+		ipc_idmap_del(&h->subs, id);
+		s->end_err = 0;
+		s->next = h->done_subs;
+		h->done_subs = s;
+		pthread_mutex_unlock(&h->mu);
+		return 0;
+	}
+	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
+	Ship__Unsubscribe u = SHIP__UNSUBSCRIBE__INIT;
+	u.stream = id;
+	f.body_case = SHIP__CLIENT_FRAME__BODY_UNSUBSCRIBE;
+	f.unsubscribe = &u;
+	int r = queue_frame(h, &f, true);
+	pthread_mutex_unlock(&h->mu);
+	return r;
+}
+
+/* ---- requests ---- */
+
+struct reply_copy {
+	struct shipc_msg msg;
+	struct shipc_header headers[];
+};
+
+static char *copy_str(char **p, const char *s)
+{
+	size_t n = strlen(s) + 1;
+	char *d = memcpy(*p, s, n);
+	*p += n;
+	return d;
+}
+
+/* One allocation holding the message, its headers and strings. */
+static struct shipc_msg *reply_dup(const Ship__Msg *m)
+{
+	size_t n = sizeof(struct reply_copy) +
+	           m->n_headers * sizeof(struct shipc_header) +
+	           strlen(m->subject) + strlen(m->reply) + 2 + m->data.len + 1;
+	for (size_t i = 0; i < m->n_headers; i++)
+		n += strlen(m->headers[i]->key) + strlen(m->headers[i]->value) + 2;
+	struct reply_copy *rc = malloc(n);
+	if (!rc)
+		return NULL;
+	char *p = (char *)&rc->headers[m->n_headers];
+	rc->msg.subject = copy_str(&p, m->subject);
+	rc->msg.reply = copy_str(&p, m->reply);
+	for (size_t i = 0; i < m->n_headers; i++) {
+		rc->headers[i].key = copy_str(&p, m->headers[i]->key);
+		rc->headers[i].value = copy_str(&p, m->headers[i]->value);
+	}
+	if (m->data.len)
+		memcpy(p, m->data.data, m->data.len);
+	p[m->data.len] = '\0'; /* text replies print as strings */
+	rc->msg.data = p;
+	rc->msg.len = m->data.len;
+	rc->msg.headers = rc->headers;
+	rc->msg.n_headers = m->n_headers;
+	rc->msg.dropped = 0;
+	return &rc->msg;
+}
+
+SHIPC_EXPORT void shipc_msg_free(struct shipc_msg *msg)
+{
+	free(msg); /* the reply_copy starts with the message */
+}
+
+static void request_reply(struct shipc *h, struct call *c,
+                          const Ship__ServerFrame *f)
+{
+	struct shipc_msg **out = c->out;
+	if (c->err)
+		return;
+	if (f->body_case != SHIP__SERVER_FRAME__BODY_MSG) {
+		c->err = EPROTO;
+		return;
+	}
+	if (!(*out = reply_dup(f->msg)))
+		c->err = ENOMEM;
+}
+
+static void request_reply_cb(struct shipc *h, struct call *c,
+                             const Ship__ServerFrame *f)
+{
+	if (c->err || f->body_case != SHIP__SERVER_FRAME__BODY_MSG) {
+		c->cb(h, NULL, c->err ? c->err : EPROTO, c->arg);
+		return;
+	}
+	struct shipc_header stack[16], *hs = stack;
+	if (f->msg->n_headers > 16 &&
+	    !(hs = calloc(f->msg->n_headers, sizeof(*hs)))) {
+		c->cb(h, NULL, ENOMEM, c->arg);
+		return;
+	}
+	struct shipc_msg m;
+	msg_from_ship(&m, hs, f->msg, 0);
+	c->cb(h, &m, 0, c->arg);
+	if (hs != stack)
+		free(hs);
+}
+
+static void request_frame(Ship__ClientFrame *f, Ship__Request *r,
+                          struct ship_msg *sm, int timeout_ms)
+{
+	r->msg = &sm->m;
+	r->timeout_ms = timeout_ms > 0 ? (uint32_t)timeout_ms : 0;
+	f->body_case = SHIP__CLIENT_FRAME__BODY_REQUEST;
+	f->request = r;
+}
+
+SHIPC_EXPORT int shipc_request_msg(struct shipc *h, const struct shipc_msg *msg,
+                                   int timeout_ms, struct shipc_msg **reply)
+{
+	struct ship_msg *sm = malloc(sizeof(*sm));
+	if (!sm)
+		return -1;
+	if (ship_msg_init(h, sm, msg, true) < 0) {
+		free(sm);
+		return -1;
+	}
+	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
+	Ship__Request r = SHIP__REQUEST__INIT;
+	request_frame(&f, &r, sm, timeout_ms);
+	*reply = NULL;
+	struct call c = {.waiter = true, .on_reply = request_reply, .out = reply};
+	pthread_mutex_lock(&h->mu);
+	int ret = wait_for_space(h);
+	if (ret == 0)
+		ret = call_start(h, &c, &f, timeout_ms > 0 ? timeout_ms : 60000);
+	pthread_mutex_unlock(&h->mu);
+	ship_msg_finish(sm);
+	free(sm);
+	if (ret < 0 && *reply) {
+		shipc_msg_free(*reply);
+		*reply = NULL;
+	}
+	return ret;
+}
+
+SHIPC_EXPORT int shipc_request(struct shipc *h, const char *subject,
+                               const void *data, size_t len, int timeout_ms,
+                               struct shipc_msg **reply)
+{
+	struct shipc_msg m = {.subject = subject, .data = data, .len = len};
+	return shipc_request_msg(h, &m, timeout_ms, reply);
+}
+
+SHIPC_EXPORT int shipc_request_async(struct shipc *h,
+                                     const struct shipc_msg *msg,
+                                     int timeout_ms, shipc_reply_fn *cb,
+                                     void *arg)
+{
+	if (!cb) {
+		errno = EINVAL;
+		return -1;
+	}
+	struct ship_msg *sm = malloc(sizeof(*sm));
+	struct call *c = calloc(1, sizeof(*c));
+	if (!sm || !c || ship_msg_init(h, sm, msg, true) < 0) {
+		int saved = errno;
+		free(sm);
+		free(c);
+		errno = saved;
+		return -1;
+	}
+	c->cb = cb;
+	c->arg = arg;
+	c->on_reply = request_reply_cb;
+	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
+	Ship__Request r = SHIP__REQUEST__INIT;
+	request_frame(&f, &r, sm, timeout_ms);
+	pthread_mutex_lock(&h->mu);
+	int ret = wait_for_space(h);
+	if (ret == 0)
+		ret = call_start(h, c, &f, timeout_ms);
+	pthread_mutex_unlock(&h->mu);
+	ship_msg_finish(sm);
+	free(sm);
+	if (ret < 0)
+		free(c);
+	return ret;
+}

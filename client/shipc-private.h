@@ -1,0 +1,99 @@
+/* SPDX-License-Identifier: MIT */
+/* libshipc's internals, shared by its source files; not installed. */
+#ifndef SHIPC_PRIVATE_H
+#define SHIPC_PRIVATE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "ipc.h"
+#include "shipc.h"
+
+#define SHIPC_EXPORT __attribute__((visibility("default")))
+
+struct shipc;
+struct call;
+
+/* Runs in the reading thread, without the lock, for the call's reply. */
+typedef void call_reply_fn(struct shipc *h, struct call *c,
+                           const Ship__ServerFrame *f);
+
+struct call {
+	uint64_t id;
+	call_reply_fn *on_reply;
+	/* CALL_CB: the app's callback; waiters have none. */
+	shipc_reply_fn *cb;
+	void *arg;
+	void *out; /* where on_reply stores its result */
+	bool waiter;
+	bool done;
+	int err;
+	struct call *next; /* in the completion list */
+};
+
+struct sub {
+	uint64_t id;
+	char *subject;
+	char *queue;
+	uint64_t max_msgs;
+	shipc_msg_fn *cb;
+	void *arg;
+	bool confirmed; /* shipd acknowledged it on this connection */
+	struct sub *next; /* in the completion list */
+	int end_err;
+};
+
+struct shipc {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;    /* calls done, reader released, space, state */
+	pthread_cond_t bg_cv; /* wakes the background thread */
+	char *path;
+	char *name;
+	int sock;  /* stays the same number across reconnects (dup2) */
+	int epfd;  /* what apps poll */
+	int wakefd;
+	uint64_t gen; /* connection generation */
+	uint64_t in_gen;
+	bool connected;
+	bool stop;
+	bool dead;
+	uint32_t max_frame;
+	struct ipc_buf out;
+	size_t writing; /* bytes the background thread is writing */
+	bool bg_busy;
+	size_t out_limit;
+	struct ipc_buf in;
+	bool reading;
+	pthread_t reader;
+	int depth; /* nested reads in the reading thread */
+	bool close_pending;
+	struct ipc_idmap calls;
+	struct ipc_idmap subs;
+	uint64_t next_id;
+	struct call *done_calls; /* completions to run */
+	struct sub *done_subs;
+	pthread_t bg;
+	bool bg_started;
+	char last_error[256];
+};
+
+/* shipc.c */
+void shipc_log(int level, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void set_error(struct shipc *h, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+int code_errno(Ship__Code code);
+/* With the lock held: queue a frame; write at once when latency counts. */
+int queue_frame(struct shipc *h, const Ship__ClientFrame *f, bool now);
+/* With the lock held: register a call, send f with its id and wait for
+ * the reply (waiter) or return at once (callback). Returns 0 or -1. */
+int call_start(struct shipc *h, struct call *c, Ship__ClientFrame *f,
+               int timeout_ms);
+struct sub *sub_find(struct shipc *h, uint64_t id);
+int wait_for_space(struct shipc *h);
+int read_once(struct shipc *h, int timeout_ms);
+/* View a protocol message as a shipc_msg; hs has room for n headers. */
+void msg_from_ship(struct shipc_msg *out, struct shipc_header *hs,
+                   const Ship__Msg *m, uint64_t dropped);
+
+#endif

@@ -1,0 +1,590 @@
+/* SPDX-License-Identifier: MIT */
+/* shipctl: operate and try out shipd from the shell; links only libshipc. */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "shipc.h"
+
+#define MAX_HDRS 64
+#define MAX_STDIN (64u << 20)
+
+struct cmd {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *args;
+	const char *summary;
+};
+
+static const char *sock_path;
+static bool json;
+static struct shipc *h;
+static volatile sig_atomic_t interrupted;
+
+static void usage(FILE *f);
+
+static int fail(const char *what, int err)
+{
+	char buf[256] = "";
+	if (h)
+		shipc_last_error(h, buf, sizeof(buf));
+	const char *why;
+	switch (err) {
+	case ESRCH:
+		why = "no responders";
+		break;
+	case ETIMEDOUT:
+		why = "timeout";
+		break;
+	case EAGAIN:
+		why = "NATS unavailable";
+		break;
+	case ENOTCONN:
+		why = "not connected to shipd";
+		break;
+	default:
+		why = strerror(err);
+	}
+	if (buf[0] && strstr(buf, why) == NULL)
+		fprintf(stderr, "shipctl: %s: %s (%s)\n", what, why, buf);
+	else
+		fprintf(stderr, "shipctl: %s: %s\n", what, buf[0] ? buf : why);
+	return 1;
+}
+
+static int open_handle(void)
+{
+	const char *path = sock_path ? sock_path : shipc_default_socket();
+	h = shipc_connect(path, "shipctl");
+	if (h)
+		return 0;
+	int e = errno;
+	if (e == ENOENT || e == ECONNREFUSED)
+		fprintf(stderr, "shipctl: shipd is not running (%s: %s)\n", path,
+		        strerror(e));
+	else
+		fprintf(stderr, "shipctl: cannot connect to shipd at %s: %s\n",
+		        path, strerror(e));
+	return -1;
+}
+
+static void on_signal(int sig)
+{
+	interrupted = 1;
+}
+
+/* ---- output helpers ---- */
+
+static void json_str(FILE *f, const char *s, size_t n)
+{
+	fputc('"', f);
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c == '"' || c == '\\')
+			fprintf(f, "\\%c", c);
+		else if (c == '\n')
+			fputs("\\n", f);
+		else if (c == '\r')
+			fputs("\\r", f);
+		else if (c == '\t')
+			fputs("\\t", f);
+		else if (c < 0x20 || c == 0x7f)
+			fprintf(f, "\\u%04x", c);
+		else
+			fputc(c, f);
+	}
+	fputc('"', f);
+}
+
+static void print_msg(const struct shipc_msg *m, uint64_t n, bool raw)
+{
+	if (json) {
+		fputs("{\"subject\":", stdout);
+		json_str(stdout, m->subject, strlen(m->subject));
+		if (m->reply && m->reply[0]) {
+			fputs(",\"reply\":", stdout);
+			json_str(stdout, m->reply, strlen(m->reply));
+		}
+		fputs(",\"data\":", stdout);
+		json_str(stdout, m->data, m->len);
+		if (m->n_headers) {
+			fputs(",\"headers\":[", stdout);
+			for (size_t i = 0; i < m->n_headers; i++) {
+				fputs(i ? ",[" : "[", stdout);
+				json_str(stdout, m->headers[i].key,
+				         strlen(m->headers[i].key));
+				fputc(',', stdout);
+				json_str(stdout, m->headers[i].value,
+				         strlen(m->headers[i].value));
+				fputc(']', stdout);
+			}
+			fputc(']', stdout);
+		}
+		if (m->dropped)
+			printf(",\"dropped\":%" PRIu64, m->dropped);
+		fputs("}\n", stdout);
+	} else if (raw) {
+		fwrite(m->data, 1, m->len, stdout);
+		fputc('\n', stdout);
+	} else {
+		if (m->dropped)
+			printf("(%" PRIu64 " messages dropped: too slow)\n",
+			       m->dropped);
+		printf("[#%" PRIu64 "] %s%s%s (%zu bytes)\n", n, m->subject,
+		       m->reply && m->reply[0] ? " reply " : "",
+		       m->reply ? m->reply : "", m->len);
+		for (size_t i = 0; i < m->n_headers; i++)
+			printf("%s: %s\n", m->headers[i].key, m->headers[i].value);
+		fwrite(m->data, 1, m->len, stdout);
+		fputs("\n", stdout);
+	}
+	fflush(stdout);
+}
+
+/* ---- message arguments ---- */
+
+struct msg_args {
+	struct shipc_header hdrs[MAX_HDRS];
+	char *hdr_store[MAX_HDRS];
+	size_t n_hdrs;
+	char *data;
+	size_t len;
+	bool data_alloc;
+};
+
+static int add_header(struct msg_args *a, const char *arg)
+{
+	const char *colon = strchr(arg, ':');
+	if (!colon || colon == arg || a->n_hdrs == MAX_HDRS) {
+		fprintf(stderr, "shipctl: bad header '%s' (want 'Key: Value')\n",
+		        arg);
+		return -1;
+	}
+	char *kv = strdup(arg);
+	if (!kv)
+		return -1;
+	kv[colon - arg] = '\0';
+	char *v = kv + (colon - arg) + 1;
+	while (*v == ' ')
+		v++;
+	a->hdr_store[a->n_hdrs] = kv;
+	a->hdrs[a->n_hdrs].key = kv;
+	a->hdrs[a->n_hdrs].value = v;
+	a->n_hdrs++;
+	return 0;
+}
+
+static int read_stdin(struct msg_args *a)
+{
+	size_t cap = 4096, len = 0;
+	char *buf = malloc(cap);
+	if (!buf)
+		return -1;
+	for (;;) {
+		if (len == cap) {
+			if (cap >= MAX_STDIN) {
+				fprintf(stderr, "shipctl: stdin over %u bytes\n",
+				        MAX_STDIN);
+				free(buf);
+				return -1;
+			}
+			char *n = realloc(buf, cap *= 2);
+			if (!n) {
+				free(buf);
+				return -1;
+			}
+			buf = n;
+		}
+		size_t r = fread(buf + len, 1, cap - len, stdin);
+		len += r;
+		if (r == 0)
+			break;
+	}
+	a->data = buf;
+	a->len = len;
+	a->data_alloc = true;
+	return 0;
+}
+
+static void msg_args_finish(struct msg_args *a)
+{
+	for (size_t i = 0; i < a->n_hdrs; i++)
+		free(a->hdr_store[i]);
+	if (a->data_alloc)
+		free(a->data);
+}
+
+static bool parse_uint(const char *s, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (!*s || *end || errno || *s == '-')
+		return false;
+	*out = v;
+	return true;
+}
+
+/* ---- commands ---- */
+
+static int cmd_status(int argc, char **argv)
+{
+	if (argc > 1) {
+		fprintf(stderr, "usage: shipctl status\n");
+		return 2;
+	}
+	struct shipc_status st;
+	if (open_handle() < 0)
+		return 1;
+	if (shipc_status(h, &st) < 0)
+		return fail("status", errno);
+	if (json) {
+		printf("{\"version\":\"%s\",\"uptime_ms\":%" PRIu64
+		       ",\"nats\":{\"state\":\"%s\",\"since_ms\":%" PRIu64
+		       ",\"url\":",
+		       st.daemon_version, st.uptime_ms, shipc_link_name(st.link),
+		       st.link_changed_ms);
+		json_str(stdout, st.server_url, strlen(st.server_url));
+		printf(",\"server_id\":");
+		json_str(stdout, st.server_id, strlen(st.server_id));
+		printf(",\"rtt_us\":%" PRIu64 ",\"reconnects\":%" PRIu64
+		       ",\"last_error\":",
+		       st.rtt_us, st.reconnects);
+		json_str(stdout, st.last_error, strlen(st.last_error));
+		printf("},\"clients\":%u,\"subscriptions\":%u,"
+		       "\"requests_in_flight\":%u,\"dropped\":%" PRIu64
+		       ",\"msgs_in\":%" PRIu64 ",\"msgs_out\":%" PRIu64 "}\n",
+		       st.clients, st.subscriptions, st.requests_in_flight,
+		       st.dropped, st.msgs_in, st.msgs_out);
+		return 0;
+	}
+	uint64_t up = st.uptime_ms / 1000;
+	printf("shipd %s, up %" PRIu64 "h%02" PRIu64 "m%02" PRIu64 "s\n",
+	       st.daemon_version, up / 3600, up / 60 % 60, up % 60);
+	printf("nats:          %s %s", shipc_link_name(st.link), st.server_url);
+	if (st.server_id[0])
+		printf(" (server %s)", st.server_id);
+	printf(" for %" PRIu64 "s\n", st.link_changed_ms / 1000);
+	if (st.rtt_us)
+		printf("rtt:           %.3f ms\n", (double)st.rtt_us / 1000.0);
+	printf("reconnects:    %" PRIu64 "\n", st.reconnects);
+	printf("clients:       %u\n", st.clients);
+	printf("subscriptions: %u\n", st.subscriptions);
+	printf("requests:      %u in flight\n", st.requests_in_flight);
+	printf("messages:      %" PRIu64 " in, %" PRIu64 " out, %" PRIu64
+	       " dropped\n",
+	       st.msgs_in, st.msgs_out, st.dropped);
+	if (st.last_error[0])
+		printf("last error:    %s\n", st.last_error);
+	return 0;
+}
+
+static int cmd_pub(int argc, char **argv)
+{
+	struct msg_args a = {0};
+	static const struct option opts[] = {
+		{"header", required_argument, NULL, 'H'}, {NULL, 0, NULL, 0}};
+	int ch, rc = 1;
+	while ((ch = getopt_long(argc, argv, "H:", opts, NULL)) != -1) {
+		if (ch != 'H' || add_header(&a, optarg) < 0)
+			goto usage;
+	}
+	if (argc - optind < 1 || argc - optind > 2)
+		goto usage;
+	const char *subject = argv[optind];
+	if (argc - optind == 2) {
+		a.data = argv[optind + 1];
+		a.len = strlen(a.data);
+	} else if (read_stdin(&a) < 0) {
+		goto out;
+	}
+	if (open_handle() < 0)
+		goto out;
+	struct shipc_msg m = {.subject = subject, .data = a.data, .len = a.len,
+	                      .headers = a.hdrs, .n_headers = a.n_hdrs};
+	if (shipc_publish_msg(h, &m, SHIPC_PUB_CONFIRM) < 0) {
+		fail("pub", errno);
+		goto out;
+	}
+	rc = 0;
+out:
+	msg_args_finish(&a);
+	return rc;
+usage:
+	msg_args_finish(&a);
+	fprintf(stderr, "usage: shipctl pub SUBJECT [DATA] [-H 'Key: Value']...\n");
+	return 2;
+}
+
+struct sub_state {
+	uint64_t count, max;
+	bool raw;
+	bool ended;
+	int err;
+	const char *response; /* reply command */
+	size_t response_len;
+};
+
+static void sub_cb(struct shipc *hh, const struct shipc_msg *m, int err,
+                   void *arg)
+{
+	struct sub_state *st = arg;
+	if (!m) {
+		st->ended = true;
+		st->err = err;
+		return;
+	}
+	st->count++;
+	if (st->response) {
+		if (m->reply && m->reply[0] &&
+		    shipc_respond(hh, m, st->response, st->response_len) < 0)
+			fail("reply", errno);
+		if (!st->raw && !json)
+			fprintf(stderr, "[#%" PRIu64 "] answered %s\n", st->count,
+			        m->subject);
+		else
+			print_msg(m, st->count, st->raw);
+		return;
+	}
+	print_msg(m, st->count, st->raw);
+}
+
+static int run_sub(const char *subject, const char *queue,
+                   struct sub_state *st)
+{
+	struct sigaction sa = {.sa_handler = on_signal};
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	if (open_handle() < 0)
+		return 1;
+	uint64_t id = shipc_subscribe(h, subject, queue, st->max, sub_cb, st);
+	if (!id)
+		return fail("subscribe", errno);
+	while (!interrupted && !st->ended) {
+		if (shipc_dispatch(h, 500) < 0 && errno != EINTR)
+			return fail("dispatch", errno);
+	}
+	if (st->response)
+		shipc_flush(h, 2000); /* let the last answer go out */
+	if (st->ended && st->err)
+		return fail("subscription ended", st->err);
+	return 0;
+}
+
+static int cmd_sub(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"queue", required_argument, NULL, 'q'},
+		{"count", required_argument, NULL, 'c'},
+		{"raw", no_argument, NULL, 'r'},
+		{NULL, 0, NULL, 0}};
+	struct sub_state st = {0};
+	const char *queue = NULL;
+	int ch;
+	while ((ch = getopt_long(argc, argv, "q:c:", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'q':
+			queue = optarg;
+			break;
+		case 'c':
+			if (!parse_uint(optarg, &st.max) || st.max == 0)
+				goto usage;
+			break;
+		case 'r':
+			st.raw = true;
+			break;
+		default:
+			goto usage;
+		}
+	}
+	if (argc - optind != 1)
+		goto usage;
+	return run_sub(argv[optind], queue, &st);
+usage:
+	fprintf(stderr,
+	        "usage: shipctl sub SUBJECT [-q GROUP] [-c N] [--raw]\n");
+	return 2;
+}
+
+static int cmd_reply(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"queue", required_argument, NULL, 'q'},
+		{"count", required_argument, NULL, 'c'},
+		{NULL, 0, NULL, 0}};
+	struct sub_state st = {0};
+	const char *queue = NULL;
+	int ch;
+	while ((ch = getopt_long(argc, argv, "q:c:", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'q':
+			queue = optarg;
+			break;
+		case 'c':
+			if (!parse_uint(optarg, &st.max) || st.max == 0)
+				goto usage;
+			break;
+		default:
+			goto usage;
+		}
+	}
+	if (argc - optind != 2)
+		goto usage;
+	st.response = argv[optind + 1];
+	st.response_len = strlen(st.response);
+	return run_sub(argv[optind], queue, &st);
+usage:
+	fprintf(stderr,
+	        "usage: shipctl reply SUBJECT RESPONSE [-q GROUP] [-c N]\n");
+	return 2;
+}
+
+static int cmd_req(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"timeout", required_argument, NULL, 't'},
+		{"header", required_argument, NULL, 'H'},
+		{NULL, 0, NULL, 0}};
+	struct msg_args a = {0};
+	uint64_t timeout = 5000;
+	int ch, rc = 1;
+	while ((ch = getopt_long(argc, argv, "H:t:", opts, NULL)) != -1) {
+		switch (ch) {
+		case 't':
+			if (!parse_uint(optarg, &timeout) || !timeout ||
+			    timeout > 3600000)
+				goto usage;
+			break;
+		case 'H':
+			if (add_header(&a, optarg) < 0)
+				goto usage;
+			break;
+		default:
+			goto usage;
+		}
+	}
+	if (argc - optind < 1 || argc - optind > 2)
+		goto usage;
+	if (argc - optind == 2) {
+		a.data = argv[optind + 1];
+		a.len = strlen(a.data);
+	} else if (!isatty(STDIN_FILENO) && read_stdin(&a) < 0) {
+		goto out;
+	}
+	if (open_handle() < 0)
+		goto out;
+	struct shipc_msg m = {.subject = argv[optind], .data = a.data,
+	                      .len = a.len, .headers = a.hdrs,
+	                      .n_headers = a.n_hdrs};
+	struct shipc_msg *reply;
+	if (shipc_request_msg(h, &m, (int)timeout, &reply) < 0) {
+		fail("req", errno);
+		goto out;
+	}
+	if (json) {
+		print_msg(reply, 1, false);
+	} else {
+		fwrite(reply->data, 1, reply->len, stdout);
+		fputc('\n', stdout);
+	}
+	shipc_msg_free(reply);
+	rc = 0;
+out:
+	msg_args_finish(&a);
+	return rc;
+usage:
+	msg_args_finish(&a);
+	fprintf(stderr, "usage: shipctl req SUBJECT [DATA] [--timeout MS] "
+	                "[-H 'Key: Value']...\n");
+	return 2;
+}
+
+static const struct cmd cmds[] = {
+	{"status", cmd_status, "", "show the daemon's and the NATS link's state"},
+	{"pub", cmd_pub, "SUBJECT [DATA] [-H 'K: V']",
+	 "publish DATA (or stdin) to SUBJECT"},
+	{"sub", cmd_sub, "SUBJECT [-q GROUP] [-c N] [--raw]",
+	 "print messages on SUBJECT"},
+	{"req", cmd_req, "SUBJECT [DATA] [--timeout MS]",
+	 "send a request and print the reply"},
+	{"reply", cmd_reply, "SUBJECT RESPONSE [-q GROUP] [-c N]",
+	 "answer every request on SUBJECT with RESPONSE"},
+};
+
+#define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: shipctl [-s SOCKET] [--json] COMMAND [ARGS]\n\n"
+	           "The socket is also taken from $SHIP_SOCKET.\n\ncommands:\n");
+	for (size_t i = 0; i < NCMDS; i++)
+		fprintf(f, "  %-7s %-36s %s\n", cmds[i].name, cmds[i].args,
+		        cmds[i].summary);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"socket", required_argument, NULL, 's'},
+		{"json", no_argument, NULL, 'j'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0}};
+	int ch;
+	/* '+': stop at the command; its own options follow it. */
+	while ((ch = getopt_long(argc, argv, "+s:jh", opts, NULL)) != -1) {
+		switch (ch) {
+		case 's':
+			sock_path = optarg;
+			break;
+		case 'j':
+			json = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		return 2;
+	}
+	const char *name = argv[optind];
+	for (size_t i = 0; i < NCMDS; i++) {
+		if (strcmp(cmds[i].name, name) != 0)
+			continue;
+		/* --json and --help may follow the command too. */
+		int cargc = 0;
+		char **cargv = argv + optind;
+		for (int j = 0; j < argc - optind; j++) {
+			char *a = argv[optind + j];
+			if (j > 0 && (!strcmp(a, "--help") || !strcmp(a, "-h"))) {
+				printf("usage: shipctl %s %s\n  %s\n", cmds[i].name,
+				       cmds[i].args, cmds[i].summary);
+				return 0;
+			}
+			if (j > 0 && !strcmp(a, "--json"))
+				json = true;
+			else
+				cargv[cargc++] = a;
+		}
+		cargv[cargc] = NULL;
+		/* 0 makes glibc start over; command options may follow
+		 * positional arguments. */
+		optind = 0;
+		int rc = cmds[i].fn(cargc, cargv);
+		shipc_close(h);
+		return rc;
+	}
+	fprintf(stderr, "shipctl: unknown command '%s'\n", name);
+	usage(stderr);
+	return 2;
+}

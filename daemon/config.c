@@ -1,0 +1,406 @@
+/* SPDX-License-Identifier: MIT */
+/* The configuration: defaults, the "key = value" file, and printing it back. */
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "shipd.h"
+
+enum ctype { C_STR, C_BOOL, C_UINT, C_MODE, C_URLS, C_LOGLEVEL };
+
+struct ckey {
+	const char *name;
+	enum ctype type;
+	size_t off;
+	uint32_t min, max; /* C_UINT */
+	const char *help;
+};
+
+#define O(f) offsetof(struct config, f)
+
+/* The order is the order of shipd -nv and of conf/shipd.conf. */
+static const struct ckey keys[] = {
+	{"socket", C_STR, O(socket_path), 0, 0, "path of the local socket"},
+	{"socket_group", C_STR, O(socket_group), 0, 0,
+	 "group owning the socket (default: the daemon's group)"},
+	{"socket_mode", C_MODE, O(socket_mode), 0, 0777,
+	 "permission bits of the socket"},
+	{"nats", C_URLS, O(nats_urls), 0, 0, "NATS server URLs, comma separated"},
+	{"nats_name", C_STR, O(nats_name), 0, 0, "connection name shown by the server"},
+	{"nats_user", C_STR, O(nats_user), 0, 0, "user name"},
+	{"nats_password_file", C_STR, O(nats_password_file), 0, 0,
+	 "file holding the password"},
+	{"nats_token_file", C_STR, O(nats_token_file), 0, 0, "file holding the token"},
+	{"nats_nkey", C_STR, O(nats_nkey), 0, 0, "NKey public key (with nats_nkey_seed_file)"},
+	{"nats_nkey_seed_file", C_STR, O(nats_nkey_seed_file), 0, 0,
+	 "file holding the NKey seed"},
+	{"nats_creds_file", C_STR, O(nats_creds_file), 0, 0,
+	 "chained .creds file (JWT and seed)"},
+	{"nats_tls", C_BOOL, O(nats_tls), 0, 0, "require TLS"},
+	{"nats_tls_ca", C_STR, O(nats_tls_ca), 0, 0, "CA certificates file"},
+	{"nats_tls_cert", C_STR, O(nats_tls_cert), 0, 0, "client certificate file"},
+	{"nats_tls_key", C_STR, O(nats_tls_key), 0, 0, "client key file"},
+	{"nats_connect_timeout_ms", C_UINT, O(nats_connect_timeout_ms), 100, 600000,
+	 "time allowed for one connection attempt"},
+	{"nats_reconnect_wait_min_ms", C_UINT, O(nats_reconnect_wait_min_ms), 10,
+	 600000, "first wait between reconnect attempts"},
+	{"nats_reconnect_wait_max_ms", C_UINT, O(nats_reconnect_wait_max_ms), 10,
+	 3600000, "longest wait between reconnect attempts"},
+	{"nats_reconnect_buffer", C_UINT, O(nats_reconnect_buffer), 0, 1u << 30,
+	 "bytes of publishes kept while reconnecting"},
+	{"max_frame", C_UINT, O(max_frame), 4096, IPC_FRAME_LIMIT + IPC_HDR_LEN,
+	 "largest frame a client may send, bytes"},
+	{"client_output_limit", C_UINT, O(client_output_limit), 65536, 1u << 30,
+	 "bytes queued to one client before its messages are dropped"},
+	{"max_clients", C_UINT, O(max_clients), 1, 1000000, "connected clients"},
+	{"max_clients_per_uid", C_UINT, O(max_clients_per_uid), 1, 1000000,
+	 "connected clients of one user"},
+	{"max_subscriptions", C_UINT, O(max_subscriptions), 1, 10000000,
+	 "subscriptions per client"},
+	{"max_requests", C_UINT, O(max_requests), 1, 10000000,
+	 "requests in flight per client"},
+	{"request_timeout_ms", C_UINT, O(request_timeout_ms), 1, 3600000,
+	 "default request timeout"},
+	{"max_request_timeout_ms", C_UINT, O(max_request_timeout_ms), 1, 86400000,
+	 "longest request timeout a client may ask for"},
+	{"inbound_limit", C_UINT, O(inbound_limit), 65536, 1u << 30,
+	 "bytes of messages from NATS waiting for the loop"},
+	{"log_level", C_LOGLEVEL, O(log_level), 0, 0, "info or debug"},
+};
+
+#define NKEYS (sizeof(keys) / sizeof(keys[0]))
+
+void config_defaults(struct config *c)
+{
+	*c = (struct config){0};
+	c->socket_path = strdup(SHIP_DEFAULT_SOCKET);
+	c->socket_mode = 0660;
+	c->nats_urls[0] = strdup("nats://127.0.0.1:4222");
+	c->n_nats_urls = 1;
+	c->nats_connect_timeout_ms = 2000;
+	c->nats_reconnect_wait_min_ms = 100;
+	c->nats_reconnect_wait_max_ms = 5000;
+	c->nats_reconnect_buffer = 8u << 20;
+	c->max_frame = 2u << 20;
+	c->client_output_limit = 1u << 20;
+	c->max_clients = 4096;
+	c->max_clients_per_uid = 1024;
+	c->max_subscriptions = 4096;
+	c->max_requests = 4096;
+	c->request_timeout_ms = 5000;
+	c->max_request_timeout_ms = 600000;
+	c->inbound_limit = 8u << 20;
+	c->log_level = 0;
+}
+
+static const struct ckey *find_key(const char *name)
+{
+	for (size_t i = 0; i < NKEYS; i++)
+		if (strcmp(keys[i].name, name) == 0)
+			return &keys[i];
+	return NULL;
+}
+
+static int parse_uint(const char *v, uint32_t min, uint32_t max, uint32_t *out,
+                      char *err, size_t errlen)
+{
+	char *end;
+	errno = 0;
+	if (!isdigit((unsigned char)*v)) {
+		snprintf(err, errlen, "'%s' is not a number", v);
+		return -1;
+	}
+	unsigned long long n = strtoull(v, &end, 10);
+	unsigned long long mult = 1;
+	if (*end == 'k' || *end == 'K')
+		mult = 1024, end++;
+	else if (*end == 'M')
+		mult = 1024 * 1024, end++;
+	if (errno || *end) {
+		snprintf(err, errlen, "'%s' is not a number", v);
+		return -1;
+	}
+	if (n > UINT32_MAX / mult || n * mult < min || n * mult > max) {
+		snprintf(err, errlen, "%s is out of range %u..%u", v, min, max);
+		return -1;
+	}
+	*out = (uint32_t)(n * mult);
+	return 0;
+}
+
+static int set_urls(struct config *c, const char *v, char *err, size_t errlen)
+{
+	char *copy = strdup(v), *save = NULL;
+	char *urls[CONFIG_MAX_URLS];
+	int n = 0;
+	if (!copy) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	for (char *t = strtok_r(copy, ", \t", &save); t;
+	     t = strtok_r(NULL, ", \t", &save)) {
+		if (n == CONFIG_MAX_URLS) {
+			snprintf(err, errlen, "more than %d URLs", CONFIG_MAX_URLS);
+			goto error;
+		}
+		if (!strstr(t, "://") && strchr(t, ':') == NULL) {
+			snprintf(err, errlen, "'%s' is not a URL (nats://host:port)", t);
+			goto error;
+		}
+		urls[n++] = t;
+	}
+	if (n == 0) {
+		snprintf(err, errlen, "no URL given");
+		goto error;
+	}
+	for (int i = 0; i < c->n_nats_urls; i++)
+		free(c->nats_urls[i]);
+	for (int i = 0; i < n; i++)
+		c->nats_urls[i] = strdup(urls[i]);
+	c->n_nats_urls = n;
+	free(copy);
+	return 0;
+error:
+	free(copy);
+	return -1;
+}
+
+int config_set(struct config *c, const char *key, const char *v, char *err,
+               size_t errlen)
+{
+	const struct ckey *k = find_key(key);
+	if (!k) {
+		snprintf(err, errlen, "unknown key '%s'", key);
+		return -1;
+	}
+	void *field = (char *)c + k->off;
+	switch (k->type) {
+	case C_STR: {
+		char **s = field;
+		if (!*v) {
+			snprintf(err, errlen, "%s: empty value", key);
+			return -1;
+		}
+		free(*s);
+		*s = strdup(v);
+		return 0;
+	}
+	case C_BOOL:
+		if (!strcmp(v, "yes") || !strcmp(v, "true") || !strcmp(v, "on"))
+			*(bool *)field = true;
+		else if (!strcmp(v, "no") || !strcmp(v, "false") ||
+		         !strcmp(v, "off"))
+			*(bool *)field = false;
+		else {
+			snprintf(err, errlen, "%s: '%s' is not yes or no", key, v);
+			return -1;
+		}
+		return 0;
+	case C_UINT: {
+		char e[128];
+		if (parse_uint(v, k->min, k->max, field, e, sizeof(e)) < 0) {
+			snprintf(err, errlen, "%s: %s", key, e);
+			return -1;
+		}
+		return 0;
+	}
+	case C_MODE: {
+		char *end;
+		errno = 0;
+		unsigned long m = strtoul(v, &end, 8);
+		if (!*v || *end || errno || m > k->max) {
+			snprintf(err, errlen, "%s: '%s' is not an octal mode", key, v);
+			return -1;
+		}
+		*(unsigned *)field = (unsigned)m;
+		return 0;
+	}
+	case C_URLS: {
+		char e[128];
+		if (set_urls(c, v, e, sizeof(e)) < 0) {
+			snprintf(err, errlen, "%s: %s", key, e);
+			return -1;
+		}
+		return 0;
+	}
+	case C_LOGLEVEL:
+		if (!strcmp(v, "info"))
+			*(int *)field = 0;
+		else if (!strcmp(v, "debug"))
+			*(int *)field = 1;
+		else {
+			snprintf(err, errlen, "%s: '%s' is not info or debug", key, v);
+			return -1;
+		}
+		return 0;
+	}
+	snprintf(err, errlen, "%s: bad key type", key);
+	return -1;
+}
+
+static char *trim(char *s)
+{
+	while (isspace((unsigned char)*s))
+		s++;
+	char *e = s + strlen(s);
+	while (e > s && isspace((unsigned char)e[-1]))
+		*--e = '\0';
+	return s;
+}
+
+int config_check(const struct config *c, char *err, size_t errlen)
+{
+	if (c->nats_reconnect_wait_min_ms > c->nats_reconnect_wait_max_ms) {
+		snprintf(err, errlen, "nats_reconnect_wait_min_ms is above "
+		                      "nats_reconnect_wait_max_ms");
+		return -1;
+	}
+	if (c->request_timeout_ms > c->max_request_timeout_ms) {
+		snprintf(err, errlen,
+		         "request_timeout_ms is above max_request_timeout_ms");
+		return -1;
+	}
+	if (!!c->nats_nkey != !!c->nats_nkey_seed_file) {
+		snprintf(err, errlen,
+		         "nats_nkey and nats_nkey_seed_file go together");
+		return -1;
+	}
+	if (!!c->nats_tls_cert != !!c->nats_tls_key) {
+		snprintf(err, errlen, "nats_tls_cert and nats_tls_key go together");
+		return -1;
+	}
+	if (c->nats_creds_file && c->nats_nkey) {
+		snprintf(err, errlen,
+		         "nats_creds_file and nats_nkey exclude each other");
+		return -1;
+	}
+	if (c->socket_path[0] != '/') {
+		snprintf(err, errlen, "socket: '%s' is not an absolute path",
+		         c->socket_path);
+		return -1;
+	}
+	return 0;
+}
+
+int config_load(struct config *c, const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		fprintf(stderr, "%s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	char line[4096], err[512];
+	int lineno = 0, errors = 0;
+	while (fgets(line, sizeof(line), f)) {
+		lineno++;
+		if (!strchr(line, '\n') && !feof(f)) {
+			fprintf(stderr, "%s:%d: line too long\n", path, lineno);
+			errors++;
+			int ch;
+			while ((ch = fgetc(f)) != EOF && ch != '\n')
+				;
+			continue;
+		}
+		char *s = trim(line);
+		if (*s == '\0' || *s == '#')
+			continue;
+		char *eq = strchr(s, '=');
+		if (!eq) {
+			fprintf(stderr, "%s:%d: expected 'key = value'\n", path,
+			        lineno);
+			errors++;
+			continue;
+		}
+		*eq = '\0';
+		char *key = trim(s), *val = trim(eq + 1);
+		size_t vl = strlen(val);
+		if (vl >= 2 && val[0] == '"' && val[vl - 1] == '"') {
+			val[vl - 1] = '\0';
+			val++;
+		}
+		if (config_set(c, key, val, err, sizeof(err)) < 0) {
+			fprintf(stderr, "%s:%d: %s\n", path, lineno, err);
+			errors++;
+		}
+	}
+	if (ferror(f)) {
+		fprintf(stderr, "%s: %s\n", path, strerror(errno));
+		errors++;
+	}
+	fclose(f);
+	if (!errors && config_check(c, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s: %s\n", path, err);
+		errors++;
+	}
+	return errors ? -1 : 0;
+}
+
+void config_print(const struct config *c, FILE *f)
+{
+	for (size_t i = 0; i < NKEYS; i++) {
+		const struct ckey *k = &keys[i];
+		const void *field = (const char *)c + k->off;
+		switch (k->type) {
+		case C_STR: {
+			const char *s = *(char *const *)field;
+			if (s)
+				fprintf(f, "%s = %s\n", k->name, s);
+			else
+				fprintf(f, "# %s = (unset)\n", k->name);
+			break;
+		}
+		case C_BOOL:
+			fprintf(f, "%s = %s\n", k->name,
+			        *(const bool *)field ? "yes" : "no");
+			break;
+		case C_UINT:
+			fprintf(f, "%s = %u\n", k->name, *(const uint32_t *)field);
+			break;
+		case C_MODE:
+			fprintf(f, "%s = %04o\n", k->name, *(const unsigned *)field);
+			break;
+		case C_URLS:
+			fprintf(f, "%s = ", k->name);
+			for (int j = 0; j < c->n_nats_urls; j++)
+				fprintf(f, "%s%s", j ? "," : "", c->nats_urls[j]);
+			fputc('\n', f);
+			break;
+		case C_LOGLEVEL:
+			fprintf(f, "%s = %s\n", k->name,
+			        *(const int *)field ? "debug" : "info");
+			break;
+		}
+	}
+}
+
+void config_finish(struct config *c)
+{
+	for (size_t i = 0; i < NKEYS; i++)
+		if (keys[i].type == C_STR)
+			free(*(char **)((char *)c + keys[i].off));
+	for (int i = 0; i < c->n_nats_urls; i++)
+		free(c->nats_urls[i]);
+	*c = (struct config){0};
+}
+
+char *config_read_secret(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return NULL;
+	char buf[4096];
+	char *r = NULL;
+	if (fgets(buf, sizeof(buf), f)) {
+		buf[strcspn(buf, "\r\n")] = '\0';
+		r = strdup(buf);
+	} else {
+		errno = EINVAL;
+	}
+	fclose(f);
+	return r;
+}

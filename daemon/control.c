@@ -1,0 +1,666 @@
+/* SPDX-License-Identifier: MIT */
+/* The local socket: accept clients, read their frames, dispatch them, and
+ * write replies and pushes back within each client's output limit. */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <systemd/sd-daemon.h>
+
+#include "config.h"
+#include "shipd.h"
+
+#define READ_CHUNK 65536
+#define ACCEPT_BACKOFF_MS 1000
+#define LISTEN_BACKLOG 128
+
+static struct {
+	int fd;
+	bool activated; /* handed over by systemd: do not unlink */
+	char *path;
+	struct event *ev_accept;
+	struct event *ev_resume;
+	struct event *ev_flush;
+	TAILQ_HEAD(, client) clients;
+	TAILQ_HEAD(, client) dirty;
+	unsigned n_clients;
+	uint64_t next_cid;
+	struct ipc_arena arena;
+} ctl = {.fd = -1};
+
+static void client_close(struct client *c);
+static void client_write_cb(evutil_socket_t fd, short what, void *arg);
+
+unsigned control_client_count(void)
+{
+	return ctl.n_clients;
+}
+
+/* ---- output ---- */
+
+static void mark_dirty(struct client *c)
+{
+	if (c->dirty)
+		return;
+	c->dirty = true;
+	TAILQ_INSERT_TAIL(&ctl.dirty, c, dirty_entry);
+	/* Written after this turn's other callbacks, so many frames share
+	 * one system call. */
+	event_active(ctl.ev_flush, EV_WRITE, 0);
+}
+
+static int queue_frame(struct client *c, const Ship__ServerFrame *f,
+                       size_t limit)
+{
+	if (ipc_buf_used(&c->out) > limit)
+		return -1;
+	if (ipc_frame_pack(&c->out, &f->base, IPC_FRAME_LIMIT) < 0) {
+		log_warn("%s: client %" PRIu64, __func__, c->cid);
+		return -1;
+	}
+	c->st.frames_out++;
+	mark_dirty(c);
+	return 0;
+}
+
+int client_push(struct client *c, const Ship__ServerFrame *f)
+{
+	if (!c || c->closing)
+		return -1;
+	return queue_frame(c, f, conf->client_output_limit);
+}
+
+int client_send(struct client *c, const Ship__ServerFrame *f)
+{
+	if (!c || c->closing)
+		return -1;
+	/* Replies are not dropped; a client that lets twice its limit pile
+	 * up is not reading at all and is let go. */
+	if (queue_frame(c, f, 2 * (size_t)conf->client_output_limit) < 0) {
+		log_warnx("%s: client %" PRIu64 " (%s, pid %d) is not reading; "
+		          "closing it",
+		          __func__, c->cid, c->name, (int)c->pid);
+		c->closing = true;
+		ipc_buf_reset(&c->out, 0);
+		mark_dirty(c);
+		return -1;
+	}
+	return 0;
+}
+
+void client_error(struct client *c, uint64_t id, Ship__Code code,
+                  const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log_debug("client %" PRIu64 " request %" PRIu64 ": %s: %s", c->cid, id,
+	          ipc_code_name(code), msg);
+	Ship__ServerFrame f = SHIP__SERVER_FRAME__INIT;
+	f.id = id;
+	f.code = code;
+	f.error = msg;
+	client_send(c, &f);
+}
+
+void client_ok(struct client *c, uint64_t id)
+{
+	Ship__ServerFrame f = SHIP__SERVER_FRAME__INIT;
+	f.id = id;
+	client_send(c, &f);
+}
+
+/* Returns false if the client was closed. */
+static bool client_write(struct client *c)
+{
+	while (ipc_buf_used(&c->out) > 0) {
+		ssize_t n = ipc_buf_write(&c->out, c->fd);
+		if (n < 0 && errno == EAGAIN) {
+			if (!c->want_write) {
+				event_add(c->ev_write, NULL);
+				c->want_write = true;
+			}
+			return true;
+		}
+		if (n < 0) {
+			log_debug("%s: client %" PRIu64 ": %s", __func__, c->cid,
+			          strerror(errno));
+			client_close(c);
+			return false;
+		}
+		c->st.bytes_out += (size_t)n;
+	}
+	if (c->want_write) {
+		event_del(c->ev_write);
+		c->want_write = false;
+	}
+	/* Give back what a burst grew. */
+	if (c->out.cap > 4 * READ_CHUNK)
+		ipc_buf_reset(&c->out, 0);
+	if (c->closing) {
+		client_close(c);
+		return false;
+	}
+	return true;
+}
+
+void control_flush(void)
+{
+	struct client *c;
+	while ((c = TAILQ_FIRST(&ctl.dirty))) {
+		TAILQ_REMOVE(&ctl.dirty, c, dirty_entry);
+		c->dirty = false;
+		client_write(c);
+	}
+}
+
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	control_flush();
+}
+
+static void client_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+	client_write(arg);
+}
+
+/* ---- dispatch ---- */
+
+static void handle_hello(struct client *c, uint64_t id, const Ship__Hello *h)
+{
+	if (c->hello) {
+		client_error(c, id, SHIP__CODE__INVALID_ARGUMENT,
+		             "hello sent twice");
+		return;
+	}
+	if (h->version != IPC_VERSION) {
+		client_error(c, id, SHIP__CODE__INVALID_ARGUMENT,
+		             "protocol version %u not supported (this shipd "
+		             "speaks %d)",
+		             h->version, IPC_VERSION);
+		c->closing = true;
+		return;
+	}
+	c->hello = true;
+	snprintf(c->name, sizeof(c->name), "%s", h->name[0] ? h->name : "?");
+	for (char *p = c->name; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+	log_debug("client %" PRIu64 " is %s (pid %d, uid %d)", c->cid, c->name,
+	          (int)c->pid, (int)c->uid);
+	Ship__ServerFrame f = SHIP__SERVER_FRAME__INIT;
+	Ship__HelloReply r = SHIP__HELLO_REPLY__INIT;
+	r.version = IPC_VERSION;
+	r.daemon_version = SHIP_VERSION;
+	r.max_frame = conf->max_frame;
+	r.max_payload = (uint64_t)(link_info()->max_payload > 0
+	                                   ? link_info()->max_payload
+	                                   : 0);
+	r.max_subscriptions = conf->max_subscriptions;
+	r.max_requests = conf->max_requests;
+	f.id = id;
+	f.body_case = SHIP__SERVER_FRAME__BODY_HELLO;
+	f.hello = &r;
+	client_send(c, &f);
+}
+
+static void handle_status(struct client *c, uint64_t id)
+{
+	const struct link_info *li = link_info();
+	Ship__ServerFrame f = SHIP__SERVER_FRAME__INIT;
+	Ship__StatusReply r = SHIP__STATUS_REPLY__INIT;
+	uint64_t now = now_ms();
+	r.daemon_version = SHIP_VERSION;
+	r.uptime_ms = now - start_ms();
+	r.link = (Ship__LinkState)li->state;
+	r.server_url = (char *)li->url;
+	r.server_id = (char *)li->server_id;
+	r.rtt_us = li->rtt_us;
+	r.reconnects = li->reconnects;
+	r.clients = ctl.n_clients;
+	r.subscriptions = pubsub_sub_count();
+	r.requests_in_flight = pubsub_request_count();
+	r.dropped = stats.dropped;
+	r.link_changed_ms = now - li->changed_ms;
+	r.last_error = (char *)li->last_error;
+	r.msgs_in = stats.msgs_in;
+	r.msgs_out = stats.msgs_out;
+	f.id = id;
+	f.body_case = SHIP__SERVER_FRAME__BODY_STATUS;
+	f.status = &r;
+	client_send(c, &f);
+}
+
+static void dispatch(struct client *c, const Ship__ClientFrame *f)
+{
+	if (!c->hello && f->body_case != SHIP__CLIENT_FRAME__BODY_HELLO) {
+		client_error(c, f->id, SHIP__CODE__INVALID_ARGUMENT,
+		             "the first frame must be a hello");
+		c->closing = true;
+		return;
+	}
+	switch (f->body_case) {
+	case SHIP__CLIENT_FRAME__BODY_HELLO:
+		handle_hello(c, f->id, f->hello);
+		break;
+	case SHIP__CLIENT_FRAME__BODY_PUBLISH:
+		pubsub_publish(c, f->id, f->publish);
+		break;
+	case SHIP__CLIENT_FRAME__BODY_SUBSCRIBE:
+		pubsub_subscribe(c, f->id, f->subscribe);
+		break;
+	case SHIP__CLIENT_FRAME__BODY_UNSUBSCRIBE:
+		pubsub_unsubscribe(c, f->id, f->unsubscribe);
+		break;
+	case SHIP__CLIENT_FRAME__BODY_REQUEST:
+		pubsub_request(c, f->id, f->request);
+		break;
+	case SHIP__CLIENT_FRAME__BODY_STATUS:
+		handle_status(c, f->id);
+		break;
+	default:
+		client_error(c, f->id, SHIP__CODE__UNIMPLEMENTED,
+		             "unknown request (a newer client?)");
+		break;
+	}
+}
+
+/* Returns false if the client must be closed now. */
+static bool read_frames(struct client *c)
+{
+	size_t max_body = conf->max_frame - IPC_HDR_LEN;
+	while (!c->closing) {
+		const uint8_t *body;
+		size_t blen, flen;
+		enum ipc_frame_status st =
+			ipc_frame_peek(ipc_buf_head(&c->in), ipc_buf_used(&c->in),
+		                       max_body, &body, &blen, &flen);
+		if (st == IPC_FRAME_PARTIAL)
+			return true;
+		if (st != IPC_FRAME_OK) {
+			log_warnx("client %" PRIu64 " (pid %d): %s; closing it",
+			          c->cid, (int)c->pid, ipc_frame_strerror(st));
+			client_error(c, 0,
+			             st == IPC_FRAME_TOO_BIG
+			                     ? SHIP__CODE__RESOURCE_EXHAUSTED
+			                     : SHIP__CODE__INVALID_ARGUMENT,
+			             "%s (limit %u bytes)", ipc_frame_strerror(st),
+			             conf->max_frame);
+			c->closing = true;
+			return true;
+		}
+		Ship__ClientFrame *f = ship__client_frame__unpack(&ctl.arena.pb,
+		                                                  blen, body);
+		ipc_buf_consume(&c->in, flen);
+		c->st.frames_in++;
+		if (!f) {
+			/* The framing is intact, so the client may go on. */
+			client_error(c, 0, SHIP__CODE__INVALID_ARGUMENT,
+			             "malformed frame (protobuf decode failed)");
+		} else {
+			dispatch(c, f);
+		}
+		ipc_arena_reset(&ctl.arena);
+	}
+	return true;
+}
+
+static void client_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct client *c = arg;
+	ssize_t n = ipc_buf_read(&c->in, fd, READ_CHUNK);
+	if (n == 0 || (n < 0 && errno != EAGAIN)) {
+		if (n < 0)
+			log_debug("%s: client %" PRIu64 ": %s", __func__, c->cid,
+			          strerror(errno));
+		client_close(c);
+		return;
+	}
+	if (n < 0)
+		return;
+	c->st.bytes_in += (size_t)n;
+	read_frames(c);
+	if (c->closing) {
+		event_del(c->ev_read);
+		mark_dirty(c);
+	}
+	if (c->in.cap > 4 * READ_CHUNK && ipc_buf_used(&c->in) == 0)
+		ipc_buf_reset(&c->in, 0);
+}
+
+/* ---- clients ---- */
+
+static void client_close(struct client *c)
+{
+	log_debug("client %" PRIu64 " (%s) gone", c->cid, c->name);
+	pubsub_client_gone(c);
+	if (c->dirty)
+		TAILQ_REMOVE(&ctl.dirty, c, dirty_entry);
+	TAILQ_REMOVE(&ctl.clients, c, entry);
+	ctl.n_clients--;
+	event_free(c->ev_read);
+	event_free(c->ev_write);
+	close(c->fd);
+	ipc_buf_finish(&c->in);
+	ipc_buf_finish(&c->out);
+	ipc_idmap_finish(&c->streams);
+	free(c);
+	if (!event_pending(ctl.ev_accept, EV_READ, NULL) &&
+	    !evtimer_pending(ctl.ev_resume, NULL) && ctl.fd >= 0)
+		event_add(ctl.ev_accept, NULL);
+}
+
+static unsigned clients_of_uid(uid_t uid)
+{
+	unsigned n = 0;
+	struct client *c;
+	TAILQ_FOREACH(c, &ctl.clients, entry)
+		n += c->uid == uid;
+	return n;
+}
+
+static void refuse(int fd, Ship__Code code, const char *why)
+{
+	/* Best effort: the socket is new, so the frame fits its buffer. */
+	Ship__ServerFrame f = SHIP__SERVER_FRAME__INIT;
+	struct ipc_buf b = {0};
+	f.code = code;
+	f.error = (char *)why;
+	if (ipc_frame_pack(&b, &f.base, IPC_FRAME_LIMIT) == 0)
+		(void)!send(fd, ipc_buf_head(&b), ipc_buf_used(&b), MSG_NOSIGNAL);
+	ipc_buf_finish(&b);
+	close(fd);
+}
+
+static void accept_cb(evutil_socket_t lfd, short what, void *arg)
+{
+	int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd < 0) {
+		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+		    errno == ENOMEM) {
+			/* Pause rather than spin; a leaving client or the
+			 * timer resumes accepting. */
+			log_warn("%s: accept; pausing", __func__);
+			event_del(ctl.ev_accept);
+			struct timeval tv = {ACCEPT_BACKOFF_MS / 1000, 0};
+			evtimer_add(ctl.ev_resume, &tv);
+		} else if (errno != EAGAIN && errno != EINTR &&
+		           errno != ECONNABORTED) {
+			log_warn("%s: accept", __func__);
+		}
+		return;
+	}
+	struct ucred cr;
+	socklen_t crl = sizeof(cr);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &crl) < 0) {
+		log_warn("%s: SO_PEERCRED", __func__);
+		close(fd);
+		return;
+	}
+	if (ctl.n_clients >= conf->max_clients) {
+		log_warnx("%s: %u clients, refusing pid %d", __func__,
+		          ctl.n_clients, (int)cr.pid);
+		refuse(fd, SHIP__CODE__RESOURCE_EXHAUSTED, "too many clients");
+		return;
+	}
+	if (clients_of_uid(cr.uid) >= conf->max_clients_per_uid) {
+		log_warnx("%s: uid %d has %u clients, refusing pid %d", __func__,
+		          (int)cr.uid, conf->max_clients_per_uid, (int)cr.pid);
+		refuse(fd, SHIP__CODE__RESOURCE_EXHAUSTED,
+		       "too many clients for this user");
+		return;
+	}
+	struct client *c = calloc(1, sizeof(*c));
+	if (!c) {
+		close(fd);
+		return;
+	}
+	c->cid = ++ctl.next_cid;
+	c->fd = fd;
+	c->uid = cr.uid;
+	c->gid = cr.gid;
+	c->pid = cr.pid;
+	c->connected_ms = now_ms();
+	snprintf(c->name, sizeof(c->name), "?");
+	TAILQ_INIT(&c->requests);
+	c->ev_read = event_new(base, fd, EV_READ | EV_PERSIST, client_read_cb, c);
+	c->ev_write = event_new(base, fd, EV_WRITE | EV_PERSIST,
+	                        client_write_cb, c);
+	if (!c->ev_read || !c->ev_write || event_add(c->ev_read, NULL) < 0) {
+		if (c->ev_read)
+			event_free(c->ev_read);
+		if (c->ev_write)
+			event_free(c->ev_write);
+		free(c);
+		close(fd);
+		return;
+	}
+	TAILQ_INSERT_TAIL(&ctl.clients, c, entry);
+	ctl.n_clients++;
+	log_debug("client %" PRIu64 ": pid %d uid %d gid %d", c->cid,
+	          (int)cr.pid, (int)cr.uid, (int)cr.gid);
+}
+
+static void resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	if (ctl.fd >= 0)
+		event_add(ctl.ev_accept, NULL);
+}
+
+/* ---- the listening socket ---- */
+
+static int check_dir(const char *path)
+{
+	char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	snprintf(dir, sizeof(dir), "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (!slash || slash == dir)
+		return 0;
+	*slash = '\0';
+	struct stat st;
+	if (stat(dir, &st) < 0) {
+		if (errno != ENOENT) {
+			log_warn("%s: %s", __func__, dir);
+			return -1;
+		}
+		if (mkdir(dir, 0750) < 0 && errno != EEXIST) {
+			log_warn("%s: mkdir %s", __func__, dir);
+			return -1;
+		}
+		return 0;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		log_warnx("%s: %s is not a directory", __func__, dir);
+		return -1;
+	}
+	/* Only fix the mode of a directory we own: /run or /tmp are not ours. */
+	if (st.st_uid == geteuid() && !(st.st_mode & S_ISVTX) &&
+	    (st.st_mode & 07777) != 0750 && strcmp(dir, "/run") != 0 &&
+	    chmod(dir, 0750) < 0) {
+		log_warn("%s: chmod %s", __func__, dir);
+		return -1;
+	}
+	return 0;
+}
+
+/* Refuse a live daemon or a non-socket at path; remove a stale socket. */
+static int clear_path(const char *path)
+{
+	struct stat st;
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 0 : -1;
+	if (!S_ISSOCK(st.st_mode)) {
+		log_warnx("%s: %s exists and is not a socket; not touching it",
+		          __func__, path);
+		return -1;
+	}
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	int r = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+	close(fd);
+	if (r == 0) {
+		log_warnx("%s: a shipd is already running on %s", __func__, path);
+		return -1;
+	}
+	log_debug("%s: removing stale socket %s", __func__, path);
+	if (unlink(path) < 0 && errno != ENOENT) {
+		log_warn("%s: unlink %s", __func__, path);
+		return -1;
+	}
+	return 0;
+}
+
+static int listen_path(const struct config *c)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	if (strlen(c->socket_path) >= sizeof(sa.sun_path)) {
+		log_warnx("%s: socket path too long: %s", __func__, c->socket_path);
+		return -1;
+	}
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", c->socket_path);
+	if (check_dir(c->socket_path) < 0 || clear_path(c->socket_path) < 0)
+		return -1;
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		log_warn("%s: socket", __func__);
+		return -1;
+	}
+	mode_t old = umask(0177);
+	int r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	umask(old);
+	if (r < 0) {
+		log_warn("%s: bind %s", __func__, c->socket_path);
+		goto error;
+	}
+	if (c->socket_group) {
+		struct group *g = getgrnam(c->socket_group);
+		if (!g) {
+			log_warnx("%s: no group %s", __func__, c->socket_group);
+			goto error_unlink;
+		}
+		if (chown(c->socket_path, (uid_t)-1, g->gr_gid) < 0) {
+			log_warn("%s: chown %s", __func__, c->socket_path);
+			goto error_unlink;
+		}
+	}
+	if (chmod(c->socket_path, c->socket_mode) < 0) {
+		log_warn("%s: chmod %s", __func__, c->socket_path);
+		goto error_unlink;
+	}
+	if (listen(fd, LISTEN_BACKLOG) < 0) {
+		log_warn("%s: listen", __func__);
+		goto error_unlink;
+	}
+	return fd;
+error_unlink:
+	unlink(c->socket_path);
+error:
+	close(fd);
+	return -1;
+}
+
+static int listen_activated(void)
+{
+	int n = sd_listen_fds(1);
+	if (n <= 0)
+		return -1;
+	if (n > 1)
+		log_warnx("%s: %d sockets passed, using the first", __func__, n);
+	int fd = SD_LISTEN_FDS_START;
+	if (sd_is_socket_unix(fd, SOCK_STREAM, 1, NULL, 0) <= 0) {
+		log_warnx("%s: the passed socket is not a listening Unix stream "
+		          "socket",
+		          __func__);
+		return -2;
+	}
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		return -2;
+	return fd;
+}
+
+int control_init(struct event_base *b, const struct config *c)
+{
+	TAILQ_INIT(&ctl.clients);
+	TAILQ_INIT(&ctl.dirty);
+	ipc_arena_init(&ctl.arena);
+	int fd = listen_activated();
+	if (fd == -2)
+		return -1;
+	if (fd >= 0) {
+		ctl.activated = true;
+		log_info("using the socket passed by systemd");
+	} else if ((fd = listen_path(c)) < 0) {
+		return -1;
+	} else {
+		ctl.path = strdup(c->socket_path);
+	}
+	ctl.fd = fd;
+	ctl.ev_accept = event_new(b, fd, EV_READ | EV_PERSIST, accept_cb, NULL);
+	ctl.ev_resume = evtimer_new(b, resume_cb, NULL);
+	ctl.ev_flush = event_new(b, -1, 0, flush_cb, NULL);
+	if (!ctl.ev_accept || !ctl.ev_resume || !ctl.ev_flush)
+		return -1;
+	/* Flushing runs after everything else that is ready. */
+	event_priority_set(ctl.ev_flush, 2);
+	if (event_add(ctl.ev_accept, NULL) < 0)
+		return -1;
+	return 0;
+}
+
+void control_stop_accepting(void)
+{
+	if (ctl.ev_accept)
+		event_del(ctl.ev_accept);
+	if (ctl.ev_resume)
+		event_del(ctl.ev_resume);
+	if (ctl.fd >= 0)
+		close(ctl.fd);
+	ctl.fd = -1;
+	if (ctl.path)
+		unlink(ctl.path);
+}
+
+void control_shutdown_clients(void)
+{
+	struct client *c, *tmp;
+	/* Best effort: hand over what is queued, then close. */
+	TAILQ_FOREACH_SAFE(c, &ctl.clients, entry, tmp) {
+		int fl = fcntl(c->fd, F_GETFL);
+		if (fl >= 0)
+			fcntl(c->fd, F_SETFL, fl & ~O_NONBLOCK);
+		struct timeval tv = {0, 200000};
+		setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+		while (ipc_buf_used(&c->out) > 0 && ipc_buf_write(&c->out, c->fd) > 0)
+			;
+		client_close(c);
+	}
+}
+
+void control_finish(void)
+{
+	control_stop_accepting();
+	if (ctl.ev_accept)
+		event_free(ctl.ev_accept);
+	if (ctl.ev_resume)
+		event_free(ctl.ev_resume);
+	if (ctl.ev_flush)
+		event_free(ctl.ev_flush);
+	ctl.ev_accept = ctl.ev_resume = ctl.ev_flush = NULL;
+	free(ctl.path);
+	ctl.path = NULL;
+	ipc_arena_finish(&ctl.arena);
+}

@@ -1,0 +1,475 @@
+/* SPDX-License-Identifier: MIT */
+/* The host's NATS connection: connect off the loop, reconnect forever,
+ * report its state, and route the reply inbox. */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shipd.h"
+
+#define RTT_INTERVAL_MS 10000
+#define CONNECT_RETRY_MS 1000
+
+static struct {
+	const struct config *conf;
+	natsOptions *opts;
+	natsConnection *nc;
+	natsSubscription *inbox_sub;
+	char inbox[64];
+	struct link_info info;
+	bool ever_connected;
+	bool connecting; /* the connect thread runs */
+	pthread_t thread;
+	struct event *rtt_timer;
+	struct event *retry_timer;
+	uint64_t rtt_sent_us;
+	bool rtt_pending;
+} L;
+
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+const char *link_state_name(enum link_state s)
+{
+	switch (s) {
+	case LINK_CONNECTING:
+		return "connecting";
+	case LINK_CONNECTED:
+		return "connected";
+	case LINK_RECONNECTING:
+		return "reconnecting";
+	case LINK_CLOSED:
+		return "closed";
+	}
+	return "unknown";
+}
+
+/* ---- callbacks on nats.c threads: they only post mail ---- */
+
+static void post_event(enum link_event ev)
+{
+	struct mail m = {.kind = MAIL_LINK_EVENT, .arg = ev};
+	mailbox_post(&m, false);
+}
+
+static void on_connected(natsConnection *nc, void *arg)
+{
+	post_event(LINK_EV_CONNECTED);
+}
+
+static void on_disconnected(natsConnection *nc, void *arg)
+{
+	post_event(LINK_EV_DISCONNECTED);
+}
+
+static void on_reconnected(natsConnection *nc, void *arg)
+{
+	post_event(LINK_EV_RECONNECTED);
+}
+
+static void on_closed(natsConnection *nc, void *arg)
+{
+	post_event(LINK_EV_CLOSED);
+}
+
+static void on_error(natsConnection *nc, natsSubscription *sub,
+                     natsStatus err, void *arg)
+{
+	struct mail m = {.kind = MAIL_LINK_EVENT,
+	                 .arg = (uint64_t)LINK_EV_ERROR | (uint64_t)err << 8};
+	mailbox_post(&m, false);
+}
+
+static void on_inbox_msg(natsConnection *nc, natsSubscription *sub,
+                         natsMsg *msg, void *arg)
+{
+	struct mail m = {.kind = MAIL_INBOX_MSG, .msg = msg,
+	                 .bytes = (size_t)natsMsg_GetDataLength(msg)};
+	mailbox_post(&m, false);
+}
+
+static int64_t reconnect_delay(natsConnection *nc, int attempts, void *arg)
+{
+	const struct config *c = L.conf;
+	uint64_t d = c->nats_reconnect_wait_min_ms;
+	for (int i = 1; i < attempts && d < c->nats_reconnect_wait_max_ms; i++)
+		d *= 2;
+	if (d > c->nats_reconnect_wait_max_ms)
+		d = c->nats_reconnect_wait_max_ms;
+	/* Up to 10% jitter so a fleet does not reconnect in step. */
+	return (int64_t)(d + (uint64_t)rand() % (d / 10 + 1));
+}
+
+static void *connect_thread(void *arg)
+{
+	natsConnection *nc = NULL;
+	natsStatus s = natsConnection_Connect(&nc, L.opts);
+	struct mail m = {.kind = MAIL_LINK_READY, .ptr = nc, .arg = s};
+	if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED) {
+		natsConnection_Destroy(nc);
+		m.ptr = NULL;
+	}
+	mailbox_post(&m, false);
+	return NULL;
+}
+
+/* ---- options ---- */
+
+static int set_secret(natsStatus (*fn)(natsOptions *, const char *),
+                      const char *path, const char *what)
+{
+	char *v = config_read_secret(path);
+	if (!v) {
+		log_warn("%s: %s %s", __func__, what, path);
+		return -1;
+	}
+	natsStatus s = fn(L.opts, v);
+	explicit_bzero(v, strlen(v));
+	free(v);
+	return s == NATS_OK ? 0 : -1;
+}
+
+static natsStatus set_password(natsOptions *o, const char *pw)
+{
+	return natsOptions_SetUserInfo(o, L.conf->nats_user, pw);
+}
+
+static int build_options(const struct config *c)
+{
+	natsOptions *o;
+	if (natsOptions_Create(&o) != NATS_OK)
+		return -1;
+	L.opts = o;
+	char name[128];
+	if (!c->nats_name) {
+		char host[64] = "localhost";
+		gethostname(host, sizeof(host) - 1);
+		snprintf(name, sizeof(name), "shipd@%s", host);
+	}
+	natsStatus s = NATS_OK;
+	s |= natsOptions_SetServers(o, (const char **)c->nats_urls,
+	                            c->n_nats_urls);
+	s |= natsOptions_SetName(o, c->nats_name ? c->nats_name : name);
+	s |= natsOptions_SetMaxReconnect(o, -1);
+	s |= natsOptions_SetCustomReconnectDelay(o, reconnect_delay, NULL);
+	s |= natsOptions_SetReconnectBufSize(o, (int)c->nats_reconnect_buffer);
+	s |= natsOptions_SetRetryOnFailedConnect(o, true, on_connected, NULL);
+	s |= natsOptions_SetTimeout(o, c->nats_connect_timeout_ms);
+	s |= natsOptions_SetPingInterval(o, 10000);
+	s |= natsOptions_SetMaxPingsOut(o, 3);
+	s |= natsOptions_UseGlobalMessageDelivery(o, true);
+	s |= natsOptions_SetDisconnectedCB(o, on_disconnected, NULL);
+	s |= natsOptions_SetReconnectedCB(o, on_reconnected, NULL);
+	s |= natsOptions_SetClosedCB(o, on_closed, NULL);
+	s |= natsOptions_SetErrorHandler(o, on_error, NULL);
+	if (s != NATS_OK) {
+		log_warnx("%s: cannot set NATS options", __func__);
+		return -1;
+	}
+	if (c->nats_user && !c->nats_password_file &&
+	    natsOptions_SetUserInfo(o, c->nats_user, NULL) != NATS_OK)
+		return -1;
+	if (c->nats_password_file &&
+	    set_secret(set_password, c->nats_password_file, "password") < 0)
+		return -1;
+	if (c->nats_token_file &&
+	    set_secret(natsOptions_SetToken, c->nats_token_file, "token") < 0)
+		return -1;
+	if (c->nats_nkey && natsOptions_SetNKeyFromSeed(o, c->nats_nkey,
+	                                                c->nats_nkey_seed_file) !=
+	                        NATS_OK) {
+		log_warnx("%s: NKey seed %s: %s", __func__, c->nats_nkey_seed_file,
+		          nats_GetLastError(NULL));
+		return -1;
+	}
+	if (c->nats_creds_file && natsOptions_SetUserCredentialsFromFiles(
+	                              o, c->nats_creds_file, NULL) != NATS_OK) {
+		log_warnx("%s: credentials %s: %s", __func__, c->nats_creds_file,
+		          nats_GetLastError(NULL));
+		return -1;
+	}
+	bool tls = c->nats_tls || c->nats_tls_ca || c->nats_tls_cert;
+	for (int i = 0; i < c->n_nats_urls; i++)
+		if (strncmp(c->nats_urls[i], "tls://", 6) == 0)
+			tls = true; /* nats.c 3.4.1 does not infer it */
+	if (tls && natsOptions_SetSecure(o, true) != NATS_OK) {
+		log_warnx("%s: TLS: %s", __func__, nats_GetLastError(NULL));
+		return -1;
+	}
+	if (c->nats_tls_ca &&
+	    natsOptions_LoadCATrustedCertificates(o, c->nats_tls_ca) != NATS_OK) {
+		log_warnx("%s: TLS CA %s: %s", __func__, c->nats_tls_ca,
+		          nats_GetLastError(NULL));
+		return -1;
+	}
+	if (c->nats_tls_cert &&
+	    natsOptions_LoadCertificatesChain(o, c->nats_tls_cert,
+	                                      c->nats_tls_key) != NATS_OK) {
+		log_warnx("%s: TLS certificate %s: %s", __func__,
+		          c->nats_tls_cert, nats_GetLastError(NULL));
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- loop side ---- */
+
+static void start_connect(void)
+{
+	if (pthread_create(&L.thread, NULL, connect_thread, NULL) != 0)
+		fatal("%s: pthread_create", __func__);
+	L.connecting = true;
+}
+
+static void retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	start_connect();
+}
+
+static void set_state(enum link_state st)
+{
+	if (L.info.state != st) {
+		L.info.state = st;
+		L.info.changed_ms = now_ms();
+	}
+}
+
+static void measure_rtt(void)
+{
+	if (!L.nc || L.rtt_pending || L.info.state != LINK_CONNECTED)
+		return;
+	/* A message to our own inbox comes back after one server round trip:
+	 * an RTT that never waits on the loop. */
+	char subj[96];
+	snprintf(subj, sizeof(subj), "%s.rtt", L.inbox);
+	L.rtt_sent_us = now_us();
+	if (natsConnection_Publish(L.nc, subj, NULL, 0) == NATS_OK)
+		L.rtt_pending = true;
+}
+
+static void rtt_cb(evutil_socket_t fd, short what, void *arg)
+{
+	L.rtt_pending = false; /* a lost probe must not stop the next */
+	measure_rtt();
+}
+
+static void refresh_info(void)
+{
+	natsStatistics *st;
+	char buf[256];
+	if (natsConnection_GetConnectedUrl(L.nc, buf, sizeof(buf)) == NATS_OK &&
+	    buf[0])
+		snprintf(L.info.url, sizeof(L.info.url), "%s", buf);
+	if (natsConnection_GetConnectedServerId(L.nc, buf, sizeof(buf)) ==
+	        NATS_OK &&
+	    buf[0])
+		snprintf(L.info.server_id, sizeof(L.info.server_id), "%.63s", buf);
+	L.info.max_payload = natsConnection_GetMaxPayload(L.nc);
+	if (natsStatistics_Create(&st) == NATS_OK) {
+		if (natsConnection_GetStats(L.nc, st) == NATS_OK)
+			natsStatistics_GetCounts(st, NULL, NULL, NULL, NULL,
+			                         &L.info.reconnects);
+		natsStatistics_Destroy(st);
+	}
+}
+
+static void link_ready(struct mail *m)
+{
+	pthread_join(L.thread, NULL);
+	L.connecting = false;
+	natsStatus s = (natsStatus)m->arg;
+	if (!m->ptr) {
+		snprintf(L.info.last_error, sizeof(L.info.last_error), "%s",
+		         natsStatus_GetText(s));
+		log_warnx("%s: connect to NATS: %s; retrying", __func__,
+		          natsStatus_GetText(s));
+		struct timeval tv = {CONNECT_RETRY_MS / 1000,
+		                     CONNECT_RETRY_MS % 1000 * 1000};
+		evtimer_add(L.retry_timer, &tv);
+		return;
+	}
+	L.nc = m->ptr;
+	char *inbox = NULL;
+	if (natsInbox_Create(&inbox) != NATS_OK)
+		fatalx("%s: cannot create an inbox", __func__);
+	snprintf(L.inbox, sizeof(L.inbox), "%s", inbox);
+	natsInbox_Destroy(inbox);
+	char subj[96];
+	snprintf(subj, sizeof(subj), "%s.*", L.inbox);
+	if (natsConnection_Subscribe(&L.inbox_sub, L.nc, subj, on_inbox_msg,
+	                             NULL) != NATS_OK)
+		fatalx("%s: cannot subscribe to the reply inbox", __func__);
+	natsSubscription_SetPendingLimits(L.inbox_sub, -1, -1);
+	if (s == NATS_OK) {
+		L.ever_connected = true;
+		set_state(LINK_CONNECTED);
+		refresh_info();
+		log_info("connected to %s", L.info.url);
+		measure_rtt();
+	} else {
+		log_warnx("NATS at %s not reachable yet; retrying in the background",
+		          L.conf->nats_urls[0]);
+	}
+	pubsub_link_ready();
+	if (s == NATS_OK)
+		pubsub_link_up(true);
+}
+
+static void link_event(enum link_event ev, natsStatus err)
+{
+	if (ev == LINK_EV_ERROR) {
+		snprintf(L.info.last_error, sizeof(L.info.last_error), "%s",
+		         natsStatus_GetText(err));
+		log_debug("%s: NATS: %s", __func__, natsStatus_GetText(err));
+		return;
+	}
+	if (!L.nc)
+		return;
+	/* Callbacks run late; trust the connection's present state. */
+	natsConnStatus cs = natsConnection_Status(L.nc);
+	enum link_state old = L.info.state;
+	if (cs == NATS_CONN_STATUS_CONNECTED) {
+		L.ever_connected = true;
+		set_state(LINK_CONNECTED);
+		refresh_info();
+	} else if (cs == NATS_CONN_STATUS_CLOSED) {
+		set_state(LINK_CLOSED);
+	} else {
+		set_state(L.ever_connected ? LINK_RECONNECTING : LINK_CONNECTING);
+	}
+	if (old == L.info.state)
+		return;
+	if (L.info.state == LINK_CONNECTED) {
+		log_info("connected to %s (%s)", L.info.url,
+		         ev == LINK_EV_RECONNECTED ? "reconnected" : "first time");
+		L.rtt_pending = false;
+		measure_rtt();
+	} else {
+		const char *e = NULL;
+		natsConnection_GetLastError(L.nc, &e);
+		if (e && *e)
+			snprintf(L.info.last_error, sizeof(L.info.last_error),
+			         "%s", e);
+		log_warnx("NATS link %s (was %s)", link_state_name(L.info.state),
+		          link_state_name(old));
+	}
+	pubsub_link_up(L.info.state == LINK_CONNECTED);
+}
+
+static void inbox_msg(natsMsg *msg)
+{
+	const char *subj = natsMsg_GetSubject(msg);
+	const char *tok = subj + strlen(L.inbox);
+	if (strncmp(subj, L.inbox, strlen(L.inbox)) != 0 || *tok != '.') {
+		natsMsg_Destroy(msg);
+		return;
+	}
+	tok++;
+	if (strcmp(tok, "rtt") == 0) {
+		if (L.rtt_pending)
+			L.info.rtt_us = now_us() - L.rtt_sent_us;
+		L.rtt_pending = false;
+		natsMsg_Destroy(msg);
+		return;
+	}
+	char *end;
+	uint64_t token = strtoull(tok, &end, 10);
+	if (*end != '\0' || token == 0) {
+		natsMsg_Destroy(msg);
+		return;
+	}
+	pubsub_reply(token, msg);
+}
+
+void link_handle_mail(struct mail *m)
+{
+	switch (m->kind) {
+	case MAIL_LINK_READY:
+		link_ready(m);
+		break;
+	case MAIL_LINK_EVENT:
+		link_event((enum link_event)(m->arg & 0xff),
+		           (natsStatus)(m->arg >> 8));
+		break;
+	case MAIL_INBOX_MSG:
+		inbox_msg(m->msg);
+		break;
+	default:
+		break;
+	}
+}
+
+int link_start(const struct config *c)
+{
+	L.conf = c;
+	L.info.state = LINK_CONNECTING;
+	L.info.changed_ms = now_ms();
+	snprintf(L.info.url, sizeof(L.info.url), "%s", c->nats_urls[0]);
+	if (build_options(c) < 0)
+		return -1;
+	L.retry_timer = evtimer_new(base, retry_cb, NULL);
+	L.rtt_timer = event_new(base, -1, EV_PERSIST, rtt_cb, NULL);
+	struct timeval tv = {RTT_INTERVAL_MS / 1000, 0};
+	if (!L.retry_timer || !L.rtt_timer || evtimer_add(L.rtt_timer, &tv) < 0)
+		return -1;
+	start_connect();
+	return 0;
+}
+
+void link_stop(void)
+{
+	if (L.connecting) {
+		/* Bounded by the connect timeout. */
+		pthread_join(L.thread, NULL);
+		L.connecting = false;
+	}
+	if (L.nc) {
+		if (natsConnection_Status(L.nc) == NATS_CONN_STATUS_CONNECTED)
+			natsConnection_FlushTimeout(L.nc, 1000);
+		natsSubscription_Destroy(L.inbox_sub);
+		L.inbox_sub = NULL;
+		natsConnection_Close(L.nc);
+	}
+}
+
+void link_finish(void)
+{
+	natsConnection_Destroy(L.nc);
+	L.nc = NULL;
+	natsOptions_Destroy(L.opts);
+	L.opts = NULL;
+	if (L.rtt_timer)
+		event_free(L.rtt_timer);
+	if (L.retry_timer)
+		event_free(L.retry_timer);
+	L.rtt_timer = L.retry_timer = NULL;
+}
+
+natsConnection *link_conn(void)
+{
+	return L.nc;
+}
+
+bool link_connected(void)
+{
+	return L.nc && L.info.state == LINK_CONNECTED;
+}
+
+const struct link_info *link_info(void)
+{
+	return &L.info;
+}
+
+const char *link_inbox(void)
+{
+	return L.inbox;
+}

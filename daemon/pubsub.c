@@ -1,0 +1,697 @@
+/* SPDX-License-Identifier: MIT */
+/* PubSub for local apps: publish, subscribe, request/reply over core NATS. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shipd.h"
+
+#define SUBACK_WAIT_MS 2000
+#define MAX_HEADERS 256
+
+struct sub {
+	TAILQ_ENTRY(sub) entry;
+	struct client *c; /* NULL once the stream has ended */
+	uint64_t id;
+	char *subject;
+	char *queue;
+	uint64_t max_msgs;
+	uint64_t received;  /* from NATS, delivered or dropped */
+	uint64_t delivered;
+	uint64_t dropped;   /* in all */
+	uint64_t unreported; /* dropped since the last delivery */
+	_Atomic uint64_t dropped_early; /* refused by the mailbox */
+	natsSubscription *ns; /* until nats.c says it is complete */
+	bool ended;
+};
+
+enum req_kind { REQ_REQUEST, REQ_SUBACK };
+
+struct request {
+	TAILQ_ENTRY(request) entry; /* in the client's list */
+	enum req_kind kind;
+	struct client *c;
+	uint64_t id;
+	uint64_t token;
+	struct sub *sub; /* REQ_SUBACK */
+	struct event *timer;
+	char subject[];
+};
+
+static TAILQ_HEAD(, sub) subs = TAILQ_HEAD_INITIALIZER(subs);
+static struct ipc_idmap tokens; /* token -> struct request */
+static uint64_t next_token;
+static uint32_t n_subs, n_requests;
+
+Ship__Code pubsub_code(natsStatus s)
+{
+	switch (s) {
+	case NATS_OK:
+		return SHIP__CODE__OK;
+	case NATS_INVALID_ARG:
+	case NATS_INVALID_SUBJECT:
+	case NATS_MAX_PAYLOAD:
+		return SHIP__CODE__INVALID_ARGUMENT;
+	case NATS_TIMEOUT:
+		return SHIP__CODE__TIMEOUT;
+	case NATS_NO_RESPONDERS:
+		return SHIP__CODE__NO_RESPONDERS;
+	case NATS_NOT_FOUND:
+		return SHIP__CODE__NOT_FOUND;
+	case NATS_NO_MEMORY:
+	case NATS_INSUFFICIENT_BUFFER:
+	case NATS_SLOW_CONSUMER:
+		return SHIP__CODE__RESOURCE_EXHAUSTED;
+	case NATS_CONNECTION_CLOSED:
+	case NATS_CONNECTION_DISCONNECTED:
+	case NATS_NO_SERVER:
+	case NATS_NOT_YET_CONNECTED:
+	case NATS_STALE_CONNECTION:
+	case NATS_IO_ERROR:
+		return SHIP__CODE__UNAVAILABLE;
+	case NATS_NOT_PERMITTED:
+	case NATS_CONNECTION_AUTH_FAILED:
+		return SHIP__CODE__PERMISSION_DENIED;
+	default:
+		return SHIP__CODE__INTERNAL;
+	}
+}
+
+uint32_t pubsub_sub_count(void)
+{
+	return n_subs;
+}
+
+uint32_t pubsub_request_count(void)
+{
+	return n_requests;
+}
+
+/* ---- checking what clients send ---- */
+
+static bool check_headers(struct client *c, uint64_t id, const Ship__Msg *m)
+{
+	if (m->n_headers > MAX_HEADERS) {
+		client_error(c, id, SHIP__CODE__INVALID_ARGUMENT,
+		             "%zu headers, at most %d", m->n_headers, MAX_HEADERS);
+		return false;
+	}
+	for (size_t i = 0; i < m->n_headers; i++) {
+		const Ship__Header *h = m->headers[i];
+		if (!ipc_header_key_valid(h->key) ||
+		    !ipc_header_value_valid(h->value)) {
+			client_error(c, id, SHIP__CODE__INVALID_ARGUMENT,
+			             "invalid header '%.64s'", h->key);
+			return false;
+		}
+	}
+	return true;
+}
+
+static bool check_msg(struct client *c, uint64_t id, const Ship__Msg *m)
+{
+	if (!m) {
+		client_error(c, id, SHIP__CODE__INVALID_ARGUMENT, "no message");
+		return false;
+	}
+	if (!ipc_subject_valid(m->subject)) {
+		client_error(c, id, SHIP__CODE__INVALID_ARGUMENT,
+		             "invalid subject '%.128s'", m->subject);
+		return false;
+	}
+	if (m->reply[0] && !ipc_subject_valid(m->reply)) {
+		client_error(c, id, SHIP__CODE__INVALID_ARGUMENT,
+		             "invalid reply subject '%.128s'", m->reply);
+		return false;
+	}
+	int64_t maxp = link_info()->max_payload;
+	if (maxp > 0 && m->data.len > (uint64_t)maxp) {
+		client_error(c, id, SHIP__CODE__INVALID_ARGUMENT,
+		             "payload of %zu bytes is over the server's limit "
+		             "of %" PRId64,
+		             m->data.len, maxp);
+		return false;
+	}
+	return check_headers(c, id, m);
+}
+
+/* Build and send a message, with headers if it has any. */
+static natsStatus send_msg(const char *subject, const char *reply,
+                           const Ship__Msg *m)
+{
+	natsConnection *nc = link_conn();
+	if (m->n_headers == 0 && !reply[0])
+		return natsConnection_Publish(nc, subject, m->data.data,
+		                              (int)m->data.len);
+	if (m->n_headers == 0)
+		return natsConnection_PublishRequest(nc, subject, reply,
+		                                     m->data.data,
+		                                     (int)m->data.len);
+	natsMsg *msg;
+	natsStatus s = natsMsg_Create(&msg, subject, reply[0] ? reply : NULL,
+	                              (const char *)m->data.data,
+	                              (int)m->data.len);
+	for (size_t i = 0; s == NATS_OK && i < m->n_headers; i++)
+		s = natsMsgHeader_Add(msg, m->headers[i]->key,
+		                      m->headers[i]->value);
+	if (s == NATS_OK)
+		s = natsConnection_PublishMsg(nc, msg);
+	natsMsg_Destroy(msg);
+	return s;
+}
+
+void pubsub_publish(struct client *c, uint64_t id, const Ship__Publish *p)
+{
+	if (!check_msg(c, id, p->msg))
+		return;
+	if (!link_conn() || (p->fail_if_disconnected && !link_connected())) {
+		client_error(c, id, SHIP__CODE__UNAVAILABLE,
+		             "NATS is not connected (%s)",
+		             link_state_name(link_info()->state));
+		return;
+	}
+	natsStatus s = send_msg(p->msg->subject, p->msg->reply, p->msg);
+	if (s != NATS_OK) {
+		client_error(c, id, pubsub_code(s), "publish to '%.128s': %s",
+		             p->msg->subject, natsStatus_GetText(s));
+		return;
+	}
+	stats.msgs_out++;
+	if (id)
+		client_ok(c, id);
+}
+
+/* ---- requests in flight, keyed by reply-inbox token ---- */
+
+static void request_free(struct request *r)
+{
+	ipc_idmap_del(&tokens, r->token);
+	if (r->c) {
+		TAILQ_REMOVE(&r->c->requests, r, entry);
+		r->c->n_requests--;
+	}
+	if (r->kind == REQ_REQUEST)
+		n_requests--;
+	if (r->timer)
+		event_free(r->timer);
+	free(r);
+}
+
+static void suback_done(struct request *r)
+{
+	struct sub *s = r->sub;
+	if (!s->ended)
+		client_ok(s->c, s->id);
+	request_free(r);
+}
+
+static void request_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct request *r = arg;
+	if (r->kind == REQ_SUBACK) {
+		/* The barrier got lost (NATS went away): the subscription is
+		 * registered with nats.c and will be live on reconnect. */
+		suback_done(r);
+	} else {
+		client_error(r->c, r->id, SHIP__CODE__TIMEOUT,
+		             "no reply on '%.128s' in time", r->subject);
+		request_free(r);
+	}
+	control_flush();
+}
+
+static struct request *request_new(struct client *c, uint64_t id,
+                                   enum req_kind kind, const char *subject,
+                                   uint32_t timeout_ms)
+{
+	size_t sl = strlen(subject) + 1;
+	struct request *r = calloc(1, sizeof(*r) + sl);
+	if (!r)
+		return NULL;
+	r->kind = kind;
+	r->c = c;
+	r->id = id;
+	r->token = ++next_token;
+	memcpy(r->subject, subject, sl);
+	r->timer = evtimer_new(base, request_timeout, r);
+	struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+	if (!r->timer || evtimer_add(r->timer, &tv) < 0 ||
+	    ipc_idmap_put(&tokens, r->token, r) < 0) {
+		if (r->timer)
+			event_free(r->timer);
+		free(r);
+		return NULL;
+	}
+	TAILQ_INSERT_TAIL(&c->requests, r, entry);
+	c->n_requests++;
+	if (kind == REQ_REQUEST)
+		n_requests++;
+	return r;
+}
+
+void pubsub_request(struct client *c, uint64_t id, const Ship__Request *rq)
+{
+	if (id == 0) {
+		client_error(c, id, SHIP__CODE__INVALID_ARGUMENT,
+		             "a request needs an id");
+		return;
+	}
+	if (!check_msg(c, id, rq->msg))
+		return;
+	if (!link_connected()) {
+		client_error(c, id, SHIP__CODE__UNAVAILABLE,
+		             "NATS is not connected (%s)",
+		             link_state_name(link_info()->state));
+		return;
+	}
+	if (c->n_requests >= conf->max_requests) {
+		client_error(c, id, SHIP__CODE__RESOURCE_EXHAUSTED,
+		             "%u requests in flight, the limit", c->n_requests);
+		return;
+	}
+	uint32_t t = rq->timeout_ms ? rq->timeout_ms : conf->request_timeout_ms;
+	if (t > conf->max_request_timeout_ms)
+		t = conf->max_request_timeout_ms;
+	struct request *r = request_new(c, id, REQ_REQUEST, rq->msg->subject, t);
+	if (!r) {
+		client_error(c, id, SHIP__CODE__INTERNAL, "out of memory");
+		return;
+	}
+	char reply[96];
+	snprintf(reply, sizeof(reply), "%s.%" PRIu64, link_inbox(), r->token);
+	natsStatus s = send_msg(rq->msg->subject, reply, rq->msg);
+	if (s != NATS_OK) {
+		client_error(c, id, pubsub_code(s), "request to '%.128s': %s",
+		             rq->msg->subject, natsStatus_GetText(s));
+		request_free(r);
+		return;
+	}
+	stats.msgs_out++;
+}
+
+/* ---- NATS messages to frames ---- */
+
+struct hdrs {
+	Ship__Header *ptrs[MAX_HEADERS];
+	Ship__Header h[MAX_HEADERS];
+	size_t n;
+	const char **keys;
+};
+
+/* Collect a message's headers; the strings stay owned by msg. */
+static void hdrs_get(struct hdrs *hs, natsMsg *msg)
+{
+	const char **keys = NULL;
+	int nk = 0;
+	hs->n = 0;
+	hs->keys = NULL;
+	if (natsMsgHeader_Keys(msg, &keys, &nk) != NATS_OK)
+		return;
+	hs->keys = keys;
+	for (int i = 0; i < nk; i++) {
+		const char **vals = NULL;
+		int nv = 0;
+		if (natsMsgHeader_Values(msg, keys[i], &vals, &nv) != NATS_OK)
+			continue;
+		for (int j = 0; j < nv && hs->n < MAX_HEADERS; j++) {
+			Ship__Header *h = &hs->h[hs->n];
+			ship__header__init(h);
+			h->key = (char *)keys[i];
+			h->value = (char *)vals[j];
+			hs->ptrs[hs->n++] = h;
+		}
+		free((void *)vals);
+	}
+}
+
+static void hdrs_free(struct hdrs *hs)
+{
+	free((void *)hs->keys);
+}
+
+/* Fill m from msg; m points into msg and hs. */
+static void msg_view(Ship__Msg *m, struct hdrs *hs, natsMsg *msg)
+{
+	ship__msg__init(m);
+	m->subject = (char *)natsMsg_GetSubject(msg);
+	const char *reply = natsMsg_GetReply(msg);
+	m->reply = reply ? (char *)reply : "";
+	m->data.data = (uint8_t *)natsMsg_GetData(msg);
+	m->data.len = (size_t)natsMsg_GetDataLength(msg);
+	hdrs_get(hs, msg);
+	m->n_headers = hs->n;
+	m->headers = hs->ptrs;
+}
+
+void pubsub_reply(uint64_t token, natsMsg *msg)
+{
+	struct request *r = ipc_idmap_get(&tokens, token);
+	if (!r) {
+		natsMsg_Destroy(msg); /* late: timed out or its client left */
+		return;
+	}
+	if (r->kind == REQ_SUBACK) {
+		suback_done(r);
+		natsMsg_Destroy(msg);
+		return;
+	}
+	if (natsMsg_IsNoResponders(msg)) {
+		client_error(r->c, r->id, SHIP__CODE__NO_RESPONDERS,
+		             "no responders on '%.128s'", r->subject);
+	} else {
+		static struct hdrs hs;
+		Ship__ServerFrame f = SHIP__SERVER_FRAME__INIT;
+		Ship__Msg m;
+		msg_view(&m, &hs, msg);
+		f.id = r->id;
+		f.body_case = SHIP__SERVER_FRAME__BODY_MSG;
+		f.msg = &m;
+		client_send(r->c, &f);
+		hdrs_free(&hs);
+		stats.msgs_in++;
+	}
+	natsMsg_Destroy(msg);
+	request_free(r);
+}
+
+/* ---- subscriptions ---- */
+
+static void sub_msg_cb(natsConnection *nc, natsSubscription *ns, natsMsg *msg,
+                       void *arg)
+{
+	struct sub *s = arg;
+	const char *subj = natsMsg_GetSubject(msg);
+	struct mail m = {
+		.kind = MAIL_SUB_MSG,
+		.ptr = s,
+		.msg = msg,
+		.bytes = (size_t)natsMsg_GetDataLength(msg) + strlen(subj) + 64,
+	};
+	/* Past the inbound limit the loop is behind: drop, count, go on. */
+	if (mailbox_post(&m, true) < 0) {
+		atomic_fetch_add(&s->dropped_early, 1);
+		natsMsg_Destroy(msg);
+	}
+}
+
+static void sub_complete_cb(void *arg)
+{
+	struct mail m = {.kind = MAIL_SUB_COMPLETE, .ptr = arg};
+	mailbox_post(&m, false);
+}
+
+static void sub_free(struct sub *s)
+{
+	TAILQ_REMOVE(&subs, s, entry);
+	free(s->subject);
+	free(s->queue);
+	free(s);
+}
+
+/* End the stream once: tell the client (if still there), stop NATS. */
+static void sub_end(struct sub *s, Ship__Code code, const char *why)
+{
+	if (s->ended)
+		return;
+	s->ended = true;
+	n_subs--;
+	struct client *c = s->c;
+	if (c) {
+		Ship__ServerFrame f = SHIP__SERVER_FRAME__INIT;
+		Ship__StreamEnd e = SHIP__STREAM_END__INIT;
+		e.delivered = s->delivered;
+		e.dropped = s->dropped;
+		f.id = s->id;
+		f.code = code;
+		f.error = (char *)(why ? why : "");
+		f.body_case = SHIP__SERVER_FRAME__BODY_END;
+		f.end = &e;
+		client_send(c, &f);
+		ipc_idmap_del(&c->streams, s->id);
+		c->n_subs--;
+		s->c = NULL;
+	}
+	if (s->ns)
+		natsSubscription_Unsubscribe(s->ns); /* completes later */
+	else
+		sub_free(s);
+}
+
+static natsStatus sub_open(struct sub *s)
+{
+	natsConnection *nc = link_conn();
+	natsStatus st =
+		s->queue[0] ? natsConnection_QueueSubscribe(&s->ns, nc, s->subject,
+		                                            s->queue, sub_msg_cb, s)
+		            : natsConnection_Subscribe(&s->ns, nc, s->subject,
+		                                       sub_msg_cb, s);
+	if (st != NATS_OK)
+		return st;
+	/* The mailbox bounds what waits; nats.c need not drop on its own. */
+	natsSubscription_SetPendingLimits(s->ns, -1, -1);
+	natsSubscription_SetOnCompleteCB(s->ns, sub_complete_cb, s);
+	if (s->max_msgs && s->max_msgs <= INT32_MAX)
+		natsSubscription_AutoUnsubscribe(s->ns, (int)s->max_msgs);
+	return NATS_OK;
+}
+
+static void sub_ack(struct sub *s)
+{
+	/* Answer once the server has the SUB: a message to our own inbox
+	 * published after it comes back after the server processed both. */
+	if (!link_connected() || !s->ns) {
+		client_ok(s->c, s->id);
+		return;
+	}
+	struct request *r = request_new(s->c, s->id, REQ_SUBACK, s->subject,
+	                                SUBACK_WAIT_MS);
+	if (!r) {
+		client_ok(s->c, s->id);
+		return;
+	}
+	r->sub = s;
+	char subj[96];
+	snprintf(subj, sizeof(subj), "%s.%" PRIu64, link_inbox(), r->token);
+	if (natsConnection_Publish(link_conn(), subj, NULL, 0) != NATS_OK)
+		suback_done(r);
+}
+
+void pubsub_subscribe(struct client *c, uint64_t id, const Ship__Subscribe *sb)
+{
+	if (id == 0) {
+		client_error(c, id, SHIP__CODE__INVALID_ARGUMENT,
+		             "a subscription needs an id");
+		return;
+	}
+	if (ipc_idmap_get(&c->streams, id)) {
+		client_error(c, id, SHIP__CODE__INVALID_ARGUMENT,
+		             "id %" PRIu64 " names an open stream", id);
+		return;
+	}
+	if (!ipc_subject_pattern_valid(sb->subject)) {
+		client_error(c, id, SHIP__CODE__INVALID_ARGUMENT,
+		             "invalid subject '%.128s'", sb->subject);
+		return;
+	}
+	if (!ipc_queue_valid(sb->queue)) {
+		client_error(c, id, SHIP__CODE__INVALID_ARGUMENT,
+		             "invalid queue group '%.128s'", sb->queue);
+		return;
+	}
+	if (c->n_subs >= conf->max_subscriptions) {
+		client_error(c, id, SHIP__CODE__RESOURCE_EXHAUSTED,
+		             "%u subscriptions, the limit", c->n_subs);
+		return;
+	}
+	struct sub *s = calloc(1, sizeof(*s));
+	if (!s || !(s->subject = strdup(sb->subject)) ||
+	    !(s->queue = strdup(sb->queue)) ||
+	    ipc_idmap_put(&c->streams, id, s) < 0) {
+		if (s) {
+			free(s->subject);
+			free(s->queue);
+		}
+		free(s);
+		client_error(c, id, SHIP__CODE__INTERNAL, "out of memory");
+		return;
+	}
+	s->c = c;
+	s->id = id;
+	s->max_msgs = sb->max_msgs;
+	TAILQ_INSERT_TAIL(&subs, s, entry);
+	c->n_subs++;
+	n_subs++;
+	if (link_conn()) {
+		natsStatus st = sub_open(s);
+		if (st != NATS_OK) {
+			client_error(c, id, pubsub_code(st), "subscribe to '%.128s': %s",
+			             s->subject, natsStatus_GetText(st));
+			/* No stream was opened: drop it without a StreamEnd. */
+			ipc_idmap_del(&c->streams, id);
+			c->n_subs--;
+			n_subs--;
+			natsSubscription_Destroy(s->ns);
+			sub_free(s);
+			return;
+		}
+	}
+	log_debug("%s: client %" PRIu64 " stream %" PRIu64 " on %s%s%s", __func__,
+	          c->cid, id, s->subject, s->queue[0] ? " queue " : "", s->queue);
+	sub_ack(s);
+}
+
+void pubsub_unsubscribe(struct client *c, uint64_t id,
+                        const Ship__Unsubscribe *u)
+{
+	struct sub *s = ipc_idmap_get(&c->streams, u->stream);
+	if (!s) {
+		client_error(c, id, SHIP__CODE__NOT_FOUND,
+		             "no open stream %" PRIu64, u->stream);
+		return;
+	}
+	sub_end(s, SHIP__CODE__OK, NULL);
+	if (id)
+		client_ok(c, id);
+}
+
+static void sub_deliver(struct sub *s, natsMsg *msg)
+{
+	uint64_t early = atomic_exchange(&s->dropped_early, 0);
+	s->received += 1 + early;
+	s->dropped += early;
+	s->unreported += early;
+	stats.dropped += early;
+	if (s->ended) {
+		natsMsg_Destroy(msg);
+		return;
+	}
+	static struct hdrs hs;
+	Ship__ServerFrame f = SHIP__SERVER_FRAME__INIT;
+	Ship__Delivery d = SHIP__DELIVERY__INIT;
+	Ship__Msg m;
+	msg_view(&m, &hs, msg);
+	d.msg = &m;
+	d.dropped = s->unreported;
+	f.id = s->id;
+	f.body_case = SHIP__SERVER_FRAME__BODY_DELIVERY;
+	f.delivery = &d;
+	if (client_push(s->c, &f) < 0) {
+		s->dropped++;
+		s->unreported++;
+		s->c->st.dropped++;
+		stats.dropped++;
+	} else {
+		s->delivered++;
+		s->unreported = 0;
+		stats.msgs_in++;
+	}
+	hdrs_free(&hs);
+	natsMsg_Destroy(msg);
+	if (s->max_msgs && s->received >= s->max_msgs)
+		sub_end(s, SHIP__CODE__OK, NULL);
+}
+
+static void sub_complete(struct sub *s)
+{
+	natsSubscription_Destroy(s->ns);
+	s->ns = NULL;
+	if (!s->ended) {
+		/* nats.c ended it: max_msgs reached while some were dropped
+		 * early, or the connection closed. */
+		uint64_t early = atomic_exchange(&s->dropped_early, 0);
+		s->dropped += early;
+		stats.dropped += early;
+		sub_end(s, SHIP__CODE__OK, NULL);
+	} else {
+		sub_free(s);
+	}
+}
+
+void pubsub_handle_mail(struct mail *m)
+{
+	if (m->kind == MAIL_SUB_MSG)
+		sub_deliver(m->ptr, m->msg);
+	else if (m->kind == MAIL_SUB_COMPLETE)
+		sub_complete(m->ptr);
+}
+
+void pubsub_link_ready(void)
+{
+	struct sub *s, *tmp;
+	TAILQ_FOREACH_SAFE(s, &subs, entry, tmp) {
+		if (s->ended || s->ns)
+			continue;
+		natsStatus st = sub_open(s);
+		if (st != NATS_OK) {
+			char why[160];
+			snprintf(why, sizeof(why), "subscribe to '%.100s': %s",
+			         s->subject, natsStatus_GetText(st));
+			sub_end(s, pubsub_code(st), why);
+		}
+	}
+}
+
+void pubsub_link_up(bool up)
+{
+	if (up)
+		return;
+	/* Requests in flight cannot be answered through a dead link: fail
+	 * them now rather than at their timeout. */
+	size_t pos = 0;
+	void *v;
+	struct request *fail[256];
+	size_t n;
+	do {
+		n = 0;
+		pos = 0;
+		while (n < 256 && ipc_idmap_next(&tokens, &pos, NULL, &v))
+			fail[n++] = v;
+		for (size_t i = 0; i < n; i++) {
+			struct request *r = fail[i];
+			if (r->kind == REQ_SUBACK) {
+				suback_done(r);
+				continue;
+			}
+			client_error(r->c, r->id, SHIP__CODE__UNAVAILABLE,
+			             "NATS connection lost during the request");
+			request_free(r);
+		}
+	} while (n == 256);
+	control_flush();
+}
+
+void pubsub_client_gone(struct client *c)
+{
+	struct request *r;
+	while ((r = TAILQ_FIRST(&c->requests)))
+		request_free(r);
+	size_t pos = 0;
+	void *v;
+	while (ipc_idmap_next(&c->streams, &pos, NULL, &v)) {
+		struct sub *s = v;
+		s->c = NULL; /* nobody to tell */
+		ipc_idmap_del(&c->streams, s->id);
+		c->n_subs--;
+		sub_end(s, SHIP__CODE__OK, NULL);
+	}
+}
+
+void pubsub_release_nats(void)
+{
+	struct sub *s;
+	TAILQ_FOREACH(s, &subs, entry) {
+		natsSubscription_Destroy(s->ns);
+		s->ns = NULL;
+	}
+}
+
+void pubsub_finish(void)
+{
+	struct sub *s;
+	while ((s = TAILQ_FIRST(&subs)))
+		sub_free(s);
+	ipc_idmap_finish(&tokens);
+}

@@ -1,0 +1,252 @@
+/* SPDX-License-Identifier: MIT */
+/* shipd's internal interfaces: one header, one banner per module. */
+#ifndef SHIPD_H
+#define SHIPD_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/types.h>
+
+#include <event2/event.h>
+#include <nats/nats.h>
+
+#include "ipc.h"
+
+#ifndef TAILQ_FOREACH_SAFE
+#define TAILQ_FOREACH_SAFE(var, head, field, tvar)                          \
+	for ((var) = TAILQ_FIRST(head);                                     \
+	     (var) && ((tvar) = TAILQ_NEXT(var, field), 1); (var) = (tvar))
+#endif
+
+struct client;
+struct sub;
+
+/* ---- log.c ---- */
+
+void log_init(int debug, int use_prefix);
+void log_setverbose(int debug);
+int log_getverbose(void);
+void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void fatal(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2), noreturn));
+void fatalx(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2), noreturn));
+
+/* ---- config.c ---- */
+
+#define CONFIG_MAX_URLS 16
+
+struct config {
+	char *socket_path;
+	char *socket_group;   /* NULL: the daemon's group */
+	unsigned socket_mode; /* permission bits of the socket file */
+	char *nats_urls[CONFIG_MAX_URLS];
+	int n_nats_urls;
+	char *nats_name;
+	char *nats_user;
+	char *nats_password_file;
+	char *nats_token_file;
+	char *nats_nkey;           /* public key of the seed */
+	char *nats_nkey_seed_file;
+	char *nats_creds_file;
+	bool nats_tls;
+	char *nats_tls_ca;
+	char *nats_tls_cert;
+	char *nats_tls_key;
+	uint32_t nats_connect_timeout_ms;
+	uint32_t nats_reconnect_wait_min_ms;
+	uint32_t nats_reconnect_wait_max_ms;
+	uint32_t nats_reconnect_buffer;  /* bytes kept while reconnecting */
+	uint32_t max_frame;              /* bytes, header included */
+	uint32_t client_output_limit;    /* bytes queued to one client */
+	uint32_t max_clients;
+	uint32_t max_clients_per_uid;
+	uint32_t max_subscriptions;      /* per client */
+	uint32_t max_requests;           /* per client, in flight */
+	uint32_t request_timeout_ms;     /* default for requests */
+	uint32_t max_request_timeout_ms;
+	uint32_t inbound_limit;          /* bytes queued from NATS to the loop */
+	int log_level;                   /* 0 info, 1 debug */
+};
+
+void config_defaults(struct config *c);
+/* Parse path over the defaults; errors are printed as file:line: message.
+ * Returns 0, or -1 after printing every error found. */
+int config_load(struct config *c, const char *path);
+/* Parse one "key = value" assignment (also used for command-line
+ * overrides); err gets a message on failure. */
+int config_set(struct config *c, const char *key, const char *value,
+               char *err, size_t errlen);
+/* Checks between keys (after file and flags). */
+int config_check(const struct config *c, char *err, size_t errlen);
+/* Print the effective configuration in the file's syntax. */
+void config_print(const struct config *c, FILE *f);
+void config_finish(struct config *c);
+/* Read a secret file (first line, trailing newline removed). */
+char *config_read_secret(const char *path);
+
+/* ---- mailbox.c: the one queue from nats.c threads into the loop ---- */
+
+enum mail_kind {
+	MAIL_SUB_MSG,      /* ptr: struct sub; msg */
+	MAIL_SUB_COMPLETE, /* ptr: struct sub */
+	MAIL_INBOX_MSG,    /* msg on the reply inbox */
+	MAIL_LINK_EVENT,   /* arg: enum link_event */
+	MAIL_LINK_READY,   /* the connect thread finished; ptr: natsConnection */
+};
+
+struct mail {
+	enum mail_kind kind;
+	void *ptr;
+	natsMsg *msg;
+	uint64_t arg;
+	size_t bytes;
+};
+
+typedef void mail_fn(struct mail *m);
+
+int mailbox_init(struct event_base *base, mail_fn *fn, size_t max_bytes);
+void mailbox_finish(void);
+/* From any thread. A droppable mail is refused (-1) while more than the
+ * limit of bytes are queued; others are always taken. */
+int mailbox_post(const struct mail *m, bool droppable);
+void mailbox_set_limit(size_t max_bytes);
+size_t mailbox_queued_bytes(void);
+
+/* ---- natslink.c: the NATS connection ---- */
+
+enum link_state {
+	LINK_CONNECTING = 0,
+	LINK_CONNECTED = 1,
+	LINK_RECONNECTING = 2,
+	LINK_CLOSED = 3,
+};
+
+enum link_event {
+	LINK_EV_CONNECTED,
+	LINK_EV_DISCONNECTED,
+	LINK_EV_RECONNECTED,
+	LINK_EV_CLOSED,
+	LINK_EV_ERROR,
+};
+
+struct link_info {
+	enum link_state state;
+	uint64_t changed_ms;
+	char url[256];
+	char server_id[64];
+	uint64_t rtt_us;
+	uint64_t reconnects;
+	int64_t max_payload;
+	char last_error[256];
+};
+
+/* Starts the connect thread; never blocks the loop. */
+int link_start(const struct config *conf);
+void link_stop(void);
+/* The connection, or NULL before the first connect attempt finished. */
+natsConnection *link_conn(void);
+bool link_connected(void);
+const struct link_info *link_info(void);
+/* The reply inbox prefix ("_INBOX.<nuid>"), "" before the link exists. */
+const char *link_inbox(void);
+void link_handle_mail(struct mail *m);
+/* After link_stop() and once nats.c's threads are done. */
+void link_finish(void);
+const char *link_state_name(enum link_state s);
+
+/* ---- control.c: the local socket and its clients ---- */
+
+struct client_stats {
+	uint64_t bytes_in, bytes_out;
+	uint64_t frames_in, frames_out;
+	uint64_t dropped;
+};
+
+struct client {
+	TAILQ_ENTRY(client) entry;
+	TAILQ_ENTRY(client) dirty_entry;
+	uint64_t cid;
+	int fd;
+	struct event *ev_read;
+	struct event *ev_write;
+	uid_t uid;
+	gid_t gid;
+	pid_t pid;
+	char name[64];
+	bool hello;
+	bool dirty;
+	bool closing;   /* write what is queued, then close */
+	bool want_write;
+	struct ipc_buf in;
+	struct ipc_buf out;
+	struct ipc_idmap streams; /* stream id -> struct sub */
+	TAILQ_HEAD(, request) requests;
+	uint32_t n_requests;
+	uint32_t n_subs;
+	struct client_stats st;
+	uint64_t connected_ms;
+};
+
+int control_init(struct event_base *base, const struct config *conf);
+void control_finish(void);
+void control_stop_accepting(void);
+/* Queue a frame to a client. Replies may exceed the soft output limit up
+ * to twice it; past that the client is closed. Returns 0 or -1. */
+int client_send(struct client *c, const Ship__ServerFrame *f);
+/* Queue a push; refused (-1) above the soft limit, so the caller drops. */
+int client_push(struct client *c, const Ship__ServerFrame *f);
+void client_error(struct client *c, uint64_t id, Ship__Code code,
+                  const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+void client_ok(struct client *c, uint64_t id);
+/* Write out what was queued to clients during this loop turn. */
+void control_flush(void);
+unsigned control_client_count(void);
+void control_shutdown_clients(void);
+
+/* ---- pubsub.c: publish, subscribe, request/reply ---- */
+
+struct request;
+
+void pubsub_publish(struct client *c, uint64_t id, const Ship__Publish *p);
+void pubsub_subscribe(struct client *c, uint64_t id,
+                      const Ship__Subscribe *s);
+void pubsub_unsubscribe(struct client *c, uint64_t id,
+                        const Ship__Unsubscribe *u);
+void pubsub_request(struct client *c, uint64_t id, const Ship__Request *r);
+/* Release everything a leaving client opened. */
+void pubsub_client_gone(struct client *c);
+void pubsub_handle_mail(struct mail *m);
+/* A message on the reply inbox for token (ownership passes). */
+void pubsub_reply(uint64_t token, natsMsg *msg);
+Ship__Code pubsub_code(natsStatus s);
+/* The link has a connection: create what waited for it. */
+void pubsub_link_ready(void);
+void pubsub_link_up(bool up);
+/* At shutdown: drop nats.c objects, then (after nats.c stopped) free. */
+void pubsub_release_nats(void);
+void pubsub_finish(void);
+uint32_t pubsub_sub_count(void);
+uint32_t pubsub_request_count(void);
+
+/* ---- shipd.c ---- */
+
+struct shipd_stats {
+	uint64_t dropped;
+	uint64_t msgs_in;  /* from NATS to clients */
+	uint64_t msgs_out; /* from clients to NATS */
+};
+
+extern struct config *conf;
+extern struct shipd_stats stats;
+extern struct event_base *base;
+
+uint64_t now_ms(void);
+uint64_t start_ms(void);
+
+#endif

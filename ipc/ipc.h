@@ -1,0 +1,123 @@
+/* SPDX-License-Identifier: MIT */
+/* Private library shared by shipd and libshipc: framing, buffers, id maps,
+ * subject rules and the protobuf glue. Nothing here is installed. */
+#ifndef SHIP_IPC_H
+#define SHIP_IPC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "ship.pb-c.h"
+
+#define IPC_VERSION 1          /* protocol version, in Hello */
+#define IPC_FRAME_VERSION 1    /* framing version, in every frame header */
+#define IPC_HDR_LEN 4
+#define IPC_FRAME_LIMIT 0xffffffu /* 24-bit length field, header excluded */
+
+/* ---- buf.c: a byte buffer with a consumed prefix ---- */
+
+struct ipc_buf {
+	uint8_t *data;
+	size_t off; /* first unconsumed byte */
+	size_t len; /* end of valid data */
+	size_t cap;
+};
+
+void ipc_buf_finish(struct ipc_buf *b);
+static inline size_t ipc_buf_used(const struct ipc_buf *b)
+{
+	return b->len - b->off;
+}
+static inline uint8_t *ipc_buf_head(const struct ipc_buf *b)
+{
+	return b->data + b->off;
+}
+/* Make room for n more bytes at the tail; returns the tail or NULL. */
+uint8_t *ipc_buf_reserve(struct ipc_buf *b, size_t n);
+int ipc_buf_append(struct ipc_buf *b, const void *p, size_t n);
+void ipc_buf_consume(struct ipc_buf *b, size_t n);
+/* Drop everything and give back memory beyond keep bytes of capacity. */
+void ipc_buf_reset(struct ipc_buf *b, size_t keep);
+/* read(2) up to max bytes into the tail: >0 bytes, 0 EOF, -1 errno. */
+ssize_t ipc_buf_read(struct ipc_buf *b, int fd, size_t max);
+/* write(2) from the head: bytes written or -1 with errno (EAGAIN too). */
+ssize_t ipc_buf_write(struct ipc_buf *b, int fd);
+
+/* ---- frame.c: 4-byte header = version:8 | length:24, big endian ---- */
+
+enum ipc_frame_status {
+	IPC_FRAME_OK = 0,       /* a whole frame is there */
+	IPC_FRAME_PARTIAL,      /* need more bytes */
+	IPC_FRAME_BAD_VERSION,  /* header names another framing version */
+	IPC_FRAME_TOO_BIG,      /* length over the limit */
+};
+
+/* Look at the head of buf: on IPC_FRAME_OK *body and *body_len describe
+ * the message after the header; *frame_len is what to consume. */
+enum ipc_frame_status ipc_frame_peek(const uint8_t *buf, size_t len,
+                                     size_t max_body, const uint8_t **body,
+                                     size_t *body_len, size_t *frame_len);
+const char *ipc_frame_strerror(enum ipc_frame_status st);
+void ipc_frame_header(uint8_t hdr[IPC_HDR_LEN], size_t body_len);
+/* Append header + packed message. -1 (ENOBUFS/EMSGSIZE) if it does not
+ * fit max_body or the buffer cannot grow. */
+int ipc_frame_pack(struct ipc_buf *b, const ProtobufCMessage *m,
+                   size_t max_body);
+
+/* ---- arena.c: a bump allocator for protobuf unpacking ---- */
+
+struct ipc_arena {
+	uint8_t *mem;
+	size_t used, cap;
+	size_t spill; /* bytes of oversized blocks allocated aside */
+	void **big;   /* blocks too large for mem, freed on reset */
+	size_t nbig, capbig;
+	ProtobufCAllocator pb;
+};
+
+void ipc_arena_init(struct ipc_arena *a);
+void ipc_arena_reset(struct ipc_arena *a);
+void ipc_arena_finish(struct ipc_arena *a);
+
+/* ---- idmap.c: uint64 key -> pointer, open addressing; key 0 is unused ---- */
+
+struct ipc_idmap {
+	uint64_t *keys;
+	void **vals;
+	size_t cap; /* power of two or 0 */
+	size_t count;
+	size_t tombs;
+};
+
+void ipc_idmap_finish(struct ipc_idmap *m);
+void *ipc_idmap_get(const struct ipc_idmap *m, uint64_t key);
+/* -1 with ENOMEM; replaces an existing value. */
+int ipc_idmap_put(struct ipc_idmap *m, uint64_t key, void *val);
+void *ipc_idmap_del(struct ipc_idmap *m, uint64_t key);
+/* Iterate: start *pos at 0; returns false at the end. */
+bool ipc_idmap_next(const struct ipc_idmap *m, size_t *pos, uint64_t *key,
+                    void **val);
+
+/* ---- subject.c: NATS subject rules ---- */
+
+#define IPC_SUBJECT_MAX 1024
+
+/* A subject to publish to: tokens of printable non-space characters
+ * separated by single dots, no wildcards. */
+bool ipc_subject_valid(const char *s);
+/* A subject to subscribe to: as above, but a token may be * and the last
+ * token may be >. */
+bool ipc_subject_pattern_valid(const char *s);
+/* A queue group name: printable, no spaces; "" is allowed (no group). */
+bool ipc_queue_valid(const char *s);
+/* Header key (RFC 822 field name characters) and value (no CR/LF). */
+bool ipc_header_key_valid(const char *s);
+bool ipc_header_value_valid(const char *s);
+
+/* ---- code.c: status codes ---- */
+
+const char *ipc_code_name(Ship__Code c);
+
+#endif

@@ -1,0 +1,86 @@
+/* SPDX-License-Identifier: MIT */
+/* NATS subject, queue and header rules, checked before anything reaches NATS. */
+#include <string.h>
+
+#include "ipc.h"
+
+/* A token character: printable ASCII or UTF-8, never space, control or
+ * DEL (the NATS protocol splits on whitespace). */
+static bool token_char(unsigned char c)
+{
+	return c > 0x20 && c != 0x7f;
+}
+
+static bool subject_check(const char *s, bool wildcards)
+{
+	if (!s || !*s || strlen(s) > IPC_SUBJECT_MAX)
+		return false;
+	const char *tok = s;
+	for (const char *p = s;; p++) {
+		if (*p != '.' && *p != '\0') {
+			if (!token_char((unsigned char)*p))
+				return false;
+			continue;
+		}
+		size_t n = (size_t)(p - tok);
+		if (n == 0)
+			return false; /* empty token: leading, trailing or ".." */
+		bool star = n == 1 && tok[0] == '*';
+		bool gt = n == 1 && tok[0] == '>';
+		if (!wildcards && (star || gt))
+			return false;
+		if (gt && *p != '\0')
+			return false; /* > only as the last token */
+		if (*p == '\0')
+			return true;
+		tok = p + 1;
+	}
+}
+
+bool ipc_subject_valid(const char *s)
+{
+	if (!subject_check(s, false))
+		return false;
+	/* A wildcard character inside a longer token is legal in NATS but
+	 * useless for publishing; it is only refused as a whole token. */
+	return true;
+}
+
+bool ipc_subject_pattern_valid(const char *s)
+{
+	return subject_check(s, true);
+}
+
+bool ipc_queue_valid(const char *s)
+{
+	if (!s)
+		return false;
+	if (strlen(s) > 256)
+		return false;
+	for (const char *p = s; *p; p++)
+		if (!token_char((unsigned char)*p))
+			return false;
+	return true;
+}
+
+bool ipc_header_key_valid(const char *s)
+{
+	if (!s || !*s || strlen(s) > 256)
+		return false;
+	for (const char *p = s; *p; p++) {
+		unsigned char c = (unsigned char)*p;
+		if (c <= 0x20 || c >= 0x7f || c == ':')
+			return false;
+	}
+	return true;
+}
+
+bool ipc_header_value_valid(const char *s)
+{
+	if (!s || strlen(s) > 4096)
+		return false;
+	for (const char *p = s; *p; p++)
+		if (*p == '\r' || *p == '\n')
+			return false;
+	return true;
+}
