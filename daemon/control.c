@@ -57,9 +57,18 @@ static void mark_dirty(struct client *c)
 	event_active(ctl.ev_flush, EV_WRITE, 0);
 }
 
+static bool client_write(struct client *c);
+
 static int queue_frame(struct client *c, const Ship__ServerFrame *f,
                        size_t limit)
 {
+	/* Over the limit: the socket may have room that this turn has not
+	 * used yet; only a client whose socket is full too loses messages. */
+	if (ipc_buf_used(&c->out) > limit && !c->want_write) {
+		ssize_t n = ipc_buf_write(&c->out, c->fd);
+		if (n > 0)
+			c->st.bytes_out += (size_t)n;
+	}
 	if (ipc_buf_used(&c->out) > limit)
 		return -1;
 	if (ipc_frame_pack(&c->out, &f->base, IPC_FRAME_LIMIT) < 0) {

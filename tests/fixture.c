@@ -1,0 +1,287 @@
+/* SPDX-License-Identifier: MIT */
+/* Starts and stops the real servers the integration tests talk to. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fixture.h"
+
+uint64_t fx_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void fx_sleep_ms(int ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+bool fx_wait(bool (*cond)(void *), void *arg, int timeout_ms)
+{
+	uint64_t end = fx_now_ms() + (uint64_t)timeout_ms;
+	do {
+		if (cond(arg))
+			return true;
+		fx_sleep_ms(10);
+	} while (fx_now_ms() < end);
+	return cond(arg);
+}
+
+int fx_free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+	                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(sa);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&sa, &len) < 0) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	close(fd);
+	return ntohs(sa.sin_port);
+}
+
+static bool tcp_up(void *arg)
+{
+	int port = *(int *)arg;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+	                         .sin_port = htons((uint16_t)port),
+	                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	bool ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	close(fd);
+	return ok;
+}
+
+static pid_t spawn(char *const argv[], const char *log)
+{
+	pid_t pid = fork();
+	if (pid != 0)
+		return pid;
+	int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	if (fd >= 0) {
+		dup2(fd, 1);
+		dup2(fd, 2);
+	}
+	setpgid(0, 0);
+	/* Never outlive a test that crashed. */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	execvp(argv[0], argv);
+	_exit(127);
+}
+
+static const char *nats_server_bin(void)
+{
+	const char *e = getenv("NATS_SERVER");
+	if (e && *e)
+		return e;
+	if (access("/usr/sbin/nats-server", X_OK) == 0)
+		return "/usr/sbin/nats-server";
+	return "nats-server";
+}
+
+int natsd_restart(struct natsd *n)
+{
+	char port[16], store[300], log[300];
+	snprintf(port, sizeof(port), "%d", n->port);
+	snprintf(store, sizeof(store), "%s/js", n->dir);
+	snprintf(log, sizeof(log), "%s/nats.log", n->dir);
+	char *argv[] = {(char *)nats_server_bin(), "-js", "-a", "127.0.0.1",
+	                "-p", port, "-sd", store, NULL};
+	n->pid = spawn(argv, log);
+	if (n->pid < 0)
+		return -1;
+	/* Wait for the port; a failed start (port taken) ends early. */
+	uint64_t end = fx_now_ms() + 10000;
+	while (fx_now_ms() < end) {
+		if (tcp_up(&n->port))
+			return 0;
+		if (waitpid(n->pid, NULL, WNOHANG) == n->pid) {
+			n->pid = 0;
+			return -1;
+		}
+		fx_sleep_ms(20);
+	}
+	return -1;
+}
+
+int natsd_start(struct natsd *n, int port)
+{
+	memset(n, 0, sizeof(*n));
+	snprintf(n->dir, sizeof(n->dir), "/tmp/shiptest-nats-XXXXXX");
+	if (!mkdtemp(n->dir))
+		return -1;
+	for (int tries = 0; tries < 5; tries++) {
+		n->port = port ? port : fx_free_port();
+		snprintf(n->url, sizeof(n->url), "nats://127.0.0.1:%d", n->port);
+		if (natsd_restart(n) == 0)
+			return 0;
+		if (port)
+			break;
+	}
+	return -1;
+}
+
+static void stop_pid(pid_t *pid, int sig)
+{
+	if (*pid <= 0)
+		return;
+	kill(*pid, sig);
+	/* Bounded: escalate to SIGKILL after 5 s. */
+	for (int i = 0; i < 500; i++) {
+		if (waitpid(*pid, NULL, WNOHANG) == *pid) {
+			*pid = 0;
+			return;
+		}
+		fx_sleep_ms(10);
+	}
+	kill(*pid, SIGKILL);
+	waitpid(*pid, NULL, 0);
+	*pid = 0;
+}
+
+void natsd_stop(struct natsd *n)
+{
+	stop_pid(&n->pid, SIGTERM);
+}
+
+static void rm_rf(const char *dir)
+{
+	if (!dir[0] || strncmp(dir, "/tmp/shiptest-", 14) != 0)
+		return;
+	char cmd[400];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	(void)!system(cmd);
+}
+
+void natsd_cleanup(struct natsd *n)
+{
+	natsd_stop(n);
+	rm_rf(n->dir);
+}
+
+static bool sock_up(void *arg)
+{
+	const char *path = arg;
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%.100s", path);
+	bool ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	close(fd);
+	return ok;
+}
+
+static const char *shipd_bin(void)
+{
+	const char *e = getenv("SHIPD_BIN");
+	return e && *e ? e : "shipd";
+}
+
+int shipd_restart(struct shipdp *s, const char *url, const char *const *extra)
+{
+	const char *argv[64];
+	int n = 0;
+	argv[n++] = shipd_bin();
+	argv[n++] = "-v";
+	argv[n++] = "-c";
+	argv[n++] = "/dev/null";
+	argv[n++] = "-s";
+	argv[n++] = s->sock;
+	argv[n++] = "--nats";
+	argv[n++] = url;
+	for (int i = 0; extra && extra[i] && n < 62; i++)
+		argv[n++] = extra[i];
+	argv[n] = NULL;
+	s->pid = spawn((char *const *)argv, s->log);
+	if (s->pid < 0)
+		return -1;
+	uint64_t end = fx_now_ms() + 10000;
+	while (fx_now_ms() < end) {
+		if (sock_up(s->sock))
+			return 0;
+		if (waitpid(s->pid, NULL, WNOHANG) == s->pid) {
+			s->pid = 0;
+			return -1;
+		}
+		fx_sleep_ms(10);
+	}
+	return -1;
+}
+
+int shipd_start(struct shipdp *s, const char *url, const char *const *extra)
+{
+	memset(s, 0, sizeof(*s));
+	snprintf(s->dir, sizeof(s->dir), "/tmp/shiptest-shipd-XXXXXX");
+	if (!mkdtemp(s->dir))
+		return -1;
+	snprintf(s->sock, sizeof(s->sock), "%s/shipd.sock", s->dir);
+	snprintf(s->log, sizeof(s->log), "%s/shipd.log", s->dir);
+	return shipd_restart(s, url, extra);
+}
+
+int shipd_stop(struct shipdp *s)
+{
+	if (s->pid <= 0)
+		return -1;
+	kill(s->pid, SIGTERM);
+	int status = 0;
+	for (int i = 0; i < 1000; i++) {
+		if (waitpid(s->pid, &status, WNOHANG) == s->pid) {
+			s->pid = 0;
+			return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+		}
+		fx_sleep_ms(10);
+	}
+	kill(s->pid, SIGKILL);
+	waitpid(s->pid, NULL, 0);
+	s->pid = 0;
+	return -1;
+}
+
+void shipd_kill(struct shipdp *s)
+{
+	stop_pid(&s->pid, SIGKILL);
+}
+
+void shipd_cleanup(struct shipdp *s)
+{
+	if (s->pid > 0)
+		shipd_stop(s);
+	/* Keep the log of a failed run visible in the test output. */
+	if (getenv("SHIPTEST_KEEP")) {
+		fprintf(stderr, "shipd log kept in %s\n", s->log);
+		return;
+	}
+	rm_rf(s->dir);
+}
+
+long fx_rss_kib(pid_t pid)
+{
+	char path[64], line[256];
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	FILE *f = fopen(path, "r");
+	long kib = -1;
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+			break;
+	fclose(f);
+	return kib;
+}

@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: MIT */
+/* Test fixture: a real nats-server -js and a real shipd, each on a free
+ * loopback port or a temporary socket, started and stopped by tests. */
+#ifndef SHIP_TEST_FIXTURE_H
+#define SHIP_TEST_FIXTURE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct natsd {
+	pid_t pid;
+	int port;
+	char dir[256]; /* store and log */
+	char url[64];
+};
+
+struct shipdp {
+	pid_t pid;
+	char dir[256];
+	char sock[300];
+	char log[300];
+};
+
+/* A TCP port nobody listens on right now. */
+int fx_free_port(void);
+/* Start nats-server -js on 127.0.0.1 (port 0: a free one) with a temporary
+ * store; waits until it accepts connections. Returns 0 or -1. */
+int natsd_start(struct natsd *n, int port);
+/* Start again on the same port and store. */
+int natsd_restart(struct natsd *n);
+void natsd_stop(struct natsd *n);
+void natsd_cleanup(struct natsd *n);
+
+/* Start shipd against url with extra arguments (NULL-terminated), on a
+ * socket in a new temporary directory; waits until the socket answers. */
+int shipd_start(struct shipdp *s, const char *url, const char *const *extra);
+/* Start again on the same socket. */
+int shipd_restart(struct shipdp *s, const char *url, const char *const *extra);
+/* SIGTERM and wait; returns the exit status (or -1). */
+int shipd_stop(struct shipdp *s);
+void shipd_kill(struct shipdp *s);
+void shipd_cleanup(struct shipdp *s);
+/* Resident set size of a process, in KiB. */
+long fx_rss_kib(pid_t pid);
+
+uint64_t fx_now_ms(void);
+/* Poll cond every 10 ms for at most timeout_ms. */
+bool fx_wait(bool (*cond)(void *), void *arg, int timeout_ms);
+void fx_sleep_ms(int ms);
+
+#endif

@@ -1,0 +1,843 @@
+/* SPDX-License-Identifier: MIT */
+/* PubSub and request/reply through a real shipd and a real nats-server. */
+#include <check.h>
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <nats/nats.h>
+
+#include "fixture.h"
+#include "ipc.h"
+#include "shipc.h"
+
+static struct natsd nd;
+static struct shipdp sd;
+
+static void setup_with(const char *const *extra)
+{
+	signal(SIGPIPE, SIG_IGN);
+	ck_assert_int_eq(natsd_start(&nd, 0), 0);
+	ck_assert_int_eq(shipd_start(&sd, nd.url, extra), 0);
+}
+
+static void setup(void)
+{
+	setup_with(NULL);
+}
+
+static void setup_small(void)
+{
+	static const char *const small_output[] = {
+		"-o", "client_output_limit=65536", NULL};
+	setup_with(small_output);
+}
+
+static void teardown(void)
+{
+	shipd_cleanup(&sd);
+	natsd_cleanup(&nd);
+}
+
+static struct shipc *conn(const char *name)
+{
+	struct shipc *h = shipc_connect(sd.sock, name);
+	ck_assert_msg(h != NULL, "connect: %s", strerror(errno));
+	return h;
+}
+
+/* ---- collecting what a subscription gets ---- */
+
+struct box {
+	pthread_mutex_t mu;
+	unsigned count;
+	uint64_t dropped;
+	bool ended;
+	int err;
+	char last[256];
+	char last_subject[128];
+	char hdr[128]; /* value of X-Test, if any */
+	char reply_with[64]; /* answer requests with this */
+	struct shipc *responder;
+};
+
+#define BOX_INIT {.mu = PTHREAD_MUTEX_INITIALIZER}
+
+static void box_cb(struct shipc *h, const struct shipc_msg *m, int err,
+                   void *arg)
+{
+	struct box *b = arg;
+	pthread_mutex_lock(&b->mu);
+	if (!m) {
+		ck_assert_msg(!b->ended, "end callback ran twice");
+		b->ended = true;
+		b->err = err;
+		pthread_mutex_unlock(&b->mu);
+		return;
+	}
+	b->count++;
+	b->dropped += m->dropped;
+	snprintf(b->last, sizeof(b->last), "%.*s", (int)m->len,
+	         (const char *)m->data);
+	snprintf(b->last_subject, sizeof(b->last_subject), "%s", m->subject);
+	for (size_t i = 0; i < m->n_headers; i++)
+		if (!strcmp(m->headers[i].key, "X-Test"))
+			snprintf(b->hdr, sizeof(b->hdr), "%s", m->headers[i].value);
+	pthread_mutex_unlock(&b->mu);
+	if (b->reply_with[0])
+		ck_assert_int_eq(shipc_respond(h, m, b->reply_with,
+		                               strlen(b->reply_with)),
+		                 0);
+}
+
+static unsigned box_count(struct box *b)
+{
+	pthread_mutex_lock(&b->mu);
+	unsigned n = b->count;
+	pthread_mutex_unlock(&b->mu);
+	return n;
+}
+
+/* Dispatch the handles until cond holds, for at most ms. */
+static bool pump(struct shipc **hs, int n, bool (*cond)(void *), void *arg,
+                 int ms)
+{
+	uint64_t end = fx_now_ms() + (uint64_t)ms;
+	while (fx_now_ms() < end) {
+		if (cond && cond(arg))
+			return true;
+		for (int i = 0; i < n; i++)
+			shipc_dispatch(hs[i], n > 1 ? 2 : 10);
+	}
+	return cond ? cond(arg) : true;
+}
+
+struct want {
+	struct box *b;
+	unsigned n;
+};
+
+static bool box_has(void *arg)
+{
+	struct want *w = arg;
+	return box_count(w->b) >= w->n;
+}
+
+static bool box_ended(void *arg)
+{
+	struct box *b = arg;
+	pthread_mutex_lock(&b->mu);
+	bool e = b->ended;
+	pthread_mutex_unlock(&b->mu);
+	return e;
+}
+
+/* ---- tests ---- */
+
+START_TEST(pub_sub_two_clients)
+{
+	struct shipc *sub = conn("sub"), *pub = conn("pub");
+	struct box b = BOX_INIT;
+	uint64_t id = shipc_subscribe(sub, "t.hello", NULL, 0, box_cb, &b);
+	ck_assert_uint_gt(id, 0);
+	struct shipc_header hd[] = {{"X-Test", "yes"}};
+	struct shipc_msg m = {.subject = "t.hello", .data = "hi there",
+	                      .len = 8, .headers = hd, .n_headers = 1};
+	ck_assert_int_eq(shipc_publish_msg(pub, &m, 0), 0);
+	ck_assert_int_eq(shipc_publish(pub, "t.other", "no", 2), 0);
+	ck_assert_int_eq(shipc_publish(pub, "t.hello", "second", 6), 0);
+	struct shipc *hs[] = {sub, pub};
+	struct want w = {&b, 2};
+	ck_assert(pump(hs, 2, box_has, &w, 5000));
+	pump(hs, 2, NULL, NULL, 200);
+	ck_assert_uint_eq(b.count, 2);
+	ck_assert_str_eq(b.last, "second");
+	ck_assert_str_eq(b.hdr, "yes");
+	ck_assert_int_eq(shipc_unsubscribe(sub, id), 0);
+	ck_assert(pump(hs, 2, box_ended, &b, 5000));
+	ck_assert_int_eq(b.err, 0);
+	ck_assert_int_eq(shipc_unsubscribe(sub, id), -1);
+	ck_assert_int_eq(errno, ENOENT);
+	shipc_close(pub);
+	shipc_close(sub);
+}
+END_TEST
+
+START_TEST(wildcards)
+{
+	struct shipc *sub = conn("sub"), *pub = conn("pub");
+	struct box star = BOX_INIT, gt = BOX_INIT;
+	ck_assert_uint_gt(shipc_subscribe(sub, "w.*.x", NULL, 0, box_cb, &star), 0);
+	ck_assert_uint_gt(shipc_subscribe(sub, "w.>", NULL, 0, box_cb, &gt), 0);
+	const char *subjects[] = {"w.a.x", "w.b.x", "w.a.y", "w.a.x.z", "v.a.x"};
+	for (int i = 0; i < 5; i++)
+		ck_assert_int_eq(shipc_publish(pub, subjects[i], "d", 1), 0);
+	ck_assert_int_eq(shipc_flush(pub, 5000), 0);
+	struct shipc *hs[] = {sub, pub};
+	struct want w = {&gt, 4};
+	ck_assert(pump(hs, 2, box_has, &w, 5000));
+	pump(hs, 2, NULL, NULL, 200);
+	ck_assert_uint_eq(star.count, 2);
+	ck_assert_uint_eq(gt.count, 4);
+	/* Invalid patterns are refused before anything is opened. */
+	ck_assert_uint_eq(shipc_subscribe(sub, "w.>.x", NULL, 0, box_cb, &gt), 0);
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_uint_eq(shipc_subscribe(sub, "w..x", NULL, 0, box_cb, &gt), 0);
+	ck_assert_int_eq(shipc_publish(pub, "w.*", "d", 1), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	shipc_close(pub);
+	shipc_close(sub);
+}
+END_TEST
+
+START_TEST(queue_groups_spread)
+{
+	struct shipc *h[3], *pub = conn("pub");
+	struct box b[3] = {BOX_INIT, BOX_INIT, BOX_INIT};
+	for (int i = 0; i < 3; i++) {
+		h[i] = conn("worker");
+		ck_assert_uint_gt(shipc_subscribe(h[i], "q.work", "workers", 0,
+		                                  box_cb, &b[i]),
+		                  0);
+	}
+	const int n = 300;
+	for (int i = 0; i < n; i++)
+		ck_assert_int_eq(shipc_publish(pub, "q.work", "job", 3), 0);
+	ck_assert_int_eq(shipc_flush(pub, 5000), 0);
+	struct shipc *hs[] = {h[0], h[1], h[2], pub};
+	uint64_t end = fx_now_ms() + 10000;
+	unsigned total = 0;
+	while (fx_now_ms() < end) {
+		pump(hs, 4, NULL, NULL, 20);
+		total = box_count(&b[0]) + box_count(&b[1]) + box_count(&b[2]);
+		if (total >= (unsigned)n)
+			break;
+	}
+	pump(hs, 4, NULL, NULL, 200);
+	total = box_count(&b[0]) + box_count(&b[1]) + box_count(&b[2]);
+	ck_assert_uint_eq(total, n); /* each message to exactly one member */
+	for (int i = 0; i < 3; i++) {
+		ck_assert_msg(b[i].count > 0, "member %d got nothing", i);
+		shipc_close(h[i]);
+	}
+	shipc_close(pub);
+}
+END_TEST
+
+struct responder {
+	struct shipc *h;
+	struct box b;
+	volatile bool stop;
+};
+
+static void *respond_loop(void *arg)
+{
+	struct responder *r = arg;
+	while (!r->stop)
+		shipc_dispatch(r->h, 20);
+	return NULL;
+}
+
+START_TEST(request_reply)
+{
+	struct responder r = {.h = conn("svc"), .b = BOX_INIT};
+	snprintf(r.b.reply_with, sizeof(r.b.reply_with), "pong");
+	ck_assert_uint_gt(shipc_subscribe(r.h, "svc.ping", NULL, 0, box_cb, &r.b), 0);
+	pthread_t t;
+	pthread_create(&t, NULL, respond_loop, &r);
+	struct shipc *c = conn("client");
+	for (int i = 0; i < 20; i++) {
+		struct shipc_msg *rep = NULL;
+		ck_assert_int_eq(shipc_request(c, "svc.ping", "ping", 4, 2000, &rep), 0);
+		ck_assert_ptr_nonnull(rep);
+		ck_assert_uint_eq(rep->len, 4);
+		ck_assert_int_eq(memcmp(rep->data, "pong", 4), 0);
+		shipc_msg_free(rep);
+	}
+	ck_assert_str_eq(r.b.last, "ping");
+	/* Nobody listens: its own error, at once. */
+	struct shipc_msg *rep = NULL;
+	uint64_t t0 = fx_now_ms();
+	ck_assert_int_eq(shipc_request(c, "svc.nobody", "x", 1, 3000, &rep), -1);
+	ck_assert_int_eq(errno, ESRCH);
+	ck_assert_ptr_null(rep);
+	ck_assert_uint_lt(fx_now_ms() - t0, 2000);
+	char why[256];
+	ck_assert_ptr_nonnull(strstr(shipc_last_error(c, why, sizeof(why)),
+	                             "no responders"));
+	r.stop = true;
+	pthread_join(t, NULL);
+	shipc_close(c);
+	shipc_close(r.h);
+}
+END_TEST
+
+START_TEST(request_timeout)
+{
+	struct shipc *silent = conn("silent"), *c = conn("client");
+	struct box b = BOX_INIT; /* receives but never answers */
+	ck_assert_uint_gt(shipc_subscribe(silent, "svc.slow", NULL, 0, box_cb, &b), 0);
+	struct shipc_msg *rep = NULL;
+	uint64_t t0 = fx_now_ms();
+	ck_assert_int_eq(shipc_request(c, "svc.slow", "x", 1, 300, &rep), -1);
+	ck_assert_int_eq(errno, ETIMEDOUT);
+	uint64_t took = fx_now_ms() - t0;
+	ck_assert_uint_ge(took, 250);
+	ck_assert_uint_lt(took, 2000);
+	shipc_close(c);
+	shipc_close(silent);
+}
+END_TEST
+
+struct async_state {
+	int done, ok, err;
+};
+
+static void async_cb(struct shipc *h, const struct shipc_msg *rep, int err,
+                     void *arg)
+{
+	struct async_state *st = arg;
+	st->done++;
+	if (rep && rep->len == 4 && !memcmp(rep->data, "pong", 4))
+		st->ok++;
+	if (err)
+		st->err = err;
+}
+
+static bool async_done(void *arg)
+{
+	struct async_state *st = arg;
+	return st->done >= 50;
+}
+
+START_TEST(request_async_pipelined)
+{
+	struct responder r = {.h = conn("svc"), .b = BOX_INIT};
+	snprintf(r.b.reply_with, sizeof(r.b.reply_with), "pong");
+	ck_assert_uint_gt(shipc_subscribe(r.h, "svc.ping", "q", 0, box_cb, &r.b), 0);
+	pthread_t t;
+	pthread_create(&t, NULL, respond_loop, &r);
+	struct shipc *c = conn("client");
+	struct async_state st = {0};
+	struct shipc_msg m = {.subject = "svc.ping", .data = "ping", .len = 4};
+	for (int i = 0; i < 50; i++)
+		ck_assert_int_eq(shipc_request_async(c, &m, 5000, async_cb, &st), 0);
+	struct shipc *hs[] = {c};
+	ck_assert(pump(hs, 1, async_done, &st, 10000));
+	ck_assert_int_eq(st.ok, 50);
+	ck_assert_int_eq(st.err, 0);
+	/* Close runs every owed callback once, with ECANCELED. */
+	struct async_state st2 = {0};
+	struct shipc_msg none = {.subject = "svc.void", .data = "x", .len = 1};
+	struct box quiet = BOX_INIT;
+	ck_assert_uint_gt(shipc_subscribe(c, "svc.void", NULL, 0, box_cb, &quiet), 0);
+	ck_assert_int_eq(shipc_request_async(c, &none, 10000, async_cb, &st2), 0);
+	r.stop = true;
+	pthread_join(t, NULL);
+	shipc_close(c);
+	ck_assert_int_eq(st2.done, 1);
+	ck_assert_int_eq(st2.err, ECANCELED);
+	ck_assert(quiet.ended);
+	shipc_close(r.h);
+}
+END_TEST
+
+START_TEST(max_msgs_ends_stream)
+{
+	struct shipc *sub = conn("sub"), *pub = conn("pub");
+	struct box b = BOX_INIT;
+	ck_assert_uint_gt(shipc_subscribe(sub, "m.x", NULL, 3, box_cb, &b), 0);
+	for (int i = 0; i < 6; i++)
+		ck_assert_int_eq(shipc_publish(pub, "m.x", "d", 1), 0);
+	struct shipc *hs[] = {sub, pub};
+	ck_assert(pump(hs, 2, box_ended, &b, 5000));
+	pump(hs, 2, NULL, NULL, 200);
+	ck_assert_uint_eq(b.count, 3);
+	ck_assert_int_eq(b.err, 0);
+	struct shipc_status st;
+	ck_assert_int_eq(shipc_status(pub, &st), 0);
+	ck_assert_uint_eq(st.subscriptions, 0);
+	shipc_close(pub);
+	shipc_close(sub);
+}
+END_TEST
+
+/* A direct nats.c client sees what shipd clients publish and the other way
+ * round; shipc_subscribe returns only when the server has the interest. */
+START_TEST(interop_direct_nats)
+{
+	natsConnection *nc = NULL;
+	ck_assert_int_eq(natsConnection_ConnectTo(&nc, nd.url), NATS_OK);
+	struct shipc *sub = conn("sub");
+	struct box b = BOX_INIT;
+	ck_assert_uint_gt(shipc_subscribe(sub, "i.x", NULL, 0, box_cb, &b), 0);
+	ck_assert_int_eq(natsConnection_PublishString(nc, "i.x", "from-c"), NATS_OK);
+	ck_assert_int_eq(natsConnection_Flush(nc), NATS_OK);
+	struct want w = {&b, 1};
+	ck_assert(pump(&sub, 1, box_has, &w, 5000));
+	ck_assert_str_eq(b.last, "from-c");
+	natsSubscription *ns = NULL;
+	ck_assert_int_eq(natsConnection_SubscribeSync(&ns, nc, "i.y"), NATS_OK);
+	ck_assert_int_eq(natsConnection_Flush(nc), NATS_OK);
+	ck_assert_int_eq(shipc_publish(sub, "i.y", "from-shipd", 10), 0);
+	natsMsg *msg = NULL;
+	ck_assert_int_eq(natsSubscription_NextMsg(&msg, ns, 5000), NATS_OK);
+	ck_assert_int_eq(natsMsg_GetDataLength(msg), 10);
+	natsMsg_Destroy(msg);
+	natsSubscription_Destroy(ns);
+	natsConnection_Destroy(nc);
+	shipc_close(sub);
+}
+END_TEST
+
+struct flood {
+	struct shipc *h;
+	volatile bool stop;
+};
+
+static void *dispatch_loop(void *arg)
+{
+	struct flood *f = arg;
+	while (!f->stop)
+		shipc_dispatch(f->h, 20);
+	return NULL;
+}
+
+START_TEST(slow_reader_dropped_others_unaffected)
+{
+	struct shipc *slow = conn("slow"), *pub = conn("pub");
+	struct flood fast = {.h = conn("fast")};
+	struct box bs = BOX_INIT, bf = BOX_INIT;
+	ck_assert_uint_gt(shipc_subscribe(slow, "f.x", NULL, 0, box_cb, &bs), 0);
+	ck_assert_uint_gt(shipc_subscribe(fast.h, "f.x", NULL, 0, box_cb, &bf), 0);
+	pthread_t t;
+	pthread_create(&t, NULL, dispatch_loop, &fast);
+	/* slow never dispatches while 10 MiB go by. */
+	static char data[1024];
+	memset(data, 'x', sizeof(data));
+	const unsigned n = 10000;
+	for (unsigned i = 0; i < n; i++) {
+		ck_assert_int_eq(shipc_publish(pub, "f.x", data, sizeof(data)), 0);
+		if (i % 20 == 19) {
+			/* fast keeps up batch by batch, while slow is stuck. */
+			struct want w = {&bf, i + 1};
+			ck_assert_msg(fx_wait(box_has, &w, 5000),
+			              "fast got %u of %u, %lu dropped",
+			              box_count(&bf), i + 1,
+			              (unsigned long)bf.dropped);
+		}
+	}
+	ck_assert_uint_eq(bf.dropped, 0);
+	/* The daemon went on answering while slow sat on its socket. */
+	struct shipc_status st;
+	ck_assert_int_eq(shipc_status(pub, &st), 0);
+	ck_assert_uint_gt(st.dropped, 0);
+	long rss = fx_rss_kib(sd.pid);
+	ck_assert_msg(rss > 0 && rss < 64 * 1024, "shipd RSS %ld KiB", rss);
+	/* Now slow reads: fewer than n, and told how many it missed. */
+	struct shipc *hs[] = {slow};
+	pump(hs, 1, NULL, NULL, 1000);
+	ck_assert_uint_lt(bs.count, n);
+	ck_assert_uint_gt(bs.count, 0);
+	/* A marker after the flood carries the count of what was dropped. */
+	ck_assert_int_eq(shipc_publish(pub, "f.x", "end", 3), 0);
+	struct want w2 = {&bs, bs.count + 1};
+	ck_assert(pump(hs, 1, box_has, &w2, 5000));
+	ck_assert_str_eq(bs.last, "end");
+	ck_assert_uint_eq(bs.count - 1 + bs.dropped, n);
+	fast.stop = true;
+	pthread_join(t, NULL);
+	ck_assert_uint_eq(box_count(&bf), n + 1);
+	shipc_close(fast.h);
+	shipc_close(slow);
+	shipc_close(pub);
+}
+END_TEST
+
+static bool subs_back_to(void *arg)
+{
+	struct shipc *h = arg;
+	struct shipc_status st;
+	return shipc_status(h, &st) == 0 && st.subscriptions == 0 &&
+	       st.clients == 1;
+}
+
+START_TEST(killed_client_released)
+{
+	int pfd[2];
+	ck_assert_int_eq(pipe(pfd), 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		struct shipc *h = shipc_connect(sd.sock, "doomed");
+		struct box b = BOX_INIT;
+		for (int i = 0; h && i < 5; i++) {
+			char subj[32];
+			snprintf(subj, sizeof(subj), "k.%d", i);
+			shipc_subscribe(h, subj, NULL, 0, box_cb, &b);
+		}
+		(void)!write(pfd[1], "r", 1);
+		for (;;)
+			pause();
+	}
+	char c;
+	ck_assert_int_eq(read(pfd[0], &c, 1), 1);
+	struct shipc *obs = conn("observer");
+	struct shipc_status st;
+	ck_assert_int_eq(shipc_status(obs, &st), 0);
+	ck_assert_uint_eq(st.subscriptions, 5);
+	ck_assert_uint_eq(st.clients, 2);
+	/* Mid-stream: messages are flowing to it when it dies. */
+	for (int i = 0; i < 200; i++)
+		shipc_publish(obs, "k.1", "data", 4);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	ck_assert(fx_wait(subs_back_to, obs, 5000));
+	close(pfd[0]);
+	close(pfd[1]);
+	shipc_close(obs);
+}
+END_TEST
+
+static bool link_is(struct shipc *h, enum shipc_link want)
+{
+	struct shipc_status st;
+	return shipc_status(h, &st) == 0 && st.link == want;
+}
+
+static bool link_up(void *arg)
+{
+	return link_is(arg, SHIPC_LINK_CONNECTED);
+}
+
+static bool link_down(void *arg)
+{
+	return link_is(arg, SHIPC_LINK_RECONNECTING);
+}
+
+START_TEST(nats_restart_while_subscribed)
+{
+	struct shipc *sub = conn("sub"), *pub = conn("pub");
+	struct box b = BOX_INIT;
+	ck_assert_uint_gt(shipc_subscribe(sub, "r.x", NULL, 0, box_cb, &b), 0);
+	natsd_stop(&nd);
+	ck_assert(fx_wait(link_down, pub, 10000)); /* status shows the outage */
+	struct shipc_msg *rep;
+	ck_assert_int_eq(shipc_request(pub, "r.x", "x", 1, 1000, &rep), -1);
+	ck_assert_int_eq(errno, EAGAIN);
+	ck_assert_int_eq(natsd_restart(&nd), 0);
+	ck_assert(fx_wait(link_up, pub, 15000));
+	struct shipc_status st;
+	ck_assert_int_eq(shipc_status(pub, &st), 0);
+	ck_assert_uint_ge(st.reconnects, 1);
+	/* The subscription is live again without anything from the app. */
+	struct shipc *hs[] = {sub, pub};
+	struct want w = {&b, 1};
+	uint64_t end = fx_now_ms() + 10000;
+	while (box_count(&b) == 0 && fx_now_ms() < end) {
+		shipc_publish(pub, "r.x", "again", 5);
+		pump(hs, 2, box_has, &w, 100);
+	}
+	ck_assert_uint_ge(box_count(&b), 1);
+	ck_assert_str_eq(b.last, "again");
+	shipc_close(pub);
+	shipc_close(sub);
+}
+END_TEST
+
+START_TEST(shipd_restart_resubscribes)
+{
+	struct shipc *sub = conn("sub");
+	struct box b = BOX_INIT;
+	ck_assert_uint_gt(shipc_subscribe(sub, "s.x", "grp", 0, box_cb, &b), 0);
+	ck_assert_int_eq(shipd_stop(&sd), 0);
+	ck_assert_int_eq(shipd_restart(&sd, nd.url, NULL), 0);
+	/* libshipc reconnects by itself and opens the subscription again. */
+	struct shipc *pub = conn("pub");
+	struct shipc *hs[] = {sub, pub};
+	struct want w = {&b, 1};
+	uint64_t end = fx_now_ms() + 10000;
+	while (box_count(&b) == 0 && fx_now_ms() < end) {
+		shipc_publish(pub, "s.x", "back", 4);
+		pump(hs, 2, box_has, &w, 100);
+	}
+	ck_assert_uint_ge(box_count(&b), 1);
+	ck_assert_int_eq(shipc_is_connected(sub), 1);
+	ck_assert(!b.ended);
+	shipc_close(pub);
+	shipc_close(sub);
+}
+END_TEST
+
+/* ---- hostile input on the raw socket ---- */
+
+static int raw_connect(void)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%.100s", sd.sock);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	struct timeval tv = {5, 0};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	return fd;
+}
+
+/* Read one server frame; NULL on EOF. */
+static Ship__ServerFrame *raw_read(int fd)
+{
+	struct ipc_buf b = {0};
+	for (;;) {
+		const uint8_t *body;
+		size_t blen, flen;
+		if (ipc_frame_peek(ipc_buf_head(&b), ipc_buf_used(&b),
+		                   IPC_FRAME_LIMIT, &body, &blen,
+		                   &flen) == IPC_FRAME_OK) {
+			Ship__ServerFrame *f =
+				ship__server_frame__unpack(NULL, blen, body);
+			ipc_buf_finish(&b);
+			return f;
+		}
+		if (ipc_buf_read(&b, fd, 4096) <= 0) {
+			ipc_buf_finish(&b);
+			return NULL;
+		}
+	}
+}
+
+static bool raw_closed(int fd)
+{
+	char c;
+	for (int i = 0; i < 100; i++) {
+		ssize_t n = read(fd, &c, 1);
+		if (n == 0 || (n < 0 && errno == ECONNRESET))
+			return true;
+		if (n < 0)
+			return false;
+	}
+	return false;
+}
+
+static void raw_send(int fd, const void *p, size_t n)
+{
+	ck_assert_int_eq(send(fd, p, n, MSG_NOSIGNAL), (ssize_t)n);
+}
+
+static void raw_hello(int fd, uint32_t version)
+{
+	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
+	Ship__Hello h = SHIP__HELLO__INIT;
+	h.version = version;
+	h.name = "raw";
+	f.id = 1;
+	f.body_case = SHIP__CLIENT_FRAME__BODY_HELLO;
+	f.hello = &h;
+	struct ipc_buf b = {0};
+	ck_assert_int_eq(ipc_frame_pack(&b, &f.base, IPC_FRAME_LIMIT), 0);
+	raw_send(fd, ipc_buf_head(&b), ipc_buf_used(&b));
+	ipc_buf_finish(&b);
+}
+
+static void assert_others_fine(void)
+{
+	struct shipc *sub = conn("sub"), *pub = conn("pub");
+	struct box b = BOX_INIT;
+	ck_assert_uint_gt(shipc_subscribe(sub, "ok.x", NULL, 0, box_cb, &b), 0);
+	ck_assert_int_eq(shipc_publish(pub, "ok.x", "fine", 4), 0);
+	struct shipc *hs[] = {sub, pub};
+	struct want w = {&b, 1};
+	ck_assert(pump(hs, 2, box_has, &w, 5000));
+	shipc_close(pub);
+	shipc_close(sub);
+}
+
+START_TEST(hostile_frames)
+{
+	struct shipc *bystander = conn("bystander");
+	/* Garbage: refused at the first byte, connection closed. */
+	int fd = raw_connect();
+	raw_send(fd, "GET / HTTP/1.1\r\n\r\n", 18);
+	Ship__ServerFrame *f = raw_read(fd);
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(f->code, SHIP__CODE__INVALID_ARGUMENT);
+	ship__server_frame__free_unpacked(f, NULL);
+	ck_assert(raw_closed(fd));
+	close(fd);
+
+	/* Oversized: refused from the header alone, before allocation. */
+	fd = raw_connect();
+	raw_hello(fd, IPC_VERSION);
+	f = raw_read(fd);
+	ck_assert_int_eq(f->code, SHIP__CODE__OK);
+	ship__server_frame__free_unpacked(f, NULL);
+	uint8_t hdr[IPC_HDR_LEN];
+	ipc_frame_header(hdr, 8u << 20); /* over the 2 MiB default */
+	raw_send(fd, hdr, sizeof(hdr));
+	f = raw_read(fd);
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(f->code, SHIP__CODE__RESOURCE_EXHAUSTED);
+	ship__server_frame__free_unpacked(f, NULL);
+	ck_assert(raw_closed(fd));
+	close(fd);
+
+	/* Bad protobuf inside good framing: an error, and it may go on. */
+	fd = raw_connect();
+	raw_hello(fd, IPC_VERSION);
+	f = raw_read(fd);
+	ship__server_frame__free_unpacked(f, NULL);
+	uint8_t bad[IPC_HDR_LEN + 3] = {0, 0, 0, 0, 0xff, 0xff, 0xff};
+	ipc_frame_header(bad, 3);
+	raw_send(fd, bad, sizeof(bad));
+	f = raw_read(fd);
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(f->code, SHIP__CODE__INVALID_ARGUMENT);
+	ship__server_frame__free_unpacked(f, NULL);
+	Ship__ClientFrame cf = SHIP__CLIENT_FRAME__INIT;
+	Ship__StatusRequest sr = SHIP__STATUS_REQUEST__INIT;
+	cf.id = 7;
+	cf.body_case = SHIP__CLIENT_FRAME__BODY_STATUS;
+	cf.status = &sr;
+	struct ipc_buf b = {0};
+	ipc_frame_pack(&b, &cf.base, IPC_FRAME_LIMIT);
+	raw_send(fd, ipc_buf_head(&b), ipc_buf_used(&b));
+	ipc_buf_finish(&b);
+	f = raw_read(fd);
+	ck_assert_ptr_nonnull(f);
+	ck_assert_uint_eq(f->id, 7);
+	ck_assert_int_eq(f->body_case, SHIP__SERVER_FRAME__BODY_STATUS);
+	ship__server_frame__free_unpacked(f, NULL);
+	close(fd);
+
+	/* A protocol version from the future: a clear error, then closed. */
+	fd = raw_connect();
+	raw_hello(fd, 99);
+	f = raw_read(fd);
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(f->code, SHIP__CODE__INVALID_ARGUMENT);
+	ck_assert_ptr_nonnull(strstr(f->error, "version"));
+	ship__server_frame__free_unpacked(f, NULL);
+	ck_assert(raw_closed(fd));
+	close(fd);
+
+	/* Anything before the hello: refused and closed. */
+	fd = raw_connect();
+	b = (struct ipc_buf){0};
+	ipc_frame_pack(&b, &cf.base, IPC_FRAME_LIMIT);
+	raw_send(fd, ipc_buf_head(&b), ipc_buf_used(&b));
+	ipc_buf_finish(&b);
+	f = raw_read(fd);
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(f->code, SHIP__CODE__INVALID_ARGUMENT);
+	ship__server_frame__free_unpacked(f, NULL);
+	ck_assert(raw_closed(fd));
+	close(fd);
+
+	/* The daemon and the other clients went on. */
+	ck_assert_int_eq(shipc_is_connected(bystander), 1);
+	struct shipc_status st;
+	ck_assert_int_eq(shipc_status(bystander, &st), 0);
+	assert_others_fine();
+	shipc_close(bystander);
+	ck_assert_int_eq(kill(sd.pid, 0), 0);
+}
+END_TEST
+
+START_TEST(shutdown_is_clean)
+{
+	struct shipc *h = conn("c");
+	struct box b = BOX_INIT;
+	ck_assert_uint_gt(shipc_subscribe(h, "z.x", NULL, 0, box_cb, &b), 0);
+	ck_assert_int_eq(shipd_stop(&sd), 0); /* SIGTERM: exit status 0 */
+	ck_assert_int_eq(access(sd.sock, F_OK), -1); /* socket removed */
+	shipc_close(h);
+	ck_assert(b.ended);
+}
+END_TEST
+
+START_TEST(starts_without_nats)
+{
+	/* Point a second shipd at a port where nothing listens. */
+	struct shipdp lone;
+	char url[64];
+	int port = fx_free_port();
+	snprintf(url, sizeof(url), "nats://127.0.0.1:%d", port);
+	ck_assert_int_eq(shipd_start(&lone, url, NULL), 0);
+	struct shipc *h = shipc_connect(lone.sock, "early");
+	ck_assert_ptr_nonnull(h);
+	struct shipc_status st;
+	ck_assert_int_eq(shipc_status(h, &st), 0);
+	ck_assert_int_ne(st.link, SHIPC_LINK_CONNECTED);
+	struct box b = BOX_INIT;
+	/* Subscribing works before NATS is there; requests fail clearly. */
+	ck_assert_uint_gt(shipc_subscribe(h, "e.x", NULL, 0, box_cb, &b), 0);
+	struct shipc_msg *rep;
+	ck_assert_int_eq(shipc_request(h, "e.x", "x", 1, 500, &rep), -1);
+	ck_assert_int_eq(errno, EAGAIN);
+	struct shipc_msg m = {.subject = "e.x", .data = "x", .len = 1};
+	ck_assert_int_eq(shipc_publish_msg(h, &m, SHIPC_PUB_CONFIRM), -1);
+	ck_assert_int_eq(errno, EAGAIN);
+	/* NATS comes up on that port: the link connects, the sub works. */
+	struct natsd late;
+	ck_assert_int_eq(natsd_start(&late, port), 0);
+	ck_assert(fx_wait(link_up, h, 15000));
+	struct want w = {&b, 1};
+	uint64_t end = fx_now_ms() + 10000;
+	while (box_count(&b) == 0 && fx_now_ms() < end) {
+		shipc_publish(h, "e.x", "late", 4);
+		pump(&h, 1, box_has, &w, 100);
+	}
+	ck_assert_str_eq(b.last, "late");
+	shipc_close(h);
+	shipd_cleanup(&lone);
+	natsd_cleanup(&late);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("pubsub");
+	TCase *tc = tcase_create("core");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, pub_sub_two_clients);
+	tcase_add_test(tc, wildcards);
+	tcase_add_test(tc, queue_groups_spread);
+	tcase_add_test(tc, request_reply);
+	tcase_add_test(tc, request_timeout);
+	tcase_add_test(tc, request_async_pipelined);
+	tcase_add_test(tc, max_msgs_ends_stream);
+	tcase_add_test(tc, interop_direct_nats);
+	tcase_add_test(tc, killed_client_released);
+	tcase_add_test(tc, hostile_frames);
+	tcase_add_test(tc, shutdown_is_clean);
+	tcase_add_test(tc, starts_without_nats);
+	suite_add_tcase(s, tc);
+
+	TCase *faults = tcase_create("faults");
+	tcase_add_checked_fixture(faults, setup, teardown);
+	tcase_set_timeout(faults, 90);
+	tcase_add_test(faults, nats_restart_while_subscribed);
+	tcase_add_test(faults, shipd_restart_resubscribes);
+	suite_add_tcase(s, faults);
+
+	TCase *slow = tcase_create("slow-reader");
+	tcase_add_checked_fixture(slow, setup_small, teardown);
+	tcase_set_timeout(slow, 90);
+	tcase_add_test(slow, slow_reader_dropped_others_unaffected);
+	suite_add_tcase(s, slow);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(suite());
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
