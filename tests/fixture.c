@@ -259,16 +259,33 @@ void shipd_kill(struct shipdp *s)
 	stop_pid(&s->pid, SIGKILL);
 }
 
-void shipd_cleanup(struct shipdp *s)
+static void dump_log(const char *path)
 {
+	FILE *f = fopen(path, "r");
+	char line[512];
+	if (!f)
+		return;
+	fprintf(stderr, "---- %s ----\n", path);
+	while (fgets(line, sizeof(line), f))
+		fputs(line, stderr);
+	fclose(f);
+}
+
+int shipd_cleanup(struct shipdp *s)
+{
+	int rc = 0;
 	if (s->pid > 0)
-		shipd_stop(s);
+		rc = shipd_stop(s);
+	/* A sanitizer report or a crash at exit fails the test. */
+	if (rc != 0)
+		dump_log(s->log);
 	/* Keep the log of a failed run visible in the test output. */
 	if (getenv("SHIPTEST_KEEP")) {
 		fprintf(stderr, "shipd log kept in %s\n", s->log);
-		return;
+		return rc;
 	}
 	rm_rf(s->dir);
+	return rc;
 }
 
 long fx_rss_kib(pid_t pid)

@@ -40,7 +40,9 @@ int shipd_restart(struct shipdp *s, const char *url, const char *const *extra);
 /* SIGTERM and wait; returns the exit status (or -1). */
 int shipd_stop(struct shipdp *s);
 void shipd_kill(struct shipdp *s);
-void shipd_cleanup(struct shipdp *s);
+/* Stop (SIGTERM) if running and remove its files; returns the exit
+ * status of that stop, 0 if it was not running. */
+int shipd_cleanup(struct shipdp *s);
 /* Resident set size of a process, in KiB. */
 long fx_rss_kib(pid_t pid);
 

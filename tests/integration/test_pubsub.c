@@ -42,8 +42,9 @@ static void setup_small(void)
 
 static void teardown(void)
 {
-	shipd_cleanup(&sd);
+	int rc = shipd_cleanup(&sd);
 	natsd_cleanup(&nd);
+	ck_assert_msg(rc == 0, "shipd exited with %d", rc);
 }
 
 static struct shipc *conn(const char *name)
@@ -793,7 +794,7 @@ START_TEST(starts_without_nats)
 	}
 	ck_assert_str_eq(b.last, "late");
 	shipc_close(h);
-	shipd_cleanup(&lone);
+	ck_assert_int_eq(shipd_cleanup(&lone), 0);
 	natsd_cleanup(&late);
 }
 END_TEST
