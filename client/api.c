@@ -2,6 +2,7 @@
 /* libshipc's calls: publish, subscribe, request/reply, flush and status. */
 #include <errno.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,19 +20,14 @@ static uint64_t mono_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-int call_start(struct shipc *h, struct call *c, Ship__ClientFrame *f,
-               int timeout_ms)
+int call_register(struct shipc *h, struct call *c)
 {
 	c->id = ++h->next_id;
-	f->id = c->id;
-	if (ipc_idmap_put(&h->calls, c->id, c) < 0)
-		return -1;
-	if (queue_frame(h, f, true) < 0) {
-		ipc_idmap_del(&h->calls, c->id);
-		return -1;
-	}
-	if (!c->waiter)
-		return 0;
+	return ipc_idmap_put(&h->calls, c->id, c);
+}
+
+int call_wait(struct shipc *h, struct call *c, int timeout_ms)
+{
 	/* shipd answers every request; the margin only guards against a
 	 * daemon that stopped answering without closing the socket. */
 	uint64_t deadline = timeout_ms < 0
@@ -56,6 +52,19 @@ int call_start(struct shipc *h, struct call *c, Ship__ClientFrame *f,
 		return -1;
 	}
 	return 0;
+}
+
+int call_start(struct shipc *h, struct call *c, Ship__ClientFrame *f,
+               int timeout_ms)
+{
+	if (call_register(h, c) < 0)
+		return -1;
+	f->id = c->id;
+	if (queue_frame(h, f, true) < 0) {
+		ipc_idmap_del(&h->calls, c->id);
+		return -1;
+	}
+	return c->waiter ? call_wait(h, c, timeout_ms) : 0;
 }
 
 /* ---- messages ---- */
@@ -126,29 +135,68 @@ static int ship_msg_init(struct shipc *h, struct ship_msg *sm,
 	return 0;
 }
 
+static bool msg_valid(struct shipc *h, const struct shipc_msg *msg)
+{
+	if (!msg || !ipc_subject_valid(msg->subject) ||
+	    (msg->reply && msg->reply[0] && !ipc_subject_valid(msg->reply)) ||
+	    msg->n_headers > MAX_HEADERS || (msg->len && !msg->data)) {
+		set_error(h, "invalid subject, reply or headers");
+		errno = EINVAL;
+		return false;
+	}
+	for (size_t i = 0; i < msg->n_headers; i++) {
+		if (!ipc_header_key_valid(msg->headers[i].key) ||
+		    !ipc_header_value_valid(msg->headers[i].value)) {
+			set_error(h, "invalid header '%.64s'",
+			          msg->headers[i].key ? msg->headers[i].key : "");
+			errno = EINVAL;
+			return false;
+		}
+	}
+	return true;
+}
+
+_Static_assert(sizeof(struct shipc_header) == sizeof(struct ipc_header) &&
+                       offsetof(struct shipc_header, value) ==
+                               offsetof(struct ipc_header, value),
+               "header layouts differ");
+
+static int publish(struct shipc *h, const struct shipc_msg *msg, int flags,
+                   bool now)
+{
+	if (!msg_valid(h, msg))
+		return -1;
+	bool confirm = flags & SHIPC_PUB_CONFIRM;
+	struct ipc_publish p = {
+		.subject = msg->subject,
+		.reply = msg->reply,
+		.data = msg->data,
+		.len = msg->len,
+		.headers = (const struct ipc_header *)msg->headers,
+		.n_headers = msg->n_headers,
+		.fail_if_disconnected = confirm,
+	};
+	struct call c = {.waiter = true};
+	pthread_mutex_lock(&h->mu);
+	int r = wait_for_space(h);
+	if (r == 0 && confirm) {
+		r = call_register(h, &c);
+		p.id = c.id;
+	}
+	if (r == 0)
+		r = queue_publish(h, &p, now || confirm);
+	if (r < 0 && confirm)
+		ipc_idmap_del(&h->calls, c.id);
+	else if (r == 0 && confirm)
+		r = call_wait(h, &c, 0);
+	pthread_mutex_unlock(&h->mu);
+	return r;
+}
+
 SHIPC_EXPORT int shipc_publish_msg(struct shipc *h, const struct shipc_msg *msg,
                                    int flags)
 {
-	struct ship_msg sm;
-	if (ship_msg_init(h, &sm, msg, false) < 0)
-		return -1;
-	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
-	Ship__Publish p = SHIP__PUBLISH__INIT;
-	p.msg = &sm.m;
-	p.fail_if_disconnected = (flags & SHIPC_PUB_CONFIRM) != 0;
-	f.body_case = SHIP__CLIENT_FRAME__BODY_PUBLISH;
-	f.publish = &p;
-	pthread_mutex_lock(&h->mu);
-	int r = wait_for_space(h);
-	if (r == 0 && (flags & SHIPC_PUB_CONFIRM)) {
-		struct call c = {.waiter = true};
-		r = call_start(h, &c, &f, 0);
-	} else if (r == 0) {
-		r = queue_frame(h, &f, false);
-	}
-	pthread_mutex_unlock(&h->mu);
-	ship_msg_finish(&sm);
-	return r;
+	return publish(h, msg, flags, false);
 }
 
 SHIPC_EXPORT int shipc_publish(struct shipc *h, const char *subject,
@@ -166,7 +214,9 @@ SHIPC_EXPORT int shipc_respond(struct shipc *h, const struct shipc_msg *req,
 		errno = EINVAL;
 		return -1;
 	}
-	return shipc_publish(h, req->reply, data, len);
+	/* A reply is waited for: write it now rather than batch it. */
+	struct shipc_msg m = {.subject = req->reply, .data = data, .len = len};
+	return publish(h, &m, 0, true);
 }
 
 /* ---- status and flush: a status request is the cheapest barrier ---- */

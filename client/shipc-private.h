@@ -85,6 +85,11 @@ void set_error(struct shipc *h, const char *fmt, ...)
 int code_errno(Ship__Code code);
 /* With the lock held: queue a frame; write at once when latency counts. */
 int queue_frame(struct shipc *h, const Ship__ClientFrame *f, bool now);
+int queue_publish(struct shipc *h, const struct ipc_publish *p, bool now);
+/* Register c under a new id (lock held). */
+int call_register(struct shipc *h, struct call *c);
+/* Wait for a registered waiter's reply; 0 or -1 with errno. */
+int call_wait(struct shipc *h, struct call *c, int timeout_ms);
 /* With the lock held: register a call, send f with its id and wait for
  * the reply (waiter) or return at once (callback). Returns 0 or -1. */
 int call_start(struct shipc *h, struct call *c, Ship__ClientFrame *f,

@@ -419,24 +419,13 @@ static void *bg_main(void *arg)
 	return NULL;
 }
 
-int queue_frame(struct shipc *h, const Ship__ClientFrame *f, bool now)
+/* After a frame was appended to out: write it now (latency) when the
+ * writer is idle, else leave it to the writer's next round. */
+static int kick(struct shipc *h, bool now)
 {
-	if (!h->connected) {
-		set_error(h, "not connected to shipd");
-		errno = ENOTCONN;
-		return -1;
-	}
-	size_t max = h->max_frame > IPC_HDR_LEN ? h->max_frame - IPC_HDR_LEN
-	                                        : IPC_FRAME_LIMIT;
-	if (ipc_frame_pack(&h->out, &f->base, max) < 0) {
-		set_error(h, "frame too large for shipd (limit %u bytes)",
-		          h->max_frame);
-		return -1;
-	}
 	if (h->bg_busy)
-		return 0; /* the writer takes it on its next round */
+		return 0;
 	if (now) {
-		/* Latency: write from this thread, the writer is idle. */
 		ssize_t n = ipc_buf_write(&h->out, h->sock);
 		if (n < 0 && errno != EAGAIN) {
 			lose_connection(h, strerror(errno));
@@ -448,6 +437,43 @@ int queue_frame(struct shipc *h, const Ship__ClientFrame *f, bool now)
 	}
 	pthread_cond_signal(&h->bg_cv);
 	return 0;
+}
+
+static size_t max_body(const struct shipc *h)
+{
+	return h->max_frame > IPC_HDR_LEN ? h->max_frame - IPC_HDR_LEN
+	                                  : IPC_FRAME_LIMIT;
+}
+
+static int not_connected(struct shipc *h)
+{
+	set_error(h, "not connected to shipd");
+	errno = ENOTCONN;
+	return -1;
+}
+
+static int too_big(struct shipc *h)
+{
+	set_error(h, "frame too large for shipd (limit %u bytes)", h->max_frame);
+	return -1;
+}
+
+int queue_frame(struct shipc *h, const Ship__ClientFrame *f, bool now)
+{
+	if (!h->connected)
+		return not_connected(h);
+	if (ipc_frame_pack(&h->out, &f->base, max_body(h)) < 0)
+		return too_big(h);
+	return kick(h, now);
+}
+
+int queue_publish(struct shipc *h, const struct ipc_publish *p, bool now)
+{
+	if (!h->connected)
+		return not_connected(h);
+	if (ipc_pack_publish(&h->out, p, max_body(h)) < 0)
+		return too_big(h);
+	return kick(h, now);
 }
 
 /* Wait (lock held) until the output buffer has room. */

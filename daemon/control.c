@@ -308,10 +308,16 @@ static bool read_frames(struct client *c)
 			c->closing = true;
 			return true;
 		}
+		c->st.frames_in++;
+		struct ipc_publish_view pv;
+		if (c->hello && ipc_parse_publish(body, blen, &pv)) {
+			pubsub_publish_view(c, &pv);
+			ipc_buf_consume(&c->in, flen);
+			continue;
+		}
 		Ship__ClientFrame *f = ship__client_frame__unpack(&ctl.arena.pb,
 		                                                  blen, body);
 		ipc_buf_consume(&c->in, flen);
-		c->st.frames_in++;
 		if (!f) {
 			/* The framing is intact, so the client may go on. */
 			client_error(c, 0, SHIP__CODE__INVALID_ARGUMENT,

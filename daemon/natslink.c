@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,16 @@
 #include <unistd.h>
 
 #include "shipd.h"
+
+/* nats.c's adapter is a header of non-static definitions: included here
+ * and nowhere else. With it, nats.c writes from our loop (batched per loop
+ * turn) and reads there too; callbacks stay on its threads. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-prototypes"
+#pragma GCC diagnostic ignored "-Wstrict-prototypes"
+#pragma GCC diagnostic ignored "-Wpedantic"
+#include <nats/adapters/libevent.h>
+#pragma GCC diagnostic pop
 
 #define RTT_INTERVAL_MS 10000
 #define CONNECT_RETRY_MS 1000
@@ -171,6 +182,13 @@ static int build_options(const struct config *c)
 	s |= natsOptions_SetReconnectedCB(o, on_reconnected, NULL);
 	s |= natsOptions_SetClosedCB(o, on_closed, NULL);
 	s |= natsOptions_SetErrorHandler(o, on_error, NULL);
+	s |= natsOptions_SetEventLoop(o, base, natsLibevent_Attach,
+	                              natsLibevent_Read, natsLibevent_Write,
+	                              natsLibevent_Detach);
+	/* With the event loop, "send asap" only arms the write event: what a
+	 * loop turn publishes goes out in one write, with no flusher thread
+	 * (whose 1 ms nap would be added to every request). */
+	s |= natsOptions_SetSendAsap(o, true);
 	if (s != NATS_OK) {
 		log_warnx("%s: cannot set NATS options", __func__);
 		return -1;
@@ -425,6 +443,17 @@ int link_start(const struct config *c)
 	return 0;
 }
 
+static atomic_bool closed;
+
+static void *close_thread(void *arg)
+{
+	if (natsConnection_Status(L.nc) == NATS_CONN_STATUS_CONNECTED)
+		natsConnection_FlushTimeout(L.nc, 1000);
+	natsConnection_Close(L.nc);
+	atomic_store(&closed, true);
+	return NULL;
+}
+
 void link_stop(void)
 {
 	if (L.connecting) {
@@ -432,13 +461,23 @@ void link_stop(void)
 		pthread_join(L.thread, NULL);
 		L.connecting = false;
 	}
-	if (L.nc) {
-		if (natsConnection_Status(L.nc) == NATS_CONN_STATUS_CONNECTED)
-			natsConnection_FlushTimeout(L.nc, 1000);
-		natsSubscription_Destroy(L.inbox_sub);
-		L.inbox_sub = NULL;
+	if (!L.nc)
+		return;
+	natsSubscription_Destroy(L.inbox_sub);
+	L.inbox_sub = NULL;
+	/* Flushing and closing wait for the server (a PONG) and for writes
+	 * that only the loop does: do them on another thread while the loop
+	 * turns, for at most about two seconds. */
+	pthread_t t;
+	if (pthread_create(&t, NULL, close_thread, NULL) != 0) {
 		natsConnection_Close(L.nc);
+		return;
 	}
+	for (int i = 0; i < 2000 && !atomic_load(&closed); i++) {
+		event_base_loop(base, EVLOOP_NONBLOCK);
+		usleep(1000);
+	}
+	pthread_join(t, NULL);
 }
 
 void link_finish(void)

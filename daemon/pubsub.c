@@ -111,49 +111,53 @@ static bool check_headers(struct client *c, uint64_t id, const Ship__Msg *m)
 	return true;
 }
 
+static bool check_subjects(struct client *c, uint64_t id, const char *subject,
+                           const char *reply, size_t len)
+{
+	if (!ipc_subject_valid(subject)) {
+		client_error(c, id, SHIP__CODE__INVALID_ARGUMENT,
+		             "invalid subject '%.128s'", subject);
+		return false;
+	}
+	if (reply[0] && !ipc_subject_valid(reply)) {
+		client_error(c, id, SHIP__CODE__INVALID_ARGUMENT,
+		             "invalid reply subject '%.128s'", reply);
+		return false;
+	}
+	int64_t maxp = link_info()->max_payload;
+	if (maxp > 0 && len > (uint64_t)maxp) {
+		client_error(c, id, SHIP__CODE__INVALID_ARGUMENT,
+		             "payload of %zu bytes is over the server's limit "
+		             "of %" PRId64,
+		             len, maxp);
+		return false;
+	}
+	return true;
+}
+
 static bool check_msg(struct client *c, uint64_t id, const Ship__Msg *m)
 {
 	if (!m) {
 		client_error(c, id, SHIP__CODE__INVALID_ARGUMENT, "no message");
 		return false;
 	}
-	if (!ipc_subject_valid(m->subject)) {
-		client_error(c, id, SHIP__CODE__INVALID_ARGUMENT,
-		             "invalid subject '%.128s'", m->subject);
-		return false;
-	}
-	if (m->reply[0] && !ipc_subject_valid(m->reply)) {
-		client_error(c, id, SHIP__CODE__INVALID_ARGUMENT,
-		             "invalid reply subject '%.128s'", m->reply);
-		return false;
-	}
-	int64_t maxp = link_info()->max_payload;
-	if (maxp > 0 && m->data.len > (uint64_t)maxp) {
-		client_error(c, id, SHIP__CODE__INVALID_ARGUMENT,
-		             "payload of %zu bytes is over the server's limit "
-		             "of %" PRId64,
-		             m->data.len, maxp);
-		return false;
-	}
-	return check_headers(c, id, m);
+	return check_subjects(c, id, m->subject, m->reply, m->data.len) &&
+	       check_headers(c, id, m);
 }
 
-/* Build and send a message, with headers if it has any. */
+/* Build and send a message, with headers if it has any (m may be NULL). */
 static natsStatus send_msg(const char *subject, const char *reply,
-                           const Ship__Msg *m)
+                           const void *data, size_t len, const Ship__Msg *m)
 {
 	natsConnection *nc = link_conn();
-	if (m->n_headers == 0 && !reply[0])
-		return natsConnection_Publish(nc, subject, m->data.data,
-		                              (int)m->data.len);
-	if (m->n_headers == 0)
-		return natsConnection_PublishRequest(nc, subject, reply,
-		                                     m->data.data,
-		                                     (int)m->data.len);
+	if ((!m || m->n_headers == 0) && !reply[0])
+		return natsConnection_Publish(nc, subject, data, (int)len);
+	if (!m || m->n_headers == 0)
+		return natsConnection_PublishRequest(nc, subject, reply, data,
+		                                     (int)len);
 	natsMsg *msg;
 	natsStatus s = natsMsg_Create(&msg, subject, reply[0] ? reply : NULL,
-	                              (const char *)m->data.data,
-	                              (int)m->data.len);
+	                              data, (int)len);
 	for (size_t i = 0; s == NATS_OK && i < m->n_headers; i++)
 		s = natsMsgHeader_Add(msg, m->headers[i]->key,
 		                      m->headers[i]->value);
@@ -163,25 +167,56 @@ static natsStatus send_msg(const char *subject, const char *reply,
 	return s;
 }
 
-void pubsub_publish(struct client *c, uint64_t id, const Ship__Publish *p)
+static void publish(struct client *c, uint64_t id, const char *subject,
+                    const char *reply, const void *data, size_t len,
+                    const Ship__Msg *m, bool fail_if_disconnected)
 {
-	if (!check_msg(c, id, p->msg))
-		return;
-	if (!link_conn() || (p->fail_if_disconnected && !link_connected())) {
+	if (!link_conn() || (fail_if_disconnected && !link_connected())) {
 		client_error(c, id, SHIP__CODE__UNAVAILABLE,
 		             "NATS is not connected (%s)",
 		             link_state_name(link_info()->state));
 		return;
 	}
-	natsStatus s = send_msg(p->msg->subject, p->msg->reply, p->msg);
+	natsStatus s = send_msg(subject, reply, data, len, m);
 	if (s != NATS_OK) {
 		client_error(c, id, pubsub_code(s), "publish to '%.128s': %s",
-		             p->msg->subject, natsStatus_GetText(s));
+		             subject, natsStatus_GetText(s));
 		return;
 	}
 	stats.msgs_out++;
 	if (id)
 		client_ok(c, id);
+}
+
+void pubsub_publish(struct client *c, uint64_t id, const Ship__Publish *p)
+{
+	if (!check_msg(c, id, p->msg))
+		return;
+	publish(c, id, p->msg->subject, p->msg->reply, p->msg->data.data,
+	        p->msg->data.len, p->msg, p->fail_if_disconnected);
+}
+
+void pubsub_publish_view(struct client *c, const struct ipc_publish_view *v)
+{
+	/* The hot path: the frame was read in place, without protobuf-c. */
+	char subject[IPC_SUBJECT_MAX + 1], reply[IPC_SUBJECT_MAX + 1];
+	if (v->subject_len > IPC_SUBJECT_MAX || v->reply_len > IPC_SUBJECT_MAX ||
+	    (v->subject_len && memchr(v->subject, 0, v->subject_len)) ||
+	    (v->reply_len && memchr(v->reply, 0, v->reply_len))) {
+		client_error(c, v->id, SHIP__CODE__INVALID_ARGUMENT,
+		             "invalid subject");
+		return;
+	}
+	if (v->subject_len)
+		memcpy(subject, v->subject, v->subject_len);
+	subject[v->subject_len] = '\0';
+	if (v->reply_len)
+		memcpy(reply, v->reply, v->reply_len);
+	reply[v->reply_len] = '\0';
+	if (!check_subjects(c, v->id, subject, reply, v->len))
+		return;
+	publish(c, v->id, subject, reply, v->data, v->len, NULL,
+	        v->fail_if_disconnected);
 }
 
 /* ---- requests in flight, keyed by reply-inbox token ---- */
@@ -282,7 +317,8 @@ void pubsub_request(struct client *c, uint64_t id, const Ship__Request *rq)
 	}
 	char reply[96];
 	snprintf(reply, sizeof(reply), "%s.%" PRIu64, link_inbox(), r->token);
-	natsStatus s = send_msg(rq->msg->subject, reply, rq->msg);
+	natsStatus s = send_msg(rq->msg->subject, reply, rq->msg->data.data,
+	                        rq->msg->data.len, rq->msg);
 	if (s != NATS_OK) {
 		client_error(c, id, pubsub_code(s), "request to '%.128s': %s",
 		             rq->msg->subject, natsStatus_GetText(s));

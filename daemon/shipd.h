@@ -214,6 +214,7 @@ void control_shutdown_clients(void);
 struct request;
 
 void pubsub_publish(struct client *c, uint64_t id, const Ship__Publish *p);
+void pubsub_publish_view(struct client *c, const struct ipc_publish_view *v);
 void pubsub_subscribe(struct client *c, uint64_t id,
                       const Ship__Subscribe *s);
 void pubsub_unsubscribe(struct client *c, uint64_t id,

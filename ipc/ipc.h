@@ -66,6 +66,46 @@ void ipc_frame_header(uint8_t hdr[IPC_HDR_LEN], size_t body_len);
 int ipc_frame_pack(struct ipc_buf *b, const ProtobufCMessage *m,
                    size_t max_body);
 
+/* ---- fastpack.c: a Publish frame without protobuf-c's generic packer ---- */
+
+struct ipc_header {
+	const char *key;
+	const char *value;
+};
+
+struct ipc_publish {
+	uint64_t id;
+	const char *subject;
+	const char *reply; /* NULL or "" for none */
+	const void *data;
+	size_t len;
+	const struct ipc_header *headers;
+	size_t n_headers;
+	bool fail_if_disconnected;
+};
+
+/* Append header + a ClientFrame{id, publish} encoded exactly as protobuf-c
+ * would. -1 (EMSGSIZE/ENOMEM) as ipc_frame_pack. */
+int ipc_pack_publish(struct ipc_buf *b, const struct ipc_publish *p,
+                     size_t max_body);
+
+/* A Publish without headers, seen in place: strings are not terminated. */
+struct ipc_publish_view {
+	uint64_t id;
+	const char *subject;
+	size_t subject_len;
+	const char *reply;
+	size_t reply_len;
+	const uint8_t *data;
+	size_t len;
+	bool fail_if_disconnected;
+};
+
+/* True if body is a ClientFrame carrying exactly such a Publish; anything
+ * else (headers, other fields, malformed) is left to protobuf-c. */
+bool ipc_parse_publish(const uint8_t *body, size_t len,
+                       struct ipc_publish_view *v);
+
 /* ---- arena.c: a bump allocator for protobuf unpacking ---- */
 
 struct ipc_arena {

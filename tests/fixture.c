@@ -187,6 +187,8 @@ static bool sock_up(void *arg)
 	return ok;
 }
 
+bool fx_shipd_verbose = true;
+
 static const char *shipd_bin(void)
 {
 	const char *e = getenv("SHIPD_BIN");
@@ -198,7 +200,8 @@ int shipd_restart(struct shipdp *s, const char *url, const char *const *extra)
 	const char *argv[64];
 	int n = 0;
 	argv[n++] = shipd_bin();
-	argv[n++] = "-v";
+	if (fx_shipd_verbose)
+		argv[n++] = "-v";
 	argv[n++] = "-c";
 	argv[n++] = "/dev/null";
 	argv[n++] = "-s";

@@ -32,6 +32,9 @@ int natsd_restart(struct natsd *n);
 void natsd_stop(struct natsd *n);
 void natsd_cleanup(struct natsd *n);
 
+/* Whether shipd is started with -v (debug logs); the benchmark turns it off. */
+extern bool fx_shipd_verbose;
+
 /* Start shipd against url with extra arguments (NULL-terminated), on a
  * socket in a new temporary directory; waits until the socket answers. */
 int shipd_start(struct shipdp *s, const char *url, const char *const *extra);
