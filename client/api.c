@@ -245,6 +245,8 @@ static void status_reply(struct shipc *h, struct call *c,
 	st->msgs_in = r->msgs_in;
 	st->msgs_out = r->msgs_out;
 	snprintf(st->last_error, sizeof(st->last_error), "%s", r->last_error);
+	st->pid = r->pid;
+	snprintf(st->socket, sizeof(st->socket), "%s", r->socket);
 }
 
 static int status_call(struct shipc *h, struct shipc_status *st, int timeout)
@@ -270,6 +272,131 @@ SHIPC_EXPORT int shipc_flush(struct shipc *h, int timeout_ms)
 	/* shipd handles a connection's frames in order, so its answer to
 	 * this comes after everything sent before. */
 	return status_call(h, NULL, timeout_ms);
+}
+
+/* ---- operator calls ---- */
+
+struct clients_out {
+	struct shipc_client *list;
+	size_t n;
+};
+
+static void clients_reply(struct shipc *h, struct call *c,
+                          const Ship__ServerFrame *f)
+{
+	struct clients_out *out = c->out;
+	if (c->err)
+		return;
+	if (f->body_case != SHIP__SERVER_FRAME__BODY_CLIENTS) {
+		c->err = EPROTO;
+		return;
+	}
+	size_t n = f->clients->n_clients;
+	out->list = calloc(n ? n : 1, sizeof(*out->list));
+	if (!out->list) {
+		c->err = ENOMEM;
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const Ship__ClientInfo *ci = f->clients->clients[i];
+		struct shipc_client *o = &out->list[i];
+		o->id = ci->id;
+		o->pid = ci->pid;
+		o->uid = ci->uid;
+		o->gid = ci->gid;
+		snprintf(o->name, sizeof(o->name), "%s", ci->name);
+		o->subscriptions = ci->subscriptions;
+		o->requests = ci->requests;
+		o->bytes_in = ci->bytes_in;
+		o->bytes_out = ci->bytes_out;
+		o->frames_in = ci->frames_in;
+		o->frames_out = ci->frames_out;
+		o->dropped = ci->dropped;
+		o->connected_ms = ci->connected_ms;
+		o->queued = ci->queued;
+	}
+	out->n = n;
+}
+
+SHIPC_EXPORT int shipc_clients(struct shipc *h, struct shipc_client **list,
+                               size_t *n)
+{
+	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
+	Ship__ClientsRequest cr = SHIP__CLIENTS_REQUEST__INIT;
+	f.body_case = SHIP__CLIENT_FRAME__BODY_CLIENTS;
+	f.clients = &cr;
+	struct clients_out out = {0};
+	struct call c = {.waiter = true, .on_reply = clients_reply, .out = &out};
+	pthread_mutex_lock(&h->mu);
+	int r = call_start(h, &c, &f, 0);
+	pthread_mutex_unlock(&h->mu);
+	if (r < 0) {
+		free(out.list);
+		return -1;
+	}
+	*list = out.list;
+	*n = out.n;
+	return 0;
+}
+
+SHIPC_EXPORT void shipc_clients_free(struct shipc_client *list)
+{
+	free(list);
+}
+
+struct text_out {
+	char *buf;
+	size_t size;
+};
+
+static void join(char *buf, size_t size, char **items, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		size_t used = strlen(buf);
+		snprintf(buf + used, size - used, "%s%s", i ? ", " : "", items[i]);
+	}
+}
+
+static void reload_reply(struct shipc *h, struct call *c,
+                         const Ship__ServerFrame *f)
+{
+	struct text_out *out = c->out;
+	if (c->err || !out->size)
+		return;
+	if (f->body_case != SHIP__SERVER_FRAME__BODY_RELOAD) {
+		c->err = EPROTO;
+		return;
+	}
+	const Ship__ReloadReply *r = f->reload;
+	out->buf[0] = '\0';
+	if (!r->n_applied && !r->n_needs_restart) {
+		snprintf(out->buf, out->size, "nothing changed");
+		return;
+	}
+	if (r->n_applied) {
+		snprintf(out->buf, out->size, "applied: ");
+		join(out->buf, out->size, r->applied, r->n_applied);
+	}
+	if (r->n_needs_restart) {
+		size_t used = strlen(out->buf);
+		snprintf(out->buf + used, out->size - used, "%sneeds a restart: ",
+		         used ? "; " : "");
+		join(out->buf, out->size, r->needs_restart, r->n_needs_restart);
+	}
+}
+
+SHIPC_EXPORT int shipc_reload(struct shipc *h, char *buf, size_t size)
+{
+	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
+	Ship__ReloadRequest rr = SHIP__RELOAD_REQUEST__INIT;
+	f.body_case = SHIP__CLIENT_FRAME__BODY_RELOAD;
+	f.reload = &rr;
+	struct text_out out = {buf, size};
+	struct call c = {.waiter = true, .on_reply = reload_reply, .out = &out};
+	pthread_mutex_lock(&h->mu);
+	int r = call_start(h, &c, &f, 0);
+	pthread_mutex_unlock(&h->mu);
+	return r;
 }
 
 /* ---- subscriptions ---- */

@@ -213,10 +213,39 @@ struct shipc_status {
 	uint64_t msgs_in;
 	uint64_t msgs_out;
 	char last_error[256];
+	uint32_t pid;          /* of shipd */
+	char socket[108];      /* the path shipd listens on */
 };
 
 /* Ask shipd for its state. Returns 0 or -1. */
 int shipc_status(struct shipc *h, struct shipc_status *st);
+
+/* One connected client, as shipd sees it. */
+struct shipc_client {
+	uint64_t id;
+	uint32_t pid, uid, gid; /* peer credentials */
+	char name[64];          /* from its hello */
+	uint32_t subscriptions;
+	uint32_t requests;      /* in flight */
+	uint64_t bytes_in, bytes_out;
+	uint64_t frames_in, frames_out;
+	uint64_t dropped;       /* messages dropped because it read too slowly */
+	uint64_t connected_ms;  /* how long ago it connected */
+	uint64_t queued;        /* bytes waiting to be written to it */
+};
+
+/* List the connected clients. On success *list is an array of *n entries
+ * owned by the caller: free it with shipc_clients_free(). Returns 0 or -1. */
+int shipc_clients(struct shipc *h, struct shipc_client **list, size_t *n);
+void shipc_clients_free(struct shipc_client *list);
+
+/*
+ * Ask shipd to re-read its configuration file (as SIGHUP does). buf gets
+ * a line saying which keys took effect and which need a restart. EACCES
+ * unless the caller is root or shipd's user; EINVAL when the file has
+ * errors (the running configuration is kept; shipc_last_error() says why).
+ */
+int shipc_reload(struct shipc *h, char *buf, size_t size);
 
 /* The name of a link state ("connected", ...). */
 const char *shipc_link_name(enum shipc_link link);

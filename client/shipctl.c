@@ -259,14 +259,19 @@ static int cmd_status(int argc, char **argv)
 		json_str(stdout, st.last_error, strlen(st.last_error));
 		printf("},\"clients\":%u,\"subscriptions\":%u,"
 		       "\"requests_in_flight\":%u,\"dropped\":%" PRIu64
-		       ",\"msgs_in\":%" PRIu64 ",\"msgs_out\":%" PRIu64 "}\n",
+		       ",\"msgs_in\":%" PRIu64 ",\"msgs_out\":%" PRIu64
+		       ",\"pid\":%u,\"socket\":",
 		       st.clients, st.subscriptions, st.requests_in_flight,
-		       st.dropped, st.msgs_in, st.msgs_out);
+		       st.dropped, st.msgs_in, st.msgs_out, st.pid);
+		json_str(stdout, st.socket, strlen(st.socket));
+		fputs("}\n", stdout);
 		return 0;
 	}
 	uint64_t up = st.uptime_ms / 1000;
-	printf("shipd %s, up %" PRIu64 "h%02" PRIu64 "m%02" PRIu64 "s\n",
-	       st.daemon_version, up / 3600, up / 60 % 60, up % 60);
+	printf("shipd %s (pid %u, %s), up %" PRIu64 "h%02" PRIu64 "m%02" PRIu64
+	       "s\n",
+	       st.daemon_version, st.pid, st.socket, up / 3600, up / 60 % 60,
+	       up % 60);
 	printf("nats:          %s %s", shipc_link_name(st.link), st.server_url);
 	if (st.server_id[0])
 		printf(" (server %s)", st.server_id);
@@ -282,6 +287,87 @@ static int cmd_status(int argc, char **argv)
 	       st.msgs_in, st.msgs_out, st.dropped);
 	if (st.last_error[0])
 		printf("last error:    %s\n", st.last_error);
+	return 0;
+}
+
+static void human_bytes(char *buf, size_t size, uint64_t n)
+{
+	if (n < 10240)
+		snprintf(buf, size, "%" PRIu64 "B", n);
+	else if (n < 10485760)
+		snprintf(buf, size, "%.1fK", (double)n / 1024.0);
+	else
+		snprintf(buf, size, "%.1fM", (double)n / 1048576.0);
+}
+
+static int cmd_clients(int argc, char **argv)
+{
+	if (argc > 1) {
+		fprintf(stderr, "usage: shipctl clients\n");
+		return 2;
+	}
+	struct shipc_client *list;
+	size_t n;
+	if (open_handle() < 0)
+		return 1;
+	if (shipc_clients(h, &list, &n) < 0)
+		return fail("clients", errno);
+	if (json) {
+		fputc('[', stdout);
+		for (size_t i = 0; i < n; i++) {
+			const struct shipc_client *c = &list[i];
+			printf("%s{\"id\":%" PRIu64 ",\"pid\":%u,\"uid\":%u,"
+			       "\"gid\":%u,\"name\":",
+			       i ? "," : "", c->id, c->pid, c->uid, c->gid);
+			json_str(stdout, c->name, strlen(c->name));
+			printf(",\"subscriptions\":%u,\"requests\":%u,"
+			       "\"bytes_in\":%" PRIu64 ",\"bytes_out\":%" PRIu64
+			       ",\"frames_in\":%" PRIu64 ",\"frames_out\":%" PRIu64
+			       ",\"dropped\":%" PRIu64 ",\"connected_ms\":%" PRIu64
+			       ",\"queued\":%" PRIu64 "}",
+			       c->subscriptions, c->requests, c->bytes_in,
+			       c->bytes_out, c->frames_in, c->frames_out, c->dropped,
+			       c->connected_ms, c->queued);
+		}
+		fputs("]\n", stdout);
+	} else {
+		printf("%6s %7s %6s %-16s %5s %5s %8s %8s %8s %8s\n", "ID", "PID",
+		       "UID", "NAME", "SUBS", "REQS", "IN", "OUT", "DROPPED",
+		       "AGE");
+		for (size_t i = 0; i < n; i++) {
+			const struct shipc_client *c = &list[i];
+			char in[16], out[16];
+			human_bytes(in, sizeof(in), c->bytes_in);
+			human_bytes(out, sizeof(out), c->bytes_out);
+			printf("%6" PRIu64 " %7u %6u %-16.16s %5u %5u %8s %8s %8" PRIu64
+			       " %7" PRIu64 "s\n",
+			       c->id, c->pid, c->uid, c->name, c->subscriptions,
+			       c->requests, in, out, c->dropped,
+			       c->connected_ms / 1000);
+		}
+	}
+	shipc_clients_free(list);
+	return 0;
+}
+
+static int cmd_reload(int argc, char **argv)
+{
+	if (argc > 1) {
+		fprintf(stderr, "usage: shipctl reload\n");
+		return 2;
+	}
+	char buf[1024];
+	if (open_handle() < 0)
+		return 1;
+	if (shipc_reload(h, buf, sizeof(buf)) < 0)
+		return fail("reload", errno);
+	if (json) {
+		fputs("{\"result\":", stdout);
+		json_str(stdout, buf, strlen(buf));
+		fputs("}\n", stdout);
+	} else {
+		printf("%s\n", buf);
+	}
 	return 0;
 }
 
@@ -507,6 +593,8 @@ usage:
 
 static const struct cmd cmds[] = {
 	{"status", cmd_status, "", "show the daemon's and the NATS link's state"},
+	{"clients", cmd_clients, "", "list the connected apps"},
+	{"reload", cmd_reload, "", "re-read shipd's configuration (as SIGHUP)"},
 	{"pub", cmd_pub, "SUBJECT [DATA] [-H 'K: V']",
 	 "publish DATA (or stdin) to SUBJECT"},
 	{"sub", cmd_sub, "SUBJECT [-q GROUP] [-c N] [--raw]",

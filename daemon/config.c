@@ -19,58 +19,59 @@ struct ckey {
 	size_t off;
 	uint32_t min, max; /* C_UINT */
 	const char *help;
+	bool live; /* a reload applies it; others need a restart */
 };
 
 #define O(f) offsetof(struct config, f)
 
 /* The order is the order of shipd -nv and of conf/shipd.conf. */
 static const struct ckey keys[] = {
-	{"socket", C_STR, O(socket_path), 0, 0, "path of the local socket"},
+	{"socket", C_STR, O(socket_path), 0, 0, "path of the local socket", false},
 	{"socket_group", C_STR, O(socket_group), 0, 0,
-	 "group owning the socket (default: the daemon's group)"},
+	 "group owning the socket (default: the daemon's group)", false},
 	{"socket_mode", C_MODE, O(socket_mode), 0, 0777,
-	 "permission bits of the socket"},
-	{"nats", C_URLS, O(nats_urls), 0, 0, "NATS server URLs, comma separated"},
-	{"nats_name", C_STR, O(nats_name), 0, 0, "connection name shown by the server"},
-	{"nats_user", C_STR, O(nats_user), 0, 0, "user name"},
+	 "permission bits of the socket", false},
+	{"nats", C_URLS, O(nats_urls), 0, 0, "NATS server URLs, comma separated", false},
+	{"nats_name", C_STR, O(nats_name), 0, 0, "connection name shown by the server", false},
+	{"nats_user", C_STR, O(nats_user), 0, 0, "user name", false},
 	{"nats_password_file", C_STR, O(nats_password_file), 0, 0,
-	 "file holding the password"},
-	{"nats_token_file", C_STR, O(nats_token_file), 0, 0, "file holding the token"},
-	{"nats_nkey", C_STR, O(nats_nkey), 0, 0, "NKey public key (with nats_nkey_seed_file)"},
+	 "file holding the password", false},
+	{"nats_token_file", C_STR, O(nats_token_file), 0, 0, "file holding the token", false},
+	{"nats_nkey", C_STR, O(nats_nkey), 0, 0, "NKey public key (with nats_nkey_seed_file)", false},
 	{"nats_nkey_seed_file", C_STR, O(nats_nkey_seed_file), 0, 0,
-	 "file holding the NKey seed"},
+	 "file holding the NKey seed", false},
 	{"nats_creds_file", C_STR, O(nats_creds_file), 0, 0,
-	 "chained .creds file (JWT and seed)"},
-	{"nats_tls", C_BOOL, O(nats_tls), 0, 0, "require TLS"},
-	{"nats_tls_ca", C_STR, O(nats_tls_ca), 0, 0, "CA certificates file"},
-	{"nats_tls_cert", C_STR, O(nats_tls_cert), 0, 0, "client certificate file"},
-	{"nats_tls_key", C_STR, O(nats_tls_key), 0, 0, "client key file"},
+	 "chained .creds file (JWT and seed)", false},
+	{"nats_tls", C_BOOL, O(nats_tls), 0, 0, "require TLS", false},
+	{"nats_tls_ca", C_STR, O(nats_tls_ca), 0, 0, "CA certificates file", false},
+	{"nats_tls_cert", C_STR, O(nats_tls_cert), 0, 0, "client certificate file", false},
+	{"nats_tls_key", C_STR, O(nats_tls_key), 0, 0, "client key file", false},
 	{"nats_connect_timeout_ms", C_UINT, O(nats_connect_timeout_ms), 100, 600000,
-	 "time allowed for one connection attempt"},
+	 "time allowed for one connection attempt", false},
 	{"nats_reconnect_wait_min_ms", C_UINT, O(nats_reconnect_wait_min_ms), 10,
-	 600000, "first wait between reconnect attempts"},
+	 600000, "first wait between reconnect attempts", false},
 	{"nats_reconnect_wait_max_ms", C_UINT, O(nats_reconnect_wait_max_ms), 10,
-	 3600000, "longest wait between reconnect attempts"},
+	 3600000, "longest wait between reconnect attempts", false},
 	{"nats_reconnect_buffer", C_UINT, O(nats_reconnect_buffer), 0, 1u << 30,
-	 "bytes of publishes kept while reconnecting"},
+	 "bytes of publishes kept while reconnecting", false},
 	{"max_frame", C_UINT, O(max_frame), 4096, IPC_FRAME_LIMIT + IPC_HDR_LEN,
-	 "largest frame a client may send, bytes"},
+	 "largest frame a client may send, bytes", true},
 	{"client_output_limit", C_UINT, O(client_output_limit), 65536, 1u << 30,
-	 "bytes queued to one client before its messages are dropped"},
-	{"max_clients", C_UINT, O(max_clients), 1, 1000000, "connected clients"},
+	 "bytes queued to one client before its messages are dropped", true},
+	{"max_clients", C_UINT, O(max_clients), 1, 1000000, "connected clients", true},
 	{"max_clients_per_uid", C_UINT, O(max_clients_per_uid), 1, 1000000,
-	 "connected clients of one user"},
+	 "connected clients of one user", true},
 	{"max_subscriptions", C_UINT, O(max_subscriptions), 1, 10000000,
-	 "subscriptions per client"},
+	 "subscriptions per client", true},
 	{"max_requests", C_UINT, O(max_requests), 1, 10000000,
-	 "requests in flight per client"},
+	 "requests in flight per client", true},
 	{"request_timeout_ms", C_UINT, O(request_timeout_ms), 1, 3600000,
-	 "default request timeout"},
+	 "default request timeout", true},
 	{"max_request_timeout_ms", C_UINT, O(max_request_timeout_ms), 1, 86400000,
-	 "longest request timeout a client may ask for"},
+	 "longest request timeout a client may ask for", true},
 	{"inbound_limit", C_UINT, O(inbound_limit), 65536, 1u << 30,
-	 "bytes of messages from NATS waiting for the loop"},
-	{"log_level", C_LOGLEVEL, O(log_level), 0, 0, "info or debug"},
+	 "bytes of messages from NATS waiting for the loop", true},
+	{"log_level", C_LOGLEVEL, O(log_level), 0, 0, "info or debug", true},
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -287,11 +288,11 @@ int config_check(const struct config *c, char *err, size_t errlen)
 	return 0;
 }
 
-int config_load(struct config *c, const char *path)
+int config_load(struct config *c, const char *path, FILE *errs)
 {
 	FILE *f = fopen(path, "r");
 	if (!f) {
-		fprintf(stderr, "%s: %s\n", path, strerror(errno));
+		fprintf(errs, "%s: %s\n", path, strerror(errno));
 		return -1;
 	}
 	char line[4096], err[512];
@@ -299,7 +300,7 @@ int config_load(struct config *c, const char *path)
 	while (fgets(line, sizeof(line), f)) {
 		lineno++;
 		if (!strchr(line, '\n') && !feof(f)) {
-			fprintf(stderr, "%s:%d: line too long\n", path, lineno);
+			fprintf(errs, "%s:%d: line too long\n", path, lineno);
 			errors++;
 			int ch;
 			while ((ch = fgetc(f)) != EOF && ch != '\n')
@@ -311,7 +312,7 @@ int config_load(struct config *c, const char *path)
 			continue;
 		char *eq = strchr(s, '=');
 		if (!eq) {
-			fprintf(stderr, "%s:%d: expected 'key = value'\n", path,
+			fprintf(errs, "%s:%d: expected 'key = value'\n", path,
 			        lineno);
 			errors++;
 			continue;
@@ -324,17 +325,17 @@ int config_load(struct config *c, const char *path)
 			val++;
 		}
 		if (config_set(c, key, val, err, sizeof(err)) < 0) {
-			fprintf(stderr, "%s:%d: %s\n", path, lineno, err);
+			fprintf(errs, "%s:%d: %s\n", path, lineno, err);
 			errors++;
 		}
 	}
 	if (ferror(f)) {
-		fprintf(stderr, "%s: %s\n", path, strerror(errno));
+		fprintf(errs, "%s: %s\n", path, strerror(errno));
 		errors++;
 	}
 	fclose(f);
 	if (!errors && config_check(c, err, sizeof(err)) < 0) {
-		fprintf(stderr, "%s: %s\n", path, err);
+		fprintf(errs, "%s: %s\n", path, err);
 		errors++;
 	}
 	return errors ? -1 : 0;
@@ -375,6 +376,52 @@ void config_print(const struct config *c, FILE *f)
 			        *(const int *)field ? "debug" : "info");
 			break;
 		}
+	}
+}
+
+static bool same_value(const struct ckey *k, const struct config *a,
+                       const struct config *b)
+{
+	const void *fa = (const char *)a + k->off, *fb = (const char *)b + k->off;
+	switch (k->type) {
+	case C_STR: {
+		const char *x = *(char *const *)fa, *y = *(char *const *)fb;
+		return (!x && !y) || (x && y && !strcmp(x, y));
+	}
+	case C_BOOL:
+		return *(const bool *)fa == *(const bool *)fb;
+	case C_UINT:
+		return *(const uint32_t *)fa == *(const uint32_t *)fb;
+	case C_MODE:
+		return *(const unsigned *)fa == *(const unsigned *)fb;
+	case C_LOGLEVEL:
+		return *(const int *)fa == *(const int *)fb;
+	case C_URLS:
+		if (a->n_nats_urls != b->n_nats_urls)
+			return false;
+		for (int i = 0; i < a->n_nats_urls; i++)
+			if (strcmp(a->nats_urls[i], b->nats_urls[i]))
+				return false;
+		return true;
+	}
+	return false;
+}
+
+void config_apply(struct config *cur, const struct config *next,
+                  void (*report)(const char *key, bool applied, void *arg),
+                  void *arg)
+{
+	for (size_t i = 0; i < NKEYS; i++) {
+		const struct ckey *k = &keys[i];
+		if (same_value(k, cur, next))
+			continue;
+		if (k->live) {
+			/* Only numbers are live: a plain copy is enough. */
+			memcpy((char *)cur + k->off, (const char *)next + k->off,
+			       k->type == C_LOGLEVEL ? sizeof(int)
+			                             : sizeof(uint32_t));
+		}
+		report(k->name, k->live, arg);
 	}
 }
 

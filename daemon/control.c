@@ -244,10 +244,85 @@ static void handle_status(struct client *c, uint64_t id)
 	r.last_error = (char *)li->last_error;
 	r.msgs_in = stats.msgs_in;
 	r.msgs_out = stats.msgs_out;
+	r.pid = (uint32_t)getpid();
+	r.socket = ctl.path ? ctl.path : (char *)conf->socket_path;
 	f.id = id;
 	f.body_case = SHIP__SERVER_FRAME__BODY_STATUS;
 	f.status = &r;
 	client_send(c, &f);
+}
+
+static void handle_clients(struct client *c, uint64_t id)
+{
+	Ship__ClientInfo *infos = calloc(ctl.n_clients, sizeof(*infos));
+	Ship__ClientInfo **ptrs = calloc(ctl.n_clients, sizeof(*ptrs));
+	if (ctl.n_clients && (!infos || !ptrs)) {
+		free(infos);
+		free(ptrs);
+		client_error(c, id, SHIP__CODE__INTERNAL, "out of memory");
+		return;
+	}
+	size_t n = 0;
+	uint64_t now = now_ms();
+	struct client *o;
+	TAILQ_FOREACH(o, &ctl.clients, entry) {
+		Ship__ClientInfo *i = &infos[n];
+		ship__client_info__init(i);
+		i->id = o->cid;
+		i->pid = (uint32_t)o->pid;
+		i->uid = (uint32_t)o->uid;
+		i->gid = (uint32_t)o->gid;
+		i->name = o->name;
+		i->subscriptions = o->n_subs;
+		i->requests = o->n_requests;
+		i->bytes_in = o->st.bytes_in;
+		i->bytes_out = o->st.bytes_out;
+		i->frames_in = o->st.frames_in;
+		i->frames_out = o->st.frames_out;
+		i->dropped = o->st.dropped;
+		i->connected_ms = now - o->connected_ms;
+		i->queued = ipc_buf_used(&o->out);
+		ptrs[n++] = i;
+	}
+	Ship__ServerFrame f = SHIP__SERVER_FRAME__INIT;
+	Ship__ClientsReply r = SHIP__CLIENTS_REPLY__INIT;
+	r.n_clients = n;
+	r.clients = ptrs;
+	f.id = id;
+	f.body_case = SHIP__SERVER_FRAME__BODY_CLIENTS;
+	f.clients = &r;
+	client_send(c, &f);
+	free(infos);
+	free(ptrs);
+}
+
+static void handle_reload(struct client *c, uint64_t id)
+{
+	if (c->uid != 0 && c->uid != geteuid()) {
+		client_error(c, id, SHIP__CODE__PERMISSION_DENIED,
+		             "only root or shipd's own user may reload");
+		return;
+	}
+	char **applied, **restart, err[512];
+	size_t na, nr;
+	log_info("client %" PRIu64 " (%s, pid %d) asked for a reload", c->cid,
+	         c->name, (int)c->pid);
+	if (shipd_reload(&applied, &na, &restart, &nr, err, sizeof(err)) < 0) {
+		client_error(c, id, SHIP__CODE__INVALID_ARGUMENT, "%s", err);
+		return;
+	}
+	Ship__ServerFrame f = SHIP__SERVER_FRAME__INIT;
+	Ship__ReloadReply r = SHIP__RELOAD_REPLY__INIT;
+	r.applied = applied;
+	r.n_applied = na;
+	r.needs_restart = restart;
+	r.n_needs_restart = nr;
+	f.id = id;
+	f.body_case = SHIP__SERVER_FRAME__BODY_RELOAD;
+	f.reload = &r;
+	client_send(c, &f);
+	free(applied);
+	free(restart);
 }
 
 static void dispatch(struct client *c, const Ship__ClientFrame *f)
@@ -276,6 +351,12 @@ static void dispatch(struct client *c, const Ship__ClientFrame *f)
 		break;
 	case SHIP__CLIENT_FRAME__BODY_STATUS:
 		handle_status(c, f->id);
+		break;
+	case SHIP__CLIENT_FRAME__BODY_CLIENTS:
+		handle_clients(c, f->id);
+		break;
+	case SHIP__CLIENT_FRAME__BODY_RELOAD:
+		handle_reload(c, f->id);
 		break;
 	default:
 		client_error(c, f->id, SHIP__CODE__UNIMPLEMENTED,
@@ -496,6 +577,12 @@ static int check_dir(const char *path)
 	}
 	if (!S_ISDIR(st.st_mode)) {
 		log_warnx("%s: %s is not a directory", __func__, dir);
+		return -1;
+	}
+	if ((st.st_mode & S_IWOTH) && !(st.st_mode & S_ISVTX)) {
+		log_warnx("%s: %s is writable by anyone; refusing to put the "
+		          "socket there",
+		          __func__, dir);
 		return -1;
 	}
 	/* Only fix the mode of a directory we own: /run or /tmp are not ours. */

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -91,15 +92,62 @@ static void status_cb(evutil_socket_t fd, short what, void *arg)
 static void signal_cb(evutil_socket_t sig, short what, void *arg)
 {
 	if (sig == SIGHUP) {
-		log_info("SIGHUP: reload is not supported yet; restart to apply "
-		         "changes");
+		char **a, **r, err[512];
+		size_t na, nr;
+		log_info("SIGHUP: reloading %s", config_path);
+		if (shipd_reload(&a, &na, &r, &nr, err, sizeof(err)) == 0) {
+			free(a);
+			free(r);
+		}
 		return;
 	}
 	log_info("signal %d: shutting down", (int)sig);
 	event_base_loopbreak(base);
 }
 
-static void parse_args(int argc, char **argv, bool *check)
+#define MAX_OVERRIDES 64
+
+/* Command-line settings, applied over the file at start and at reload. */
+static struct {
+	const char *key;
+	char *value;
+} overrides[MAX_OVERRIDES];
+static int n_overrides;
+
+static void add_override(const char *key, const char *value)
+{
+	if (n_overrides == MAX_OVERRIDES) {
+		fprintf(stderr, "shipd: too many settings on the command line\n");
+		exit(2);
+	}
+	overrides[n_overrides].key = key;
+	overrides[n_overrides].value = strdup(value);
+	n_overrides++;
+}
+
+/* Defaults, then the file, then the command line. Errors go to errs. */
+static int build_config(struct config *c, FILE *errs)
+{
+	char err[512];
+	config_defaults(c);
+	if ((config_explicit || access(config_path, F_OK) == 0) &&
+	    config_load(c, config_path, errs) < 0)
+		return -1;
+	for (int i = 0; i < n_overrides; i++) {
+		if (config_set(c, overrides[i].key, overrides[i].value, err,
+		               sizeof(err)) < 0) {
+			fprintf(errs, "%s\n", err);
+			return -1;
+		}
+	}
+	if (config_check(c, err, sizeof(err)) < 0) {
+		fprintf(errs, "%s\n", err);
+		return -1;
+	}
+	return 0;
+}
+
+static void parse_args(int argc, char **argv, bool *check, bool *verbose)
 {
 	static const struct option longopts[] = {
 		{"config", required_argument, NULL, 'c'},
@@ -109,7 +157,6 @@ static void parse_args(int argc, char **argv, bool *check)
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
-	/* Two passes: the file first, then flags over it. */
 	int ch;
 	while ((ch = getopt_long(argc, argv, "c:s:o:nvVh", longopts, NULL)) != -1) {
 		switch (ch) {
@@ -127,10 +174,25 @@ static void parse_args(int argc, char **argv, bool *check)
 			usage(stdout);
 			exit(0);
 		case 's':
-		case 'N':
-		case 'o':
-		case 'v':
+			add_override("socket", optarg);
 			break;
+		case 'N':
+			add_override("nats", optarg);
+			break;
+		case 'v':
+			*verbose = true;
+			break;
+		case 'o': {
+			char *eq = strchr(optarg, '=');
+			if (!eq || eq == optarg) {
+				fprintf(stderr, "shipd: -o %s: expected key=value\n",
+				        optarg);
+				exit(2);
+			}
+			*eq = '\0';
+			add_override(optarg, eq + 1);
+			break;
+		}
 		default:
 			usage(stderr);
 			exit(2);
@@ -140,50 +202,71 @@ static void parse_args(int argc, char **argv, bool *check)
 		usage(stderr);
 		exit(2);
 	}
+	/* With -n, -v asks for the effective configuration to be printed;
+	 * otherwise it means debug logs. */
+	if (*verbose && !*check)
+		add_override("log_level", "debug");
 	if (!config_path)
 		config_path = DEFAULT_CONFIG;
-	if (config_explicit || access(config_path, F_OK) == 0) {
-		if (config_load(&config, config_path) < 0)
-			exit(1);
-	}
-	optind = 1;
-	char err[512];
-	while ((ch = getopt_long(argc, argv, "c:s:o:nvVh", longopts, NULL)) != -1) {
-		const char *key = NULL, *val = optarg;
-		char kv[4096];
-		switch (ch) {
-		case 's':
-			key = "socket";
-			break;
-		case 'N':
-			key = "nats";
-			break;
-		case 'v':
-			config.log_level = 1;
-			break;
-		case 'o': {
-			snprintf(kv, sizeof(kv), "%s", optarg);
-			char *eq = strchr(kv, '=');
-			if (!eq) {
-				fprintf(stderr, "shipd: -o %s: expected key=value\n",
-				        optarg);
-				exit(2);
-			}
-			*eq = '\0';
-			key = kv;
-			val = eq + 1;
-			break;
-		}
-		}
-		if (key && config_set(&config, key, val, err, sizeof(err)) < 0) {
-			fprintf(stderr, "shipd: %s\n", err);
-			exit(2);
-		}
-	}
-	if (config_check(&config, err, sizeof(err)) < 0) {
-		fprintf(stderr, "shipd: %s\n", err);
+	if (build_config(&config, stderr) < 0)
 		exit(1);
+}
+
+struct reload_report {
+	char **applied, **restart;
+	size_t n_applied, n_restart;
+};
+
+static void reload_note(const char *key, bool applied, void *arg)
+{
+	struct reload_report *r = arg;
+	char ***list = applied ? &r->applied : &r->restart;
+	size_t *n = applied ? &r->n_applied : &r->n_restart;
+	char **l = realloc(*list, (*n + 1) * sizeof(*l));
+	if (!l)
+		return;
+	l[(*n)++] = (char *)key;
+	*list = l;
+}
+
+int shipd_reload(char ***applied, size_t *n_applied, char ***restart,
+                 size_t *n_restart, char *err, size_t errlen)
+{
+	struct config next;
+	char *errbuf = NULL;
+	size_t errsize = 0;
+	FILE *errs = open_memstream(&errbuf, &errsize);
+	if (!errs) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
 	}
+	int r = build_config(&next, errs);
+	fclose(errs);
+	if (r < 0) {
+		errbuf[strcspn(errbuf, "\n")] = '\0';
+		snprintf(err, errlen, "%s", errbuf);
+		log_warnx("reload: %s; keeping the running configuration", errbuf);
+		free(errbuf);
+		config_finish(&next);
+		return -1;
+	}
+	free(errbuf);
+	struct reload_report rep = {0};
+	config_apply(&config, &next, reload_note, &rep);
+	config_finish(&next);
+	log_setverbose(config.log_level);
+	mailbox_set_limit(config.inbound_limit);
+	for (size_t i = 0; i < rep.n_applied; i++)
+		log_info("reload: %s is now in effect", rep.applied[i]);
+	for (size_t i = 0; i < rep.n_restart; i++)
+		log_warnx("reload: %s changed; it takes a restart", rep.restart[i]);
+	if (!rep.n_applied && !rep.n_restart)
+		log_info("reload: nothing changed");
+	*applied = rep.applied;
+	*n_applied = rep.n_applied;
+	*restart = rep.restart;
+	*n_restart = rep.n_restart;
+	return 0;
 }
 
 /* journald reads priorities from "<N>" prefixes on stderr lines. */
@@ -200,12 +283,11 @@ static int stderr_is_journal(void)
 
 int main(int argc, char **argv)
 {
-	bool check = false;
-	config_defaults(&config);
+	bool check = false, verbose = false;
 	conf = &config;
-	parse_args(argc, argv, &check);
+	parse_args(argc, argv, &check, &verbose);
 	if (check) {
-		if (config.log_level)
+		if (verbose)
 			config_print(&config, stdout);
 		config_finish(&config);
 		return 0;
@@ -213,6 +295,12 @@ int main(int argc, char **argv)
 	log_init(config.log_level, stderr_is_journal());
 	started_ms = now_ms();
 	srand((unsigned)time(NULL) ^ (unsigned)getpid());
+	/* One descriptor per client: take what the hard limit allows. */
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
 	signal(SIGPIPE, SIG_IGN);
 
 	/* nats.c and libevent both use threads; set libevent up for them
@@ -273,6 +361,8 @@ int main(int argc, char **argv)
 	event_base_free(base);
 	libevent_global_shutdown();
 	config_finish(&config);
+	for (int i = 0; i < n_overrides; i++)
+		free(overrides[i].value);
 	log_info("stopped");
 	return 0;
 }

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/queue.h>
 #include <sys/types.h>
 
@@ -75,9 +76,14 @@ struct config {
 };
 
 void config_defaults(struct config *c);
-/* Parse path over the defaults; errors are printed as file:line: message.
- * Returns 0, or -1 after printing every error found. */
-int config_load(struct config *c, const char *path);
+/* Parse path over what c holds; errors are printed to errs as
+ * file:line: message. Returns 0, or -1 after printing every error found. */
+int config_load(struct config *c, const char *path, FILE *errs);
+/* Take into cur the values of next that can change at run time; report
+ * every key that differs, and whether it was applied. */
+void config_apply(struct config *cur, const struct config *next,
+                  void (*report)(const char *key, bool applied, void *arg),
+                  void *arg);
 /* Parse one "key = value" assignment (also used for command-line
  * overrides); err gets a message on failure. */
 int config_set(struct config *c, const char *key, const char *value,
@@ -248,6 +254,10 @@ extern struct shipd_stats stats;
 extern struct event_base *base;
 
 uint64_t now_ms(void);
+/* Re-read the configuration; lists are the keys applied and the keys that
+ * changed but need a restart (free the arrays, not the strings). */
+int shipd_reload(char ***applied, size_t *n_applied, char ***restart,
+                 size_t *n_restart, char *err, size_t errlen);
 uint64_t start_ms(void);
 
 #endif
