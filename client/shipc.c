@@ -185,7 +185,10 @@ static int handshake(const char *path, const char *name, uint32_t *max_frame,
 	f.hello = &hello;
 	struct ipc_buf b = {0};
 	if (ipc_frame_pack(&b, &f.base, IPC_FRAME_LIMIT) < 0 ||
-	    write_all(fd, ipc_buf_head(&b), ipc_buf_used(&b), deadline) < 0) {
+	    (write_all(fd, ipc_buf_head(&b), ipc_buf_used(&b), deadline) < 0 &&
+	     errno != EPIPE && errno != ECONNRESET)) {
+		/* A refusal (too many clients) may already wait to be read:
+		 * only other failures end here. */
 		snprintf(err, errlen, "cannot send hello: %s", strerror(errno));
 		ipc_buf_finish(&b);
 		goto error;

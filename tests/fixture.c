@@ -305,3 +305,16 @@ long fx_rss_kib(pid_t pid)
 	fclose(f);
 	return kib;
 }
+
+int fx_wait_exit(pid_t pid, int timeout_ms)
+{
+	int status;
+	uint64_t end = fx_now_ms() + (uint64_t)timeout_ms;
+	do {
+		if (waitpid(pid, &status, WNOHANG) == pid)
+			return WIFEXITED(status) ? WEXITSTATUS(status)
+			                         : 128 + WTERMSIG(status);
+		fx_sleep_ms(10);
+	} while (fx_now_ms() < end);
+	return -1;
+}

@@ -49,6 +49,9 @@ int shipd_cleanup(struct shipdp *s);
 /* Resident set size of a process, in KiB. */
 long fx_rss_kib(pid_t pid);
 
+/* Exit status of a child (128+signal if killed), or -1 if still running
+ * after timeout_ms. */
+int fx_wait_exit(pid_t pid, int timeout_ms);
 uint64_t fx_now_ms(void);
 /* Poll cond every 10 ms for at most timeout_ms. */
 bool fx_wait(bool (*cond)(void *), void *arg, int timeout_ms);
