@@ -239,6 +239,116 @@ static int build_options(const struct config *c)
 	return 0;
 }
 
+/* ---- waits on the reply inbox ---- */
+
+struct link_wait {
+	uint64_t token;
+	bool multi;
+	link_reply_fn *fn;
+	void *arg;
+	struct event *timer;
+	char inbox[96];
+};
+
+static struct ipc_idmap waits; /* token -> struct link_wait */
+static uint64_t next_token;
+
+static void wait_free(struct link_wait *w)
+{
+	ipc_idmap_del(&waits, w->token);
+	event_free(w->timer);
+	free(w);
+}
+
+static void wait_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct link_wait *w = arg;
+	link_reply_fn *fn = w->fn;
+	void *warg = w->arg;
+	wait_free(w);
+	fn(warg, NULL, NATS_TIMEOUT);
+	control_flush();
+}
+
+void link_wait_rearm(struct link_wait *w, uint32_t timeout_ms)
+{
+	struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+	evtimer_add(w->timer, &tv);
+}
+
+struct link_wait *link_wait_new(uint32_t timeout_ms, bool multi,
+                                link_reply_fn *fn, void *arg)
+{
+	struct link_wait *w = calloc(1, sizeof(*w));
+	if (!w)
+		return NULL;
+	w->token = ++next_token;
+	w->multi = multi;
+	w->fn = fn;
+	w->arg = arg;
+	snprintf(w->inbox, sizeof(w->inbox), "%s.%" PRIu64, L.inbox, w->token);
+	w->timer = evtimer_new(base, wait_timeout, w);
+	if (!w->timer || ipc_idmap_put(&waits, w->token, w) < 0) {
+		if (w->timer)
+			event_free(w->timer);
+		free(w);
+		return NULL;
+	}
+	link_wait_rearm(w, timeout_ms);
+	return w;
+}
+
+const char *link_wait_inbox(const struct link_wait *w)
+{
+	return w->inbox;
+}
+
+void link_wait_cancel(struct link_wait *w)
+{
+	if (w)
+		wait_free(w);
+}
+
+static void wait_reply(uint64_t token, natsMsg *msg)
+{
+	struct link_wait *w = ipc_idmap_get(&waits, token);
+	if (!w) {
+		natsMsg_Destroy(msg); /* late: timed out or cancelled */
+		return;
+	}
+	link_reply_fn *fn = w->fn;
+	void *arg = w->arg;
+	natsStatus st = NATS_OK;
+	if (natsMsg_IsNoResponders(msg)) {
+		natsMsg_Destroy(msg);
+		msg = NULL;
+		st = NATS_NO_RESPONDERS;
+	}
+	if (!w->multi || st != NATS_OK)
+		wait_free(w);
+	fn(arg, msg, st);
+}
+
+/* The link went down: nothing in flight can be answered any more. */
+static void waits_fail(void)
+{
+	struct link_wait *batch[256];
+	size_t n;
+	do {
+		size_t pos = 0;
+		void *v;
+		n = 0;
+		while (n < 256 && ipc_idmap_next(&waits, &pos, NULL, &v))
+			batch[n++] = v;
+		for (size_t i = 0; i < n; i++) {
+			link_reply_fn *fn = batch[i]->fn;
+			void *arg = batch[i]->arg;
+			wait_free(batch[i]);
+			fn(arg, NULL, NATS_CONNECTION_DISCONNECTED);
+		}
+	} while (n == 256);
+}
+
 /* ---- loop side ---- */
 
 static void start_connect(void)
@@ -338,8 +448,6 @@ static void link_ready(struct mail *m)
 		          L.conf->nats_urls[0]);
 	}
 	pubsub_link_ready();
-	if (s == NATS_OK)
-		pubsub_link_up(true);
 }
 
 static void link_event(enum link_event ev, natsStatus err)
@@ -380,7 +488,9 @@ static void link_event(enum link_event ev, natsStatus err)
 		log_warnx("NATS link %s (was %s)", link_state_name(L.info.state),
 		          link_state_name(old));
 	}
-	pubsub_link_up(L.info.state == LINK_CONNECTED);
+	if (L.info.state != LINK_CONNECTED)
+		waits_fail();
+	control_flush();
 }
 
 static void inbox_msg(natsMsg *msg)
@@ -405,7 +515,7 @@ static void inbox_msg(natsMsg *msg)
 		natsMsg_Destroy(msg);
 		return;
 	}
-	pubsub_reply(token, msg);
+	wait_reply(token, msg);
 }
 
 void link_handle_mail(struct mail *m)
@@ -482,6 +592,13 @@ void link_stop(void)
 
 void link_finish(void)
 {
+	size_t pos = 0;
+	void *v;
+	while (ipc_idmap_next(&waits, &pos, NULL, &v)) {
+		event_free(((struct link_wait *)v)->timer);
+		free(v);
+	}
+	ipc_idmap_finish(&waits);
 	natsConnection_Destroy(L.nc);
 	L.nc = NULL;
 	natsOptions_Destroy(L.opts);

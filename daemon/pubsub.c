@@ -35,15 +35,12 @@ struct request {
 	enum req_kind kind;
 	struct client *c;
 	uint64_t id;
-	uint64_t token;
 	struct sub *sub; /* REQ_SUBACK */
-	struct event *timer;
+	struct link_wait *wait;
 	char subject[];
 };
 
 static TAILQ_HEAD(, sub) subs = TAILQ_HEAD_INITIALIZER(subs);
-static struct ipc_idmap tokens; /* token -> struct request */
-static uint64_t next_token;
 static uint32_t n_subs, n_requests;
 
 Ship__Code pubsub_code(natsStatus s)
@@ -219,44 +216,19 @@ void pubsub_publish_view(struct client *c, const struct ipc_publish_view *v)
 	        v->fail_if_disconnected);
 }
 
-/* ---- requests in flight, keyed by reply-inbox token ---- */
+/* ---- requests in flight ---- */
 
 static void request_free(struct request *r)
 {
-	ipc_idmap_del(&tokens, r->token);
-	if (r->c) {
-		TAILQ_REMOVE(&r->c->requests, r, entry);
-		r->c->n_requests--;
-	}
+	link_wait_cancel(r->wait);
+	TAILQ_REMOVE(&r->c->requests, r, entry);
+	r->c->n_requests--;
 	if (r->kind == REQ_REQUEST)
 		n_requests--;
-	if (r->timer)
-		event_free(r->timer);
 	free(r);
 }
 
-static void suback_done(struct request *r)
-{
-	struct sub *s = r->sub;
-	if (!s->ended)
-		client_ok(s->c, s->id);
-	request_free(r);
-}
-
-static void request_timeout(evutil_socket_t fd, short what, void *arg)
-{
-	struct request *r = arg;
-	if (r->kind == REQ_SUBACK) {
-		/* The barrier got lost (NATS went away): the subscription is
-		 * registered with nats.c and will be live on reconnect. */
-		suback_done(r);
-	} else {
-		client_error(r->c, r->id, SHIP__CODE__TIMEOUT,
-		             "no reply on '%.128s' in time", r->subject);
-		request_free(r);
-	}
-	control_flush();
-}
+static void request_done(void *arg, natsMsg *msg, natsStatus st);
 
 static struct request *request_new(struct client *c, uint64_t id,
                                    enum req_kind kind, const char *subject,
@@ -269,14 +241,8 @@ static struct request *request_new(struct client *c, uint64_t id,
 	r->kind = kind;
 	r->c = c;
 	r->id = id;
-	r->token = ++next_token;
 	memcpy(r->subject, subject, sl);
-	r->timer = evtimer_new(base, request_timeout, r);
-	struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-	if (!r->timer || evtimer_add(r->timer, &tv) < 0 ||
-	    ipc_idmap_put(&tokens, r->token, r) < 0) {
-		if (r->timer)
-			event_free(r->timer);
+	if (!(r->wait = link_wait_new(timeout_ms, false, request_done, r))) {
 		free(r);
 		return NULL;
 	}
@@ -315,10 +281,8 @@ void pubsub_request(struct client *c, uint64_t id, const Ship__Request *rq)
 		client_error(c, id, SHIP__CODE__INTERNAL, "out of memory");
 		return;
 	}
-	char reply[96];
-	snprintf(reply, sizeof(reply), "%s.%" PRIu64, link_inbox(), r->token);
-	natsStatus s = send_msg(rq->msg->subject, reply, rq->msg->data.data,
-	                        rq->msg->data.len, rq->msg);
+	natsStatus s = send_msg(rq->msg->subject, link_wait_inbox(r->wait),
+	                        rq->msg->data.data, rq->msg->data.len, rq->msg);
 	if (s != NATS_OK) {
 		client_error(c, id, pubsub_code(s), "request to '%.128s': %s",
 		             rq->msg->subject, natsStatus_GetText(s));
@@ -382,22 +346,16 @@ static void msg_view(Ship__Msg *m, struct hdrs *hs, natsMsg *msg)
 	m->headers = hs->ptrs;
 }
 
-void pubsub_reply(uint64_t token, natsMsg *msg)
+static void request_done(void *arg, natsMsg *msg, natsStatus st)
 {
-	struct request *r = ipc_idmap_get(&tokens, token);
-	if (!r) {
-		natsMsg_Destroy(msg); /* late: timed out or its client left */
-		return;
-	}
+	struct request *r = arg;
+	r->wait = NULL; /* a single wait is gone after its callback */
 	if (r->kind == REQ_SUBACK) {
-		suback_done(r);
-		natsMsg_Destroy(msg);
-		return;
-	}
-	if (natsMsg_IsNoResponders(msg)) {
-		client_error(r->c, r->id, SHIP__CODE__NO_RESPONDERS,
-		             "no responders on '%.128s'", r->subject);
-	} else {
+		/* Answered, or lost with NATS: either way the subscription is
+		 * registered with nats.c and live (again) on reconnect. */
+		if (!r->sub->ended)
+			client_ok(r->c, r->sub->id);
+	} else if (st == NATS_OK) {
 		static struct hdrs hs;
 		Ship__ServerFrame f = SHIP__SERVER_FRAME__INIT;
 		Ship__Msg m;
@@ -408,6 +366,15 @@ void pubsub_reply(uint64_t token, natsMsg *msg)
 		client_send(r->c, &f);
 		hdrs_free(&hs);
 		stats.msgs_in++;
+	} else if (st == NATS_NO_RESPONDERS) {
+		client_error(r->c, r->id, SHIP__CODE__NO_RESPONDERS,
+		             "no responders on '%.128s'", r->subject);
+	} else if (st == NATS_TIMEOUT) {
+		client_error(r->c, r->id, SHIP__CODE__TIMEOUT,
+		             "no reply on '%.128s' in time", r->subject);
+	} else {
+		client_error(r->c, r->id, SHIP__CODE__UNAVAILABLE,
+		             "NATS connection lost during the request");
 	}
 	natsMsg_Destroy(msg);
 	request_free(r);
@@ -509,10 +476,11 @@ static void sub_ack(struct sub *s)
 		return;
 	}
 	r->sub = s;
-	char subj[96];
-	snprintf(subj, sizeof(subj), "%s.%" PRIu64, link_inbox(), r->token);
-	if (natsConnection_Publish(link_conn(), subj, NULL, 0) != NATS_OK)
-		suback_done(r);
+	if (natsConnection_Publish(link_conn(), link_wait_inbox(r->wait), NULL,
+	                           0) != NATS_OK) {
+		client_ok(s->c, s->id);
+		request_free(r);
+	}
 }
 
 void pubsub_subscribe(struct client *c, uint64_t id, const Ship__Subscribe *sb)
@@ -670,35 +638,6 @@ void pubsub_link_ready(void)
 	}
 }
 
-void pubsub_link_up(bool up)
-{
-	if (up)
-		return;
-	/* Requests in flight cannot be answered through a dead link: fail
-	 * them now rather than at their timeout. */
-	size_t pos = 0;
-	void *v;
-	struct request *fail[256];
-	size_t n;
-	do {
-		n = 0;
-		pos = 0;
-		while (n < 256 && ipc_idmap_next(&tokens, &pos, NULL, &v))
-			fail[n++] = v;
-		for (size_t i = 0; i < n; i++) {
-			struct request *r = fail[i];
-			if (r->kind == REQ_SUBACK) {
-				suback_done(r);
-				continue;
-			}
-			client_error(r->c, r->id, SHIP__CODE__UNAVAILABLE,
-			             "NATS connection lost during the request");
-			request_free(r);
-		}
-	} while (n == 256);
-	control_flush();
-}
-
 void pubsub_client_gone(struct client *c)
 {
 	struct request *r;
@@ -729,5 +668,4 @@ void pubsub_finish(void)
 	struct sub *s;
 	while ((s = TAILQ_FIRST(&subs)))
 		sub_free(s);
-	ipc_idmap_finish(&tokens);
 }

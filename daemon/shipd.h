@@ -162,6 +162,21 @@ const struct link_info *link_info(void);
 /* The reply inbox prefix ("_INBOX.<nuid>"), "" before the link exists. */
 const char *link_inbox(void);
 void link_handle_mail(struct mail *m);
+
+/* A wait for replies on the reply inbox (publish with reply set to
+ * link_wait_inbox()). fn runs on the loop: with a message (ownership
+ * passes) and NATS_OK; or with NULL and NATS_TIMEOUT, NATS_NO_RESPONDERS
+ * or NATS_CONNECTION_DISCONNECTED, after which the wait is gone. A multi
+ * wait stays after a message until cancelled or timed out; a single one
+ * is gone after its one callback. */
+struct link_wait;
+typedef void link_reply_fn(void *arg, natsMsg *msg, natsStatus st);
+struct link_wait *link_wait_new(uint32_t timeout_ms, bool multi,
+                                link_reply_fn *fn, void *arg);
+const char *link_wait_inbox(const struct link_wait *w);
+void link_wait_rearm(struct link_wait *w, uint32_t timeout_ms);
+/* No callback after this. NULL is accepted. */
+void link_wait_cancel(struct link_wait *w);
 /* After link_stop() and once nats.c's threads are done. */
 void link_finish(void);
 const char *link_state_name(enum link_state s);
@@ -229,12 +244,9 @@ void pubsub_request(struct client *c, uint64_t id, const Ship__Request *r);
 /* Release everything a leaving client opened. */
 void pubsub_client_gone(struct client *c);
 void pubsub_handle_mail(struct mail *m);
-/* A message on the reply inbox for token (ownership passes). */
-void pubsub_reply(uint64_t token, natsMsg *msg);
 Ship__Code pubsub_code(natsStatus s);
 /* The link has a connection: create what waited for it. */
 void pubsub_link_ready(void);
-void pubsub_link_up(bool up);
 /* At shutdown: drop nats.c objects, then (after nats.c stopped) free. */
 void pubsub_release_nats(void);
 void pubsub_finish(void);
