@@ -10,26 +10,18 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "shipc.h"
+#include "shipctl.h"
 
-#define MAX_HDRS 64
 #define MAX_STDIN (64u << 20)
 
-struct cmd {
-	const char *name;
-	int (*fn)(int argc, char **argv);
-	const char *args;
-	const char *summary;
-};
-
 static const char *sock_path;
-static bool json;
-static struct shipc *h;
-static volatile sig_atomic_t interrupted;
+bool json;
+struct shipc *h;
+volatile sig_atomic_t interrupted;
 
 static void usage(FILE *f);
 
-static int fail(const char *what, int err)
+int fail(const char *what, int err)
 {
 	char buf[256] = "";
 	if (h)
@@ -58,7 +50,7 @@ static int fail(const char *what, int err)
 	return 1;
 }
 
-static int open_handle(void)
+int open_handle(void)
 {
 	const char *path = sock_path ? sock_path : shipc_default_socket();
 	h = shipc_connect(path, "shipctl");
@@ -74,14 +66,14 @@ static int open_handle(void)
 	return -1;
 }
 
-static void on_signal(int sig)
+void on_signal(int sig)
 {
 	interrupted = 1;
 }
 
 /* ---- output helpers ---- */
 
-static void json_str(FILE *f, const char *s, size_t n)
+void json_str(FILE *f, const char *s, size_t n)
 {
 	fputc('"', f);
 	for (size_t i = 0; i < n; i++) {
@@ -102,7 +94,7 @@ static void json_str(FILE *f, const char *s, size_t n)
 	fputc('"', f);
 }
 
-static void print_msg(const struct shipc_msg *m, uint64_t n, bool raw)
+void print_msg(const struct shipc_msg *m, uint64_t n, bool raw)
 {
 	if (json) {
 		fputs("{\"subject\":", stdout);
@@ -149,16 +141,7 @@ static void print_msg(const struct shipc_msg *m, uint64_t n, bool raw)
 
 /* ---- message arguments ---- */
 
-struct msg_args {
-	struct shipc_header hdrs[MAX_HDRS];
-	char *hdr_store[MAX_HDRS];
-	size_t n_hdrs;
-	char *data;
-	size_t len;
-	bool data_alloc;
-};
-
-static int add_header(struct msg_args *a, const char *arg)
+int add_header(struct msg_args *a, const char *arg)
 {
 	const char *colon = strchr(arg, ':');
 	if (!colon || colon == arg || a->n_hdrs == MAX_HDRS) {
@@ -180,7 +163,7 @@ static int add_header(struct msg_args *a, const char *arg)
 	return 0;
 }
 
-static int read_stdin(struct msg_args *a)
+int read_stdin(struct msg_args *a)
 {
 	size_t cap = 4096, len = 0;
 	char *buf = malloc(cap);
@@ -212,7 +195,7 @@ static int read_stdin(struct msg_args *a)
 	return 0;
 }
 
-static void msg_args_finish(struct msg_args *a)
+void msg_args_finish(struct msg_args *a)
 {
 	for (size_t i = 0; i < a->n_hdrs; i++)
 		free(a->hdr_store[i]);
@@ -220,7 +203,7 @@ static void msg_args_finish(struct msg_args *a)
 		free(a->data);
 }
 
-static bool parse_uint(const char *s, uint64_t *out)
+bool parse_uint(const char *s, uint64_t *out)
 {
 	char *end;
 	errno = 0;
@@ -591,7 +574,7 @@ usage:
 	return 2;
 }
 
-static const struct cmd cmds[] = {
+static const struct cmd core_cmds[] = {
 	{"status", cmd_status, "", "show the daemon's and the NATS link's state"},
 	{"clients", cmd_clients, "", "list the connected apps"},
 	{"reload", cmd_reload, "", "re-read shipd's configuration (as SIGHUP)"},
@@ -603,17 +586,47 @@ static const struct cmd cmds[] = {
 	 "send a request and print the reply"},
 	{"reply", cmd_reply, "SUBJECT RESPONSE [-q GROUP] [-c N]",
 	 "answer every request on SUBJECT with RESPONSE"},
+	{NULL, NULL, NULL, NULL},
 };
 
-#define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
+/* Each building block brings its own table; the usage lists them all. */
+static const struct cmd *const tables[] = {core_cmds, kv_cmds, event_cmds};
 
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: shipctl [-s SOCKET] [--json] COMMAND [ARGS]\n\n"
 	           "The socket is also taken from $SHIP_SOCKET.\n\ncommands:\n");
-	for (size_t i = 0; i < NCMDS; i++)
-		fprintf(f, "  %-7s %-36s %s\n", cmds[i].name, cmds[i].args,
-		        cmds[i].summary);
+	for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++)
+		for (const struct cmd *c = tables[t]; c->name; c++)
+			fprintf(f, "  %-14s %-40s %s\n", c->name, c->args,
+			        c->summary);
+}
+
+/* Commands may be two words ("kv put"): match the longest name. */
+static const struct cmd *find_cmd(int argc, char **argv, int *words)
+{
+	const struct cmd *best = NULL;
+	size_t best_len = 0;
+	for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++) {
+		for (const struct cmd *c = tables[t]; c->name; c++) {
+			const char *sp = strchr(c->name, ' ');
+			size_t len = strlen(c->name);
+			bool match;
+			if (sp)
+				match = argc > 1 &&
+				        !strncmp(c->name, argv[0], (size_t)(sp - c->name)) &&
+				        argv[0][sp - c->name] == '\0' &&
+				        !strcmp(sp + 1, argv[1]);
+			else
+				match = !strcmp(c->name, argv[0]);
+			if (match && len > best_len) {
+				best = c;
+				best_len = len;
+				*words = sp ? 2 : 1;
+			}
+		}
+	}
+	return best;
 }
 
 int main(int argc, char **argv)
@@ -646,17 +659,19 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	const char *name = argv[optind];
-	for (size_t i = 0; i < NCMDS; i++) {
-		if (strcmp(cmds[i].name, name) != 0)
-			continue;
-		/* --json and --help may follow the command too. */
+	int words = 1;
+	const struct cmd *cmd = find_cmd(argc - optind, argv + optind, &words);
+	if (cmd) {
+		/* The command's own argv starts at its last word; --json and
+		 * --help may follow the command too. */
+		int first = optind + words - 1;
 		int cargc = 0;
-		char **cargv = argv + optind;
-		for (int j = 0; j < argc - optind; j++) {
-			char *a = argv[optind + j];
+		char **cargv = argv + first;
+		for (int j = 0; j < argc - first; j++) {
+			char *a = argv[first + j];
 			if (j > 0 && (!strcmp(a, "--help") || !strcmp(a, "-h"))) {
-				printf("usage: shipctl %s %s\n  %s\n", cmds[i].name,
-				       cmds[i].args, cmds[i].summary);
+				printf("usage: shipctl %s %s\n  %s\n", cmd->name,
+				       cmd->args, cmd->summary);
 				return 0;
 			}
 			if (j > 0 && !strcmp(a, "--json"))
@@ -668,7 +683,7 @@ int main(int argc, char **argv)
 		/* 0 makes glibc start over; command options may follow
 		 * positional arguments. */
 		optind = 0;
-		int rc = cmds[i].fn(cargc, cargv);
+		int rc = cmd->fn(cargc, cargv);
 		shipc_close(h);
 		return rc;
 	}

@@ -359,6 +359,8 @@ static void dispatch(struct client *c, const Ship__ClientFrame *f)
 		handle_reload(c, f->id);
 		break;
 	default:
+		if (kv_dispatch(c, f) || events_dispatch(c, f))
+			break;
 		client_error(c, f->id, SHIP__CODE__UNIMPLEMENTED,
 		             "unknown request (a newer client?)");
 		break;
@@ -440,6 +442,8 @@ static void client_close(struct client *c)
 {
 	log_debug("client %" PRIu64 " (%s) gone", c->cid, c->name);
 	pubsub_client_gone(c);
+	kv_client_gone(c);
+	events_client_gone(c);
 	if (c->dirty)
 		TAILQ_REMOVE(&ctl.dirty, c, dirty_entry);
 	TAILQ_REMOVE(&ctl.clients, c, entry);

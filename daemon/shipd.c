@@ -347,6 +347,8 @@ int main(int argc, char **argv)
 	control_stop_accepting();
 	control_flush();
 	control_shutdown_clients();
+	kv_finish();
+	events_finish();
 	link_stop();
 	pubsub_release_nats();
 	link_finish();

@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include <event2/event.h>
+#include <jansson.h>
 #include <nats/nats.h>
 
 #include "ipc.h"
@@ -252,6 +253,76 @@ void pubsub_release_nats(void);
 void pubsub_finish(void);
 uint32_t pubsub_sub_count(void);
 uint32_t pubsub_request_count(void);
+
+/* ---- kv.c: KV buckets and the noesis-ship stores ---- */
+
+/* True if f was a KV request (handled, answered or failed). */
+bool kv_dispatch(struct client *c, const Ship__ClientFrame *f);
+void kv_client_gone(struct client *c);
+/* The NATS link came up (true) or went down. */
+void kv_link_changed(bool up);
+void kv_finish(void);
+
+/* ---- events.c: EventBus and Channels ---- */
+
+bool events_dispatch(struct client *c, const Ship__ClientFrame *f);
+void events_client_gone(struct client *c);
+void events_link_changed(bool up);
+void events_finish(void);
+
+/* ---- jetstream.c: JetStream calls that never block the loop ---- */
+
+struct js_err {
+	Ship__Code code;
+	int err_code; /* JetStream's own, 0 if none */
+	char text[256];
+};
+
+struct js_call;
+/* reply is the API's JSON answer (borrowed) or NULL with err set. */
+typedef void js_api_fn(void *arg, json_t *reply, const struct js_err *err);
+typedef void js_pub_fn(void *arg, uint64_t seq, bool duplicate,
+                       const struct js_err *err);
+
+/* $JS.API.<what> with body (stolen, may be NULL). NULL if it could not be
+ * sent (NATS not connected); else fn runs exactly once unless cancelled. */
+struct js_call *js_api(const char *what, json_t *body, uint32_t timeout_ms,
+                       js_api_fn *fn, void *arg);
+/* Publish msg (taken) and wait for the stream's ack. */
+struct js_call *js_publish(natsMsg *msg, uint32_t timeout_ms, js_pub_fn *fn,
+                           void *arg);
+void js_cancel(struct js_call *call);
+Ship__Code js_code(int http, int err_code);
+
+struct js_stream_cfg {
+	char *name;
+	char *description;
+	char **subjects;
+	size_t n_subjects;
+	int64_t max_age_ns;
+	int64_t max_msgs;  /* 0: unlimited */
+	int64_t max_bytes; /* 0: unlimited */
+	int64_t max_msgs_per_subject; /* 0: unlimited */
+	int64_t max_msg_size; /* 0: unlimited */
+	int64_t duplicate_window_ns; /* 0: the server's default */
+	int replicas;
+	bool memory;
+	bool discard_new;
+	bool allow_rollup;
+	bool deny_delete;
+	bool allow_direct;
+};
+
+/* created: made now. An existing stream with other settings is an error
+ * (ALREADY_EXISTS, saying what differs), never used as if it matched. */
+typedef void js_ensure_fn(void *arg, const struct js_err *err, bool created);
+int js_stream_ensure(const struct js_stream_cfg *cfg, js_ensure_fn *fn,
+                     void *arg);
+int js_stream_cfg_copy(struct js_stream_cfg *dst,
+                       const struct js_stream_cfg *src);
+void js_stream_cfg_finish(struct js_stream_cfg *c);
+/* A name that can be a stream, consumer or bucket name. */
+bool js_name_valid(const char *s);
 
 /* ---- shipd.c ---- */
 

@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: MIT */
+/* shipctl's shared parts: the command table and helpers for command files. */
+#ifndef SHIPCTL_H
+#define SHIPCTL_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "shipc.h"
+
+#define MAX_HDRS 64
+
+/* One command; name may be two words ("kv put"). Tables end with NULL. */
+struct cmd {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *args;
+	const char *summary;
+};
+
+extern const struct cmd kv_cmds[];    /* shipctl-kv.c */
+extern const struct cmd event_cmds[]; /* shipctl-events.c */
+
+extern bool json;          /* --json */
+extern struct shipc *h;    /* set by open_handle() */
+extern volatile sig_atomic_t interrupted;
+
+/* Print "shipctl: what: reason (shipd's message)"; returns 1. */
+int fail(const char *what, int err);
+/* Connect to shipd (or say why not); 0 or -1. */
+int open_handle(void);
+void on_signal(int sig);
+/* Write s (n bytes) as a JSON string. */
+void json_str(FILE *f, const char *s, size_t n);
+void print_msg(const struct shipc_msg *m, uint64_t n, bool raw);
+bool parse_uint(const char *s, uint64_t *out);
+
+struct msg_args {
+	struct shipc_header hdrs[MAX_HDRS];
+	char *hdr_store[MAX_HDRS];
+	size_t n_hdrs;
+	char *data;
+	size_t len;
+	bool data_alloc;
+};
+
+int add_header(struct msg_args *a, const char *arg);
+/* Read all of stdin (bounded) into a->data. */
+int read_stdin(struct msg_args *a);
+void msg_args_finish(struct msg_args *a);
+
+#endif

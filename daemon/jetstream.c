@@ -1,0 +1,424 @@
+/* SPDX-License-Identifier: MIT */
+/* JetStream without blocking: API calls, acknowledged publishes and stream
+ * checks as requests on the reply inbox, their JSON read on the loop. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "shipd.h"
+
+#define JS_API "$JS.API"
+
+struct js_call {
+	js_api_fn *api_fn;
+	js_pub_fn *pub_fn;
+	void *arg;
+	struct link_wait *wait;
+};
+
+/* ---- errors ---- */
+
+Ship__Code js_code(int http, int err_code)
+{
+	switch (err_code) {
+	case 10059: /* stream not found */
+	case 10014: /* consumer not found */
+	case 10037: /* no message found */
+		return SHIP__CODE__NOT_FOUND;
+	case 10058: /* stream name in use with a different configuration */
+	case 10013: /* consumer name in use */
+	case 10148: /* consumer already exists */
+		return SHIP__CODE__ALREADY_EXISTS;
+	case 10071: /* wrong last sequence */
+	case 10070: /* wrong last msg id */
+		return SHIP__CODE__WRONG_REVISION;
+	case 10054: /* message size exceeds maximum */
+	case 10047: /* insufficient storage */
+	case 10077: /* maximum messages exceeded (discard new) */
+	case 10026: /* maximum consumers */
+		return SHIP__CODE__RESOURCE_EXHAUSTED;
+	case 10039: /* JetStream not enabled for account */
+	case 10076: /* JetStream not enabled */
+		return SHIP__CODE__UNAVAILABLE;
+	}
+	if (http == 404)
+		return SHIP__CODE__NOT_FOUND;
+	if (http == 503)
+		return SHIP__CODE__UNAVAILABLE;
+	if (http >= 400 && http < 500)
+		return SHIP__CODE__INVALID_ARGUMENT;
+	return SHIP__CODE__INTERNAL;
+}
+
+static void err_from_status(struct js_err *e, natsStatus st)
+{
+	switch (st) {
+	case NATS_TIMEOUT:
+		e->code = SHIP__CODE__TIMEOUT;
+		snprintf(e->text, sizeof(e->text), "JetStream did not answer in time");
+		break;
+	case NATS_NO_RESPONDERS:
+		e->code = SHIP__CODE__UNAVAILABLE;
+		snprintf(e->text, sizeof(e->text),
+		         "JetStream is not available (no responders: not "
+		         "enabled, or no such stream)");
+		break;
+	default:
+		e->code = SHIP__CODE__UNAVAILABLE;
+		snprintf(e->text, sizeof(e->text),
+		         "NATS connection lost before JetStream answered");
+		break;
+	}
+}
+
+/* A JSON reply: an object, or an API error in it. */
+static json_t *parse_reply(natsMsg *msg, struct js_err *e)
+{
+	json_error_t jerr;
+	json_t *j = json_loadb(natsMsg_GetData(msg),
+	                       (size_t)natsMsg_GetDataLength(msg), 0, &jerr);
+	if (!j || !json_is_object(j)) {
+		json_decref(j);
+		e->code = SHIP__CODE__INTERNAL;
+		snprintf(e->text, sizeof(e->text),
+		         "JetStream sent a reply that is not JSON: %s", jerr.text);
+		return NULL;
+	}
+	json_t *err = json_object_get(j, "error");
+	if (err) {
+		int http = (int)json_integer_value(json_object_get(err, "code"));
+		e->err_code = (int)json_integer_value(json_object_get(err, "err_code"));
+		const char *d = json_string_value(json_object_get(err, "description"));
+		e->code = js_code(http, e->err_code);
+		snprintf(e->text, sizeof(e->text), "%s (JetStream error %d)",
+		         d ? d : "unknown error", e->err_code);
+		json_decref(j);
+		return NULL;
+	}
+	return j;
+}
+
+/* ---- API calls ---- */
+
+static void api_done(void *arg, natsMsg *msg, natsStatus st)
+{
+	struct js_call *call = arg;
+	struct js_err e = {0};
+	json_t *j = NULL;
+	if (st != NATS_OK)
+		err_from_status(&e, st);
+	else
+		j = parse_reply(msg, &e);
+	natsMsg_Destroy(msg);
+	call->api_fn(call->arg, j, j ? NULL : &e);
+	json_decref(j);
+	free(call);
+}
+
+struct js_call *js_api(const char *what, json_t *body, uint32_t timeout_ms,
+                       js_api_fn *fn, void *arg)
+{
+	char subject[512];
+	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	json_decref(body);
+	struct js_call *call = calloc(1, sizeof(*call));
+	if (!call || (body && !text) || !link_connected()) {
+		free(text);
+		free(call);
+		return NULL;
+	}
+	call->api_fn = fn;
+	call->arg = arg;
+	call->wait = link_wait_new(timeout_ms, false, api_done, call);
+	snprintf(subject, sizeof(subject), "%s.%s", JS_API, what);
+	natsStatus s = call->wait
+	                       ? natsConnection_PublishRequest(
+	                                 link_conn(), subject,
+	                                 link_wait_inbox(call->wait), text,
+	                                 text ? (int)strlen(text) : 0)
+	                       : NATS_NO_MEMORY;
+	free(text);
+	if (s != NATS_OK) {
+		link_wait_cancel(call->wait);
+		free(call);
+		return NULL;
+	}
+	return call;
+}
+
+void js_cancel(struct js_call *call)
+{
+	if (!call)
+		return;
+	link_wait_cancel(call->wait);
+	free(call);
+}
+
+/* ---- acknowledged publishes ---- */
+
+static void pub_done(void *arg, natsMsg *msg, natsStatus st)
+{
+	struct js_call *call = arg;
+	struct js_err e = {0};
+	json_t *j = NULL;
+	if (st != NATS_OK)
+		err_from_status(&e, st);
+	else
+		j = parse_reply(msg, &e);
+	natsMsg_Destroy(msg);
+	uint64_t seq = 0;
+	bool dup = false;
+	if (j) {
+		seq = (uint64_t)json_integer_value(json_object_get(j, "seq"));
+		dup = json_is_true(json_object_get(j, "duplicate"));
+		if (!seq) {
+			e.code = SHIP__CODE__INTERNAL;
+			snprintf(e.text, sizeof(e.text), "publish ack without a sequence");
+		}
+	}
+	call->pub_fn(call->arg, seq, dup, seq ? NULL : &e);
+	json_decref(j);
+	free(call);
+}
+
+struct js_call *js_publish(natsMsg *msg, uint32_t timeout_ms, js_pub_fn *fn,
+                           void *arg)
+{
+	struct js_call *call = calloc(1, sizeof(*call));
+	if (!call || !link_connected()) {
+		free(call);
+		natsMsg_Destroy(msg);
+		return NULL;
+	}
+	call->pub_fn = fn;
+	call->arg = arg;
+	call->wait = link_wait_new(timeout_ms, false, pub_done, call);
+	natsStatus s = NATS_NO_MEMORY;
+	if (call->wait) {
+		/* natsMsg has no setter for the reply: rebuild with it. */
+		natsMsg *out = NULL;
+		s = natsMsg_Create(&out, natsMsg_GetSubject(msg),
+		                   link_wait_inbox(call->wait), natsMsg_GetData(msg),
+		                   natsMsg_GetDataLength(msg));
+		const char **keys = NULL;
+		int nk = 0;
+		if (s == NATS_OK && natsMsgHeader_Keys(msg, &keys, &nk) == NATS_OK) {
+			for (int i = 0; s == NATS_OK && i < nk; i++) {
+				const char **vals = NULL;
+				int nv = 0;
+				if (natsMsgHeader_Values(msg, keys[i], &vals, &nv) != NATS_OK)
+					continue;
+				for (int k = 0; s == NATS_OK && k < nv; k++)
+					s = natsMsgHeader_Add(out, keys[i], vals[k]);
+				free((void *)vals);
+			}
+			free((void *)keys);
+		}
+		if (s == NATS_OK)
+			s = natsConnection_PublishMsg(link_conn(), out);
+		natsMsg_Destroy(out);
+	}
+	natsMsg_Destroy(msg);
+	if (s != NATS_OK) {
+		link_wait_cancel(call->wait);
+		free(call);
+		return NULL;
+	}
+	return call;
+}
+
+/* ---- streams: create, or check that what exists is what was declared ---- */
+
+struct ensure {
+	struct js_stream_cfg cfg;
+	js_ensure_fn *fn;
+	void *arg;
+	struct js_call *call;
+};
+
+static json_t *stream_json(const struct js_stream_cfg *c)
+{
+	json_t *subjects = json_array();
+	for (size_t i = 0; i < c->n_subjects; i++)
+		json_array_append_new(subjects, json_string(c->subjects[i]));
+	json_t *j = json_pack(
+		"{s:s, s:o, s:s, s:s, s:I, s:I, s:I, s:I, s:i, s:s, s:b, s:b, s:b}",
+		"name", c->name, "subjects", subjects, "retention", "limits",
+		"storage", c->memory ? "memory" : "file", "max_age",
+		(json_int_t)c->max_age_ns, "max_msgs",
+		(json_int_t)(c->max_msgs ? c->max_msgs : -1), "max_bytes",
+		(json_int_t)(c->max_bytes ? c->max_bytes : -1), "max_msgs_per_subject",
+		(json_int_t)(c->max_msgs_per_subject ? c->max_msgs_per_subject : -1),
+		"num_replicas", c->replicas ? c->replicas : 1, "discard",
+		c->discard_new ? "new" : "old", "allow_rollup_hdrs", c->allow_rollup,
+		"deny_delete", c->deny_delete, "allow_direct", c->allow_direct);
+	if (j && c->description && *c->description)
+		json_object_set_new(j, "description", json_string(c->description));
+	if (j && c->max_msg_size)
+		json_object_set_new(j, "max_msg_size",
+		                    json_integer((json_int_t)c->max_msg_size));
+	if (j && c->duplicate_window_ns)
+		json_object_set_new(j, "duplicate_window",
+		                    json_integer((json_int_t)c->duplicate_window_ns));
+	return j;
+}
+
+static void differ(char *buf, size_t size, const char *what, long long have,
+                   long long want)
+{
+	size_t n = strlen(buf);
+	snprintf(buf + n, size - n, "%s%s is %lld, declared %lld", n ? ", " : "",
+	         what, have, want);
+}
+
+/* Compare what the server has with what was declared. */
+static bool stream_matches(const struct js_stream_cfg *c, json_t *config,
+                           char *why, size_t size)
+{
+	why[0] = '\0';
+	json_t *subs = json_object_get(config, "subjects");
+	bool same = json_array_size(subs) == c->n_subjects;
+	for (size_t i = 0; same && i < c->n_subjects; i++) {
+		const char *have = json_string_value(json_array_get(subs, i));
+		same = have && !strcmp(have, c->subjects[i]);
+	}
+	if (!same)
+		snprintf(why, size, "its subjects differ");
+#define CHECK(key, want)                                                        \
+	do {                                                                    \
+		long long have = json_integer_value(json_object_get(config, key)); \
+		long long w = (want);                                           \
+		if (have != w)                                                  \
+			differ(why, size, key, have, w);                        \
+	} while (0)
+	CHECK("max_age", (long long)c->max_age_ns);
+	CHECK("max_msgs", c->max_msgs ? (long long)c->max_msgs : -1);
+	CHECK("max_bytes", c->max_bytes ? (long long)c->max_bytes : -1);
+	CHECK("num_replicas", c->replicas ? c->replicas : 1);
+	if (c->max_msgs_per_subject)
+		CHECK("max_msgs_per_subject", (long long)c->max_msgs_per_subject);
+#undef CHECK
+	const char *storage = json_string_value(json_object_get(config, "storage"));
+	if (!storage || strcmp(storage, c->memory ? "memory" : "file")) {
+		size_t n = strlen(why);
+		snprintf(why + n, size - n, "%sstorage is %s, declared %s",
+		         n ? ", " : "", storage ? storage : "?",
+		         c->memory ? "memory" : "file");
+	}
+	return why[0] == '\0';
+}
+
+static void ensure_created(void *arg, json_t *reply, const struct js_err *e)
+{
+	struct ensure *en = arg;
+	if (e && e->err_code == 10058) {
+		/* Someone else created it meanwhile with other settings. */
+		en->fn(en->arg, e, false);
+	} else {
+		if (!e)
+			log_info("created stream %s", en->cfg.name);
+		en->fn(en->arg, e, !e);
+	}
+	js_stream_cfg_finish(&en->cfg);
+	free(en);
+}
+
+static void ensure_info(void *arg, json_t *reply, const struct js_err *e)
+{
+	struct ensure *en = arg;
+	if (e && e->err_code == 10059) {
+		char what[256];
+		snprintf(what, sizeof(what), "STREAM.CREATE.%s", en->cfg.name);
+		en->call = js_api(what, stream_json(&en->cfg), 5000, ensure_created, en);
+		if (en->call)
+			return;
+		struct js_err ue = {.code = SHIP__CODE__UNAVAILABLE};
+		snprintf(ue.text, sizeof(ue.text), "NATS is not connected");
+		en->fn(en->arg, &ue, false);
+	} else if (e) {
+		en->fn(en->arg, e, false);
+	} else {
+		struct js_err de = {.code = SHIP__CODE__ALREADY_EXISTS};
+		char why[192];
+		if (stream_matches(&en->cfg, json_object_get(reply, "config"), why,
+		                   sizeof(why))) {
+			en->fn(en->arg, NULL, false);
+		} else {
+			snprintf(de.text, sizeof(de.text),
+			         "stream %s exists with another configuration: %s",
+			         en->cfg.name, why);
+			log_warnx("%s", de.text);
+			en->fn(en->arg, &de, false);
+		}
+	}
+	js_stream_cfg_finish(&en->cfg);
+	free(en);
+}
+
+int js_stream_ensure(const struct js_stream_cfg *cfg, js_ensure_fn *fn,
+                     void *arg)
+{
+	struct ensure *en = calloc(1, sizeof(*en));
+	if (!en || js_stream_cfg_copy(&en->cfg, cfg) < 0) {
+		free(en);
+		return -1;
+	}
+	en->fn = fn;
+	en->arg = arg;
+	char what[256];
+	snprintf(what, sizeof(what), "STREAM.INFO.%s", cfg->name);
+	en->call = js_api(what, NULL, 5000, ensure_info, en);
+	if (!en->call) {
+		js_stream_cfg_finish(&en->cfg);
+		free(en);
+		return -1;
+	}
+	return 0;
+}
+
+int js_stream_cfg_copy(struct js_stream_cfg *dst, const struct js_stream_cfg *src)
+{
+	*dst = *src;
+	dst->name = strdup(src->name);
+	dst->description = src->description ? strdup(src->description) : NULL;
+	dst->subjects = calloc(src->n_subjects ? src->n_subjects : 1,
+	                       sizeof(char *));
+	if (!dst->name || !dst->subjects)
+		goto error;
+	for (size_t i = 0; i < src->n_subjects; i++)
+		if (!(dst->subjects[i] = strdup(src->subjects[i])))
+			goto error;
+	return 0;
+error:
+	js_stream_cfg_finish(dst);
+	return -1;
+}
+
+void js_stream_cfg_finish(struct js_stream_cfg *c)
+{
+	for (size_t i = 0; c->subjects && i < c->n_subjects; i++)
+		free(c->subjects[i]);
+	free(c->subjects);
+	free(c->name);
+	free(c->description);
+	memset(c, 0, sizeof(*c));
+}
+
+bool js_name_valid(const char *s)
+{
+	/* Stream, consumer and bucket names: no dots, wildcards, spaces or
+	 * path separators (they end up in API subjects and file names). */
+	if (!s || !*s || strlen(s) > 255)
+		return false;
+	for (const char *p = s; *p; p++) {
+		unsigned char ch = (unsigned char)*p;
+		if (ch <= 0x20 || ch >= 0x7f || ch == '.' || ch == '*' ||
+		    ch == '>' || ch == '/' || ch == '\\')
+			return false;
+	}
+	return true;
+}
