@@ -401,6 +401,32 @@ SHIPC_EXPORT int shipc_reload(struct shipc *h, char *buf, size_t size)
 
 /* ---- subscriptions ---- */
 
+uint64_t stream_open(struct shipc *h, struct sub *s, Ship__ClientFrame *f)
+{
+	struct call c = {.waiter = true};
+	/* The stream's id is its opening call's id; register it first so
+	 * pushes that beat the answer find it. */
+	s->id = h->next_id + 1;
+	f->id = s->id;
+	if (ipc_frame_pack(&s->open, &f->base, IPC_FRAME_LIMIT) < 0 ||
+	    ipc_idmap_put(&h->subs, s->id, s) < 0) {
+		sub_free(s);
+		return 0;
+	}
+	if (call_start(h, &c, f, 0) < 0) {
+		int saved = errno;
+		/* Still registered only if no StreamEnd took it. */
+		if (ipc_idmap_get(&h->subs, s->id) == s) {
+			ipc_idmap_del(&h->subs, s->id);
+			sub_free(s);
+		}
+		errno = saved;
+		return 0;
+	}
+	s->confirmed = true;
+	return s->id;
+}
+
 SHIPC_EXPORT uint64_t shipc_subscribe(struct shipc *h, const char *subject,
                                       const char *queue, uint64_t max_msgs,
                                       shipc_msg_fn *cb, void *arg)
@@ -412,57 +438,23 @@ SHIPC_EXPORT uint64_t shipc_subscribe(struct shipc *h, const char *subject,
 		return 0;
 	}
 	struct sub *s = calloc(1, sizeof(*s));
-	if (!s || !(s->subject = strdup(subject)) ||
-	    !(s->queue = strdup(queue ? queue : ""))) {
-		if (s)
-			free(s->subject);
+	if (!s || !(s->what = strdup(subject))) {
 		free(s);
 		return 0;
 	}
-	s->max_msgs = max_msgs;
 	s->cb = cb;
 	s->arg = arg;
 	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
 	Ship__Subscribe sb = SHIP__SUBSCRIBE__INIT;
-	sb.subject = s->subject;
-	sb.queue = s->queue;
+	sb.subject = (char *)subject;
+	sb.queue = (char *)(queue ? queue : "");
 	sb.max_msgs = max_msgs;
 	f.body_case = SHIP__CLIENT_FRAME__BODY_SUBSCRIBE;
 	f.subscribe = &sb;
-	struct call c = {.waiter = true};
 	pthread_mutex_lock(&h->mu);
-	/* The subscription's id is its opening call's id; register it first
-	 * so pushes that beat the answer find it. */
-	s->id = h->next_id + 1;
-	if (ipc_idmap_put(&h->subs, s->id, s) < 0) {
-		pthread_mutex_unlock(&h->mu);
-		goto error;
-	}
-	int r = call_start(h, &c, &f, 0);
-	if (r < 0) {
-		int saved = errno;
-		/* Still registered only if no END frame took it. */
-		if (ipc_idmap_get(&h->subs, s->id) == s)
-			ipc_idmap_del(&h->subs, s->id);
-		else
-			s = NULL;
-		pthread_mutex_unlock(&h->mu);
-		errno = saved;
-		goto error;
-	}
-	s->confirmed = true;
-	uint64_t id = s->id;
+	uint64_t id = stream_open(h, s, &f);
 	pthread_mutex_unlock(&h->mu);
 	return id;
-error:
-	if (s) {
-		int saved = errno;
-		free(s->subject);
-		free(s->queue);
-		free(s);
-		errno = saved;
-	}
-	return 0;
 }
 
 SHIPC_EXPORT int shipc_unsubscribe(struct shipc *h, uint64_t id)

@@ -31,12 +31,15 @@ struct call {
 	struct call *next; /* in the completion list */
 };
 
+/* A stream the app opened: a subscription, an event subscription or a
+ * channel listen. Its opening frame is kept to open it again after a
+ * reconnect. */
 struct sub {
 	uint64_t id;
-	char *subject;
-	char *queue;
-	uint64_t max_msgs;
-	shipc_msg_fn *cb;
+	char *what;             /* subject or pattern, for messages */
+	struct ipc_buf open;    /* the packed opening frame */
+	shipc_msg_fn *cb;       /* core messages */
+	shipc_event_fn *ecb;    /* JetStream deliveries */
 	void *arg;
 	bool confirmed; /* shipd acknowledged it on this connection */
 	struct sub *next; /* in the completion list */
@@ -95,8 +98,14 @@ int call_wait(struct shipc *h, struct call *c, int timeout_ms);
 int call_start(struct shipc *h, struct call *c, Ship__ClientFrame *f,
                int timeout_ms);
 struct sub *sub_find(struct shipc *h, uint64_t id);
+/* Open the stream f describes as s (lock held; s->cb or s->ecb, arg and
+ * what set): registers it, sends f and waits for shipd's answer. On
+ * failure s is freed and 0 returned with errno set. */
+uint64_t stream_open(struct shipc *h, struct sub *s, Ship__ClientFrame *f);
+void sub_free(struct sub *s);
 int wait_for_space(struct shipc *h);
 int read_once(struct shipc *h, int timeout_ms);
+void event_from_ship(struct shipc_event *ev, const Ship__EventDelivery *d);
 /* View a protocol message as a shipc_msg; hs has room for n headers. */
 void msg_from_ship(struct shipc_msg *out, struct shipc_header *hs,
                    const Ship__Msg *m, uint64_t dropped);

@@ -299,16 +299,13 @@ static void resubscribe(struct shipc *h)
 	void *v;
 	while (ipc_idmap_next(&h->subs, &pos, NULL, &v)) {
 		struct sub *s = v;
-		Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
-		Ship__Subscribe sb = SHIP__SUBSCRIBE__INIT;
-		sb.subject = s->subject;
-		sb.queue = s->queue;
-		sb.max_msgs = s->max_msgs;
-		f.id = s->id;
-		f.body_case = SHIP__CLIENT_FRAME__BODY_SUBSCRIBE;
-		f.subscribe = &sb;
-		queue_frame(h, &f, false);
+		/* The same id: pushes keep finding the app's callback. */
+		if (ipc_buf_append(&h->out, ipc_buf_head(&s->open),
+		                   ipc_buf_used(&s->open)) < 0)
+			shipc_log(LOG_ERR, "libshipc: cannot re-open %s", s->what);
 	}
+	if (ipc_buf_used(&h->out))
+		pthread_cond_signal(&h->bg_cv);
 }
 
 /* Install a new connected socket in place of the old one. */
@@ -518,11 +515,19 @@ void msg_from_ship(struct shipc_msg *out, struct shipc_header *hs,
 	out->dropped = dropped;
 }
 
-static void sub_free(struct sub *s)
+void sub_free(struct sub *s)
 {
-	free(s->subject);
-	free(s->queue);
+	free(s->what);
+	ipc_buf_finish(&s->open);
 	free(s);
+}
+
+static void sub_ended(struct shipc *h, struct sub *s, int err)
+{
+	if (s->ecb)
+		s->ecb(h, NULL, err, s->arg);
+	else
+		s->cb(h, NULL, err, s->arg);
 }
 
 struct sub *sub_find(struct shipc *h, uint64_t id)
@@ -551,11 +556,24 @@ static int deliver(struct shipc *h, struct sub *s, const Ship__Delivery *d)
 	return 1;
 }
 
+static int deliver_event(struct shipc *h, struct sub *s,
+                         const Ship__EventDelivery *d)
+{
+	struct shipc_event ev;
+	event_from_ship(&ev, d);
+	shipc_event_fn *cb = s->ecb;
+	void *arg = s->arg;
+	pthread_mutex_unlock(&h->mu);
+	cb(h, &ev, 0, arg);
+	pthread_mutex_lock(&h->mu);
+	return 1;
+}
+
 static int end_sub(struct shipc *h, struct sub *s, int err)
 {
 	ipc_idmap_del(&h->subs, s->id);
 	pthread_mutex_unlock(&h->mu);
-	s->cb(h, NULL, err, s->arg);
+	sub_ended(h, s, err);
 	pthread_mutex_lock(&h->mu);
 	sub_free(s);
 	return 1;
@@ -564,6 +582,7 @@ static int end_sub(struct shipc *h, struct sub *s, int err)
 static int handle_frame(struct shipc *h, const Ship__ServerFrame *f)
 {
 	if (f->body_case == SHIP__SERVER_FRAME__BODY_DELIVERY ||
+	    f->body_case == SHIP__SERVER_FRAME__BODY_EVENT ||
 	    f->body_case == SHIP__SERVER_FRAME__BODY_END) {
 		struct sub *s = sub_find(h, f->id);
 		if (!s)
@@ -573,7 +592,9 @@ static int handle_frame(struct shipc *h, const Ship__ServerFrame *f)
 				set_error(h, "%s", f->error);
 			return end_sub(h, s, code_errno(f->code));
 		}
-		return deliver(h, s, f->delivery);
+		if (f->body_case == SHIP__SERVER_FRAME__BODY_EVENT)
+			return s->ecb ? deliver_event(h, s, f->event) : 0;
+		return s->cb ? deliver(h, s, f->delivery) : 0;
 	}
 	struct call *c = f->id ? ipc_idmap_del(&h->calls, f->id) : NULL;
 	if (c) {
@@ -600,8 +621,8 @@ static int handle_frame(struct shipc *h, const Ship__ServerFrame *f)
 			return 0;
 		}
 		set_error(h, "%s", f->error);
-		shipc_log(LOG_WARNING, "libshipc: re-subscribe to %s: %s",
-		          s->subject, f->error);
+		shipc_log(LOG_WARNING, "libshipc: re-open %s: %s", s->what,
+		          f->error);
 		return end_sub(h, s, code_errno(f->code));
 	}
 	if (f->code != SHIP__CODE__OK) {
@@ -663,7 +684,7 @@ static int run_completions(struct shipc *h)
 		struct sub *s = h->done_subs;
 		h->done_subs = s->next;
 		pthread_mutex_unlock(&h->mu);
-		s->cb(h, NULL, s->end_err, s->arg);
+		sub_ended(h, s, s->end_err);
 		sub_free(s);
 		pthread_mutex_lock(&h->mu);
 		n++;

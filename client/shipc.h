@@ -259,6 +259,162 @@ const char *shipc_last_error(struct shipc *h, char *buf, size_t size);
 /* 1 while connected to shipd, 0 while reconnecting or closed. */
 int shipc_is_connected(struct shipc *h);
 
+/*
+ * ---- EventBus and Channels (JetStream, noesis-ship's formats) ----
+ *
+ * Durable events are ShipEvent JSON on <prefix>.<event_type> (default
+ * stream SHIP_EVENTS on ship.events.>); channel messages are
+ * ChannelMessage JSON on ship.channel.<channel> (stream CHANNELS).
+ */
+
+struct shipc_emit {
+	const char *event_type;     /* unprefixed: "item.created" */
+	const char *source;         /* NULL: "" */
+	const char *payload_json;   /* any JSON value; NULL: null */
+	const char *correlation_id; /* NULL: 8 random hex characters */
+	const char *msg_id;         /* Nats-Msg-Id; NULL: a new unique one */
+	const char *stream;         /* NULL: SHIP_EVENTS */
+	const char *prefix;         /* NULL: ship.events */
+};
+
+struct shipc_emit_result {
+	uint64_t seq;       /* stream sequence */
+	int duplicate;      /* an earlier emit with this msg_id is stored */
+	char msg_id[128];   /* use it to retry safely */
+};
+
+/*
+ * Emit an event and wait until JetStream stored it. res may be NULL.
+ * A retry with the same msg_id is stored once. EINVAL (bad type or
+ * payload), EAGAIN (NATS unavailable), ETIMEDOUT.
+ */
+int shipc_emit(struct shipc *h, const struct shipc_emit *e,
+               struct shipc_emit_result *res);
+
+typedef void shipc_emit_fn(struct shipc *h,
+                           const struct shipc_emit_result *res, int err,
+                           void *arg);
+/* The same without waiting: many may be in flight; cb runs once. */
+int shipc_emit_async(struct shipc *h, const struct shipc_emit *e,
+                     shipc_emit_fn *cb, void *arg);
+
+/* Declare a stream: created if absent, EEXIST (with what differs in
+ * shipc_last_error()) if it exists with other settings. */
+struct shipc_stream_decl {
+	const char *name;
+	const char *const *subjects;
+	size_t n_subjects;
+	uint64_t max_age_ms; /* 0: unlimited */
+	int64_t max_msgs;    /* 0: unlimited */
+	int64_t max_bytes;   /* 0: unlimited */
+	int memory;          /* memory storage instead of file */
+	uint32_t replicas;   /* 0: 1 */
+};
+int shipc_stream_declare(struct shipc *h, const struct shipc_stream_decl *d);
+
+enum shipc_deliver {
+	SHIPC_DELIVER_ALL = 0, /* all retained; a durable resumes where it was */
+	SHIPC_DELIVER_NEW = 1,
+	SHIPC_DELIVER_LAST = 2,
+	SHIPC_DELIVER_BY_SEQ = 3,
+	SHIPC_DELIVER_BY_TIME = 4,
+};
+
+struct shipc_event_sub {
+	const char *pattern;   /* after the prefix; NULL: ">" */
+	const char *durable;   /* consumer name; NULL: ephemeral */
+	enum shipc_deliver deliver;
+	uint64_t start_seq;
+	uint64_t start_time_ms; /* Unix ms */
+	int auto_ack;          /* shipd acks when queued to the app */
+	uint32_t ack_wait_ms;  /* 0: 30 s */
+	int32_t max_deliver;   /* 0: unlimited */
+	const uint32_t *backoff_ms;
+	size_t n_backoff;
+	uint32_t credit;       /* messages the app takes now; 0: 64 */
+	const char *stream;    /* NULL: SHIP_EVENTS */
+	const char *prefix;    /* NULL: ship.events */
+};
+
+/* A message from a JetStream consumer, valid during the callback. */
+struct shipc_event {
+	uint64_t token;      /* for shipc_event_ack() (explicit acks) */
+	uint64_t stream_seq;
+	uint64_t delivered;  /* > 1 when redelivered */
+	uint64_t pending;
+	uint64_t time_ns;    /* when stored (Unix ns) */
+	const char *subject;
+	const void *data;    /* the message as stored */
+	size_t len;
+	int raw;             /* not a valid envelope: only the above are set */
+	/* ShipEvent fields (event subscriptions) */
+	const char *event_type, *timestamp, *source, *payload_json,
+		*correlation_id, *version;
+	/* ChannelMessage fields (channel listens) */
+	const char *sender, *content, *channel, *message_id, *metadata_json;
+	double sent_at;      /* the message's timestamp, Unix seconds */
+};
+
+/* Runs per delivery (ev set, err 0), then once at the end (ev NULL). */
+typedef void shipc_event_fn(struct shipc *h, const struct shipc_event *ev,
+                            int err, void *arg);
+
+/* Subscribe to events; returns the subscription's id (end it with
+ * shipc_unsubscribe()) or 0 with errno set. Deliveries come as credit
+ * allows: grant more with shipc_event_credit(). */
+uint64_t shipc_event_subscribe(struct shipc *h, const struct shipc_event_sub *s,
+                               shipc_event_fn *cb, void *arg);
+int shipc_event_credit(struct shipc *h, uint64_t sub, uint32_t credit);
+
+enum shipc_ack {
+	SHIPC_ACK = 0,
+	SHIPC_NAK = 1,         /* redeliver after nak_delay_ms */
+	SHIPC_TERM = 2,        /* never redeliver */
+	SHIPC_IN_PROGRESS = 3, /* more time */
+};
+/* Answer a delivery (explicit acks). Buffered like a publish. */
+int shipc_event_ack(struct shipc *h, uint64_t sub, uint64_t token,
+                    enum shipc_ack kind, uint32_t nak_delay_ms);
+
+/* Send a channel message as sender; res may be NULL. */
+int shipc_channel_send(struct shipc *h, const char *channel,
+                       const char *sender, const char *content,
+                       const char *metadata_json,
+                       struct shipc_emit_result *res);
+/* Listen on a channel as agent (durable consumer <agent>_<channel>),
+ * without the agent's own messages; acknowledged by shipd. */
+uint64_t shipc_channel_listen(struct shipc *h, const char *channel,
+                              const char *agent, int replay, uint32_t credit,
+                              shipc_event_fn *cb, void *arg);
+
+struct shipc_channel_msg {
+	uint64_t seq;
+	char *sender, *content, *channel, *message_id, *metadata_json;
+	double sent_at;
+};
+/*
+ * The newest last (0: 100, at most 1000) messages of a channel, oldest
+ * first, before before_seq if not 0. *more_before is where to page from
+ * for older ones (0: none). Free the list with shipc_channel_history_free().
+ */
+int shipc_channel_history(struct shipc *h, const char *channel, uint32_t last,
+                          uint64_t before_seq, struct shipc_channel_msg **list,
+                          size_t *n, uint64_t *more_before);
+void shipc_channel_history_free(struct shipc_channel_msg *list, size_t n);
+
+struct shipc_stream_info {
+	char name[256];
+	char subjects[512];  /* comma separated */
+	uint64_t messages, bytes, first_seq, last_seq;
+	uint32_t consumers;
+	uint64_t max_age_ms;
+	int64_t max_msgs;
+	char storage[16];
+};
+/* List JetStream streams. Free with shipc_streams_free(). */
+int shipc_streams(struct shipc *h, struct shipc_stream_info **list, size_t *n);
+void shipc_streams_free(struct shipc_stream_info *list);
+
 #ifdef __cplusplus
 }
 #endif

@@ -343,9 +343,18 @@ static void dispatch(struct client *c, const Ship__ClientFrame *f)
 	case SHIP__CLIENT_FRAME__BODY_SUBSCRIBE:
 		pubsub_subscribe(c, f->id, f->subscribe);
 		break;
-	case SHIP__CLIENT_FRAME__BODY_UNSUBSCRIBE:
-		pubsub_unsubscribe(c, f->id, f->unsubscribe);
+	case SHIP__CLIENT_FRAME__BODY_UNSUBSCRIBE: {
+		/* Closes either kind of stream a client can open. */
+		struct consumer *k = consumer_find(c, f->unsubscribe->stream);
+		if (!k) {
+			pubsub_unsubscribe(c, f->id, f->unsubscribe);
+			break;
+		}
+		consumer_end(k, SHIP__CODE__OK, NULL);
+		if (f->id)
+			client_ok(c, f->id);
 		break;
+	}
 	case SHIP__CLIENT_FRAME__BODY_REQUEST:
 		pubsub_request(c, f->id, f->request);
 		break;

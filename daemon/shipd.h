@@ -269,6 +269,91 @@ bool events_dispatch(struct client *c, const Ship__ClientFrame *f);
 void events_client_gone(struct client *c);
 void events_link_changed(bool up);
 void events_finish(void);
+/* Publish json to subject with Nats-Msg-Id and answer id with an
+ * EmitReply once the stream acknowledged it (or an error). */
+void events_publish(struct client *c, uint64_t id, const char *subject,
+                    const char *json, const char *msg_id, const char *stream);
+/* RFC 3339 UTC with nanoseconds and +00:00, as noesis-ship writes. */
+void events_timestamp(char *buf, size_t size);
+/* nchars random lowercase hex digits (buf has nchars + 1 bytes). */
+void events_random_hex(char *buf, size_t nchars);
+bool events_token_valid(const char *s);
+void events_free_delivery(Ship__EventDelivery *d);
+json_t *events_consumer_config(const char *durable, const char *filter,
+                               Ship__DeliverFrom from, uint64_t start_seq,
+                               uint64_t start_time_ms, uint32_t ack_wait_ms,
+                               int32_t max_deliver, const uint32_t *backoff,
+                               size_t n_backoff);
+/* Why a default stream (SHIP_EVENTS, CHANNELS) does not match, or "". */
+const char *events_default_problem(const char *stream);
+
+/* ---- channels.c: conversations on CHANNELS ---- */
+
+bool channels_dispatch(struct client *c, const Ship__ClientFrame *f);
+void channels_client_gone(struct client *c);
+void channels_finish(void);
+
+/* ---- consumer.c: pull consumers fed by the app's credit ---- */
+
+struct consumer;
+/* Fill in the parsed envelope of a delivery (d->data is the raw message);
+ * free what that allocated. skip: filter a message out (acked, unseen). */
+typedef void consumer_describe_fn(struct consumer *k, natsMsg *msg,
+                                  Ship__EventDelivery *d);
+typedef void consumer_free_fn(Ship__EventDelivery *d);
+typedef bool consumer_skip_fn(struct consumer *k, natsMsg *msg);
+
+struct consumer_spec {
+	const char *stream;
+	const char *durable; /* NULL: ephemeral */
+	const char *filter;
+	const char *agent;   /* channels: whose own messages to skip */
+	bool auto_ack;
+	uint32_t credit;
+	json_t *config;      /* the consumer config sent to JetStream */
+	consumer_describe_fn *describe;
+	consumer_free_fn *free_delivery;
+	consumer_skip_fn *skip;
+};
+
+struct consumer {
+	TAILQ_ENTRY(consumer) entry;
+	struct client *c; /* NULL once the app is gone */
+	uint64_t id;      /* the stream id the app opened */
+	char *stream;
+	char *name;       /* durable, or the server's name for an ephemeral */
+	char *filter;
+	char *agent;
+	json_t *config;
+	bool durable;
+	bool auto_ack;
+	bool ready;       /* exists on the server */
+	bool ready_once;  /* the app got its OK */
+	uint64_t credit;  /* messages the app still takes */
+	uint32_t outstanding; /* asked for in the pull in flight */
+	uint64_t delivered;
+	uint64_t next_token;
+	struct ipc_idmap acks; /* token -> ack subject */
+	struct js_call *create_call;
+	struct link_wait *pull_wait;
+	consumer_describe_fn *describe;
+	consumer_free_fn *free_delivery;
+	consumer_skip_fn *skip;
+};
+
+/* Open a consumer as stream id of c; answers the app (OK once it exists
+ * on the server, or an error). NULL if refused at once (answered). */
+struct consumer *consumer_open(struct client *c, uint64_t id,
+                               const struct consumer_spec *spec);
+struct consumer *consumer_find(struct client *c, uint64_t id);
+void consumer_credit(struct consumer *k, uint32_t credit);
+/* -1 if token is unknown (already acked, or never given). */
+int consumer_ack(struct consumer *k, uint64_t token, Ship__AckKind kind,
+                 uint32_t nak_delay_ms);
+void consumer_end(struct consumer *k, Ship__Code code, const char *why);
+void consumer_client_gone(struct client *c);
+void consumer_link_changed(bool up);
+void consumer_finish(void);
 
 /* ---- jetstream.c: JetStream calls that never block the loop ---- */
 

@@ -1,0 +1,428 @@
+/* SPDX-License-Identifier: MIT */
+/* Channels: conversations between agents on the CHANNELS stream, in
+ * noesis-ship's ChannelMessage JSON; history gives the newest messages. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "shipd.h"
+
+#define CHANNEL_PREFIX "ship.channel"
+#define CHANNEL_STREAM "CHANNELS"
+#define API_TIMEOUT_MS 5000
+#define HISTORY_DEFAULT 100
+#define HISTORY_MAX 1000
+#define SCAN_BATCH 256
+#define SCAN_MAX 200000 /* messages one history may read */
+
+/* A history in the making: an ephemeral consumer read to its end, keeping
+ * the newest messages in a ring. */
+struct history {
+	TAILQ_ENTRY(history) entry;
+	struct client *c;
+	uint64_t id;
+	uint64_t before;
+	uint32_t want;
+	Ship__ChannelMessage **ring;
+	size_t n, head; /* count kept, next slot */
+	uint64_t older; /* seq of the newest message dropped from the ring */
+	uint64_t pending, scanned;
+	char *consumer;
+	struct js_call *call;
+	struct link_wait *wait;
+	uint32_t outstanding;
+	char filter[IPC_SUBJECT_MAX + 1];
+};
+
+static TAILQ_HEAD(, history) histories = TAILQ_HEAD_INITIALIZER(histories);
+
+/* ---- the envelope ---- */
+
+static void cm_free(Ship__ChannelMessage *cm)
+{
+	if (!cm)
+		return;
+	free(cm->sender);
+	free(cm->content);
+	free(cm->channel);
+	free(cm->message_id);
+	free(cm->metadata_json);
+	free(cm);
+}
+
+/* Parse noesis-ship's ChannelMessage; NULL if it is not one. */
+static Ship__ChannelMessage *cm_parse(const char *data, size_t len)
+{
+	json_t *j = json_loadb(data, len, 0, NULL);
+	const char *sender = json_string_value(json_object_get(j, "sender"));
+	const char *content = json_string_value(json_object_get(j, "content"));
+	const char *channel = json_string_value(json_object_get(j, "channel"));
+	const char *mid = json_string_value(json_object_get(j, "message_id"));
+	json_t *ts = json_object_get(j, "timestamp");
+	json_t *meta = json_object_get(j, "metadata");
+	Ship__ChannelMessage *cm = NULL;
+	if (json_is_object(j) && sender && content && channel && mid &&
+	    json_is_number(ts) && (cm = calloc(1, sizeof(*cm)))) {
+		ship__channel_message__init(cm);
+		cm->sender = strdup(sender);
+		cm->content = strdup(content);
+		cm->channel = strdup(channel);
+		cm->message_id = strdup(mid);
+		cm->timestamp = json_number_value(ts);
+		cm->metadata_json = meta && !json_is_null(meta)
+		                            ? json_dumps(meta, JSON_COMPACT |
+		                                                       JSON_ENCODE_ANY)
+		                            : strdup("");
+		if (!cm->sender || !cm->content || !cm->channel ||
+		    !cm->message_id || !cm->metadata_json) {
+			cm_free(cm);
+			cm = NULL;
+		}
+	}
+	json_decref(j);
+	return cm;
+}
+
+/* ---- send ---- */
+
+static void handle_send(struct client *c, uint64_t id,
+                        const Ship__ChannelSend *s)
+{
+	if (!events_token_valid(s->channel) || !s->sender[0]) {
+		client_error(c, id, SHIP__CODE__INVALID_ARGUMENT,
+		             "a channel is one token (no dots, spaces or "
+		             "wildcards) and a message needs a sender");
+		return;
+	}
+	json_t *meta = NULL;
+	if (s->metadata_json[0] &&
+	    !(meta = json_loads(s->metadata_json, JSON_DECODE_ANY, NULL))) {
+		client_error(c, id, SHIP__CODE__INVALID_ARGUMENT,
+		             "metadata is not JSON");
+		return;
+	}
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	uint64_t ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	char mid[IPC_SUBJECT_MAX + 32], subject[IPC_SUBJECT_MAX + 1];
+	snprintf(mid, sizeof(mid), "%s-%" PRIu64, s->channel, ns);
+	snprintf(subject, sizeof(subject), "%s.%s", CHANNEL_PREFIX, s->channel);
+	/* noesis-ship's field order; metadata left out when absent. */
+	json_t *env = json_pack("{s:s, s:s, s:f, s:s, s:s}", "sender", s->sender,
+	                        "content", s->content, "timestamp",
+	                        (double)ns / 1e9, "channel", s->channel,
+	                        "message_id", mid);
+	if (env && meta && !json_is_null(meta))
+		json_object_set(env, "metadata", meta);
+	json_decref(meta);
+	char *text = env ? json_dumps(env, JSON_COMPACT) : NULL;
+	json_decref(env);
+	if (!text) {
+		client_error(c, id, SHIP__CODE__INTERNAL, "cannot encode the message");
+		return;
+	}
+	events_publish(c, id, subject, text, s->msg_id[0] ? s->msg_id : mid,
+	               CHANNEL_STREAM);
+	free(text);
+}
+
+/* ---- listen ---- */
+
+static void describe_channel(struct consumer *k, natsMsg *msg,
+                             Ship__EventDelivery *d)
+{
+	d->channel = cm_parse(natsMsg_GetData(msg),
+	                      (size_t)natsMsg_GetDataLength(msg));
+	if (d->channel)
+		d->channel->seq = d->stream_seq;
+	else
+		d->raw = true;
+}
+
+static bool own_message(struct consumer *k, natsMsg *msg)
+{
+	Ship__ChannelMessage *cm = cm_parse(natsMsg_GetData(msg),
+	                                    (size_t)natsMsg_GetDataLength(msg));
+	bool own = cm && k->agent && !strcmp(cm->sender, k->agent);
+	cm_free(cm);
+	return own;
+}
+
+static void handle_listen(struct client *c, uint64_t id,
+                          const Ship__ChannelListen *l)
+{
+	if (id == 0 || !events_token_valid(l->channel) ||
+	    !events_token_valid(l->agent)) {
+		client_error(c, id, SHIP__CODE__INVALID_ARGUMENT,
+		             "channel and agent are single tokens (no dots, "
+		             "spaces or wildcards)");
+		return;
+	}
+	char durable[512], filter[IPC_SUBJECT_MAX + 1];
+	snprintf(durable, sizeof(durable), "%s_%s", l->agent, l->channel);
+	snprintf(filter, sizeof(filter), "%s.%s", CHANNEL_PREFIX, l->channel);
+	if (!js_name_valid(durable)) {
+		client_error(c, id, SHIP__CODE__INVALID_ARGUMENT,
+		             "agent and channel make no valid consumer name");
+		return;
+	}
+	json_t *cfg = events_consumer_config(
+		durable, filter,
+		l->replay ? SHIP__DELIVER_FROM__DELIVER_ALL
+		          : SHIP__DELIVER_FROM__DELIVER_NEW,
+		0, 0, 0, 0, NULL, 0);
+	struct consumer_spec spec = {
+		.stream = CHANNEL_STREAM,
+		.durable = durable,
+		.filter = filter,
+		.agent = l->agent,
+		.auto_ack = true,
+		.credit = l->credit ? l->credit : 64,
+		.config = cfg,
+		.describe = describe_channel,
+		.free_delivery = events_free_delivery,
+		.skip = own_message,
+	};
+	if (cfg)
+		consumer_open(c, id, &spec);
+	else
+		client_error(c, id, SHIP__CODE__INTERNAL, "out of memory");
+	json_decref(cfg);
+}
+
+/* ---- history: the newest N, oldest first ---- */
+
+static void ignore_reply(void *arg, json_t *reply, const struct js_err *e)
+{
+}
+
+static void history_free(struct history *h)
+{
+	TAILQ_REMOVE(&histories, h, entry);
+	js_cancel(h->call);
+	link_wait_cancel(h->wait);
+	if (h->consumer && link_connected()) {
+		char what[512];
+		snprintf(what, sizeof(what), "CONSUMER.DELETE.%s.%s",
+		         CHANNEL_STREAM, h->consumer);
+		js_api(what, NULL, API_TIMEOUT_MS, ignore_reply, NULL);
+	}
+	for (size_t i = 0; i < h->want; i++)
+		cm_free(h->ring[i]);
+	free(h->ring);
+	free(h->consumer);
+	free(h);
+}
+
+static void history_reply(struct history *h)
+{
+	Ship__ChannelMessage **out = calloc(h->n ? h->n : 1, sizeof(*out));
+	if (!out) {
+		client_error(h->c, h->id, SHIP__CODE__INTERNAL, "out of memory");
+		history_free(h);
+		return;
+	}
+	/* The ring's oldest entry is at head when it is full. */
+	size_t start = h->n == h->want ? h->head : 0;
+	for (size_t i = 0; i < h->n; i++)
+		out[i] = h->ring[(start + i) % h->want];
+	Ship__ServerFrame f = SHIP__SERVER_FRAME__INIT;
+	Ship__ChannelHistoryReply r = SHIP__CHANNEL_HISTORY_REPLY__INIT;
+	r.messages = out;
+	r.n_messages = h->n;
+	r.more_before = h->older && h->n ? out[0]->seq : 0;
+	f.id = h->id;
+	f.body_case = SHIP__SERVER_FRAME__BODY_HISTORY;
+	f.history = &r;
+	client_send(h->c, &f);
+	free(out);
+	history_free(h);
+	control_flush();
+}
+
+static void history_fail(struct history *h, Ship__Code code, const char *why)
+{
+	client_error(h->c, h->id, code, "history of %s: %s", h->filter, why);
+	history_free(h);
+	control_flush();
+}
+
+static void history_keep(struct history *h, natsMsg *msg, uint64_t seq)
+{
+	Ship__ChannelMessage *cm = cm_parse(natsMsg_GetData(msg),
+	                                    (size_t)natsMsg_GetDataLength(msg));
+	if (!cm)
+		return; /* not a channel message: not history */
+	cm->seq = seq;
+	if (h->ring[h->head]) {
+		h->older = h->ring[h->head]->seq;
+		cm_free(h->ring[h->head]);
+	}
+	h->ring[h->head] = cm;
+	h->head = (h->head + 1) % h->want;
+	if (h->n < h->want)
+		h->n++;
+}
+
+static void history_pull(struct history *h);
+
+static void on_history_msg(void *arg, natsMsg *msg, natsStatus st)
+{
+	struct history *h = arg;
+	if (st != NATS_OK) {
+		h->wait = NULL;
+		history_fail(h, st == NATS_TIMEOUT ? SHIP__CODE__TIMEOUT
+		                                   : SHIP__CODE__UNAVAILABLE,
+		             "JetStream stopped answering");
+		return;
+	}
+	const char *status = NULL;
+	if (natsMsg_GetDataLength(msg) == 0 &&
+	    natsMsgHeader_Get(msg, "Status", &status) == NATS_OK) {
+		natsMsg_Destroy(msg);
+		if (status && !strcmp(status, "100"))
+			return;
+		/* 404/408: nothing more now. */
+		history_reply(h);
+		return;
+	}
+	const char *reply = natsMsg_GetReply(msg);
+	uint64_t seq = 0, pending = 0;
+	const char *p = reply;
+	int dots = 0;
+	/* $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ns>.<pending> */
+	for (; p && *p; p++) {
+		if (*p != '.')
+			continue;
+		dots++;
+		if (dots == 5)
+			seq = strtoull(p + 1, NULL, 10);
+		if (dots == 8)
+			pending = strtoull(p + 1, NULL, 10);
+	}
+	h->scanned++;
+	h->outstanding -= h->outstanding ? 1 : 0;
+	bool stop = h->before && seq >= h->before;
+	if (!stop)
+		history_keep(h, msg, seq);
+	natsMsg_Destroy(msg);
+	if (stop || pending == 0 || h->scanned >= SCAN_MAX) {
+		history_reply(h);
+		return;
+	}
+	if (h->outstanding == 0) {
+		link_wait_cancel(h->wait);
+		h->wait = NULL;
+		history_pull(h);
+	}
+}
+
+static void history_pull(struct history *h)
+{
+	h->wait = link_wait_new(API_TIMEOUT_MS, true, on_history_msg, h);
+	char subject[512];
+	snprintf(subject, sizeof(subject), "$JS.API.CONSUMER.MSG.NEXT.%s.%s",
+	         CHANNEL_STREAM, h->consumer);
+	if (!h->wait ||
+	    natsConnection_PublishRequestString(
+		    link_conn(), subject, link_wait_inbox(h->wait),
+		    "{\"batch\":256,\"no_wait\":true}") != NATS_OK) {
+		history_fail(h, SHIP__CODE__UNAVAILABLE, "NATS is not connected");
+		return;
+	}
+	h->outstanding = SCAN_BATCH;
+}
+
+static void on_history_consumer(void *arg, json_t *reply,
+                                const struct js_err *e)
+{
+	struct history *h = arg;
+	h->call = NULL;
+	if (e) {
+		history_fail(h, e->code, e->text);
+		return;
+	}
+	const char *name = json_string_value(json_object_get(reply, "name"));
+	h->pending = (uint64_t)json_integer_value(json_object_get(reply, "num_pending"));
+	if (!name || !(h->consumer = strdup(name))) {
+		history_fail(h, SHIP__CODE__INTERNAL, "no consumer name");
+		return;
+	}
+	if (h->pending == 0) {
+		history_reply(h);
+		return;
+	}
+	history_pull(h);
+}
+
+static void handle_history(struct client *c, uint64_t id,
+                           const Ship__ChannelHistory *q)
+{
+	if (!events_token_valid(q->channel)) {
+		client_error(c, id, SHIP__CODE__INVALID_ARGUMENT,
+		             "a channel is one token (no dots, spaces or "
+		             "wildcards)");
+		return;
+	}
+	uint32_t want = q->last ? q->last : HISTORY_DEFAULT;
+	if (want > HISTORY_MAX)
+		want = HISTORY_MAX;
+	struct history *h = calloc(1, sizeof(*h));
+	if (!h || !(h->ring = calloc(want, sizeof(*h->ring)))) {
+		free(h);
+		client_error(c, id, SHIP__CODE__INTERNAL, "out of memory");
+		return;
+	}
+	h->c = c;
+	h->id = id;
+	h->want = want;
+	h->before = q->before_seq;
+	snprintf(h->filter, sizeof(h->filter), "%s.%s", CHANNEL_PREFIX,
+	         q->channel);
+	TAILQ_INSERT_TAIL(&histories, h, entry);
+	json_t *body = json_pack(
+		"{s:s, s:{s:s, s:s, s:s, s:I, s:b, s:i}}", "stream_name",
+		CHANNEL_STREAM, "config", "deliver_policy", "all", "ack_policy",
+		"none", "filter_subject", h->filter, "inactive_threshold",
+		(json_int_t)30 * 1000000000, "mem_storage", 1, "num_replicas", 1);
+	h->call = js_api("CONSUMER.CREATE." CHANNEL_STREAM, body, API_TIMEOUT_MS,
+	                 on_history_consumer, h);
+	if (!h->call)
+		history_fail(h, SHIP__CODE__UNAVAILABLE, "NATS is not connected");
+}
+
+/* ---- hooks ---- */
+
+bool channels_dispatch(struct client *c, const Ship__ClientFrame *f)
+{
+	switch (f->body_case) {
+	case SHIP__CLIENT_FRAME__BODY_CHANNEL_SEND:
+		handle_send(c, f->id, f->channel_send);
+		return true;
+	case SHIP__CLIENT_FRAME__BODY_CHANNEL_LISTEN:
+		handle_listen(c, f->id, f->channel_listen);
+		return true;
+	case SHIP__CLIENT_FRAME__BODY_CHANNEL_HISTORY:
+		handle_history(c, f->id, f->channel_history);
+		return true;
+	default:
+		return false;
+	}
+}
+
+void channels_client_gone(struct client *c)
+{
+	struct history *h, *tmp;
+	TAILQ_FOREACH_SAFE(h, &histories, entry, tmp)
+		if (h->c == c)
+			history_free(h);
+}
+
+void channels_finish(void)
+{
+	struct history *h;
+	while ((h = TAILQ_FIRST(&histories)))
+		history_free(h);
+}

@@ -1,0 +1,433 @@
+/* SPDX-License-Identifier: MIT */
+/* Pull consumers for local apps: created without blocking, fed by the
+ * app's credit, acked by the app or by shipd, resumed after NATS returns. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shipd.h"
+
+#define PULL_BATCH_MAX 256
+#define PULL_EXPIRES_MS 20000
+#define API_TIMEOUT_MS 5000
+
+static TAILQ_HEAD(, consumer) consumers = TAILQ_HEAD_INITIALIZER(consumers);
+
+static void pull(struct consumer *k);
+static void create(struct consumer *k);
+
+/* ---- lifetime ---- */
+
+static void consumer_free(struct consumer *k)
+{
+	TAILQ_REMOVE(&consumers, k, entry);
+	js_cancel(k->create_call);
+	link_wait_cancel(k->pull_wait);
+	size_t pos = 0;
+	void *v;
+	while (ipc_idmap_next(&k->acks, &pos, NULL, &v))
+		free(v);
+	ipc_idmap_finish(&k->acks);
+	free(k->stream);
+	free(k->name);
+	free(k->filter);
+	free(k->agent);
+	json_decref(k->config);
+	free(k);
+}
+
+static void ignore_reply(void *arg, json_t *reply, const struct js_err *e)
+{
+}
+
+/* End the stream once and forget the consumer; an ephemeral one is
+ * deleted on the server (a durable one stays for the next subscribe). */
+void consumer_end(struct consumer *k, Ship__Code code, const char *why)
+{
+	if (k->c) {
+		Ship__ServerFrame f = SHIP__SERVER_FRAME__INIT;
+		Ship__StreamEnd e = SHIP__STREAM_END__INIT;
+		e.delivered = k->delivered;
+		f.id = k->id;
+		f.code = code;
+		f.error = (char *)(why ? why : "");
+		f.body_case = SHIP__SERVER_FRAME__BODY_END;
+		f.end = &e;
+		client_send(k->c, &f);
+		k->c->n_subs--;
+	}
+	if (!k->durable && k->name && link_connected()) {
+		char what[512];
+		snprintf(what, sizeof(what), "CONSUMER.DELETE.%s.%s", k->stream,
+		         k->name);
+		js_api(what, NULL, API_TIMEOUT_MS, ignore_reply, NULL);
+	}
+	consumer_free(k);
+}
+
+struct consumer *consumer_find(struct client *c, uint64_t id)
+{
+	struct consumer *k;
+	TAILQ_FOREACH(k, &consumers, entry)
+		if (k->c == c && k->id == id)
+			return k;
+	return NULL;
+}
+
+/* ---- deliveries ---- */
+
+/* "$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ns>.<pending>"
+ * (2.9 has no domain tokens). */
+static bool ack_meta(const char *reply, uint64_t *delivered, uint64_t *sseq,
+                     uint64_t *ns, uint64_t *pending)
+{
+	if (!reply || strncmp(reply, "$JS.ACK.", 8) != 0)
+		return false;
+	const char *tok[9];
+	int n = 0;
+	for (const char *p = reply; *p && n < 9; p++)
+		if (*p == '.')
+			tok[n++] = p + 1;
+	if (n < 8)
+		return false;
+	*delivered = strtoull(tok[3], NULL, 10);
+	*sseq = strtoull(tok[4], NULL, 10);
+	*ns = strtoull(tok[6], NULL, 10);
+	*pending = strtoull(tok[7], NULL, 10);
+	return true;
+}
+
+static void send_ack(const char *reply, const char *what)
+{
+	if (link_conn())
+		natsConnection_PublishString(link_conn(), reply, what);
+}
+
+static void deliver(struct consumer *k, natsMsg *msg)
+{
+	const char *reply = natsMsg_GetReply(msg);
+	uint64_t delivered = 1, sseq = 0, ns = 0, pending = 0;
+	if (!ack_meta(reply, &delivered, &sseq, &ns, &pending)) {
+		natsMsg_Destroy(msg);
+		return;
+	}
+	k->credit -= k->credit ? 1 : 0;
+	if (k->skip && k->skip(k, msg)) {
+		/* Filtered out (an agent's own message): acked, and the credit
+		 * it used is given back. */
+		send_ack(reply, "+ACK");
+		k->credit++;
+		natsMsg_Destroy(msg);
+		return;
+	}
+	Ship__EventDelivery d = SHIP__EVENT_DELIVERY__INIT;
+	d.stream_seq = sseq;
+	d.delivered = delivered;
+	d.pending = pending;
+	d.time_ns = ns;
+	d.subject = (char *)natsMsg_GetSubject(msg);
+	d.data.data = (uint8_t *)natsMsg_GetData(msg);
+	d.data.len = (size_t)natsMsg_GetDataLength(msg);
+	if (k->auto_ack) {
+		send_ack(reply, "+ACK");
+	} else {
+		char *copy = strdup(reply);
+		d.token = ++k->next_token;
+		if (!copy || ipc_idmap_put(&k->acks, d.token, copy) < 0) {
+			free(copy);
+			d.token = 0; /* redelivered after ack wait */
+		}
+	}
+	k->describe(k, msg, &d);
+	Ship__ServerFrame f = SHIP__SERVER_FRAME__INIT;
+	f.id = k->id;
+	f.body_case = SHIP__SERVER_FRAME__BODY_EVENT;
+	f.event = &d;
+	/* Credit bounds what is sent: never dropped. */
+	client_send(k->c, &f);
+	k->free_delivery(&d);
+	k->delivered++;
+	natsMsg_Destroy(msg);
+}
+
+/* ---- pulling ---- */
+
+static int status_of(natsMsg *msg)
+{
+	const char *v = NULL;
+	if (natsMsg_GetDataLength(msg) == 0 &&
+	    natsMsgHeader_Get(msg, "Status", &v) == NATS_OK && v)
+		return atoi(v);
+	return 0;
+}
+
+static void pull_done(struct consumer *k)
+{
+	link_wait_cancel(k->pull_wait);
+	k->pull_wait = NULL;
+	k->outstanding = 0;
+	if (k->credit)
+		pull(k);
+}
+
+static void on_pulled(void *arg, natsMsg *msg, natsStatus st)
+{
+	struct consumer *k = arg;
+	if (st != NATS_OK) {
+		/* Expired or the link went: the wait is gone already. */
+		k->pull_wait = NULL;
+		k->outstanding = 0;
+		if (st == NATS_TIMEOUT && k->credit)
+			pull(k);
+		control_flush();
+		return;
+	}
+	int status = status_of(msg);
+	if (status == 0) {
+		k->outstanding -= k->outstanding ? 1 : 0;
+		deliver(k, msg);
+		if (k->outstanding == 0)
+			pull_done(k);
+		return;
+	}
+	natsMsg_Destroy(msg);
+	if (status == 100)
+		return; /* heartbeat */
+	if (status == 404 || status == 408) {
+		pull_done(k); /* no messages (now), or the request expired */
+		return;
+	}
+	if (status == 409) {
+		const char *d = NULL;
+		natsMsgHeader_Get(msg, "Description", &d);
+		log_debug("consumer %s: 409 %s", k->name, d ? d : "");
+		/* Deleted or leader change: make it again. */
+		link_wait_cancel(k->pull_wait);
+		k->pull_wait = NULL;
+		k->outstanding = 0;
+		create(k);
+		return;
+	}
+	pull_done(k);
+}
+
+static void pull(struct consumer *k)
+{
+	if (k->pull_wait || !k->ready || !k->credit || !link_connected())
+		return;
+	uint32_t batch = k->credit < PULL_BATCH_MAX ? (uint32_t)k->credit
+	                                           : PULL_BATCH_MAX;
+	k->pull_wait = link_wait_new(PULL_EXPIRES_MS + 2000, true, on_pulled, k);
+	if (!k->pull_wait)
+		return;
+	char subject[512], body[128];
+	snprintf(subject, sizeof(subject), "$JS.API.CONSUMER.MSG.NEXT.%s.%s",
+	         k->stream, k->name);
+	snprintf(body, sizeof(body), "{\"batch\":%u,\"expires\":%" PRIu64 "}",
+	         batch, (uint64_t)PULL_EXPIRES_MS * 1000000);
+	if (natsConnection_PublishRequestString(link_conn(), subject,
+	                                        link_wait_inbox(k->pull_wait),
+	                                        body) != NATS_OK) {
+		link_wait_cancel(k->pull_wait);
+		k->pull_wait = NULL;
+		return;
+	}
+	k->outstanding = batch;
+}
+
+/* ---- creating ---- */
+
+static void on_created(void *arg, json_t *reply, const struct js_err *e)
+{
+	struct consumer *k = arg;
+	k->create_call = NULL;
+	if (e) {
+		if (!k->ready_once) {
+			/* The subscribe itself fails: no stream was opened. */
+			client_error(k->c, k->id, e->code, "consumer on %s: %s",
+			             k->stream, e->text);
+			k->c->n_subs--;
+			k->c = NULL;
+			consumer_free(k);
+		} else if (e->code == SHIP__CODE__UNAVAILABLE ||
+		           e->code == SHIP__CODE__TIMEOUT) {
+			/* Try again when the link is back. */
+		} else {
+			consumer_end(k, e->code, e->text);
+		}
+		control_flush();
+		return;
+	}
+	const char *name = json_string_value(json_object_get(reply, "name"));
+	if (name && (!k->name || strcmp(k->name, name))) {
+		free(k->name);
+		k->name = strdup(name);
+	}
+	k->ready = true;
+	if (!k->ready_once)
+		client_ok(k->c, k->id);
+	k->ready_once = true;
+	pull(k);
+	control_flush();
+}
+
+static void create(struct consumer *k)
+{
+	char what[512];
+	if (k->create_call || !link_connected())
+		return;
+	k->ready = false;
+	json_t *body = json_pack("{s:s, s:O}", "stream_name", k->stream, "config",
+	                         k->config);
+	if (k->durable)
+		snprintf(what, sizeof(what), "CONSUMER.DURABLE.CREATE.%s.%s",
+		         k->stream, k->name);
+	else
+		snprintf(what, sizeof(what), "CONSUMER.CREATE.%s", k->stream);
+	k->create_call = js_api(what, body, API_TIMEOUT_MS, on_created, k);
+}
+
+struct consumer *consumer_open(struct client *c, uint64_t id,
+                               const struct consumer_spec *sp)
+{
+	if (ipc_idmap_get(&c->streams, id) || consumer_find(c, id)) {
+		client_error(c, id, SHIP__CODE__INVALID_ARGUMENT,
+		             "id %" PRIu64 " names an open stream", id);
+		return NULL;
+	}
+	if (c->n_subs >= conf->max_subscriptions) {
+		client_error(c, id, SHIP__CODE__RESOURCE_EXHAUSTED,
+		             "%u subscriptions, the limit", c->n_subs);
+		return NULL;
+	}
+	if (!link_connected()) {
+		client_error(c, id, SHIP__CODE__UNAVAILABLE,
+		             "NATS is not connected (%s)",
+		             link_state_name(link_info()->state));
+		return NULL;
+	}
+	struct consumer *k = calloc(1, sizeof(*k));
+	if (!k) {
+		client_error(c, id, SHIP__CODE__INTERNAL, "out of memory");
+		return NULL;
+	}
+	k->c = c;
+	k->id = id;
+	k->stream = strdup(sp->stream);
+	k->name = sp->durable ? strdup(sp->durable) : NULL;
+	k->filter = strdup(sp->filter);
+	k->agent = sp->agent ? strdup(sp->agent) : NULL;
+	k->durable = sp->durable != NULL;
+	k->auto_ack = sp->auto_ack;
+	k->credit = sp->credit;
+	k->skip = sp->skip;
+	k->describe = sp->describe;
+	k->free_delivery = sp->free_delivery;
+	k->config = json_incref(sp->config);
+	if (!k->stream || !k->filter || (sp->durable && !k->name) ||
+	    (sp->agent && !k->agent)) {
+		TAILQ_INSERT_TAIL(&consumers, k, entry);
+		k->c = NULL;
+		consumer_free(k);
+		client_error(c, id, SHIP__CODE__INTERNAL, "out of memory");
+		return NULL;
+	}
+	c->n_subs++;
+	TAILQ_INSERT_TAIL(&consumers, k, entry);
+	create(k);
+	if (!k->create_call) {
+		c->n_subs--;
+		k->c = NULL;
+		consumer_free(k);
+		client_error(c, id, SHIP__CODE__UNAVAILABLE, "NATS is not connected");
+		return NULL;
+	}
+	return k;
+}
+
+/* ---- app requests on an open consumer ---- */
+
+void consumer_credit(struct consumer *k, uint32_t credit)
+{
+	/* Bounded: an app cannot ask shipd to hold more than it can send. */
+	uint64_t max = 65536;
+	k->credit = k->credit + credit > max ? max : k->credit + credit;
+	pull(k);
+}
+
+int consumer_ack(struct consumer *k, uint64_t token, Ship__AckKind kind,
+                 uint32_t nak_delay_ms)
+{
+	char *reply = ipc_idmap_get(&k->acks, token);
+	if (!reply)
+		return -1;
+	char body[64];
+	switch (kind) {
+	case SHIP__ACK_KIND__NAK:
+		if (nak_delay_ms)
+			snprintf(body, sizeof(body), "-NAK {\"delay\":%" PRIu64 "}",
+			         (uint64_t)nak_delay_ms * 1000000);
+		else
+			snprintf(body, sizeof(body), "-NAK");
+		break;
+	case SHIP__ACK_KIND__TERM:
+		snprintf(body, sizeof(body), "+TERM");
+		break;
+	case SHIP__ACK_KIND__IN_PROGRESS:
+		snprintf(body, sizeof(body), "+WPI");
+		send_ack(reply, body);
+		return 0; /* the token stays valid */
+	default:
+		snprintf(body, sizeof(body), "+ACK");
+		break;
+	}
+	send_ack(reply, body);
+	ipc_idmap_del(&k->acks, token);
+	free(reply);
+	return 0;
+}
+
+/* ---- the rest of the daemon ---- */
+
+void consumer_client_gone(struct client *c)
+{
+	struct consumer *k, *tmp;
+	TAILQ_FOREACH_SAFE(k, &consumers, entry, tmp) {
+		if (k->c != c)
+			continue;
+		/* Unacked messages are redelivered after their ack wait. */
+		c->n_subs--;
+		k->c = NULL;
+		consumer_end(k, SHIP__CODE__OK, NULL);
+	}
+}
+
+void consumer_link_changed(bool up)
+{
+	struct consumer *k;
+	TAILQ_FOREACH(k, &consumers, entry) {
+		if (!up) {
+			k->ready = false;
+			js_cancel(k->create_call);
+			k->create_call = NULL;
+			link_wait_cancel(k->pull_wait);
+			k->pull_wait = NULL;
+			k->outstanding = 0;
+			/* Ack subjects of the old deliveries still work after a
+			 * reconnect; keep the tokens. */
+			continue;
+		}
+		/* A durable resumes where it was; an ephemeral one may have
+		 * expired meanwhile and is made again from where it was. */
+		create(k);
+	}
+}
+
+void consumer_finish(void)
+{
+	struct consumer *k;
+	while ((k = TAILQ_FIRST(&consumers)))
+		consumer_free(k);
+}
