@@ -17,14 +17,20 @@ static TAILQ_HEAD(, consumer) consumers = TAILQ_HEAD_INITIALIZER(consumers);
 
 static void pull(struct consumer *k);
 static void create(struct consumer *k);
+static void send_ack(const char *reply, const char *what);
 
 /* ---- lifetime ---- */
+
+static void drain_pull(void *arg, natsMsg *msg, natsStatus st);
 
 static void consumer_free(struct consumer *k)
 {
 	TAILQ_REMOVE(&consumers, k, entry);
 	js_cancel(k->create_call);
-	link_wait_cancel(k->pull_wait);
+	if (k->pull_wait && k->outstanding && link_connected())
+		link_wait_retarget(k->pull_wait, drain_pull, k->pull_wait);
+	else
+		link_wait_cancel(k->pull_wait);
 	size_t pos = 0;
 	void *v;
 	while (ipc_idmap_next(&k->acks, &pos, NULL, &v))
@@ -40,6 +46,22 @@ static void consumer_free(struct consumer *k)
 
 static void ignore_reply(void *arg, json_t *reply, const struct js_err *e)
 {
+}
+
+/* A pull request cannot be taken back (not on 2.9): what it still brings
+ * after its consumer ended is handed back at once with a NAK, rather than
+ * left to wait out its ack wait. The wait ends at its expiry. */
+static void drain_pull(void *arg, natsMsg *msg, natsStatus st)
+{
+	struct link_wait *w = arg;
+	if (st != NATS_OK)
+		return; /* the wait is gone */
+	const char *reply = natsMsg_GetReply(msg);
+	if (reply && !strncmp(reply, "$JS.ACK.", 8))
+		send_ack(reply, "-NAK");
+	else if (natsMsg_GetDataLength(msg) == 0)
+		link_wait_cancel(w); /* a status: the request is over */
+	natsMsg_Destroy(msg);
 }
 
 /* End the stream once and forget the consumer; an ephemeral one is

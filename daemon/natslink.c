@@ -100,6 +100,15 @@ static void on_error(natsConnection *nc, natsSubscription *sub,
 	mailbox_post(&m, false);
 }
 
+static void on_wait_msg(natsConnection *nc, natsSubscription *sub,
+                        natsMsg *msg, void *arg)
+{
+	struct mail m = {.kind = MAIL_INBOX_MSG, .msg = msg,
+	                 .arg = (uint64_t)(uintptr_t)arg,
+	                 .bytes = (size_t)natsMsg_GetDataLength(msg)};
+	mailbox_post(&m, false);
+}
+
 static void on_inbox_msg(natsConnection *nc, natsSubscription *sub,
                          natsMsg *msg, void *arg)
 {
@@ -244,6 +253,10 @@ static int build_options(const struct config *c)
 struct link_wait {
 	uint64_t token;
 	bool multi;
+	/* JetStream delivers consumer messages under their own subjects, so
+	 * a multi wait listens on its inbox with a subscription of its own
+	 * and its messages are routed by token, not by subject. */
+	natsSubscription *sub;
 	link_reply_fn *fn;
 	void *arg;
 	struct event *timer;
@@ -256,6 +269,10 @@ static uint64_t next_token;
 static void wait_free(struct link_wait *w)
 {
 	ipc_idmap_del(&waits, w->token);
+	if (w->sub) {
+		natsSubscription_Unsubscribe(w->sub);
+		natsSubscription_Destroy(w->sub);
+	}
 	event_free(w->timer);
 	free(w);
 }
@@ -294,8 +311,23 @@ struct link_wait *link_wait_new(uint32_t timeout_ms, bool multi,
 		free(w);
 		return NULL;
 	}
+	if (multi && (!L.nc ||
+	              natsConnection_Subscribe(&w->sub, L.nc, w->inbox, on_wait_msg,
+	                                       (void *)(uintptr_t)w->token) !=
+	                      NATS_OK)) {
+		wait_free(w);
+		return NULL;
+	}
+	if (w->sub)
+		natsSubscription_SetPendingLimits(w->sub, -1, -1);
 	link_wait_rearm(w, timeout_ms);
 	return w;
+}
+
+void link_wait_retarget(struct link_wait *w, link_reply_fn *fn, void *arg)
+{
+	w->fn = fn;
+	w->arg = arg;
 }
 
 const char *link_wait_inbox(const struct link_wait *w)
@@ -309,10 +341,12 @@ void link_wait_cancel(struct link_wait *w)
 		wait_free(w);
 }
 
-static void wait_reply(uint64_t token, natsMsg *msg)
+static void wait_reply(uint64_t token, natsMsg *msg, bool via_sub)
 {
 	struct link_wait *w = ipc_idmap_get(&waits, token);
-	if (!w) {
+	/* A wait with its own subscription also matches the inbox wildcard:
+	 * take each message once, from the subscription. */
+	if (!w || (w->sub && !via_sub)) {
 		natsMsg_Destroy(msg); /* late: timed out or cancelled */
 		return;
 	}
@@ -499,8 +533,12 @@ static void link_event(enum link_event ev, natsStatus err)
 	control_flush();
 }
 
-static void inbox_msg(natsMsg *msg)
+static void inbox_msg(natsMsg *msg, uint64_t sub_token)
 {
+	if (sub_token) {
+		wait_reply(sub_token, msg, true);
+		return;
+	}
 	const char *subj = natsMsg_GetSubject(msg);
 	const char *tok = subj + strlen(L.inbox);
 	if (strncmp(subj, L.inbox, strlen(L.inbox)) != 0 || *tok != '.') {
@@ -521,7 +559,7 @@ static void inbox_msg(natsMsg *msg)
 		natsMsg_Destroy(msg);
 		return;
 	}
-	wait_reply(token, msg);
+	wait_reply(token, msg, false);
 }
 
 void link_handle_mail(struct mail *m)
@@ -535,7 +573,7 @@ void link_handle_mail(struct mail *m)
 		           (natsStatus)(m->arg >> 8));
 		break;
 	case MAIL_INBOX_MSG:
-		inbox_msg(m->msg);
+		inbox_msg(m->msg, m->arg);
 		break;
 	default:
 		break;

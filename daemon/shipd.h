@@ -178,6 +178,8 @@ const char *link_wait_inbox(const struct link_wait *w);
 void link_wait_rearm(struct link_wait *w, uint32_t timeout_ms);
 /* No callback after this. NULL is accepted. */
 void link_wait_cancel(struct link_wait *w);
+/* Send what is still to come to another callback. */
+void link_wait_retarget(struct link_wait *w, link_reply_fn *fn, void *arg);
 /* After link_stop() and once nats.c's threads are done. */
 void link_finish(void);
 const char *link_state_name(enum link_state s);

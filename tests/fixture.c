@@ -98,6 +98,11 @@ static const char *nats_server_bin(void)
 
 int natsd_restart(struct natsd *n)
 {
+	if (n->pid > 0) {
+		/* Reap a server the test killed itself. */
+		waitpid(n->pid, NULL, 0);
+		n->pid = 0;
+	}
 	char port[16], store[300], log[300];
 	snprintf(port, sizeof(port), "%d", n->port);
 	snprintf(store, sizeof(store), "%s/js", n->dir);

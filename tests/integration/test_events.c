@@ -1,0 +1,710 @@
+/* SPDX-License-Identifier: MIT */
+/* EventBus and Channels through shipd, against a real nats-server -js. */
+#include <check.h>
+#include <errno.h>
+#include <pthread.h>
+#include <regex.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <nats/nats.h>
+
+#include "fixture.h"
+#include "shipc.h"
+
+static struct natsd nd;
+static struct shipdp sd;
+
+static void setup(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	ck_assert_int_eq(natsd_start(&nd, 0), 0);
+	ck_assert_int_eq(shipd_start(&sd, nd.url, NULL), 0);
+}
+
+static void teardown(void)
+{
+	int rc = shipd_cleanup(&sd);
+	natsd_cleanup(&nd);
+	ck_assert_msg(rc == 0, "shipd exited with %d", rc);
+}
+
+static struct shipc *conn(const char *name)
+{
+	struct shipc *h = NULL;
+	/* The default streams are declared when NATS comes up: wait for
+	 * an emit to work before the test starts. */
+	h = shipc_connect(sd.sock, name);
+	ck_assert_ptr_nonnull(h);
+	return h;
+}
+
+static void emit_ok(struct shipc *h, const char *type, const char *payload,
+                    const char *msg_id, struct shipc_emit_result *res)
+{
+	struct shipc_emit e = {.event_type = type, .source = "test",
+	                       .payload_json = payload, .msg_id = msg_id};
+	int r = -1;
+	/* Right after start the stream may be a moment away. */
+	for (int i = 0; i < 100 && r < 0; i++) {
+		r = shipc_emit(h, &e, res);
+		if (r < 0)
+			fx_sleep_ms(50);
+	}
+	char why[256];
+	ck_assert_msg(r == 0, "emit: %s", shipc_last_error(h, why, sizeof(why)));
+}
+
+/* ---- a collector of deliveries ---- */
+
+struct got {
+	pthread_mutex_t mu;
+	unsigned n;
+	unsigned raw;
+	bool ended;
+	int err;
+	uint64_t last_seq;
+	uint64_t last_token;
+	uint64_t max_delivered;
+	char last_type[64];
+	char last_payload[256];
+	char last_ts[64];
+	char last_sender[64];
+	char last_content[256];
+	uint64_t sub;
+	bool ack; /* ack everything at once */
+	unsigned char *seen; /* by stream seq, for the fault test */
+	size_t seen_cap;
+};
+
+#define GOT_INIT {.mu = PTHREAD_MUTEX_INITIALIZER}
+
+static void on_event(struct shipc *h, const struct shipc_event *ev, int err,
+                     void *arg)
+{
+	struct got *g = arg;
+	pthread_mutex_lock(&g->mu);
+	if (!ev) {
+		g->ended = true;
+		g->err = err;
+		pthread_mutex_unlock(&g->mu);
+		return;
+	}
+	g->n++;
+	g->raw += ev->raw != 0;
+	g->last_seq = ev->stream_seq;
+	g->last_token = ev->token;
+	if (ev->delivered > g->max_delivered)
+		g->max_delivered = ev->delivered;
+	if (ev->event_type)
+		snprintf(g->last_type, sizeof(g->last_type), "%s", ev->event_type);
+	if (ev->payload_json)
+		snprintf(g->last_payload, sizeof(g->last_payload), "%s",
+		         ev->payload_json);
+	if (ev->timestamp)
+		snprintf(g->last_ts, sizeof(g->last_ts), "%s", ev->timestamp);
+	if (ev->sender)
+		snprintf(g->last_sender, sizeof(g->last_sender), "%s", ev->sender);
+	if (ev->content)
+		snprintf(g->last_content, sizeof(g->last_content), "%s",
+		         ev->content);
+	if (g->seen && ev->stream_seq < g->seen_cap)
+		g->seen[ev->stream_seq] = 1;
+	bool ack = g->ack;
+	uint64_t sub = g->sub;
+	pthread_mutex_unlock(&g->mu);
+	if (ack && ev->token)
+		shipc_event_ack(h, sub, ev->token, SHIPC_ACK, 0);
+}
+
+static unsigned got_n(struct got *g)
+{
+	pthread_mutex_lock(&g->mu);
+	unsigned n = g->n;
+	pthread_mutex_unlock(&g->mu);
+	return n;
+}
+
+/* Dispatch h until g has n deliveries, for at most ms. */
+static bool wait_n(struct shipc *h, struct got *g, unsigned n, int ms)
+{
+	uint64_t end = fx_now_ms() + (uint64_t)ms;
+	while (got_n(g) < n && fx_now_ms() < end)
+		shipc_dispatch(h, 20);
+	return got_n(g) >= n;
+}
+
+static void settle(struct shipc *h, int ms)
+{
+	uint64_t end = fx_now_ms() + (uint64_t)ms;
+	while (fx_now_ms() < end)
+		shipc_dispatch(h, 20);
+}
+
+/* ---- envelopes ---- */
+
+START_TEST(emit_writes_noesis_envelope)
+{
+	struct shipc *h = conn("emitter");
+	struct shipc_emit_result r1, r2, r3;
+	emit_ok(h, "item.created", "{\"id\":7,\"tags\":[\"a\"]}", "m-1", &r1);
+	ck_assert_uint_gt(r1.seq, 0);
+	ck_assert_int_eq(r1.duplicate, 0);
+	ck_assert_str_eq(r1.msg_id, "m-1");
+	/* The same id again: stored once. */
+	emit_ok(h, "item.created", "{\"id\":7,\"tags\":[\"a\"]}", "m-1", &r2);
+	ck_assert_int_eq(r2.duplicate, 1);
+	ck_assert_uint_eq(r2.seq, r1.seq);
+	/* Without an id shipd makes a fresh one per emit. */
+	emit_ok(h, "item.created", NULL, NULL, &r3);
+	ck_assert_uint_eq(r3.seq, r1.seq + 1);
+	ck_assert_uint_ge(strlen(r3.msg_id), 16);
+
+	/* What a noesis-ship reader finds, read directly from the stream. */
+	natsConnection *nc;
+	jsCtx *js;
+	ck_assert_int_eq(natsConnection_ConnectTo(&nc, nd.url), NATS_OK);
+	ck_assert_int_eq(natsConnection_JetStream(&js, nc, NULL), NATS_OK);
+	natsMsg *m = NULL;
+	ck_assert_int_eq(js_GetMsg(&m, js, "SHIP_EVENTS", r1.seq, NULL, NULL),
+	                 NATS_OK);
+	ck_assert_str_eq(natsMsg_GetSubject(m), "ship.events.item.created");
+	const char *mid = NULL;
+	ck_assert_int_eq(natsMsgHeader_Get(m, "Nats-Msg-Id", &mid), NATS_OK);
+	ck_assert_str_eq(mid, "m-1");
+	json_error_t je;
+	json_t *j = json_loadb(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m),
+	                       0, &je);
+	ck_assert_ptr_nonnull(j);
+	/* Exactly noesis-ship's fields, in its order, with its types. */
+	const char *order[] = {"event_type", "timestamp", "source", "payload",
+	                       "correlation_id", "version"};
+	size_t i = 0;
+	const char *key;
+	json_t *val;
+	json_object_foreach(j, key, val)
+	{
+		ck_assert_uint_lt(i, 6);
+		ck_assert_str_eq(key, order[i]);
+		i++;
+	}
+	ck_assert_uint_eq(i, 6);
+	ck_assert_str_eq(json_string_value(json_object_get(j, "event_type")),
+	                 "item.created");
+	ck_assert_str_eq(json_string_value(json_object_get(j, "source")), "test");
+	ck_assert_str_eq(json_string_value(json_object_get(j, "version")), "1.0");
+	ck_assert_int_eq(json_integer_value(json_object_get(
+		                 json_object_get(j, "payload"), "id")),
+	                 7);
+	regex_t re;
+	ck_assert_int_eq(regcomp(&re, "^[0-9a-f]{8}$", REG_EXTENDED | REG_NOSUB), 0);
+	ck_assert_int_eq(regexec(&re, json_string_value(json_object_get(
+		                              j, "correlation_id")),
+	                         0, NULL, 0),
+	                 0);
+	regfree(&re);
+	ck_assert_int_eq(regcomp(&re,
+	                         "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:"
+	                         "[0-9]{2}\\.[0-9]{9}\\+00:00$",
+	                         REG_EXTENDED | REG_NOSUB),
+	                 0);
+	ck_assert_int_eq(regexec(&re, json_string_value(json_object_get(
+		                              j, "timestamp")),
+	                         0, NULL, 0),
+	                 0);
+	regfree(&re);
+	json_decref(j);
+	natsMsg_Destroy(m);
+
+	/* A null payload is written as null, not left out. */
+	ck_assert_int_eq(js_GetMsg(&m, js, "SHIP_EVENTS", r3.seq, NULL, NULL),
+	                 NATS_OK);
+	j = json_loadb(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), 0,
+	               &je);
+	ck_assert(json_is_null(json_object_get(j, "payload")));
+	json_decref(j);
+	natsMsg_Destroy(m);
+
+	/* Bad input: a clear error, nothing stored. */
+	struct shipc_emit bad = {.event_type = "a.*", .payload_json = "1"};
+	ck_assert_int_eq(shipc_emit(h, &bad, NULL), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	struct shipc_emit badjson = {.event_type = "x", .payload_json = "{nope"};
+	ck_assert_int_eq(shipc_emit(h, &badjson, NULL), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	jsStreamInfo *si = NULL;
+	ck_assert_int_eq(js_GetStreamInfo(&si, js, "SHIP_EVENTS", NULL, NULL),
+	                 NATS_OK);
+	ck_assert_uint_eq(si->State.Msgs, 2);
+	jsStreamInfo_Destroy(si);
+	jsCtx_Destroy(js);
+	natsConnection_Destroy(nc);
+	shipc_close(h);
+}
+END_TEST
+
+START_TEST(noesis_envelopes_decode)
+{
+	/* Envelopes a noesis-ship app wrote, with +00:00 and Z timestamps,
+	 * and something that is not an envelope at all. */
+	struct shipc *h = conn("reader");
+	struct shipc_emit_result r;
+	emit_ok(h, "warmup", NULL, NULL, &r); /* the stream exists now */
+	natsConnection *nc;
+	jsCtx *js;
+	ck_assert_int_eq(natsConnection_ConnectTo(&nc, nd.url), NATS_OK);
+	ck_assert_int_eq(natsConnection_JetStream(&js, nc, NULL), NATS_OK);
+	const char *msgs[] = {
+		"{\"event_type\":\"deploy.started\",\"timestamp\":\"2026-03-19T12:00:"
+		"00.123456789+00:00\",\"source\":\"rust\",\"payload\":{\"v\":1},"
+		"\"correlation_id\":\"0a1b2c3d\",\"version\":\"1.0\"}",
+		"{\"event_type\":\"deploy.done\",\"timestamp\":\"2026-03-19T12:00:01Z\","
+		"\"source\":\"py\",\"payload\":null,\"correlation_id\":\"\","
+		"\"version\":\"1.0\"}",
+		"not json at all",
+	};
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(js_Publish(NULL, js, "ship.events.deploy.x", msgs[i],
+		                            (int)strlen(msgs[i]), NULL, NULL),
+		                 NATS_OK);
+	struct got g = GOT_INIT;
+	struct shipc_event_sub s = {.pattern = "deploy.>", .auto_ack = 1};
+	g.sub = shipc_event_subscribe(h, &s, on_event, &g);
+	ck_assert_uint_gt(g.sub, 0);
+	ck_assert(wait_n(h, &g, 3, 5000));
+	ck_assert_uint_eq(g.raw, 1); /* delivered raw, with a flag: not dropped */
+	ck_assert_str_eq(g.last_type, "deploy.done");
+	ck_assert_str_eq(g.last_ts, "2026-03-19T12:00:01Z");
+	ck_assert_str_eq(g.last_payload, "null");
+	jsCtx_Destroy(js);
+	natsConnection_Destroy(nc);
+	shipc_close(h);
+}
+END_TEST
+
+/* ---- consumers ---- */
+
+START_TEST(late_durable_replays_and_resumes)
+{
+	struct shipc *h = conn("late");
+	for (int i = 0; i < 5; i++)
+		emit_ok(h, "order.placed", "1", NULL, NULL);
+	struct got g = GOT_INIT;
+	g.ack = true;
+	struct shipc_event_sub s = {.pattern = "order.*", .durable = "billing"};
+	g.sub = shipc_event_subscribe(h, &s, on_event, &g);
+	ck_assert_uint_gt(g.sub, 0);
+	ck_assert(wait_n(h, &g, 5, 5000));
+	ck_assert_str_eq(g.last_type, "order.placed");
+	/* Acked; the app leaves; more events; it comes back: only the new. */
+	ck_assert_int_eq(shipc_flush(h, 5000), 0);
+	ck_assert_int_eq(shipc_unsubscribe(h, g.sub), 0);
+	settle(h, 200);
+	for (int i = 0; i < 3; i++)
+		emit_ok(h, "order.placed", "2", NULL, NULL);
+	struct got g2 = GOT_INIT;
+	g2.ack = true;
+	g2.sub = shipc_event_subscribe(h, &s, on_event, &g2);
+	ck_assert_uint_gt(g2.sub, 0);
+	ck_assert(wait_n(h, &g2, 3, 5000));
+	settle(h, 300);
+	ck_assert_uint_eq(got_n(&g2), 3);
+	ck_assert_str_eq(g2.last_payload, "2");
+	shipc_close(h);
+}
+END_TEST
+
+START_TEST(credit_bounds_deliveries)
+{
+	struct shipc *h = conn("credit");
+	for (int i = 0; i < 10; i++)
+		emit_ok(h, "tick", NULL, NULL, NULL);
+	struct got g = GOT_INIT;
+	struct shipc_event_sub s = {.pattern = "tick", .auto_ack = 1, .credit = 3};
+	g.sub = shipc_event_subscribe(h, &s, on_event, &g);
+	ck_assert(wait_n(h, &g, 3, 5000));
+	settle(h, 500);
+	ck_assert_uint_eq(got_n(&g), 3); /* no more than granted */
+	ck_assert_int_eq(shipc_event_credit(h, g.sub, 7), 0);
+	ck_assert(wait_n(h, &g, 10, 5000));
+	settle(h, 300);
+	ck_assert_uint_eq(got_n(&g), 10);
+	shipc_close(h);
+}
+END_TEST
+
+struct nak_state {
+	uint64_t sub;
+	unsigned seen;
+	uint64_t max_delivered;
+	enum shipc_ack first;
+};
+
+static void on_nak(struct shipc *h, const struct shipc_event *ev, int err,
+                   void *arg)
+{
+	struct nak_state *st = arg;
+	if (!ev)
+		return;
+	st->seen++;
+	if (ev->delivered > st->max_delivered)
+		st->max_delivered = ev->delivered;
+	/* NAK the first delivery, ack the redelivery. */
+	shipc_event_ack(h, st->sub, ev->token,
+	                ev->delivered == 1 ? st->first : SHIPC_ACK, 0);
+}
+
+START_TEST(nak_and_ack_wait_redeliver)
+{
+	struct shipc *h = conn("nak");
+	emit_ok(h, "job.a", NULL, NULL, NULL);
+	struct nak_state st = {.first = SHIPC_NAK};
+	struct shipc_event_sub s = {.pattern = "job.a", .durable = "naker"};
+	st.sub = shipc_event_subscribe(h, &s, on_nak, &st);
+	ck_assert_uint_gt(st.sub, 0);
+	uint64_t end = fx_now_ms() + 5000;
+	while (st.seen < 2 && fx_now_ms() < end)
+		shipc_dispatch(h, 20);
+	ck_assert_uint_eq(st.seen, 2);
+	ck_assert_uint_eq(st.max_delivered, 2);
+	shipc_unsubscribe(h, st.sub);
+
+	/* Never acked: redelivered after the ack wait, at most max_deliver
+	 * times. */
+	emit_ok(h, "job.b", NULL, NULL, NULL);
+	struct got g = GOT_INIT;
+	struct shipc_event_sub s2 = {.pattern = "job.b", .durable = "slowpoke",
+	                             .ack_wait_ms = 300, .max_deliver = 3};
+	g.sub = shipc_event_subscribe(h, &s2, on_event, &g);
+	ck_assert(wait_n(h, &g, 3, 5000));
+	settle(h, 1500);
+	ck_assert_uint_eq(got_n(&g), 3);
+	ck_assert_uint_eq(g.max_delivered, 3);
+	shipc_close(h);
+}
+END_TEST
+
+START_TEST(bad_subscriptions)
+{
+	struct shipc *h = conn("bad");
+	struct got g = GOT_INIT;
+	struct shipc_event_sub s = {.pattern = "a", .durable = "has.dot"};
+	ck_assert_uint_eq(shipc_event_subscribe(h, &s, on_event, &g), 0);
+	ck_assert_int_eq(errno, EINVAL);
+	uint32_t backoff[] = {100, 200};
+	struct shipc_event_sub s2 = {.pattern = "a", .max_deliver = 2,
+	                             .backoff_ms = backoff, .n_backoff = 2};
+	ck_assert_uint_eq(shipc_event_subscribe(h, &s2, on_event, &g), 0);
+	ck_assert_int_eq(errno, EINVAL);
+	struct shipc_event_sub s3 = {.pattern = "a", .stream = "NO_SUCH"};
+	ck_assert_uint_eq(shipc_event_subscribe(h, &s3, on_event, &g), 0);
+	ck_assert_int_eq(errno, ENOENT);
+	ck_assert(!g.ended); /* never called on failure */
+	shipc_close(h);
+}
+END_TEST
+
+START_TEST(declare_reports_mismatch)
+{
+	struct shipc *h = conn("declare");
+	const char *subs[] = {"robot.telemetry.>"};
+	struct shipc_stream_decl d = {.name = "TELEMETRY", .subjects = subs,
+	                              .n_subjects = 1, .max_age_ms = 3600000,
+	                              .max_msgs = 1000};
+	ck_assert_int_eq(shipc_stream_declare(h, &d), 0);
+	ck_assert_int_eq(shipc_stream_declare(h, &d), 0); /* the same: fine */
+	d.max_msgs = 5000;
+	ck_assert_int_eq(shipc_stream_declare(h, &d), -1);
+	ck_assert_int_eq(errno, EEXIST);
+	char why[256];
+	ck_assert_ptr_nonnull(strstr(shipc_last_error(h, why, sizeof(why)),
+	                             "max_msgs is 1000, declared 5000"));
+	/* Emits into a declared stream with its own prefix. */
+	struct shipc_emit e = {.event_type = "cpu", .payload_json = "0.5",
+	                       .stream = "TELEMETRY", .prefix = "robot.telemetry"};
+	struct shipc_emit_result r;
+	ck_assert_int_eq(shipc_emit(h, &e, &r), 0);
+	ck_assert_uint_eq(r.seq, 1);
+	struct shipc_stream_info *list;
+	size_t n;
+	ck_assert_int_eq(shipc_streams(h, &list, &n), 0);
+	bool found = false;
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(list[i].name, "TELEMETRY")) {
+			found = true;
+			ck_assert_uint_eq(list[i].messages, 1);
+			ck_assert_str_eq(list[i].subjects, "robot.telemetry.>");
+		}
+	ck_assert(found);
+	shipc_streams_free(list);
+	shipc_close(h);
+}
+END_TEST
+
+/* ---- channels ---- */
+
+START_TEST(channels_listen_and_history)
+{
+	struct shipc *alice = conn("alice"), *bob = conn("bob");
+	struct shipc_emit_result r;
+	ck_assert_int_eq(shipc_channel_send(alice, "ops", "alice", "hello", NULL, &r) ==
+	                         0 ||
+	                         (fx_sleep_ms(500),
+	                          shipc_channel_send(alice, "ops", "alice", "hello",
+	                                             NULL, &r) == 0),
+	                 1);
+	struct got ga = GOT_INIT, gb = GOT_INIT;
+	uint64_t la = shipc_channel_listen(alice, "ops", "alice", 1, 0, on_event, &ga);
+	uint64_t lb = shipc_channel_listen(bob, "ops", "bob", 1, 0, on_event, &gb);
+	ck_assert_uint_gt(la, 0);
+	ck_assert_uint_gt(lb, 0);
+	ck_assert(wait_n(bob, &gb, 1, 5000)); /* bob replays alice's hello */
+	ck_assert_str_eq(gb.last_sender, "alice");
+	ck_assert_int_eq(shipc_channel_send(bob, "ops", "bob", "hi alice",
+	                                    "{\"prio\":1}", &r),
+	                 0);
+	ck_assert(wait_n(alice, &ga, 1, 5000));
+	ck_assert_str_eq(ga.last_content, "hi alice");
+	settle(alice, 300);
+	settle(bob, 300);
+	/* Each agent's own messages are filtered out. */
+	ck_assert_uint_eq(got_n(&ga), 1);
+	ck_assert_uint_eq(got_n(&gb), 1);
+
+	/* History: the newest N, oldest first, paged backwards. */
+	for (int i = 0; i < 20; i++) {
+		char text[32];
+		snprintf(text, sizeof(text), "m%02d", i);
+		ck_assert_int_eq(shipc_channel_send(alice, "ops", "alice", text, NULL,
+		                                    NULL),
+		                 0);
+	}
+	ck_assert_int_eq(shipc_channel_send(alice, "other", "alice", "elsewhere",
+	                                    NULL, NULL),
+	                 0);
+	struct shipc_channel_msg *list;
+	size_t n;
+	uint64_t more;
+	ck_assert_int_eq(shipc_channel_history(bob, "ops", 5, 0, &list, &n, &more),
+	                 0);
+	ck_assert_uint_eq(n, 5);
+	ck_assert_str_eq(list[0].content, "m15");
+	ck_assert_str_eq(list[4].content, "m19");
+	ck_assert_uint_gt(more, 0);
+	ck_assert_uint_lt(list[0].seq, list[4].seq);
+	struct shipc_channel_msg *older;
+	size_t n2;
+	ck_assert_int_eq(shipc_channel_history(bob, "ops", 5, more, &older, &n2,
+	                                       &more),
+	                 0);
+	ck_assert_uint_eq(n2, 5);
+	ck_assert_str_eq(older[0].content, "m10");
+	ck_assert_str_eq(older[4].content, "m14");
+	shipc_channel_history_free(older, n2);
+	shipc_channel_history_free(list, n);
+	/* The whole of it: 22 messages on ops, none from "other". */
+	ck_assert_int_eq(shipc_channel_history(bob, "ops", 1000, 0, &list, &n,
+	                                       &more),
+	                 0);
+	ck_assert_uint_eq(n, 22);
+	ck_assert_uint_eq(more, 0);
+	ck_assert_str_eq(list[1].metadata_json, "{\"prio\":1}");
+	shipc_channel_history_free(list, n);
+	ck_assert_int_eq(shipc_channel_history(bob, "o.ps", 5, 0, &list, &n, &more),
+	                 -1);
+	ck_assert_int_eq(errno, EINVAL);
+	shipc_close(alice);
+	shipc_close(bob);
+}
+END_TEST
+
+/* ---- faults ---- */
+
+#define FAULT_N 10000
+#define WINDOW 256
+
+struct fault {
+	unsigned acked;
+	unsigned failed;
+	unsigned char *ok; /* per emit index */
+	unsigned inflight;
+};
+
+struct fault_one {
+	struct fault *f;
+	unsigned i;
+};
+
+static void on_fault_emit(struct shipc *h, const struct shipc_emit_result *r,
+                          int err, void *arg)
+{
+	struct fault_one *o = arg;
+	o->f->inflight--;
+	if (r) {
+		o->f->ok[o->i] = 1;
+		o->f->acked++;
+	} else {
+		o->f->failed++;
+	}
+	free(o);
+}
+
+static unsigned fault_pass(struct shipc *h, struct fault *f, uint64_t end,
+                           bool kill_nats)
+{
+	unsigned sent = 0;
+	for (unsigned i = 0; i < FAULT_N && fx_now_ms() < end; i++) {
+		if (kill_nats && i == FAULT_N / 3) {
+			/* NATS dies in the middle, with emits in flight. */
+			kill(nd.pid, SIGKILL);
+		}
+		if (kill_nats && i == FAULT_N / 2)
+			ck_assert_int_eq(natsd_restart(&nd), 0);
+		if (f->ok[i])
+			continue;
+		while (f->inflight >= WINDOW && fx_now_ms() < end)
+			shipc_dispatch(h, 10);
+		char id[32], payload[32];
+		snprintf(id, sizeof(id), "fault-%u", i);
+		snprintf(payload, sizeof(payload), "%u", i);
+		struct shipc_emit e = {.event_type = "fault.e", .payload_json = payload,
+		                       .msg_id = id};
+		struct fault_one *o = malloc(sizeof(*o));
+		o->f = f;
+		o->i = i;
+		if (shipc_emit_async(h, &e, on_fault_emit, o) < 0) {
+			free(o);
+			shipc_dispatch(h, 10);
+			continue;
+		}
+		f->inflight++;
+		sent++;
+	}
+	while (f->inflight && fx_now_ms() < end)
+		shipc_dispatch(h, 10);
+	return sent;
+}
+
+START_TEST(emits_survive_nats_restart)
+{
+	struct shipc *h = conn("fault");
+	emit_ok(h, "warmup", NULL, NULL, NULL);
+	struct fault f = {.ok = calloc(FAULT_N, 1)};
+	uint64_t end = fx_now_ms() + 90000;
+	/* First pass: NATS goes away in the middle and comes back. */
+	fault_pass(h, &f, end, true);
+	/* The app retries what was not acknowledged, with the same ids. */
+	for (int pass = 0; pass < 50 && f.acked < FAULT_N && fx_now_ms() < end;
+	     pass++) {
+		fault_pass(h, &f, end, false);
+		if (f.acked < FAULT_N)
+			fx_sleep_ms(200);
+	}
+	ck_assert_uint_eq(f.acked, FAULT_N);
+	ck_assert_uint_gt(f.failed, 0); /* the outage was seen */
+
+	/* Exactly once in the stream... */
+	natsConnection *nc;
+	jsCtx *js;
+	ck_assert_int_eq(natsConnection_ConnectTo(&nc, nd.url), NATS_OK);
+	ck_assert_int_eq(natsConnection_JetStream(&js, nc, NULL), NATS_OK);
+	jsStreamInfo *si = NULL;
+	jsOptions jo;
+	jsOptions_Init(&jo);
+	jo.Stream.Info.SubjectsFilter = "ship.events.fault.>";
+	ck_assert_int_eq(js_GetStreamInfo(&si, js, "SHIP_EVENTS", &jo, NULL), NATS_OK);
+	ck_assert_uint_eq(si->State.Subjects->List[0].Msgs, FAULT_N);
+	jsStreamInfo_Destroy(si);
+	jsCtx_Destroy(js);
+	natsConnection_Destroy(nc);
+
+	/* ...and a durable subscriber receives every one at least once. */
+	struct got g = GOT_INIT;
+	g.ack = true;
+	g.seen_cap = 2 * FAULT_N + 16;
+	g.seen = calloc(g.seen_cap, 1);
+	struct shipc_event_sub s = {.pattern = "fault.e", .durable = "auditor",
+	                            .credit = 1000};
+	g.sub = shipc_event_subscribe(h, &s, on_event, &g);
+	ck_assert_uint_gt(g.sub, 0);
+	uint64_t t = fx_now_ms() + 30000;
+	while (got_n(&g) < FAULT_N && fx_now_ms() < t) {
+		shipc_dispatch(h, 20);
+		/* Keep the credit topped up as deliveries are handled. */
+		static unsigned granted = 1000;
+		if (got_n(&g) + 500 > granted) {
+			shipc_event_credit(h, g.sub, 1000);
+			granted += 1000;
+		}
+	}
+	ck_assert_uint_ge(got_n(&g), FAULT_N);
+	free(g.seen);
+	free(f.ok);
+	shipc_close(h);
+}
+END_TEST
+
+START_TEST(durable_resumes_after_shipd_killed)
+{
+	struct shipc *h = conn("producer");
+	for (int i = 0; i < 50; i++) {
+		char p[16];
+		snprintf(p, sizeof(p), "%d", i);
+		emit_ok(h, "work.item", p, NULL, NULL);
+	}
+	shipc_close(h);
+	struct shipc *c = conn("consumer");
+	struct got g = GOT_INIT;
+	g.ack = true;
+	struct shipc_event_sub s = {.pattern = "work.item", .durable = "worker",
+	                            .credit = 20};
+	g.sub = shipc_event_subscribe(c, &s, on_event, &g);
+	ck_assert(wait_n(c, &g, 20, 5000));
+	ck_assert_int_eq(shipc_flush(c, 5000), 0); /* acks handed to shipd */
+	settle(c, 300); /* and to NATS */
+	shipd_kill(&sd);
+	ck_assert_int_eq(shipd_restart(&sd, nd.url, NULL), 0);
+	/* libshipc reconnects and opens the durable again: the rest come,
+	 * nothing acknowledged comes twice, nothing is lost. */
+	uint64_t end = fx_now_ms() + 20000;
+	while (got_n(&g) < 50 && fx_now_ms() < end) {
+		shipc_dispatch(c, 50);
+		shipc_event_credit(c, g.sub, 10);
+	}
+	ck_assert_uint_ge(got_n(&g), 50);
+	ck_assert_str_eq(g.last_payload, "49");
+	shipc_close(c);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("events");
+	TCase *tc = tcase_create("events");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, emit_writes_noesis_envelope);
+	tcase_add_test(tc, noesis_envelopes_decode);
+	tcase_add_test(tc, late_durable_replays_and_resumes);
+	tcase_add_test(tc, credit_bounds_deliveries);
+	tcase_add_test(tc, nak_and_ack_wait_redeliver);
+	tcase_add_test(tc, bad_subscriptions);
+	tcase_add_test(tc, declare_reports_mismatch);
+	tcase_add_test(tc, channels_listen_and_history);
+	suite_add_tcase(s, tc);
+	TCase *faults = tcase_create("faults");
+	tcase_add_checked_fixture(faults, setup, teardown);
+	tcase_set_timeout(faults, 180);
+	tcase_add_test(faults, emits_survive_nats_restart);
+	tcase_add_test(faults, durable_resumes_after_shipd_killed);
+	suite_add_tcase(s, faults);
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
