@@ -341,6 +341,16 @@ int config_load(struct config *c, const char *path, FILE *errs)
 	return errors ? -1 : 0;
 }
 
+/* True if s, printed bare after "key = ", would not read back as itself:
+ * the parser trims blanks and takes off one pair of enclosing quotes. */
+static bool needs_quotes(const char *s)
+{
+	size_t n = strlen(s);
+	return n > 0 && (isspace((unsigned char)s[0]) ||
+	                 isspace((unsigned char)s[n - 1]) ||
+	                 (n >= 2 && s[0] == '"' && s[n - 1] == '"'));
+}
+
 void config_print(const struct config *c, FILE *f)
 {
 	for (size_t i = 0; i < NKEYS; i++) {
@@ -349,7 +359,9 @@ void config_print(const struct config *c, FILE *f)
 		switch (k->type) {
 		case C_STR: {
 			const char *s = *(char *const *)field;
-			if (s)
+			if (s && needs_quotes(s))
+				fprintf(f, "%s = \"%s\"\n", k->name, s);
+			else if (s)
 				fprintf(f, "%s = %s\n", k->name, s);
 			else
 				fprintf(f, "# %s = (unset)\n", k->name);

@@ -45,7 +45,7 @@ uint64_t start_ms(void)
 static void usage(FILE *f)
 {
 	fprintf(f,
-	        "usage: shipd [-dnvV] [-c file] [-s socket] [--nats url[,url...]]\n"
+	        "usage: shipd [-nvV] [-c file] [-s socket] [--nats url[,url...]]\n"
 	        "             [-o key=value]...\n"
 	        "  -c, --config FILE   configuration file (default %s)\n"
 	        "  -s, --socket PATH   local socket (default %s)\n"
