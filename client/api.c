@@ -60,7 +60,9 @@ int call_start(struct shipc *h, struct call *c, Ship__ClientFrame *f,
 	if (call_register(h, c) < 0)
 		return -1;
 	f->id = c->id;
-	if (queue_frame(h, f, true) < 0) {
+	/* A waiter's frame goes out now (latency); calls in flight by the
+	 * many are batched by the writer thread. */
+	if (queue_frame(h, f, c->waiter) < 0) {
 		ipc_idmap_del(&h->calls, c->id);
 		return -1;
 	}

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "shipd.h"
 
@@ -54,20 +55,33 @@ void events_timestamp(char *buf, size_t size)
 	snprintf(buf + n, size - n, ".%09ld+00:00", ts.tv_nsec);
 }
 
+/* Ids need to be unique and unpredictable enough to never collide, not
+ * secret: one getrandom() seeds a splitmix64 stream. */
+static uint64_t rng_next(void)
+{
+	static uint64_t state;
+	static bool seeded;
+	if (!seeded) {
+		if (getrandom(&state, sizeof(state), 0) != sizeof(state))
+			state = now_ms() ^ ((uint64_t)getpid() << 32);
+		seeded = true;
+	}
+	uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
 void events_random_hex(char *buf, size_t nchars)
 {
 	static const char hex[] = "0123456789abcdef";
-	uint8_t r[64];
-	size_t nb = (nchars + 1) / 2;
-	if (nb > sizeof(r))
-		nb = sizeof(r);
-	if (getrandom(r, nb, 0) != (ssize_t)nb) {
-		/* Not cryptographic use: fall back to the clock. */
-		for (size_t i = 0; i < nb; i++)
-			r[i] = (uint8_t)(rand() ^ (int)now_ms());
+	uint64_t r = 0;
+	for (size_t i = 0; i < nchars; i++) {
+		if (i % 16 == 0)
+			r = rng_next();
+		buf[i] = hex[r & 0xf];
+		r >>= 4;
 	}
-	for (size_t i = 0; i < nchars && i / 2 < nb; i++)
-		buf[i] = hex[(r[i / 2] >> (i % 2 ? 0 : 4)) & 0xf];
 	buf[nchars] = '\0';
 }
 
@@ -129,12 +143,7 @@ void events_publish(struct client *c, uint64_t id, const char *subject,
 		return;
 	}
 	struct pending *p = calloc(1, sizeof(*p));
-	natsMsg *msg = NULL;
-	if (!p || natsMsg_Create(&msg, subject, NULL, json, (int)strlen(json)) !=
-	                  NATS_OK ||
-	    natsMsgHeader_Set(msg, "Nats-Msg-Id", msg_id) != NATS_OK) {
-		natsMsg_Destroy(msg);
-		free(p);
+	if (!p) {
 		client_error(c, id, SHIP__CODE__INTERNAL, "out of memory");
 		return;
 	}
@@ -144,7 +153,8 @@ void events_publish(struct client *c, uint64_t id, const char *subject,
 	snprintf(p->msg_id, sizeof(p->msg_id), "%s", msg_id);
 	TAILQ_INSERT_TAIL(&pendings, p, entry);
 	c->n_requests++;
-	p->call = js_publish(msg, EMIT_TIMEOUT_MS, on_acked, p);
+	p->call = js_publish_id(subject, msg_id, json, strlen(json),
+	                        EMIT_TIMEOUT_MS, on_acked, p);
 	if (!p->call) {
 		client_error(c, id, SHIP__CODE__UNAVAILABLE, "NATS is not connected");
 		pending_free(p);
@@ -152,6 +162,26 @@ void events_publish(struct client *c, uint64_t id, const char *subject,
 }
 
 /* ---- emit ---- */
+
+/* Append s as a JSON string (UTF-8 passes through; controls, quote and
+ * backslash escaped). */
+static void json_quote(struct ipc_buf *b, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+	ipc_buf_append(b, "\"", 1);
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p == '"' || *p == '\\') {
+			char esc[2] = {'\\', (char)*p};
+			ipc_buf_append(b, esc, 2);
+		} else if (*p < 0x20) {
+			char esc[6] = {'\\', 'u', '0', '0', hex[*p >> 4], hex[*p & 15]};
+			ipc_buf_append(b, esc, 6);
+		} else {
+			ipc_buf_append(b, p, 1);
+		}
+	}
+	ipc_buf_append(b, "\"", 1);
+}
 
 static const char *or_default(const char *s, const char *d)
 {
@@ -173,9 +203,10 @@ static void handle_emit(struct client *c, uint64_t id, const Ship__Emit *e)
 		             e->event_type);
 		return;
 	}
-	json_t *payload = json_null();
 	if (e->payload_json[0]) {
+		/* Validate only; the app's text goes in as it is. */
 		json_error_t jerr;
+		json_t *payload = NULL;
 		if (strlen(e->payload_json) > MAX_PAYLOAD_JSON ||
 		    !(payload = json_loads(e->payload_json,
 		                           JSON_DECODE_ANY | JSON_REJECT_DUPLICATES,
@@ -184,6 +215,7 @@ static void handle_emit(struct client *c, uint64_t id, const Ship__Emit *e)
 			             "payload is not JSON: %s", jerr.text);
 			return;
 		}
+		json_decref(payload);
 	}
 	char ts[64], corr[16], msg_id[64];
 	events_timestamp(ts, sizeof(ts));
@@ -191,21 +223,29 @@ static void handle_emit(struct client *c, uint64_t id, const Ship__Emit *e)
 		events_random_hex(corr, 8);
 	if (!e->msg_id[0])
 		events_random_hex(msg_id, 32);
-	/* The field order is noesis-ship's; jansson keeps insertion order. */
-	json_t *env = json_pack("{s:s, s:s, s:s, s:o, s:s, s:s}", "event_type",
-	                        e->event_type, "timestamp", ts, "source",
-	                        e->source, "payload", payload, "correlation_id",
-	                        e->correlation_id[0] ? e->correlation_id : corr,
-	                        "version", "1.0");
-	char *text = env ? json_dumps(env, JSON_COMPACT) : NULL;
-	json_decref(env);
-	if (!text) {
-		client_error(c, id, SHIP__CODE__INTERNAL, "cannot encode the event");
-		return;
-	}
-	events_publish(c, id, subject, text, e->msg_id[0] ? e->msg_id : msg_id,
-	               stream);
-	free(text);
+	/* noesis-ship's fields in its order, written directly: no need to
+	 * build a tree only to print it. */
+	struct ipc_buf b = {0};
+	ipc_buf_append(&b, "{\"event_type\":", 14);
+	json_quote(&b, e->event_type);
+	ipc_buf_append(&b, ",\"timestamp\":\"", 14);
+	ipc_buf_append(&b, ts, strlen(ts));
+	ipc_buf_append(&b, "\",\"source\":", 11);
+	json_quote(&b, e->source);
+	ipc_buf_append(&b, ",\"payload\":", 11);
+	if (e->payload_json[0])
+		ipc_buf_append(&b, e->payload_json, strlen(e->payload_json));
+	else
+		ipc_buf_append(&b, "null", 4);
+	ipc_buf_append(&b, ",\"correlation_id\":", 18);
+	json_quote(&b, e->correlation_id[0] ? e->correlation_id : corr);
+	ipc_buf_append(&b, ",\"version\":\"1.0\"}", 17);
+	if (!ipc_buf_append(&b, "", 1)) /* NUL, not sent */
+		events_publish(c, id, subject, (const char *)ipc_buf_head(&b),
+		               e->msg_id[0] ? e->msg_id : msg_id, stream);
+	else
+		client_error(c, id, SHIP__CODE__INTERNAL, "out of memory");
+	ipc_buf_finish(&b);
 }
 
 /* ---- declaring streams ---- */

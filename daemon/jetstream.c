@@ -160,18 +160,49 @@ void js_cancel(struct js_call *call)
 
 /* ---- acknowledged publishes ---- */
 
+/* The usual ack, {"stream":"S", "seq":N} or with "duplicate": true, read
+ * without a JSON parser; anything else (errors) goes to jansson. */
+static bool quick_ack(natsMsg *msg, uint64_t *seq, bool *dup)
+{
+	int len = natsMsg_GetDataLength(msg);
+	const char *d = natsMsg_GetData(msg);
+	char buf[256];
+	if (len <= 0 || len >= (int)sizeof(buf))
+		return false;
+	memcpy(buf, d, (size_t)len);
+	buf[len] = '\0';
+	if (strstr(buf, "\"error\"") || buf[0] != '{')
+		return false;
+	const char *p = strstr(buf, "\"seq\":");
+	if (!p)
+		return false;
+	char *end;
+	*seq = strtoull(p + 6, &end, 10);
+	if (end == p + 6)
+		return false;
+	const char *dp = strstr(buf, "\"duplicate\":");
+	*dup = dp && !strncmp(dp + 12 + strspn(dp + 12, " "), "true", 4);
+	return *seq > 0;
+}
+
 static void pub_done(void *arg, natsMsg *msg, natsStatus st)
 {
 	struct js_call *call = arg;
 	struct js_err e = {0};
 	json_t *j = NULL;
+	uint64_t seq = 0;
+	bool dup = false;
+	if (st == NATS_OK && quick_ack(msg, &seq, &dup)) {
+		natsMsg_Destroy(msg);
+		call->pub_fn(call->arg, seq, dup, NULL);
+		free(call);
+		return;
+	}
 	if (st != NATS_OK)
 		err_from_status(&e, st);
 	else
 		j = parse_reply(msg, &e);
 	natsMsg_Destroy(msg);
-	uint64_t seq = 0;
-	bool dup = false;
 	if (j) {
 		seq = (uint64_t)json_integer_value(json_object_get(j, "seq"));
 		dup = json_is_true(json_object_get(j, "duplicate"));
@@ -222,6 +253,36 @@ struct js_call *js_publish(natsMsg *msg, uint32_t timeout_ms, js_pub_fn *fn,
 			s = natsConnection_PublishMsg(link_conn(), out);
 		natsMsg_Destroy(out);
 	}
+	natsMsg_Destroy(msg);
+	if (s != NATS_OK) {
+		link_wait_cancel(call->wait);
+		free(call);
+		return NULL;
+	}
+	return call;
+}
+
+struct js_call *js_publish_id(const char *subject, const char *msg_id,
+                              const void *data, size_t len, uint32_t timeout_ms,
+                              js_pub_fn *fn, void *arg)
+{
+	struct js_call *call = calloc(1, sizeof(*call));
+	if (!call || !link_connected()) {
+		free(call);
+		return NULL;
+	}
+	call->pub_fn = fn;
+	call->arg = arg;
+	call->wait = link_wait_new(timeout_ms, false, pub_done, call);
+	natsMsg *msg = NULL;
+	natsStatus s = call->wait ? natsMsg_Create(&msg, subject,
+	                                           link_wait_inbox(call->wait),
+	                                           data, (int)len)
+	                          : NATS_NO_MEMORY;
+	if (s == NATS_OK && msg_id)
+		s = natsMsgHeader_Set(msg, "Nats-Msg-Id", msg_id);
+	if (s == NATS_OK)
+		s = natsConnection_PublishMsg(link_conn(), msg);
 	natsMsg_Destroy(msg);
 	if (s != NATS_OK) {
 		link_wait_cancel(call->wait);

@@ -378,6 +378,11 @@ struct js_call *js_api(const char *what, json_t *body, uint32_t timeout_ms,
 /* Publish msg (taken) and wait for the stream's ack. */
 struct js_call *js_publish(natsMsg *msg, uint32_t timeout_ms, js_pub_fn *fn,
                            void *arg);
+/* The same for data with an optional Nats-Msg-Id, without a natsMsg to
+ * build first. */
+struct js_call *js_publish_id(const char *subject, const char *msg_id,
+                              const void *data, size_t len, uint32_t timeout_ms,
+                              js_pub_fn *fn, void *arg);
 void js_cancel(struct js_call *call);
 Ship__Code js_code(int http, int err_code);
 

@@ -501,6 +501,106 @@ static void bench_req(void)
 	free(s);
 }
 
+/* ---- jspub: acknowledged JetStream publishes, pipelined ---- */
+
+static atomic_uint js_errors;
+
+static void direct_js_err(jsCtx *js, jsPubAckErr *pae, void *arg)
+{
+	atomic_fetch_add(&js_errors, 1);
+}
+
+struct emit_window {
+	unsigned inflight, acked, failed;
+};
+
+static void emit_done(struct shipc *h, const struct shipc_emit_result *r,
+                      int err, void *arg)
+{
+	struct emit_window *w = arg;
+	w->inflight--;
+	if (r)
+		w->acked++;
+	else
+		w->failed++;
+}
+
+static void bench_jspub(void)
+{
+	unsigned n = opt.quick ? 2000 : 50000;
+	unsigned window = 1024;
+	/* The same bytes both ways: an event envelope around the payload. */
+	char *payload_json = malloc(opt.size + 3);
+	payload_json[0] = '"';
+	memset(payload_json + 1, 'p', opt.size);
+	payload_json[opt.size + 1] = '"';
+	payload_json[opt.size + 2] = '\0';
+	struct shipc *probe = ship_connect("bench-js-probe");
+	struct shipc_emit e = {.event_type = "bench.js", .source = "shipbench",
+	                       .payload_json = payload_json};
+	for (int i = 0; i < 100 && shipc_emit(probe, &e, NULL) < 0; i++)
+		fx_sleep_ms(50); /* SHIP_EVENTS is declared when NATS is up */
+	shipc_close(probe);
+	char *envelope = NULL;
+	if (asprintf(&envelope,
+	             "{\"event_type\":\"bench.js\",\"timestamp\":\"2026-01-01T00:"
+	             "00:00.000000000+00:00\",\"source\":\"shipbench\",\"payload\""
+	             ":%s,\"correlation_id\":\"0123abcd\",\"version\":\"1.0\"}",
+	             payload_json) < 0)
+		exit(1);
+
+	natsConnection *nc = nats_connect();
+	jsCtx *js = NULL;
+	jsOptions jo;
+	jsOptions_Init(&jo);
+	jo.PublishAsync.MaxPending = window;
+	jo.PublishAsync.ErrHandler = direct_js_err;
+	natsConnection_JetStream(&js, nc, &jo);
+	uint64_t t0 = now_ns();
+	for (unsigned i = 0; i < n; i++) {
+		char id[32];
+		jsPubOptions po;
+		jsPubOptions_Init(&po);
+		snprintf(id, sizeof(id), "d-%u-%" PRIu64, i, t0);
+		po.MsgId = id;
+		po.MaxWait = 10000;
+		js_PublishAsync(js, "ship.events.bench.js", envelope,
+		                (int)strlen(envelope), &po);
+	}
+	jsPubOptions cpo;
+	jsPubOptions_Init(&cpo);
+	cpo.MaxWait = 60000;
+	js_PublishAsyncComplete(js, &cpo);
+	double d = n / ((double)(now_ns() - t0) / 1e9);
+	jsCtx_Destroy(js);
+	natsConnection_Destroy(nc);
+
+	struct shipc *h = ship_connect("bench-js");
+	struct emit_window w = {0};
+	struct usage u = {0};
+	usage_begin(&u);
+	t0 = now_ns();
+	for (unsigned i = 0; i < n; i++) {
+		while (w.inflight >= window)
+			shipc_dispatch(h, 10);
+		if (shipc_emit_async(h, &e, emit_done, &w) == 0)
+			w.inflight++;
+		else
+			w.failed++;
+	}
+	while (w.inflight)
+		shipc_dispatch(h, 10);
+	double sh = w.acked / ((double)(now_ns() - t0) / 1e9);
+	usage_end(&u);
+	shipc_close(h);
+	if (w.failed || atomic_load(&js_errors))
+		fprintf(stderr, "shipbench: jspub: %u shipd and %u direct failures\n",
+		        w.failed, atomic_load(&js_errors));
+	row("jspub", "acked msgs/s", d, sh, true, &u);
+	free(envelope);
+	free(payload_json);
+}
+
 /* ---- idle: 1,000 clients holding 10,000 subscriptions ---- */
 
 static int raw_client(unsigned subs)
@@ -588,7 +688,7 @@ static void usage(FILE *f)
 	        "usage: shipbench [--nats URL] [--socket PATH] [--size N] "
 	        "[--count N]\n"
 	        "                 [--clients N] [--quick] [--json] [SCENARIO...]\n"
-	        "scenarios: rtt pub pubsub fanout req idle (default: all)\n"
+	        "scenarios: rtt pub pubsub fanout req jspub idle (default: all)\n"
 	        "Without --nats a temporary nats-server -js is started; without\n"
 	        "--socket a shipd is started (SHIPD_BIN or the one built beside).\n");
 }
@@ -712,6 +812,8 @@ int main(int argc, char **argv)
 		bench_fan("fanout", opt.clients);
 	if (want(argc, argv, "req"))
 		bench_req();
+	if (want(argc, argv, "jspub"))
+		bench_jspub();
 	if (want(argc, argv, "idle"))
 		bench_idle();
 	if (opt.json)
