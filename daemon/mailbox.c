@@ -71,14 +71,21 @@ int mailbox_init(struct event_base *b, mail_fn *fn, size_t max_bytes)
 	return 0;
 }
 
+void mailbox_discard(void)
+{
+	pthread_mutex_lock(&mb.mu);
+	for (size_t i = 0; i < mb.in.len; i++)
+		natsMsg_Destroy(mb.in.m[i].msg);
+	mb.in.len = 0;
+	pthread_mutex_unlock(&mb.mu);
+}
+
 void mailbox_finish(void)
 {
 	if (mb.ev)
 		event_free(mb.ev);
 	if (mb.efd >= 0)
 		close(mb.efd);
-	for (size_t i = 0; i < mb.in.len; i++)
-		natsMsg_Destroy(mb.in.m[i].msg);
 	free(mb.in.m);
 	free(mb.work.m);
 	mb.in = mb.work = (struct ring){0};

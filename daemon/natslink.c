@@ -636,12 +636,10 @@ void link_stop(void)
 
 void link_finish(void)
 {
-	size_t pos = 0;
-	void *v;
-	while (ipc_idmap_next(&waits, &pos, NULL, &v)) {
-		event_free(((struct link_wait *)v)->timer);
-		free(v);
-	}
+	/* The building blocks cancelled their own waits; what is left is
+	 * fire-and-forget (a consumer's delete, a draining pull): end them
+	 * the usual way so their owners free what they hold. */
+	waits_fail();
 	ipc_idmap_finish(&waits);
 	natsConnection_Destroy(L.nc);
 	L.nc = NULL;

@@ -352,6 +352,8 @@ int main(int argc, char **argv)
 	link_stop();
 	pubsub_release_nats();
 	link_finish();
+	/* Messages still queued go back to nats.c while it is there. */
+	mailbox_discard();
 	/* Let nats.c's threads finish before what they point to goes. */
 	nats_CloseAndWait(2000);
 	pubsub_finish();

@@ -119,6 +119,8 @@ typedef void mail_fn(struct mail *m);
 
 int mailbox_init(struct event_base *base, mail_fn *fn, size_t max_bytes);
 void mailbox_finish(void);
+/* Drop what is queued (at shutdown, while nats.c is still there). */
+void mailbox_discard(void);
 /* From any thread. A droppable mail is refused (-1) while more than the
  * limit of bytes are queued; others are always taken. */
 int mailbox_post(const struct mail *m, bool droppable);

@@ -44,6 +44,8 @@ static void teardown(void)
 {
 	int rc = shipd_cleanup(&sd);
 	natsd_cleanup(&nd);
+	/* What this test's own nats.c connections left behind. */
+	nats_CloseAndWait(2000);
 	ck_assert_msg(rc == 0, "shipd exited with %d", rc);
 }
 
