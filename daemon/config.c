@@ -95,7 +95,7 @@ void config_defaults(struct config *c)
 	c->max_requests = 4096;
 	c->request_timeout_ms = 5000;
 	c->max_request_timeout_ms = 600000;
-	c->inbound_limit = 8u << 20;
+	c->inbound_limit = 4u << 20;
 	c->log_level = 0;
 }
 

@@ -153,9 +153,8 @@ static bool client_write(struct client *c)
 		event_del(c->ev_write);
 		c->want_write = false;
 	}
-	/* Give back what a burst grew. */
-	if (c->out.cap > 4 * READ_CHUNK)
-		ipc_buf_reset(&c->out, 0);
+	/* All written: an idle client holds no buffer. */
+	ipc_buf_reset(&c->out, 0);
 	if (c->closing) {
 		client_close(c);
 		return false;
@@ -377,17 +376,18 @@ static void dispatch(struct client *c, const Ship__ClientFrame *f)
 }
 
 /* Returns false if the client must be closed now. */
-static bool read_frames(struct client *c)
+/* Handle the whole frames in data; returns the bytes used. */
+static size_t read_frames(struct client *c, const uint8_t *data, size_t len)
 {
 	size_t max_body = conf->max_frame - IPC_HDR_LEN;
+	size_t used = 0;
 	while (!c->closing) {
 		const uint8_t *body;
 		size_t blen, flen;
-		enum ipc_frame_status st =
-			ipc_frame_peek(ipc_buf_head(&c->in), ipc_buf_used(&c->in),
-		                       max_body, &body, &blen, &flen);
+		enum ipc_frame_status st = ipc_frame_peek(
+			data + used, len - used, max_body, &body, &blen, &flen);
 		if (st == IPC_FRAME_PARTIAL)
-			return true;
+			break;
 		if (st != IPC_FRAME_OK) {
 			log_warnx("client %" PRIu64 " (pid %d): %s; closing it",
 			          c->cid, (int)c->pid, ipc_frame_strerror(st));
@@ -398,18 +398,17 @@ static bool read_frames(struct client *c)
 			             "%s (limit %u bytes)", ipc_frame_strerror(st),
 			             conf->max_frame);
 			c->closing = true;
-			return true;
+			break;
 		}
+		used += flen;
 		c->st.frames_in++;
 		struct ipc_publish_view pv;
 		if (c->hello && ipc_parse_publish(body, blen, &pv)) {
 			pubsub_publish_view(c, &pv);
-			ipc_buf_consume(&c->in, flen);
 			continue;
 		}
 		Ship__ClientFrame *f = ship__client_frame__unpack(&ctl.arena.pb,
 		                                                  blen, body);
-		ipc_buf_consume(&c->in, flen);
 		if (!f) {
 			/* The framing is intact, so the client may go on. */
 			client_error(c, 0, SHIP__CODE__INVALID_ARGUMENT,
@@ -419,13 +418,25 @@ static bool read_frames(struct client *c)
 		}
 		ipc_arena_reset(&ctl.arena);
 	}
-	return true;
+	return used;
 }
 
 static void client_read_cb(evutil_socket_t fd, short what, void *arg)
 {
+	/* Reads land in one buffer shared by all clients; a client keeps
+	 * bytes of its own only for a frame cut in two, so an idle client
+	 * holds no buffer at all. */
+	static uint8_t scratch[READ_CHUNK];
 	struct client *c = arg;
-	ssize_t n = ipc_buf_read(&c->in, fd, READ_CHUNK);
+	bool own = ipc_buf_used(&c->in) > 0;
+	ssize_t n;
+	if (own) {
+		n = ipc_buf_read(&c->in, fd, READ_CHUNK);
+	} else {
+		do
+			n = read(fd, scratch, sizeof(scratch));
+		while (n < 0 && errno == EINTR);
+	}
 	if (n == 0 || (n < 0 && errno != EAGAIN)) {
 		if (n < 0)
 			log_debug("%s: client %" PRIu64 ": %s", __func__, c->cid,
@@ -436,12 +447,22 @@ static void client_read_cb(evutil_socket_t fd, short what, void *arg)
 	if (n < 0)
 		return;
 	c->st.bytes_in += (size_t)n;
-	read_frames(c);
+	if (own) {
+		ipc_buf_consume(&c->in, read_frames(c, ipc_buf_head(&c->in),
+		                                    ipc_buf_used(&c->in)));
+	} else {
+		size_t used = read_frames(c, scratch, (size_t)n);
+		if (!c->closing && used < (size_t)n &&
+		    ipc_buf_append(&c->in, scratch + used, (size_t)n - used) < 0) {
+			log_warn("%s: client %" PRIu64, __func__, c->cid);
+			c->closing = true;
+		}
+	}
 	if (c->closing) {
 		event_del(c->ev_read);
 		mark_dirty(c);
 	}
-	if (c->in.cap > 4 * READ_CHUNK && ipc_buf_used(&c->in) == 0)
+	if (ipc_buf_used(&c->in) == 0)
 		ipc_buf_reset(&c->in, 0);
 }
 

@@ -24,6 +24,7 @@ struct sub {
 	uint64_t dropped;   /* in all */
 	uint64_t unreported; /* dropped since the last delivery */
 	_Atomic uint64_t dropped_early; /* refused by the mailbox */
+	uint64_t nats_dropped;          /* nats.c's count, last seen */
 	natsSubscription *ns; /* until nats.c says it is complete */
 	bool ended;
 };
@@ -391,7 +392,9 @@ static void sub_msg_cb(natsConnection *nc, natsSubscription *ns, natsMsg *msg,
 		.kind = MAIL_SUB_MSG,
 		.ptr = s,
 		.msg = msg,
-		.bytes = (size_t)natsMsg_GetDataLength(msg) + strlen(subj) + 64,
+		/* What the message really costs: its data and subject and
+		 * nats.c's bookkeeping around them. */
+		.bytes = (size_t)natsMsg_GetDataLength(msg) + strlen(subj) + 256,
 	};
 	/* Past the inbound limit the loop is behind: drop, count, go on. */
 	if (mailbox_post(&m, true) < 0) {
@@ -453,8 +456,9 @@ static natsStatus sub_open(struct sub *s)
 		                                       sub_msg_cb, s);
 	if (st != NATS_OK)
 		return st;
-	/* The mailbox bounds what waits; nats.c need not drop on its own. */
-	natsSubscription_SetPendingLimits(s->ns, -1, -1);
+	/* Messages nats.c read but its delivery thread has not handed over
+	 * yet are bounded too; what it drops there is counted below. */
+	natsSubscription_SetPendingLimits(s->ns, 16384, 2 << 20);
 	natsSubscription_SetOnCompleteCB(s->ns, sub_complete_cb, s);
 	if (s->max_msgs && s->max_msgs <= INT32_MAX)
 		natsSubscription_AutoUnsubscribe(s->ns, (int)s->max_msgs);
@@ -561,9 +565,21 @@ void pubsub_unsubscribe(struct client *c, uint64_t id,
 		client_ok(c, id);
 }
 
+/* Drops nobody told us about: nats.c's own, past its pending limits. */
+static uint64_t nats_dropped(struct sub *s)
+{
+	int64_t d = 0;
+	if (!s->ns || natsSubscription_GetDropped(s->ns, &d) != NATS_OK ||
+	    d <= (int64_t)s->nats_dropped)
+		return 0;
+	uint64_t n = (uint64_t)d - s->nats_dropped;
+	s->nats_dropped = (uint64_t)d;
+	return n;
+}
+
 static void sub_deliver(struct sub *s, natsMsg *msg)
 {
-	uint64_t early = atomic_exchange(&s->dropped_early, 0);
+	uint64_t early = atomic_exchange(&s->dropped_early, 0) + nats_dropped(s);
 	s->received += 1 + early;
 	s->dropped += early;
 	s->unreported += early;

@@ -2,6 +2,7 @@
 /* shipd: the host's NATS sidecar. Startup, the loop, signals, shutdown. */
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,6 +88,10 @@ static void status_cb(evutil_socket_t fd, short what, void *arg)
 	/* From the loop itself, so a stuck loop trips the watchdog. */
 	sd_notify(0, "WATCHDOG=1");
 	notify_status();
+	/* A burst leaves freed memory in malloc's hands; give it back to
+	 * the system once things are quiet. */
+	if (mailbox_queued_bytes() == 0)
+		malloc_trim(0);
 }
 
 static void signal_cb(evutil_socket_t sig, short what, void *arg)
@@ -295,6 +300,9 @@ int main(int argc, char **argv)
 	log_init(config.log_level, stderr_is_journal());
 	started_ms = now_ms();
 	srand((unsigned)time(NULL) ^ (unsigned)getpid());
+	/* nats.c's threads allocate messages the loop frees: a few arenas
+	 * are plenty and keep memory from spreading over one per thread. */
+	mallopt(M_ARENA_MAX, 2);
 	/* One descriptor per client: take what the hard limit allows. */
 	struct rlimit rl;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {

@@ -178,7 +178,7 @@ START_TEST(test_defaults)
 	ck_assert_uint_eq(c.max_requests, 4096);
 	ck_assert_uint_eq(c.request_timeout_ms, 5000);
 	ck_assert_uint_eq(c.max_request_timeout_ms, 600000);
-	ck_assert_uint_eq(c.inbound_limit, 8u << 20);
+	ck_assert_uint_eq(c.inbound_limit, 4u << 20);
 	ck_assert_int_eq(c.log_level, 0);
 	char err[256] = "";
 	ck_assert_int_eq(config_check(&c, err, sizeof(err)), 0);
@@ -391,7 +391,7 @@ START_TEST(test_uint_errors)
 	/* Nothing was taken. */
 	ck_assert_uint_eq(c.max_clients, 4096);
 	ck_assert_uint_eq(c.max_frame, 2u << 20);
-	ck_assert_uint_eq(c.inbound_limit, 8u << 20);
+	ck_assert_uint_eq(c.inbound_limit, 4u << 20);
 	ck_assert_uint_eq(c.max_requests, 4096);
 	loaded_free(&l);
 	config_finish(&c);
