@@ -19,6 +19,10 @@
 #include "shipd.h"
 
 #define READ_CHUNK 65536
+/* Past this much output waiting for the NATS server, clients are not
+ * read: their publishes would only pile up in nats.c's buffer. */
+#define NATS_BACKLOG_MAX (2u << 20)
+#define RESUME_CHECK_MS 2
 #define ACCEPT_BACKOFF_MS 1000
 #define LISTEN_BACKLOG 128
 
@@ -29,6 +33,8 @@ static struct {
 	struct event *ev_accept;
 	struct event *ev_resume;
 	struct event *ev_flush;
+	struct event *ev_resume_reads;
+	TAILQ_HEAD(, client) paused;
 	TAILQ_HEAD(, client) clients;
 	TAILQ_HEAD(, client) dirty;
 	unsigned n_clients;
@@ -421,6 +427,34 @@ static size_t read_frames(struct client *c, const uint8_t *data, size_t len)
 	return used;
 }
 
+static void arm_resume(void)
+{
+	struct timeval tv = {0, RESUME_CHECK_MS * 1000};
+	evtimer_add(ctl.ev_resume_reads, &tv);
+}
+
+/* Only a connected link pushes back: while reconnecting, nats.c's own
+ * bounded reconnect buffer takes publishes and refuses past its size. */
+static bool nats_backlogged(size_t limit)
+{
+	return link_connected() && link_buffered() > limit;
+}
+
+static void resume_reads_cb(evutil_socket_t fd, short what, void *arg)
+{
+	if (nats_backlogged(NATS_BACKLOG_MAX / 2)) {
+		arm_resume();
+		return;
+	}
+	struct client *c;
+	while ((c = TAILQ_FIRST(&ctl.paused))) {
+		TAILQ_REMOVE(&ctl.paused, c, paused_entry);
+		c->paused = false;
+		if (!c->closing)
+			event_add(c->ev_read, NULL);
+	}
+}
+
 static void client_read_cb(evutil_socket_t fd, short what, void *arg)
 {
 	/* Reads land in one buffer shared by all clients; a client keeps
@@ -428,6 +462,14 @@ static void client_read_cb(evutil_socket_t fd, short what, void *arg)
 	 * holds no buffer at all. */
 	static uint8_t scratch[READ_CHUNK];
 	struct client *c = arg;
+	if (nats_backlogged(NATS_BACKLOG_MAX)) {
+		/* Backpressure: the app's socket fills and its writes wait. */
+		event_del(c->ev_read);
+		c->paused = true;
+		TAILQ_INSERT_TAIL(&ctl.paused, c, paused_entry);
+		arm_resume();
+		return;
+	}
 	bool own = ipc_buf_used(&c->in) > 0;
 	ssize_t n;
 	if (own) {
@@ -476,6 +518,8 @@ static void client_close(struct client *c)
 	events_client_gone(c);
 	if (c->dirty)
 		TAILQ_REMOVE(&ctl.dirty, c, dirty_entry);
+	if (c->paused)
+		TAILQ_REMOVE(&ctl.paused, c, paused_entry);
 	TAILQ_REMOVE(&ctl.clients, c, entry);
 	ctl.n_clients--;
 	event_free(c->ev_read);
@@ -732,6 +776,7 @@ int control_init(struct event_base *b, const struct config *c)
 {
 	TAILQ_INIT(&ctl.clients);
 	TAILQ_INIT(&ctl.dirty);
+	TAILQ_INIT(&ctl.paused);
 	ipc_arena_init(&ctl.arena);
 	int fd = listen_activated();
 	if (fd == -2)
@@ -748,7 +793,9 @@ int control_init(struct event_base *b, const struct config *c)
 	ctl.ev_accept = event_new(b, fd, EV_READ | EV_PERSIST, accept_cb, NULL);
 	ctl.ev_resume = evtimer_new(b, resume_cb, NULL);
 	ctl.ev_flush = event_new(b, -1, 0, flush_cb, NULL);
-	if (!ctl.ev_accept || !ctl.ev_resume || !ctl.ev_flush)
+	ctl.ev_resume_reads = evtimer_new(b, resume_reads_cb, NULL);
+	if (!ctl.ev_accept || !ctl.ev_resume || !ctl.ev_flush ||
+	    !ctl.ev_resume_reads)
 		return -1;
 	/* Flushing runs after everything else that is ready. */
 	event_priority_set(ctl.ev_flush, 2);
@@ -795,7 +842,9 @@ void control_finish(void)
 		event_free(ctl.ev_resume);
 	if (ctl.ev_flush)
 		event_free(ctl.ev_flush);
-	ctl.ev_accept = ctl.ev_resume = ctl.ev_flush = NULL;
+	if (ctl.ev_resume_reads)
+		event_free(ctl.ev_resume_reads);
+	ctl.ev_accept = ctl.ev_resume = ctl.ev_flush = ctl.ev_resume_reads = NULL;
 	free(ctl.path);
 	ctl.path = NULL;
 	ipc_arena_finish(&ctl.arena);

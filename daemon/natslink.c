@@ -652,6 +652,12 @@ void link_finish(void)
 	L.rtt_timer = L.retry_timer = NULL;
 }
 
+size_t link_buffered(void)
+{
+	int n = L.nc ? natsConnection_Buffered(L.nc) : 0;
+	return n > 0 ? (size_t)n : 0;
+}
+
 natsConnection *link_conn(void)
 {
 	return L.nc;

@@ -161,6 +161,8 @@ void link_stop(void);
 /* The connection, or NULL before the first connect attempt finished. */
 natsConnection *link_conn(void);
 bool link_connected(void);
+/* Bytes written to the connection that the server has not taken yet. */
+size_t link_buffered(void);
 const struct link_info *link_info(void);
 /* The reply inbox prefix ("_INBOX.<nuid>"), "" before the link exists. */
 const char *link_inbox(void);
@@ -197,6 +199,7 @@ struct client_stats {
 struct client {
 	TAILQ_ENTRY(client) entry;
 	TAILQ_ENTRY(client) dirty_entry;
+	TAILQ_ENTRY(client) paused_entry;
 	uint64_t cid;
 	int fd;
 	struct event *ev_read;
@@ -209,6 +212,7 @@ struct client {
 	bool dirty;
 	bool closing;   /* write what is queued, then close */
 	bool want_write;
+	bool paused;    /* not read until NATS takes what waits for it */
 	struct ipc_buf in;
 	struct ipc_buf out;
 	struct ipc_idmap streams; /* stream id -> struct sub */
