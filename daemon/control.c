@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +30,8 @@
 static struct {
 	int fd;
 	bool activated; /* handed over by systemd: do not unlink */
-	char *path;
+	char *path;     /* bound here (unlinked at the end), or NULL */
+	char *name;     /* where clients connect: path, or the passed socket's */
 	struct event *ev_accept;
 	struct event *ev_resume;
 	struct event *ev_flush;
@@ -250,7 +252,7 @@ static void handle_status(struct client *c, uint64_t id)
 	r.msgs_in = stats.msgs_in;
 	r.msgs_out = stats.msgs_out;
 	r.pid = (uint32_t)getpid();
-	r.socket = ctl.path ? ctl.path : (char *)conf->socket_path;
+	r.socket = (char *)control_socket_path();
 	f.id = id;
 	f.body_case = SHIP__SERVER_FRAME__BODY_STATUS;
 	f.status = &r;
@@ -772,6 +774,24 @@ static int listen_activated(void)
 	return fd;
 }
 
+/* The file system path a listening socket is bound to, or NULL (abstract
+ * or unnamed). */
+static char *socket_name(int fd)
+{
+	struct sockaddr_un sa;
+	socklen_t len = sizeof(sa);
+	size_t off = offsetof(struct sockaddr_un, sun_path);
+	if (getsockname(fd, (struct sockaddr *)&sa, &len) < 0 || len <= off ||
+	    sa.sun_path[0] == '\0')
+		return NULL;
+	return strndup(sa.sun_path, len - off);
+}
+
+const char *control_socket_path(void)
+{
+	return ctl.name ? ctl.name : conf->socket_path;
+}
+
 int control_init(struct event_base *b, const struct config *c)
 {
 	TAILQ_INIT(&ctl.clients);
@@ -783,11 +803,14 @@ int control_init(struct event_base *b, const struct config *c)
 		return -1;
 	if (fd >= 0) {
 		ctl.activated = true;
-		log_info("using the socket passed by systemd");
+		ctl.name = socket_name(fd);
+		log_info("using the socket passed by systemd (%s)",
+		         ctl.name ? ctl.name : "unnamed");
 	} else if ((fd = listen_path(c)) < 0) {
 		return -1;
 	} else {
 		ctl.path = strdup(c->socket_path);
+		ctl.name = strdup(c->socket_path);
 	}
 	ctl.fd = fd;
 	ctl.ev_accept = event_new(b, fd, EV_READ | EV_PERSIST, accept_cb, NULL);
@@ -846,6 +869,7 @@ void control_finish(void)
 		event_free(ctl.ev_resume_reads);
 	ctl.ev_accept = ctl.ev_resume = ctl.ev_flush = ctl.ev_resume_reads = NULL;
 	free(ctl.path);
-	ctl.path = NULL;
+	free(ctl.name);
+	ctl.path = ctl.name = NULL;
 	ipc_arena_finish(&ctl.arena);
 }

@@ -40,6 +40,7 @@ static struct {
 	struct event *retry_timer;
 	uint64_t rtt_sent_us;
 	bool rtt_pending;
+	char connect_error[256]; /* written by the connect thread, read after */
 } L;
 
 static uint64_t now_us(void)
@@ -133,6 +134,11 @@ static void *connect_thread(void *arg)
 {
 	natsConnection *nc = NULL;
 	natsStatus s = natsConnection_Connect(&nc, L.opts);
+	/* The detail ("Authorization Violation") is in this thread's error
+	 * stack only: keep it for the loop. */
+	const char *why = nats_GetLastError(NULL);
+	snprintf(L.connect_error, sizeof(L.connect_error), "%s",
+	         why && *why ? why : natsStatus_GetText(s));
 	struct mail m = {.kind = MAIL_LINK_READY, .ptr = nc, .arg = s};
 	if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED) {
 		natsConnection_Destroy(nc);
@@ -451,15 +457,15 @@ static void link_ready(struct mail *m)
 	natsStatus s = (natsStatus)m->arg;
 	if (!m->ptr) {
 		snprintf(L.info.last_error, sizeof(L.info.last_error), "%s",
-		         natsStatus_GetText(s));
+		         L.connect_error);
 		log_warnx("%s: connect to NATS: %s; retrying", __func__,
-		          natsStatus_GetText(s));
+		          L.connect_error);
 		struct timeval tv = {CONNECT_RETRY_MS / 1000,
 		                     CONNECT_RETRY_MS % 1000 * 1000};
 		evtimer_add(L.retry_timer, &tv);
 		return;
 	}
-	L.nc = m->ptr;
+	natsConnection *nc = m->ptr;
 	char *inbox = NULL;
 	if (natsInbox_Create(&inbox) != NATS_OK)
 		fatalx("%s: cannot create an inbox", __func__);
@@ -467,9 +473,23 @@ static void link_ready(struct mail *m)
 	natsInbox_Destroy(inbox);
 	char subj[96];
 	snprintf(subj, sizeof(subj), "%s.*", L.inbox);
-	if (natsConnection_Subscribe(&L.inbox_sub, L.nc, subj, on_inbox_msg,
-	                             NULL) != NATS_OK)
-		fatalx("%s: cannot subscribe to the reply inbox", __func__);
+	if (natsConnection_Subscribe(&L.inbox_sub, nc, subj, on_inbox_msg,
+	                             NULL) != NATS_OK) {
+		/* nats.c gave up on this connection (an authorization error
+		 * closes it): say why, and start over later. */
+		const char *e = NULL;
+		natsConnection_GetLastError(nc, &e);
+		snprintf(L.info.last_error, sizeof(L.info.last_error), "%s",
+		         e && *e ? e : L.connect_error);
+		log_warnx("%s: NATS connection failed: %s; retrying", __func__,
+		          L.info.last_error);
+		natsConnection_Destroy(nc);
+		struct timeval tv = {CONNECT_RETRY_MS / 1000,
+		                     CONNECT_RETRY_MS % 1000 * 1000};
+		evtimer_add(L.retry_timer, &tv);
+		return;
+	}
+	L.nc = nc;
 	natsSubscription_SetPendingLimits(L.inbox_sub, -1, -1);
 	if (s == NATS_OK) {
 		L.ever_connected = true;

@@ -345,7 +345,7 @@ int main(int argc, char **argv)
 		fatalx("cannot start the status timer");
 
 	log_info("shipd %s listening on %s, NATS %s", SHIP_VERSION,
-	         config.socket_path, config.nats_urls[0]);
+	         control_socket_path(), config.nats_urls[0]);
 	sd_notify(0, "READY=1");
 	notify_status();
 

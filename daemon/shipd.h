@@ -237,6 +237,8 @@ void client_ok(struct client *c, uint64_t id);
 /* Write out what was queued to clients during this loop turn. */
 void control_flush(void);
 unsigned control_client_count(void);
+/* Where clients connect: the bound path, or the socket systemd passed. */
+const char *control_socket_path(void);
 void control_shutdown_clients(void);
 
 /* ---- pubsub.c: publish, subscribe, request/reply ---- */

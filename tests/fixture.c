@@ -69,11 +69,49 @@ static bool tcp_up(void *arg)
 	return ok;
 }
 
-static pid_t spawn(char *const argv[], const char *log)
+/* Whether environment entry e names the variable of change c ("NAME" or
+ * "NAME=VALUE"). */
+static bool env_same_name(const char *e, const char *c)
 {
+	size_t n = strcspn(c, "=");
+	return strncmp(e, c, n) == 0 && e[n] == '=';
+}
+
+/* environ with the changes applied (see fx_spawn); free the array only. */
+static char **env_build(const char *const *changes)
+{
+	size_t n = 0, m = 0, k = 0;
+	while (environ[n])
+		n++;
+	while (changes[m])
+		m++;
+	char **env = calloc(n + m + 1, sizeof(*env));
+	if (!env)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		bool changed = false;
+		for (size_t j = 0; j < m && !changed; j++)
+			changed = env_same_name(environ[i], changes[j]);
+		if (!changed)
+			env[k++] = environ[i];
+	}
+	for (size_t j = 0; j < m; j++)
+		if (strchr(changes[j], '='))
+			env[k++] = (char *)changes[j];
+	return env;
+}
+
+pid_t fx_spawn(char *const argv[], const char *log, const char *const *env)
+{
+	/* Built before fork: the child of a threaded test only execs. */
+	char **envp = env ? env_build(env) : NULL;
+	if (env && !envp)
+		return -1;
 	pid_t pid = fork();
-	if (pid != 0)
+	if (pid != 0) {
+		free(envp);
 		return pid;
+	}
 	int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 	if (fd >= 0) {
 		dup2(fd, 1);
@@ -82,8 +120,16 @@ static pid_t spawn(char *const argv[], const char *log)
 	setpgid(0, 0);
 	/* Never outlive a test that crashed. */
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	execvp(argv[0], argv);
+	if (envp)
+		execvpe(argv[0], argv, envp);
+	else
+		execvp(argv[0], argv);
 	_exit(127);
+}
+
+static pid_t spawn(char *const argv[], const char *log)
+{
+	return fx_spawn(argv, log, NULL);
 }
 
 static const char *nats_server_bin(void)
@@ -107,8 +153,12 @@ int natsd_restart(struct natsd *n)
 	snprintf(port, sizeof(port), "%d", n->port);
 	snprintf(store, sizeof(store), "%s/js", n->dir);
 	snprintf(log, sizeof(log), "%s/nats.log", n->dir);
-	char *argv[] = {(char *)nats_server_bin(), "-js", "-a", "127.0.0.1",
-	                "-p", port, "-sd", store, NULL};
+	char *argv[32] = {(char *)nats_server_bin(), "-js", "-a", "127.0.0.1",
+	                  "-p", port, "-sd", store};
+	int argc = 8;
+	for (int i = 0; n->extra && n->extra[i] && argc < 31; i++)
+		argv[argc++] = (char *)n->extra[i];
+	argv[argc] = NULL;
 	n->pid = spawn(argv, log);
 	if (n->pid < 0)
 		return -1;
@@ -128,7 +178,13 @@ int natsd_restart(struct natsd *n)
 
 int natsd_start(struct natsd *n, int port)
 {
+	return natsd_start_args(n, port, NULL);
+}
+
+int natsd_start_args(struct natsd *n, int port, const char *const *extra)
+{
 	memset(n, 0, sizeof(*n));
+	n->extra = extra;
 	snprintf(n->dir, sizeof(n->dir), "/tmp/shiptest-nats-XXXXXX");
 	if (!mkdtemp(n->dir))
 		return -1;
@@ -194,17 +250,29 @@ static bool sock_up(void *arg)
 
 bool fx_shipd_verbose = true;
 
-static const char *shipd_bin(void)
+const char *fx_shipd_bin(void)
 {
 	const char *e = getenv("SHIPD_BIN");
 	return e && *e ? e : "shipd";
 }
 
-int shipd_restart(struct shipdp *s, const char *url, const char *const *extra)
+static int shipd_dir(struct shipdp *s)
 {
-	const char *argv[64];
+	memset(s, 0, sizeof(*s));
+	snprintf(s->dir, sizeof(s->dir), "/tmp/shiptest-shipd-XXXXXX");
+	if (!mkdtemp(s->dir))
+		return -1;
+	snprintf(s->sock, sizeof(s->sock), "%s/shipd.sock", s->dir);
+	snprintf(s->log, sizeof(s->log), "%s/shipd.log", s->dir);
+	return 0;
+}
+
+/* shipd's command line: argv has room for 64 entries. */
+static void shipd_argv(const char **argv, struct shipdp *s, const char *url,
+                       const char *const *extra)
+{
 	int n = 0;
-	argv[n++] = shipd_bin();
+	argv[n++] = fx_shipd_bin();
 	if (fx_shipd_verbose)
 		argv[n++] = "-v";
 	argv[n++] = "-c";
@@ -216,6 +284,23 @@ int shipd_restart(struct shipdp *s, const char *url, const char *const *extra)
 	for (int i = 0; extra && extra[i] && n < 62; i++)
 		argv[n++] = extra[i];
 	argv[n] = NULL;
+}
+
+int shipd_spawn(struct shipdp *s, const char *url, const char *const *extra,
+                const char *const *env)
+{
+	const char *argv[64];
+	if (shipd_dir(s) < 0)
+		return -1;
+	shipd_argv(argv, s, url, extra);
+	s->pid = fx_spawn((char *const *)argv, s->log, env);
+	return s->pid < 0 ? -1 : 0;
+}
+
+int shipd_restart(struct shipdp *s, const char *url, const char *const *extra)
+{
+	const char *argv[64];
+	shipd_argv(argv, s, url, extra);
 	s->pid = spawn((char *const *)argv, s->log);
 	if (s->pid < 0)
 		return -1;
@@ -234,12 +319,8 @@ int shipd_restart(struct shipdp *s, const char *url, const char *const *extra)
 
 int shipd_start(struct shipdp *s, const char *url, const char *const *extra)
 {
-	memset(s, 0, sizeof(*s));
-	snprintf(s->dir, sizeof(s->dir), "/tmp/shiptest-shipd-XXXXXX");
-	if (!mkdtemp(s->dir))
+	if (shipd_dir(s) < 0)
 		return -1;
-	snprintf(s->sock, sizeof(s->sock), "%s/shipd.sock", s->dir);
-	snprintf(s->log, sizeof(s->log), "%s/shipd.log", s->dir);
 	return shipd_restart(s, url, extra);
 }
 

@@ -11,6 +11,7 @@
 struct natsd {
 	pid_t pid;
 	int port;
+	const char *const *extra; /* more nats-server arguments, or NULL */
 	char dir[256]; /* store and log */
 	char url[64];
 };
@@ -27,6 +28,8 @@ int fx_free_port(void);
 /* Start nats-server -js on 127.0.0.1 (port 0: a free one) with a temporary
  * store; waits until it accepts connections. Returns 0 or -1. */
 int natsd_start(struct natsd *n, int port);
+/* The same with more nats-server arguments (kept for restarts). */
+int natsd_start_args(struct natsd *n, int port, const char *const *extra);
 /* Start again on the same port and store. */
 int natsd_restart(struct natsd *n);
 void natsd_stop(struct natsd *n);
@@ -38,6 +41,11 @@ extern bool fx_shipd_verbose;
 /* Start shipd against url with extra arguments (NULL-terminated), on a
  * socket in a new temporary directory; waits until the socket answers. */
 int shipd_start(struct shipdp *s, const char *url, const char *const *extra);
+/* Like shipd_start, but with env applied to shipd's environment (as
+ * fx_spawn does) and without waiting for the socket: returns once shipd
+ * was forked (s->pid), so a test can watch it come up. */
+int shipd_spawn(struct shipdp *s, const char *url, const char *const *extra,
+                const char *const *env);
 /* Start again on the same socket. */
 int shipd_restart(struct shipdp *s, const char *url, const char *const *extra);
 /* SIGTERM and wait; returns the exit status (or -1). */
@@ -46,6 +54,13 @@ void shipd_kill(struct shipdp *s);
 /* Stop (SIGTERM) if running and remove its files; returns the exit
  * status of that stop, 0 if it was not running. */
 int shipd_cleanup(struct shipdp *s);
+/* The shipd binary the tests run: $SHIPD_BIN, else "shipd" from PATH. */
+const char *fx_shipd_bin(void);
+/* Run argv (argv[0] looked up in PATH) in its own process group, with
+ * stdout and stderr appended to log; it is killed if the test dies. env
+ * (NULL-terminated, may be NULL) changes the child's environment:
+ * "NAME=VALUE" sets, a bare "NAME" unsets. Returns the pid or -1. */
+pid_t fx_spawn(char *const argv[], const char *log, const char *const *env);
 /* Resident set size of a process, in KiB. */
 long fx_rss_kib(pid_t pid);
 
