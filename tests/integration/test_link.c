@@ -9,6 +9,7 @@
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -180,6 +181,54 @@ START_TEST(accept_pauses_when_descriptors_run_out)
 }
 END_TEST
 
+START_TEST(journal_priorities)
+{
+	/* Under journald (JOURNAL_STREAM names stderr) every line carries
+	 * its syslog priority, so warnings are recorded as warnings. */
+	ck_assert_int_eq(natsd_start(&nd, 0), 0);
+	memset(&sd, 0, sizeof(sd));
+	snprintf(sd.dir, sizeof(sd.dir), "/tmp/shiptest-shipd-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(sd.dir));
+	snprintf(sd.sock, sizeof(sd.sock), "%s/shipd.sock", sd.dir);
+	snprintf(sd.log, sizeof(sd.log), "%s/shipd.log", sd.dir);
+	FILE *f = fopen(sd.log, "w");
+	ck_assert_ptr_nonnull(f);
+	fclose(f);
+	struct stat st;
+	ck_assert_int_eq(stat(sd.log, &st), 0);
+	char js[96];
+	snprintf(js, sizeof(js), "JOURNAL_STREAM=%llu:%llu",
+	         (unsigned long long)st.st_dev, (unsigned long long)st.st_ino);
+	const char *env[] = {js, NULL};
+	char *argv[] = {(char *)fx_shipd_bin(), "-c", "/dev/null", "-s", sd.sock,
+	                "--nats", nd.url, NULL};
+	sd.pid = fx_spawn(argv, sd.log, env);
+	ck_assert_int_gt(sd.pid, 0);
+	struct shipc *h = NULL;
+	for (int i = 0; i < 200 && !h; i++) {
+		h = shipc_connect(sd.sock, "journal");
+		if (!h)
+			fx_sleep_ms(20);
+	}
+	ck_assert_ptr_nonnull(h);
+	shipc_close(h);
+	ck_assert_int_eq(shipd_stop(&sd), 0);
+	f = fopen(sd.log, "r");
+	char line[512];
+	int info = 0, plain = 0;
+	while (fgets(line, sizeof(line), f)) {
+		if (!strncmp(line, "<6>", 3))
+			info++;
+		else if (line[0] != '<')
+			plain++;
+	}
+	fclose(f);
+	ck_assert_int_gt(info, 0);
+	ck_assert_int_eq(plain, 0);
+	finish();
+}
+END_TEST
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -190,6 +239,7 @@ int main(void)
 	tcase_add_test(tc, wrong_password_is_reported);
 	tcase_add_test(tc, token_from_file);
 	tcase_add_test(tc, accept_pauses_when_descriptors_run_out);
+	tcase_add_test(tc, journal_priorities);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
