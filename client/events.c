@@ -236,6 +236,7 @@ static void streams_reply(struct shipc *h, struct call *c,
 		o->max_age_ms = s->max_age_ms;
 		o->max_msgs = s->max_msgs;
 		snprintf(o->storage, sizeof(o->storage), "%s", s->storage);
+		snprintf(o->problem, sizeof(o->problem), "%s", s->problem);
 	}
 	out->n = n;
 }

@@ -410,6 +410,7 @@ struct shipc_stream_info {
 	uint64_t max_age_ms;
 	int64_t max_msgs;
 	char storage[16];
+	char problem[256];   /* "" or how a stream shipd declares differs */
 };
 /* List JetStream streams. Free with shipc_streams_free(). */
 int shipc_streams(struct shipc *h, struct shipc_stream_info **list, size_t *n);

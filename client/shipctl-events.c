@@ -197,14 +197,19 @@ static int cmd_streams(int argc, char **argv)
 			printf(",\"messages\":%" PRIu64 ",\"bytes\":%" PRIu64
 			       ",\"first_seq\":%" PRIu64 ",\"last_seq\":%" PRIu64
 			       ",\"consumers\":%u,\"max_age_ms\":%" PRIu64
-			       ",\"max_msgs\":%" PRId64 ",\"storage\":\"%s\"}",
+			       ",\"max_msgs\":%" PRId64 ",\"storage\":\"%s\","
+			       "\"problem\":",
 			       s->messages, s->bytes, s->first_seq, s->last_seq,
 			       s->consumers, s->max_age_ms, s->max_msgs, s->storage);
+			json_str(stdout, s->problem, strlen(s->problem));
+			fputc('}', stdout);
 		} else {
 			printf("%-20s %-24s %10" PRIu64 " %12" PRIu64 " %10" PRIu64
 			       " %9u %8s\n",
 			       s->name, s->subjects, s->messages, s->bytes,
 			       s->last_seq, s->consumers, s->storage);
+			if (s->problem[0])
+				printf("  ! %s\n", s->problem);
 		}
 	}
 	if (json)

@@ -586,6 +586,7 @@ static void on_listed(void *arg, json_t *reply, const struct js_err *e)
 		o->storage = (char *)json_string_value(json_object_get(cfg, "storage"));
 		if (!o->storage)
 			o->storage = "";
+		o->problem = (char *)events_default_problem(o->name);
 		ptrs[i] = o;
 	}
 	if (infos && ptrs && subjects) {
