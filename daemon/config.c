@@ -2,6 +2,7 @@
 /* The configuration: defaults, the "key = value" file, and printing it back. */
 #include <ctype.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -11,7 +12,7 @@
 #include "config.h"
 #include "shipd.h"
 
-enum ctype { C_STR, C_BOOL, C_UINT, C_MODE, C_URLS, C_LOGLEVEL };
+enum ctype { C_STR, C_BOOL, C_UINT, C_MODE, C_URLS, C_LOGLEVEL, C_STREAM };
 
 struct ckey {
 	const char *name;
@@ -72,6 +73,11 @@ static const struct ckey keys[] = {
 	{"inbound_limit", C_UINT, O(inbound_limit), 65536, 1u << 30,
 	 "bytes of messages from NATS waiting for the loop", true},
 	{"log_level", C_LOGLEVEL, O(log_level), 0, 0, "info or debug", true},
+	{"stream", C_STREAM, O(streams), 0, 0,
+	 "a JetStream stream to declare (repeatable): NAME SUBJECT[,SUBJECT] "
+	 "[max_age=S] [max_msgs=N] [max_bytes=N] [storage=file|memory] "
+	 "[replicas=N]",
+	 false},
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -171,6 +177,9 @@ error:
 	return -1;
 }
 
+static int add_stream(struct config *c, const char *v, char *err,
+                      size_t errlen);
+
 int config_set(struct config *c, const char *key, const char *v, char *err,
                size_t errlen)
 {
@@ -229,6 +238,8 @@ int config_set(struct config *c, const char *key, const char *v, char *err,
 		}
 		return 0;
 	}
+	case C_STREAM:
+		return add_stream(c, v, err, errlen);
 	case C_LOGLEVEL:
 		if (!strcmp(v, "info"))
 			*(int *)field = 0;
@@ -241,6 +252,78 @@ int config_set(struct config *c, const char *key, const char *v, char *err,
 		return 0;
 	}
 	snprintf(err, errlen, "%s: bad key type", key);
+	return -1;
+}
+
+static void stream_free(struct config_stream *st)
+{
+	free(st->name);
+	free(st->subjects);
+	memset(st, 0, sizeof(*st));
+}
+
+/* "NAME SUBJECT[,SUBJECT...] [key=value]..." */
+static int add_stream(struct config *c, const char *v, char *err, size_t errlen)
+{
+	if (c->n_streams == CONFIG_MAX_STREAMS) {
+		snprintf(err, errlen, "stream: more than %d streams",
+		         CONFIG_MAX_STREAMS);
+		return -1;
+	}
+	char *copy = strdup(v), *save = NULL;
+	struct config_stream st = {.replicas = 1};
+	if (!copy) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	char *name = strtok_r(copy, " \t", &save);
+	char *subjects = strtok_r(NULL, " \t", &save);
+	if (!name || !subjects || strchr(name, '.') || strchr(name, '*') ||
+	    strchr(name, '>')) {
+		snprintf(err, errlen, "stream: expected NAME SUBJECT[,SUBJECT...] "
+		                      "(a name without dots or wildcards)");
+		goto error;
+	}
+	st.name = strdup(name);
+	st.subjects = strdup(subjects);
+	for (char *opt; (opt = strtok_r(NULL, " \t", &save));) {
+		char *eq = strchr(opt, '=');
+		char *end = NULL;
+		if (!eq) {
+			snprintf(err, errlen, "stream %s: '%s' is not key=value", name,
+			         opt);
+			goto error;
+		}
+		*eq++ = '\0';
+		errno = 0;
+		long long n = strtoll(eq, &end, 10);
+		bool num = *eq && !*end && !errno && n >= 0;
+		if (!strcmp(opt, "max_age") && num)
+			st.max_age_s = (uint64_t)n;
+		else if (!strcmp(opt, "max_msgs") && num)
+			st.max_msgs = n;
+		else if (!strcmp(opt, "max_bytes") && num)
+			st.max_bytes = n;
+		else if (!strcmp(opt, "replicas") && num && n >= 1 && n <= 5)
+			st.replicas = (uint32_t)n;
+		else if (!strcmp(opt, "storage") &&
+		         (!strcmp(eq, "file") || !strcmp(eq, "memory")))
+			st.memory = !strcmp(eq, "memory");
+		else {
+			snprintf(err, errlen, "stream %s: bad %s=%s", name, opt, eq);
+			goto error;
+		}
+	}
+	if (!st.name || !st.subjects) {
+		snprintf(err, errlen, "out of memory");
+		goto error;
+	}
+	c->streams[c->n_streams++] = st;
+	free(copy);
+	return 0;
+error:
+	stream_free(&st);
+	free(copy);
 	return -1;
 }
 
@@ -387,6 +470,19 @@ void config_print(const struct config *c, FILE *f)
 			fprintf(f, "%s = %s\n", k->name,
 			        *(const int *)field ? "debug" : "info");
 			break;
+		case C_STREAM:
+			if (c->n_streams == 0)
+				fprintf(f, "# %s = (none)\n", k->name);
+			for (int j = 0; j < c->n_streams; j++) {
+				const struct config_stream *st = &c->streams[j];
+				fprintf(f, "%s = %s %s max_age=%" PRIu64
+				           " max_msgs=%" PRId64 " max_bytes=%" PRId64
+				           " storage=%s replicas=%u\n",
+				        k->name, st->name, st->subjects, st->max_age_s,
+				        st->max_msgs, st->max_bytes,
+				        st->memory ? "memory" : "file", st->replicas);
+			}
+			break;
 		}
 	}
 }
@@ -408,6 +504,19 @@ static bool same_value(const struct ckey *k, const struct config *a,
 		return *(const unsigned *)fa == *(const unsigned *)fb;
 	case C_LOGLEVEL:
 		return *(const int *)fa == *(const int *)fb;
+	case C_STREAM:
+		if (a->n_streams != b->n_streams)
+			return false;
+		for (int i = 0; i < a->n_streams; i++) {
+			const struct config_stream *x = &a->streams[i],
+			                           *y = &b->streams[i];
+			if (strcmp(x->name, y->name) || strcmp(x->subjects, y->subjects) ||
+			    x->max_age_s != y->max_age_s || x->max_msgs != y->max_msgs ||
+			    x->max_bytes != y->max_bytes || x->memory != y->memory ||
+			    x->replicas != y->replicas)
+				return false;
+		}
+		return true;
 	case C_URLS:
 		if (a->n_nats_urls != b->n_nats_urls)
 			return false;
@@ -444,6 +553,8 @@ void config_finish(struct config *c)
 			free(*(char **)((char *)c + keys[i].off));
 	for (int i = 0; i < c->n_nats_urls; i++)
 		free(c->nats_urls[i]);
+	for (int i = 0; i < c->n_streams; i++)
+		stream_free(&c->streams[i]);
 	*c = (struct config){0};
 }
 

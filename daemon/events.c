@@ -42,6 +42,12 @@ static struct default_stream {
 	{"CHANNELS", "ship.channel.>", 2592000, 10000, false, ""},
 };
 
+/* The streams the configuration declares, and what became of them. */
+static struct declared_stream {
+	char name[256];
+	char problem[256];
+} declared[CONFIG_MAX_STREAMS];
+
 /* ---- shared helpers ---- */
 
 void events_timestamp(char *buf, size_t size)
@@ -254,6 +260,7 @@ struct declare {
 	struct client *c;
 	uint64_t id;
 	struct default_stream *def;
+	struct declared_stream *conf;
 };
 
 static void on_declared(void *arg, const struct js_err *e, bool created)
@@ -263,6 +270,12 @@ static void on_declared(void *arg, const struct js_err *e, bool created)
 		d->def->ok = e == NULL;
 		snprintf(d->def->problem, sizeof(d->def->problem), "%s",
 		         e ? e->text : "");
+	} else if (d->conf) {
+		snprintf(d->conf->problem, sizeof(d->conf->problem), "%s",
+		         e ? e->text : "");
+		if (e)
+			log_warnx("stream %s from the configuration: %s",
+			          d->conf->name, e->text);
 	} else if (e) {
 		client_error(d->c, d->id, e->code, "%s", e->text);
 	} else {
@@ -288,6 +301,32 @@ static void declare_defaults(void)
 		if (!d)
 			return;
 		d->def = ds;
+		if (js_stream_ensure(&cfg, on_declared, d) < 0)
+			free(d);
+	}
+	for (int i = 0; i < conf->n_streams; i++) {
+		const struct config_stream *cs = &conf->streams[i];
+		char subjects[1024], *save = NULL, *list[64];
+		size_t n = 0;
+		snprintf(subjects, sizeof(subjects), "%s", cs->subjects);
+		for (char *t = strtok_r(subjects, ",", &save); t && n < 64;
+		     t = strtok_r(NULL, ",", &save))
+			list[n++] = t;
+		struct js_stream_cfg cfg = {
+			.name = cs->name,
+			.subjects = list,
+			.n_subjects = n,
+			.max_age_ns = (int64_t)cs->max_age_s * 1000000000,
+			.max_msgs = cs->max_msgs,
+			.max_bytes = cs->max_bytes,
+			.memory = cs->memory,
+			.replicas = (int)cs->replicas,
+		};
+		struct declare *d = calloc(1, sizeof(*d));
+		if (!d)
+			return;
+		d->conf = &declared[i];
+		snprintf(declared[i].name, sizeof(declared[i].name), "%s", cs->name);
 		if (js_stream_ensure(&cfg, on_declared, d) < 0)
 			free(d);
 	}
@@ -689,5 +728,8 @@ const char *events_default_problem(const char *stream)
 	for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++)
 		if (!strcmp(defaults[i].name, stream))
 			return defaults[i].problem;
+	for (int i = 0; i < conf->n_streams && i < CONFIG_MAX_STREAMS; i++)
+		if (!strcmp(declared[i].name, stream))
+			return declared[i].problem;
 	return "";
 }

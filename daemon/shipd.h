@@ -42,6 +42,18 @@ void fatalx(const char *fmt, ...)
 /* ---- config.c ---- */
 
 #define CONFIG_MAX_URLS 16
+#define CONFIG_MAX_STREAMS 32
+
+/* A JetStream stream the configuration declares ("stream = ..."). */
+struct config_stream {
+	char *name;
+	char *subjects; /* comma separated */
+	uint64_t max_age_s;
+	int64_t max_msgs;
+	int64_t max_bytes;
+	bool memory;
+	uint32_t replicas;
+};
 
 struct config {
 	char *socket_path;
@@ -74,6 +86,8 @@ struct config {
 	uint32_t max_request_timeout_ms;
 	uint32_t inbound_limit;          /* bytes queued from NATS to the loop */
 	int log_level;                   /* 0 info, 1 debug */
+	struct config_stream streams[CONFIG_MAX_STREAMS];
+	int n_streams;
 };
 
 void config_defaults(struct config *c);

@@ -480,6 +480,37 @@ START_TEST(declare_reports_mismatch)
 }
 END_TEST
 
+START_TEST(config_declares_streams)
+{
+	/* Streams in shipd.conf are declared like the default ones. */
+	shipd_cleanup(&sd);
+	const char *extra[] = {"-o", "stream=TELEMETRY robot.t.>,robot.u.> "
+	                             "max_msgs=10 max_age=60",
+	                       NULL};
+	ck_assert_int_eq(shipd_start(&sd, nd.url, extra), 0);
+	struct shipc *h = conn("conf");
+	struct shipc_stream_info *list = NULL;
+	size_t n = 0;
+	bool found = false;
+	for (int i = 0; i < 100 && !found; i++) {
+		ck_assert_int_eq(shipc_streams(h, &list, &n), 0);
+		for (size_t k = 0; k < n; k++)
+			if (!strcmp(list[k].name, "TELEMETRY")) {
+				found = true;
+				ck_assert_str_eq(list[k].subjects, "robot.t.>,robot.u.>");
+				ck_assert_int_eq(list[k].max_msgs, 10);
+				ck_assert_uint_eq(list[k].max_age_ms, 60000);
+				ck_assert_str_eq(list[k].problem, "");
+			}
+		shipc_streams_free(list);
+		if (!found)
+			fx_sleep_ms(50);
+	}
+	ck_assert(found);
+	shipc_close(h);
+}
+END_TEST
+
 /* ---- channels ---- */
 
 START_TEST(channels_listen_and_history)
@@ -730,6 +761,7 @@ int main(void)
 	tcase_add_test(tc, nak_and_ack_wait_redeliver);
 	tcase_add_test(tc, bad_subscriptions);
 	tcase_add_test(tc, declare_reports_mismatch);
+	tcase_add_test(tc, config_declares_streams);
 	tcase_add_test(tc, channels_listen_and_history);
 	suite_add_tcase(s, tc);
 	TCase *faults = tcase_create("faults");

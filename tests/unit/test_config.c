@@ -743,6 +743,44 @@ static void assert_round_trip(const struct config *c, const char *must)
 	config_finish(&d);
 }
 
+START_TEST(test_streams)
+{
+	struct config c;
+	config_defaults(&c);
+	struct loaded l;
+	load_text(&c, "stream = TELEMETRY robot.t.>,robot.u.> max_age=60 "
+	              "max_msgs=10 storage=memory\n"
+	              "stream = AUDIT audit.>\n", &l);
+	ck_assert_msg(l.rc == 0, "errors:\n%s", l.errs);
+	loaded_free(&l);
+	ck_assert_int_eq(c.n_streams, 2);
+	ck_assert_str_eq(c.streams[0].name, "TELEMETRY");
+	ck_assert_str_eq(c.streams[0].subjects, "robot.t.>,robot.u.>");
+	ck_assert_uint_eq(c.streams[0].max_age_s, 60);
+	ck_assert_int_eq(c.streams[0].max_msgs, 10);
+	ck_assert(c.streams[0].memory);
+	ck_assert_uint_eq(c.streams[1].replicas, 1);
+	ck_assert(!c.streams[1].memory);
+	assert_round_trip(&c, "stream = AUDIT audit.> max_age=0 max_msgs=0 "
+	                      "max_bytes=0 storage=file replicas=1\n");
+	config_finish(&c);
+
+	config_defaults(&c);
+	load_text(&c, "stream = a.b x.>\n"
+	              "stream = X\n"
+	              "stream = X x.> storage=tape\n"
+	              "stream = X x.> replicas=9\n", &l);
+	ck_assert_int_eq(l.rc, -1);
+	assert_line_error(&l, 1, "stream: expected NAME SUBJECT[,SUBJECT...] (a name without dots or wildcards)");
+	assert_line_error(&l, 2, "stream: expected NAME SUBJECT[,SUBJECT...] (a name without dots or wildcards)");
+	assert_line_error(&l, 3, "stream X: bad storage=tape");
+	assert_line_error(&l, 4, "stream X: bad replicas=9");
+	loaded_free(&l);
+	ck_assert_int_eq(c.n_streams, 0);
+	config_finish(&c);
+}
+END_TEST
+
 START_TEST(test_print_round_trip)
 {
 	struct config c;
@@ -798,8 +836,8 @@ START_TEST(test_print_round_trip)
 		ck_assert_msg(strstr(p, lines[i]), "'%s' not in:\n%s", lines[i],
 		              p);
 	/* One line per key, in the documented order. */
-	static const char tail[] = "\nlog_level = debug\n";
-	ck_assert_int_eq(count_lines(p), 29);
+	static const char tail[] = "\nlog_level = debug\n# stream = (none)\n";
+	ck_assert_int_eq(count_lines(p), 30);
 	ck_assert_ptr_eq(strstr(p, "socket = "), p);
 	ck_assert_uint_gt(strlen(p), strlen(tail));
 	ck_assert_str_eq(p + strlen(p) - strlen(tail), tail);
@@ -948,6 +986,7 @@ static Suite *config_suite(void)
 
 	t = tcase_create("output");
 	tcase_add_test(t, test_print_round_trip);
+	tcase_add_test(t, test_streams);
 	tcase_add_test(t, test_print_quotes);
 	tcase_add_test(t, test_apply);
 	tcase_add_test(t, test_read_secret);
