@@ -28,6 +28,9 @@ int log_getverbose(void)
 }
 
 static void vlog(int pri, const char *fmt, va_list ap, const char *err)
+	__attribute__((format(printf, 2, 0)));
+
+static void vlog(int pri, const char *fmt, va_list ap, const char *err)
 {
 	char buf[1024];
 	vsnprintf(buf, sizeof(buf), fmt, ap);
