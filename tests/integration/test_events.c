@@ -714,6 +714,29 @@ START_TEST(emits_survive_nats_restart)
 }
 END_TEST
 
+START_TEST(subscription_survives_nats_restart)
+{
+	struct shipc *h = conn("survivor");
+	emit_ok(h, "s.x", "1", NULL, NULL);
+	struct got g = GOT_INIT;
+	g.ack = true;
+	struct shipc_event_sub s = {.pattern = "s.x", .durable = "survivor",
+	                            .credit = 100};
+	g.sub = shipc_event_subscribe(h, &s, on_event, &g);
+	ck_assert(wait_n(h, &g, 1, 5000));
+	natsd_stop(&nd);
+	settle(h, 500);
+	ck_assert_int_eq(natsd_restart(&nd), 0);
+	/* Same subscription, nothing done by the app: new events arrive. */
+	emit_ok(h, "s.x", "2", NULL, NULL);
+	emit_ok(h, "s.x", "3", NULL, NULL);
+	ck_assert(wait_n(h, &g, 3, 15000));
+	ck_assert_str_eq(g.last_payload, "3");
+	ck_assert(!g.ended);
+	shipc_close(h);
+}
+END_TEST
+
 START_TEST(durable_resumes_after_shipd_killed)
 {
 	struct shipc *h = conn("producer");
@@ -769,6 +792,7 @@ int main(void)
 	tcase_set_timeout(faults, 180);
 	tcase_add_test(faults, emits_survive_nats_restart);
 	tcase_add_test(faults, durable_resumes_after_shipd_killed);
+	tcase_add_test(faults, subscription_survives_nats_restart);
 	suite_add_tcase(s, faults);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
