@@ -194,21 +194,13 @@ static void handle_listen(struct client *c, uint64_t id,
 
 /* ---- history: the newest N, oldest first ---- */
 
-static void ignore_reply(void *arg, json_t *reply, const struct js_err *e)
-{
-}
-
 static void history_free(struct history *h)
 {
 	TAILQ_REMOVE(&histories, h, entry);
 	js_cancel(h->call);
 	link_wait_cancel(h->wait);
-	if (h->consumer && link_connected()) {
-		char what[512];
-		snprintf(what, sizeof(what), "CONSUMER.DELETE.%s.%s",
-		         CHANNEL_STREAM, h->consumer);
-		js_api(what, NULL, API_TIMEOUT_MS, ignore_reply, NULL);
-	}
+	if (h->consumer)
+		js_consumer_delete(CHANNEL_STREAM, h->consumer);
 	for (size_t i = 0; i < h->want; i++)
 		cm_free(h->ring[i]);
 	free(h->ring);
@@ -288,20 +280,9 @@ static void on_history_msg(void *arg, natsMsg *msg, natsStatus st)
 		history_reply(h);
 		return;
 	}
-	const char *reply = natsMsg_GetReply(msg);
-	uint64_t seq = 0, pending = 0;
-	const char *p = reply;
-	int dots = 0;
-	/* $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ns>.<pending> */
-	for (; p && *p; p++) {
-		if (*p != '.')
-			continue;
-		dots++;
-		if (dots == 5)
-			seq = strtoull(p + 1, NULL, 10);
-		if (dots == 8)
-			pending = strtoull(p + 1, NULL, 10);
-	}
+	struct js_meta meta = {0};
+	js_ack_meta(natsMsg_GetReply(msg), &meta);
+	uint64_t seq = meta.stream_seq, pending = meta.pending;
 	h->scanned++;
 	h->outstanding -= h->outstanding ? 1 : 0;
 	bool stop = h->before && seq >= h->before;

@@ -44,10 +44,6 @@ static void consumer_free(struct consumer *k)
 	free(k);
 }
 
-static void ignore_reply(void *arg, json_t *reply, const struct js_err *e)
-{
-}
-
 /* A pull request cannot be taken back (not on 2.9): what it still brings
  * after its consumer ended is handed back at once with a NAK, rather than
  * left to wait out its ack wait. The wait ends at its expiry. */
@@ -80,12 +76,8 @@ void consumer_end(struct consumer *k, Ship__Code code, const char *why)
 		client_send(k->c, &f);
 		k->c->n_subs--;
 	}
-	if (!k->durable && k->name && link_connected()) {
-		char what[512];
-		snprintf(what, sizeof(what), "CONSUMER.DELETE.%s.%s", k->stream,
-		         k->name);
-		js_api(what, NULL, API_TIMEOUT_MS, ignore_reply, NULL);
-	}
+	if (!k->durable && k->name)
+		js_consumer_delete(k->stream, k->name);
 	consumer_free(k);
 }
 
@@ -100,27 +92,6 @@ struct consumer *consumer_find(struct client *c, uint64_t id)
 
 /* ---- deliveries ---- */
 
-/* "$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ns>.<pending>"
- * (2.9 has no domain tokens). */
-static bool ack_meta(const char *reply, uint64_t *delivered, uint64_t *sseq,
-                     uint64_t *ns, uint64_t *pending)
-{
-	if (!reply || strncmp(reply, "$JS.ACK.", 8) != 0)
-		return false;
-	const char *tok[9];
-	int n = 0;
-	for (const char *p = reply; *p && n < 9; p++)
-		if (*p == '.')
-			tok[n++] = p + 1;
-	if (n < 8)
-		return false;
-	*delivered = strtoull(tok[3], NULL, 10);
-	*sseq = strtoull(tok[4], NULL, 10);
-	*ns = strtoull(tok[6], NULL, 10);
-	*pending = strtoull(tok[7], NULL, 10);
-	return true;
-}
-
 static void send_ack(const char *reply, const char *what)
 {
 	if (link_conn())
@@ -130,8 +101,8 @@ static void send_ack(const char *reply, const char *what)
 static void deliver(struct consumer *k, natsMsg *msg)
 {
 	const char *reply = natsMsg_GetReply(msg);
-	uint64_t delivered = 1, sseq = 0, ns = 0, pending = 0;
-	if (!ack_meta(reply, &delivered, &sseq, &ns, &pending)) {
+	struct js_meta meta;
+	if (!js_ack_meta(reply, &meta)) {
 		natsMsg_Destroy(msg);
 		return;
 	}
@@ -145,10 +116,10 @@ static void deliver(struct consumer *k, natsMsg *msg)
 		return;
 	}
 	Ship__EventDelivery d = SHIP__EVENT_DELIVERY__INIT;
-	d.stream_seq = sseq;
-	d.delivered = delivered;
-	d.pending = pending;
-	d.time_ns = ns;
+	d.stream_seq = meta.stream_seq;
+	d.delivered = meta.delivered;
+	d.pending = meta.pending;
+	d.time_ns = meta.time_ns;
 	d.subject = (char *)natsMsg_GetSubject(msg);
 	d.data.data = (uint8_t *)natsMsg_GetData(msg);
 	d.data.len = (size_t)natsMsg_GetDataLength(msg);

@@ -469,6 +469,40 @@ void js_stream_cfg_finish(struct js_stream_cfg *c)
 	memset(c, 0, sizeof(*c));
 }
 
+static void ignore_reply(void *arg, json_t *reply, const struct js_err *e)
+{
+}
+
+void js_consumer_delete(const char *stream, const char *name)
+{
+	char what[512];
+	if (!link_connected())
+		return; /* an ephemeral one goes by itself when inactive */
+	snprintf(what, sizeof(what), "CONSUMER.DELETE.%s.%s", stream, name);
+	js_api(what, NULL, 5000, ignore_reply, NULL);
+}
+
+bool js_ack_meta(const char *reply, struct js_meta *m)
+{
+	/* $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ns>.<pending>
+	 * (2.9 has no domain tokens). */
+	if (!reply || strncmp(reply, "$JS.ACK.", 8) != 0)
+		return false;
+	const char *tok[9];
+	int n = 0;
+	for (const char *p = reply; *p && n < 9; p++)
+		if (*p == '.')
+			tok[n++] = p + 1;
+	if (n < 8)
+		return false;
+	m->delivered = strtoull(tok[3], NULL, 10);
+	m->stream_seq = strtoull(tok[4], NULL, 10);
+	m->consumer_seq = strtoull(tok[5], NULL, 10);
+	m->time_ns = strtoull(tok[6], NULL, 10);
+	m->pending = strtoull(tok[7], NULL, 10);
+	return true;
+}
+
 bool js_name_valid(const char *s)
 {
 	/* Stream, consumer and bucket names: no dots, wildcards, spaces or

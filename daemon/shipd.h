@@ -437,6 +437,18 @@ int js_stream_cfg_copy(struct js_stream_cfg *dst,
 void js_stream_cfg_finish(struct js_stream_cfg *c);
 /* A name that can be a stream, consumer or bucket name. */
 bool js_name_valid(const char *s);
+/* Delete a consumer, not waiting for the answer. */
+void js_consumer_delete(const char *stream, const char *name);
+
+/* What a consumer's message says of itself in its $JS.ACK reply subject. */
+struct js_meta {
+	uint64_t delivered;
+	uint64_t stream_seq;
+	uint64_t consumer_seq;
+	uint64_t time_ns;
+	uint64_t pending;
+};
+bool js_ack_meta(const char *reply, struct js_meta *m);
 
 /* ---- shipd.c ---- */
 
