@@ -11,6 +11,7 @@
 
 #define PULL_BATCH_MAX 256
 #define PULL_EXPIRES_MS 20000
+#define PULL_LATER_MS 10
 #define API_TIMEOUT_MS 5000
 
 static TAILQ_HEAD(, consumer) consumers = TAILQ_HEAD_INITIALIZER(consumers);
@@ -27,6 +28,8 @@ static void consumer_free(struct consumer *k)
 {
 	TAILQ_REMOVE(&consumers, k, entry);
 	js_cancel(k->create_call);
+	if (k->later)
+		event_free(k->later);
 	if (k->pull_wait && k->outstanding && link_connected())
 		link_wait_retarget(k->pull_wait, drain_pull, k->pull_wait);
 	else
@@ -180,11 +183,17 @@ static void on_pulled(void *arg, natsMsg *msg, natsStatus st)
 	int status = status_of(msg);
 	if (status == 0) {
 		k->outstanding -= k->outstanding ? 1 : 0;
+		k->batch_got++;
 		deliver(k, msg);
 		if (k->outstanding == 0)
 			pull_done(k);
 		return;
 	}
+	const char *d = NULL;
+	natsMsgHeader_Get(msg, "Description", &d);
+	bool too_big = status == 409 && d && strstr(d, "MaxBytes");
+	if (status == 409)
+		log_debug("consumer %s: 409 %s", k->name, d ? d : "");
 	natsMsg_Destroy(msg);
 	if (status == 100)
 		return; /* heartbeat */
@@ -192,10 +201,20 @@ static void on_pulled(void *arg, natsMsg *msg, natsStatus st)
 		pull_done(k); /* no messages (now), or the request expired */
 		return;
 	}
+	if (too_big && k->batch_got > 0) {
+		pull_done(k); /* the batch is full by bytes: ask again */
+		return;
+	}
 	if (status == 409) {
-		const char *d = NULL;
-		natsMsgHeader_Get(msg, "Description", &d);
-		log_debug("consumer %s: 409 %s", k->name, d ? d : "");
+		if (too_big) {
+			/* One message is more than the app's connection may
+			 * hold at once: say so rather than ask again forever. */
+			consumer_end(k, SHIP__CODE__RESOURCE_EXHAUSTED,
+			             "a message is larger than half of "
+			             "client_output_limit");
+			control_flush();
+			return;
+		}
 		/* Deleted or leader change: make it again. */
 		link_wait_cancel(k->pull_wait);
 		k->pull_wait = NULL;
@@ -206,10 +225,24 @@ static void on_pulled(void *arg, natsMsg *msg, natsStatus st)
 	pull_done(k);
 }
 
+static void pull_later_cb(evutil_socket_t fd, short what, void *arg)
+{
+	pull(arg);
+	control_flush();
+}
+
 static void pull(struct consumer *k)
 {
 	if (k->pull_wait || !k->ready || !k->credit || !link_connected())
 		return;
+	/* Credit bounds the count, this the bytes: a batch fits in what the
+	 * app's connection may hold, and none is asked for while half of
+	 * that still waits to be written. */
+	if (k->c && ipc_buf_used(&k->c->out) > conf->client_output_limit / 2) {
+		struct timeval tv = {0, PULL_LATER_MS * 1000};
+		evtimer_add(k->later, &tv);
+		return;
+	}
 	uint32_t batch = k->credit < PULL_BATCH_MAX ? (uint32_t)k->credit
 	                                           : PULL_BATCH_MAX;
 	k->pull_wait = link_wait_new(PULL_EXPIRES_MS + 2000, true, on_pulled, k);
@@ -218,8 +251,10 @@ static void pull(struct consumer *k)
 	char subject[512], body[128];
 	snprintf(subject, sizeof(subject), "$JS.API.CONSUMER.MSG.NEXT.%s.%s",
 	         k->stream, k->name);
-	snprintf(body, sizeof(body), "{\"batch\":%u,\"expires\":%" PRIu64 "}",
-	         batch, (uint64_t)PULL_EXPIRES_MS * 1000000);
+	snprintf(body, sizeof(body),
+	         "{\"batch\":%u,\"expires\":%" PRIu64 ",\"max_bytes\":%u}",
+	         batch, (uint64_t)PULL_EXPIRES_MS * 1000000,
+	         conf->client_output_limit / 2);
 	if (natsConnection_PublishRequestString(link_conn(), subject,
 	                                        link_wait_inbox(k->pull_wait),
 	                                        body) != NATS_OK) {
@@ -228,6 +263,7 @@ static void pull(struct consumer *k)
 		return;
 	}
 	k->outstanding = batch;
+	k->batch_got = 0;
 }
 
 /* ---- creating ---- */
@@ -319,8 +355,9 @@ struct consumer *consumer_open(struct client *c, uint64_t id,
 	k->describe = sp->describe;
 	k->free_delivery = sp->free_delivery;
 	k->config = json_incref(sp->config);
+	k->later = evtimer_new(base, pull_later_cb, k);
 	if (!k->stream || !k->filter || (sp->durable && !k->name) ||
-	    (sp->agent && !k->agent)) {
+	    (sp->agent && !k->agent) || !k->later) {
 		TAILQ_INSERT_TAIL(&consumers, k, entry);
 		k->c = NULL;
 		consumer_free(k);

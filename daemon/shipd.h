@@ -355,11 +355,13 @@ struct consumer {
 	bool ready_once;  /* the app got its OK */
 	uint64_t credit;  /* messages the app still takes */
 	uint32_t outstanding; /* asked for in the pull in flight */
+	uint32_t batch_got;   /* received of it */
 	uint64_t delivered;
 	uint64_t next_token;
 	struct ipc_idmap acks; /* token -> ack subject */
 	struct js_call *create_call;
 	struct link_wait *pull_wait;
+	struct event *later; /* pull again once the app's socket drains */
 	consumer_describe_fn *describe;
 	consumer_free_fn *free_delivery;
 	consumer_skip_fn *skip;

@@ -393,6 +393,42 @@ START_TEST(slow_app_memory_flat)
 }
 END_TEST
 
+START_TEST(big_credit_unread_socket_bounded)
+{
+	/* Much credit, big events, and an app that does not read for a
+	 * while: shipd holds about a client's output limit, not all of it,
+	 * and does not drop the app; once it reads, everything comes. */
+	struct shipc *h = conn("sleepy");
+	size_t n = 100 * 1024;
+	char *payload = malloc(n + 3);
+	payload[0] = '"';
+	memset(payload + 1, 'q', n);
+	payload[n + 1] = '"';
+	payload[n + 2] = '\0';
+	for (int i = 0; i < 120; i++)
+		emit_ok(h, "huge", payload, NULL, NULL);
+	free(payload);
+	long before = fx_rss_kib(sd.pid);
+	struct got g = GOT_INIT;
+	struct shipc_event_sub s = {.pattern = "huge", .credit = 1000,
+	                            .auto_ack = 1};
+	g.sub = shipc_event_subscribe(h, &s, on_event, &g);
+	ck_assert_uint_gt(g.sub, 0);
+	fx_sleep_ms(1500); /* not reading */
+	long after = fx_rss_kib(sd.pid);
+#ifndef SHIP_SANITIZED
+	ck_assert_msg(after - before < 6 * 1024, "shipd grew %ld KiB",
+	              after - before);
+#endif
+	(void)before;
+	(void)after;
+	ck_assert(wait_n(h, &g, 120, 20000));
+	ck_assert(!g.ended);
+	ck_assert_int_eq(shipc_is_connected(h), 1);
+	shipc_close(h);
+}
+END_TEST
+
 START_TEST(nak_and_ack_wait_redeliver)
 {
 	struct shipc *h = conn("nak");
@@ -781,6 +817,7 @@ int main(void)
 	tcase_add_test(tc, late_durable_replays_and_resumes);
 	tcase_add_test(tc, credit_bounds_deliveries);
 	tcase_add_test(tc, slow_app_memory_flat);
+	tcase_add_test(tc, big_credit_unread_socket_bounded);
 	tcase_add_test(tc, nak_and_ack_wait_redeliver);
 	tcase_add_test(tc, bad_subscriptions);
 	tcase_add_test(tc, declare_reports_mismatch);
