@@ -416,6 +416,199 @@ struct shipc_stream_info {
 int shipc_streams(struct shipc *h, struct shipc_stream_info **list, size_t *n);
 void shipc_streams_free(struct shipc_stream_info *list);
 
+/*
+ * ---- KV (NATS KV buckets; the noesis-ship stores) ----
+ *
+ * A bucket is the JetStream stream KV_<bucket>, read and written the way
+ * nats.go, nats.js and the nats CLI do. Bucket names: letters, digits, _
+ * and -; keys: letters, digits and - / _ = . (no leading or trailing dot,
+ * no ".."); watch and keys filters may also use the wildcards * and >.
+ * A revision is the entry's stream sequence.
+ *
+ * Errors (errno): EINVAL bad name or value, ENOENT no such bucket or key
+ * (a deleted key is absent), ESTALE compare-and-swap lost (create of an
+ * existing key, update of a key at another revision; shipc_last_error()
+ * says "current revision N"), ENOBUFS value over the bucket's or the
+ * server's size limit, EAGAIN NATS unavailable, ETIMEDOUT.
+ */
+
+enum shipc_kv_op {
+	SHIPC_KV_PUT = 0,
+	SHIPC_KV_DEL = 1,   /* delete marker */
+	SHIPC_KV_PURGE = 2, /* purge marker: older revisions removed */
+};
+
+struct shipc_kv_config {
+	const char *bucket;
+	const char *description; /* NULL: none */
+	uint32_t history;        /* revisions kept per key, 1..64; 0: 1 */
+	uint64_t ttl_ms;         /* the bucket's max age; 0: forever */
+	int32_t max_value_size;  /* 0: unlimited */
+	int64_t max_bytes;       /* 0: unlimited */
+	int memory;              /* memory storage instead of file */
+	uint32_t replicas;       /* 0: 1 */
+};
+
+struct shipc_kv_status {
+	char bucket[256];
+	char description[256];
+	uint32_t history;
+	uint64_t ttl_ms;
+	int32_t max_value_size;
+	int64_t max_bytes;
+	int memory;
+	uint32_t replicas;
+	uint64_t values;        /* stored messages: revisions and markers */
+	uint64_t bytes;
+	uint64_t last_revision;
+};
+
+/* Create a bucket, or accept one that exists with the same settings
+ * (EEXIST, saying what differs, otherwise). st may be NULL. */
+int shipc_kv_bucket_create(struct shipc *h, const struct shipc_kv_config *cfg,
+                           struct shipc_kv_status *st);
+int shipc_kv_bucket_info(struct shipc *h, const char *bucket,
+                         struct shipc_kv_status *st);
+/* Every bucket; free the array with shipc_kv_bucket_list_free(). */
+int shipc_kv_bucket_list(struct shipc *h, struct shipc_kv_status **list,
+                         size_t *n);
+void shipc_kv_bucket_list_free(struct shipc_kv_status *list);
+int shipc_kv_bucket_delete(struct shipc *h, const char *bucket);
+
+/* An entry. Handed to a callback it is valid during the callback; one
+ * returned by a call is the caller's (free with the matching _free). */
+struct shipc_kv_entry {
+	const char *bucket;
+	const char *key;
+	const void *value; /* NUL-terminated for convenience; len excludes it */
+	size_t len;
+	uint64_t revision;
+	uint64_t created_ns; /* Unix ns when stored */
+	uint64_t delta;      /* entries after this one (watch, history) */
+	enum shipc_kv_op op;
+};
+
+/* The latest value of key (revision 0) or the given revision. ENOENT if
+ * absent or deleted. Free *e with shipc_kv_entry_free(). */
+int shipc_kv_get(struct shipc *h, const char *bucket, const char *key,
+                 uint64_t revision, struct shipc_kv_entry **e);
+void shipc_kv_entry_free(struct shipc_kv_entry *e);
+/* Store value; *revision (may be NULL) gets the new revision. */
+int shipc_kv_put(struct shipc *h, const char *bucket, const char *key,
+                 const void *value, size_t len, uint64_t *revision);
+/* Only if the key is absent (or deleted/purged): else ESTALE. */
+int shipc_kv_create(struct shipc *h, const char *bucket, const char *key,
+                    const void *value, size_t len, uint64_t *revision);
+/* Only if the key's latest revision is expected: else ESTALE. */
+int shipc_kv_update(struct shipc *h, const char *bucket, const char *key,
+                    const void *value, size_t len, uint64_t expected,
+                    uint64_t *revision);
+/* Write a delete marker (history kept) / a purge marker (history gone). */
+int shipc_kv_delete(struct shipc *h, const char *bucket, const char *key);
+int shipc_kv_purge(struct shipc *h, const char *bucket, const char *key);
+
+/* Without waiting: many may be in flight; cb runs once (err 0 or errno). */
+typedef void shipc_kv_put_fn(struct shipc *h, uint64_t revision, int err,
+                             void *arg);
+int shipc_kv_put_async(struct shipc *h, const char *bucket, const char *key,
+                       const void *value, size_t len, shipc_kv_put_fn *cb,
+                       void *arg);
+/* e is valid during the callback; NULL with err set on failure. */
+typedef void shipc_kv_get_fn(struct shipc *h, const struct shipc_kv_entry *e,
+                             int err, void *arg);
+int shipc_kv_get_async(struct shipc *h, const char *bucket, const char *key,
+                       uint64_t revision, shipc_kv_get_fn *cb, void *arg);
+
+/* Keys with a live value matching filter (NULL: all). Free the array with
+ * shipc_kv_keys_free(). */
+int shipc_kv_keys(struct shipc *h, const char *bucket, const char *filter,
+                  char ***keys, size_t *n);
+void shipc_kv_keys_free(char **keys, size_t n);
+/* Every retained revision of key, oldest first (markers included). */
+int shipc_kv_history(struct shipc *h, const char *bucket, const char *key,
+                     struct shipc_kv_entry **list, size_t *n);
+void shipc_kv_entries_free(struct shipc_kv_entry *list, size_t n);
+
+#define SHIPC_KV_WATCH_HISTORY 0x1        /* every retained revision */
+#define SHIPC_KV_WATCH_UPDATES_ONLY 0x2   /* no initial values */
+#define SHIPC_KV_WATCH_IGNORE_DELETES 0x4 /* no DEL/PURGE entries */
+#define SHIPC_KV_WATCH_META_ONLY 0x8      /* entries without values */
+
+/* Runs per entry (e set, err 0), and once with e NULL when the initial
+ * values have all been delivered (at once with UPDATES_ONLY or when there
+ * are none). */
+typedef void shipc_kv_watch_fn(struct shipc *h, const struct shipc_kv_entry *e,
+                               void *arg);
+/* Runs once when the watch ends: err 0 after shipc_kv_watch_stop() or
+ * shipc_close(); ENOBUFS when the app read too slowly (shipd ends a watch
+ * rather than drop entries); ENOENT when the bucket went away. */
+typedef void shipc_kv_end_fn(struct shipc *h, int err, void *arg);
+
+/*
+ * Watch key or pattern (NULL: every key) of bucket. Returns the watch's
+ * id, or 0 with errno set (then no callback runs). A watch survives NATS
+ * reconnects without losing or repeating entries; after a reconnect to a
+ * restarted shipd it starts over (initial values again).
+ */
+uint64_t shipc_kv_watch(struct shipc *h, const char *bucket,
+                        const char *pattern, int flags, shipc_kv_watch_fn *cb,
+                        shipc_kv_end_fn *end, void *arg);
+int shipc_kv_watch_stop(struct shipc *h, uint64_t watch);
+
+/* The being registry (beings_status, noesis-ship's BeingStatus JSON).
+ * Changes are compare-and-swap read-modify-writes retried on conflict. */
+struct shipc_being {
+	char *being_id;
+	char *state;        /* idle, working, blocked, offline */
+	char *current_task; /* NULL when null */
+	char *last_heartbeat; /* RFC 3339 */
+	uint64_t uptime_seconds;
+	double memory_mb;
+	int has_memory;
+	char **capabilities;
+	size_t n_capabilities;
+	char *metadata_json; /* NULL when null */
+	int online;          /* heartbeat within the threshold, not offline */
+	uint64_t revision;
+	char *json;          /* the stored JSON */
+};
+
+/* out (may be NULL) gets the stored status; free with shipc_beings_free(out, 1). */
+int shipc_being_register(struct shipc *h, const char *id,
+                         const char *const *capabilities, size_t n,
+                         struct shipc_being **out);
+/* ENOENT if not registered. task NULL: null. */
+int shipc_being_update(struct shipc *h, const char *id, const char *state,
+                       const char *task, struct shipc_being **out);
+int shipc_being_heartbeat(struct shipc *h, const char *id);
+int shipc_being_unregister(struct shipc *h, const char *id);
+int shipc_being_get(struct shipc *h, const char *id, struct shipc_being **out);
+/* Online beings (all: every one still stored); threshold_ms 0: 90 s. */
+int shipc_beings_list(struct shipc *h, int all, uint32_t threshold_ms,
+                      struct shipc_being **list, size_t *n);
+void shipc_beings_free(struct shipc_being *list, size_t n);
+/* shipd heartbeats the (registered) being every interval_ms (0: 30 s)
+ * while this connection lives, and marks it offline when it goes. */
+int shipc_being_keepalive(struct shipc *h, const char *id,
+                          uint32_t interval_ms);
+int shipc_being_keepalive_stop(struct shipc *h, const char *id);
+
+/* ship_config: JSON values. get returns default_json (if not NULL) when
+ * the key is absent; *json is the caller's (free()). */
+int shipc_config_get(struct shipc *h, const char *key,
+                     const char *default_json, char **json);
+int shipc_config_set(struct shipc *h, const char *key, const char *json);
+int shipc_config_keys(struct shipc *h, char ***keys, size_t *n);
+uint64_t shipc_config_watch(struct shipc *h, const char *pattern, int flags,
+                            shipc_kv_watch_fn *cb, shipc_kv_end_fn *end,
+                            void *arg);
+/* ship_health: a JSON report per source (kept 120 s). */
+int shipc_health_report(struct shipc *h, const char *source,
+                        const char *json);
+int shipc_health_get(struct shipc *h, const char *source, char **json);
+int shipc_health_list(struct shipc *h, struct shipc_kv_entry **list,
+                      size_t *n);
+
 #ifdef __cplusplus
 }
 #endif

@@ -351,7 +351,12 @@ static void dispatch(struct client *c, const Ship__ClientFrame *f)
 		pubsub_subscribe(c, f->id, f->subscribe);
 		break;
 	case SHIP__CLIENT_FRAME__BODY_UNSUBSCRIBE: {
-		/* Closes either kind of stream a client can open. */
+		/* Closes any kind of stream a client can open. */
+		if (kvwatch_stop(c, f->unsubscribe->stream) == 0) {
+			if (f->id)
+				client_ok(c, f->id);
+			break;
+		}
 		struct consumer *k = consumer_find(c, f->unsubscribe->stream);
 		if (!k) {
 			pubsub_unsubscribe(c, f->id, f->unsubscribe);

@@ -287,6 +287,100 @@ void kv_client_gone(struct client *c);
 void kv_link_changed(bool up);
 void kv_finish(void);
 
+struct js_err;        /* jetstream.c, below */
+struct js_stream_cfg;
+
+#define KV_MAX_HISTORY 64
+#define KV_NAME_MAX 256
+
+/* Names as nats.go checks them (nats.c 3.4.1 also accepts '\': not us). */
+bool kv_bucket_valid(const char *s);
+bool kv_key_valid(const char *s);
+/* A key that may hold the wildcards * and > (watch, keys filter). */
+bool kv_pattern_valid(const char *s);
+
+/* One entry, borrowed for the duration of a callback. */
+struct kv_entry {
+	const char *key;
+	const void *value;
+	size_t len;
+	uint64_t revision;   /* stream sequence */
+	uint64_t created_ns; /* Unix ns */
+	uint64_t delta;      /* entries pending after this one */
+	Ship__KvOp op;
+};
+
+/* A KV operation in flight on NATS; cancelled, its callback never runs. */
+struct kv_req;
+/* e is the entry (also a DEL/PURGE marker: look at e->op), or NULL with
+ * err set (NOT_FOUND when there is no entry at all). */
+typedef void kv_get_fn(void *arg, const struct kv_entry *e,
+                       const struct js_err *err);
+typedef void kv_put_fn(void *arg, uint64_t revision, const struct js_err *err);
+/* NULL (err set, fn never called) if it could not start; else fn runs
+ * once, later, unless cancelled. */
+struct kv_req *kv_get(const char *bucket, const char *key, uint64_t revision,
+                      kv_get_fn *fn, void *arg, struct js_err *err);
+/* op: a Ship__KvWriteOp; expected: the revision UPDATE expects. CREATE
+ * over a DEL/PURGE marker becomes an update of the marker. A lost
+ * compare-and-swap is WRONG_REVISION, its text says the current revision
+ * ("current revision N"). Starts like kv_get. */
+struct kv_req *kv_put(const char *bucket, const char *key, int op,
+                      const void *value, size_t len, uint64_t expected,
+                      kv_put_fn *fn, void *arg, struct js_err *err);
+void kv_req_cancel(struct kv_req *r);
+/* RFC 3339 (Z or an offset, any fraction) to Unix ns; 0 if unreadable. */
+uint64_t kv_parse_time_ns(const char *s);
+/* The current revision named in a WRONG_REVISION text, 0 if none. */
+uint64_t kv_current_revision(const struct js_err *e);
+/* The ADR-8 stream config of a bucket (free with js_stream_cfg_finish). */
+int kv_bucket_cfg(struct js_stream_cfg *cfg, const Ship__KvBucketConfig *bc,
+                  struct js_err *err);
+/* Ensure a bucket exists; an existing one with other settings is used as
+ * it is (noesis-ship's get-or-create) when tolerant. fn runs once, also
+ * after kv_finish (with an error): arg must stay valid until then. */
+typedef void kv_ensure_fn(void *arg, const struct js_err *err);
+int kv_ensure(const char *bucket, uint32_t history, uint64_t ttl_ms,
+              bool tolerant, kv_ensure_fn *fn, void *arg);
+
+/* ---- kvwatch.c: watches, and keys/history/values collected by one ---- */
+
+struct kv_watch_spec {
+	const char *bucket;
+	const char *pattern; /* NULL or "": every key */
+	bool include_history;
+	bool updates_only;
+	bool ignore_deletes;
+	bool meta_only;
+};
+
+/* Open a watch as stream id of c; answers the request. */
+void kvwatch_open(struct client *c, uint64_t id, const struct kv_watch_spec *s);
+/* -1 if c has no watch id. */
+int kvwatch_stop(struct client *c, uint64_t id);
+bool kvwatch_has(struct client *c, uint64_t id);
+
+/* Collect the initial entries of a watch, then end it: fn gets them
+ * (borrowed) or an error. Bounded by max_bytes of keys and values. */
+struct kv_collect;
+typedef void kv_collect_fn(void *arg, const struct kv_entry *entries,
+                           size_t n, const struct js_err *err);
+struct kv_collect *kv_collect(const struct kv_watch_spec *s, size_t max_bytes,
+                              kv_collect_fn *fn, void *arg);
+void kv_collect_cancel(struct kv_collect *k);
+
+void kvwatch_client_gone(struct client *c);
+void kvwatch_link_changed(bool up);
+void kvwatch_finish(void);
+
+/* ---- registry.c: being registry, ship_config, ship_health ---- */
+
+void registry_being(struct client *c, uint64_t id, const Ship__BeingRequest *r);
+void registry_store(struct client *c, uint64_t id, const Ship__StoreRequest *r);
+void registry_client_gone(struct client *c);
+void registry_link_changed(bool up);
+void registry_finish(void);
+
 /* ---- events.c: EventBus and Channels ---- */
 
 bool events_dispatch(struct client *c, const Ship__ClientFrame *f);
