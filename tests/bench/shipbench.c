@@ -601,6 +601,155 @@ static void bench_jspub(void)
 	free(payload_json);
 }
 
+/* ---- kv: put and get latency, and throughput with concurrent apps ---- */
+
+#define KV_BUCKET "shipbench"
+
+struct kv_worker {
+	pthread_t t;
+	bool via_shipd;
+	unsigned ops; /* put + get pairs */
+	unsigned done;
+	int idx;
+	uint64_t *put_ns, *get_ns; /* per op, or NULL */
+};
+
+static kvStore *direct_kv(natsConnection *nc, jsCtx **js)
+{
+	kvStore *kv = NULL;
+	natsConnection_JetStream(js, nc, NULL);
+	if (js_KeyValue(&kv, *js, KV_BUCKET) != NATS_OK) {
+		fprintf(stderr, "shipbench: kv: no bucket %s\n", KV_BUCKET);
+		exit(1);
+	}
+	return kv;
+}
+
+static void *kv_work(void *arg)
+{
+	struct kv_worker *w = arg;
+	char key[64];
+	snprintf(key, sizeof(key), "k%d", w->idx);
+	natsConnection *nc = NULL;
+	jsCtx *js = NULL;
+	kvStore *kv = NULL;
+	struct shipc *h = NULL;
+	if (w->via_shipd)
+		h = ship_connect("bench-kv");
+	else
+		kv = direct_kv(nc = nats_connect_opts(true), &js);
+	for (unsigned i = 0; i < w->ops; i++) {
+		uint64_t t0 = now_ns();
+		uint64_t rev = 0;
+		int ok;
+		if (h)
+			ok = shipc_kv_put(h, KV_BUCKET, key, payload, opt.size, &rev) == 0;
+		else
+			ok = kvStore_Put(&rev, kv, key, payload, (int)opt.size) == NATS_OK;
+		uint64_t t1 = now_ns();
+		if (h) {
+			struct shipc_kv_entry *e = NULL;
+			ok = ok && shipc_kv_get(h, KV_BUCKET, key, 0, &e) == 0;
+			shipc_kv_entry_free(e);
+		} else {
+			kvEntry *e = NULL;
+			ok = ok && kvStore_Get(&e, kv, key) == NATS_OK;
+			kvEntry_Destroy(e);
+		}
+		uint64_t t2 = now_ns();
+		if (!ok) {
+			fprintf(stderr, "shipbench: kv %s failed\n",
+			        h ? "through shipd" : "direct");
+			exit(1);
+		}
+		if (w->put_ns) {
+			w->put_ns[i] = t1 - t0;
+			w->get_ns[i] = t2 - t1;
+		}
+		w->done++;
+	}
+	if (h)
+		shipc_close(h);
+	kvStore_Destroy(kv);
+	jsCtx_Destroy(js);
+	natsConnection_Destroy(nc);
+	return NULL;
+}
+
+/* Pairs per second of k apps doing ops put+get pairs each. */
+static double kv_run(bool via_shipd, unsigned k, unsigned ops, uint64_t *put,
+                     uint64_t *get)
+{
+	struct kv_worker *w = calloc(k, sizeof(*w));
+	uint64_t t0 = now_ns();
+	for (unsigned i = 0; i < k; i++) {
+		w[i] = (struct kv_worker){.via_shipd = via_shipd, .ops = ops,
+		                          .idx = (int)i, .put_ns = put, .get_ns = get};
+		pthread_create(&w[i].t, NULL, kv_work, &w[i]);
+	}
+	unsigned total = 0;
+	for (unsigned i = 0; i < k; i++) {
+		pthread_join(w[i].t, NULL);
+		total += w[i].done;
+	}
+	double secs = (double)(now_ns() - t0) / 1e9;
+	free(w);
+	return total / secs;
+}
+
+static void bench_kv(void)
+{
+	unsigned n = opt.quick ? 200 : 2000;
+	struct shipc *h = ship_connect("bench-kv-setup");
+	struct shipc_kv_config cfg = {.bucket = KV_BUCKET, .history = 1};
+	if (shipc_kv_bucket_create(h, &cfg, NULL) < 0) {
+		fprintf(stderr, "shipbench: kv: cannot create the bucket: %s\n",
+		        strerror(errno));
+		exit(1);
+	}
+	shipc_close(h);
+	uint64_t *dp = calloc(n, sizeof(*dp)), *dg = calloc(n, sizeof(*dg));
+	uint64_t *sp = calloc(n, sizeof(*sp)), *sg = calloc(n, sizeof(*sg));
+	kv_run(false, 1, n, dp, dg);
+	struct usage u = {0};
+	usage_begin(&u);
+	kv_run(true, 1, n, sp, sg);
+	usage_end(&u);
+	qsort(dp, n, sizeof(*dp), cmp_u64);
+	qsort(dg, n, sizeof(*dg), cmp_u64);
+	qsort(sp, n, sizeof(*sp), cmp_u64);
+	qsort(sg, n, sizeof(*sg), cmp_u64);
+	row("kv", "put p50 us", pct(dp, n, 0.5), pct(sp, n, 0.5), false, &u);
+	row("kv", "put p99 us", pct(dp, n, 0.99), pct(sp, n, 0.99), false, NULL);
+	row("kv", "get p50 us", pct(dg, n, 0.5), pct(sg, n, 0.5), false, NULL);
+	row("kv", "get p99 us", pct(dg, n, 0.99), pct(sg, n, 0.99), false, NULL);
+	if (!opt.json && bare_rtt_p50_us > 0)
+		printf("%-8s added p50: put %.1f us, get %.1f us = %.2f / %.2f x "
+		       "bare socket RTT\n",
+		       "kv", pct(sp, n, 0.5) - pct(dp, n, 0.5),
+		       pct(sg, n, 0.5) - pct(dg, n, 0.5),
+		       (pct(sp, n, 0.5) - pct(dp, n, 0.5)) / bare_rtt_p50_us,
+		       (pct(sg, n, 0.5) - pct(dg, n, 0.5)) / bare_rtt_p50_us);
+	free(dp);
+	free(dg);
+	free(sp);
+	free(sg);
+	unsigned per = opt.quick ? 50 : 500;
+	double d1 = kv_run(false, 1, per, NULL, NULL);
+	usage_begin(&u);
+	double s1 = kv_run(true, 1, per, NULL, NULL);
+	usage_end(&u);
+	row("kv", "1 app pairs/s", d1, s1, true, &u);
+	double d16 = kv_run(false, 16, per, NULL, NULL);
+	usage_begin(&u);
+	double s16 = kv_run(true, 16, per, NULL, NULL);
+	usage_end(&u);
+	row("kv", "16 apps pairs/s", d16, s16, true, &u);
+	if (!opt.json)
+		printf("%-8s 16 apps / 1 app: direct %.1f x, shipd %.1f x\n", "kv",
+		       d16 / d1, s16 / s1);
+}
+
 /* ---- idle: 1,000 clients holding 10,000 subscriptions ---- */
 
 static int raw_client(unsigned subs)
@@ -688,7 +837,7 @@ static void usage(FILE *f)
 	        "usage: shipbench [--nats URL] [--socket PATH] [--size N] "
 	        "[--count N]\n"
 	        "                 [--clients N] [--quick] [--json] [SCENARIO...]\n"
-	        "scenarios: rtt pub pubsub fanout req jspub idle (default: all)\n"
+	        "scenarios: rtt pub pubsub fanout req jspub kv idle (default: all)\n"
 	        "Without --nats a temporary nats-server -js is started; without\n"
 	        "--socket a shipd is started (SHIPD_BIN or the one built beside).\n");
 }
@@ -802,7 +951,8 @@ int main(int argc, char **argv)
 		       opt.size, opt.count, sysconf(_SC_NPROCESSORS_ONLN),
 		       "scenario", "metric", "direct", "shipd", "ratio",
 		       "shipd cpu", "shipd peak");
-	if (want(argc, argv, "rtt") || want(argc, argv, "req"))
+	if (want(argc, argv, "rtt") || want(argc, argv, "req") ||
+	    want(argc, argv, "kv"))
 		bench_rtt();
 	if (want(argc, argv, "pub"))
 		bench_pub();
@@ -814,6 +964,8 @@ int main(int argc, char **argv)
 		bench_req();
 	if (want(argc, argv, "jspub"))
 		bench_jspub();
+	if (want(argc, argv, "kv"))
+		bench_kv();
 	if (want(argc, argv, "idle"))
 		bench_idle();
 	if (opt.json)
