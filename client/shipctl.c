@@ -40,6 +40,24 @@ int fail(const char *what, int err)
 	case ENOTCONN:
 		why = "not connected to shipd";
 		break;
+	case ESTALE:
+		why = "wrong revision";
+		break;
+	case ENOENT:
+		why = "not found";
+		break;
+	case EEXIST:
+		why = "already exists";
+		break;
+	case ENOBUFS:
+		why = "limit reached";
+		break;
+	case EACCES:
+		why = "permission denied";
+		break;
+	case EINVAL:
+		why = "invalid argument";
+		break;
 	default:
 		why = strerror(err);
 	}
