@@ -67,17 +67,12 @@ static void create_consumer(struct watch *w);
 
 /* ---- lifetime ---- */
 
-static void ignore_reply(void *arg, json_t *reply, const struct js_err *e)
-{
-}
-
 static void delete_consumer(struct watch *w)
 {
-	if (w->consumer[0] && link_connected()) {
-		char what[KV_NAME_MAX + 96];
-		snprintf(what, sizeof(what), "CONSUMER.DELETE.KV_%s.%s", w->bucket,
-		         w->consumer);
-		js_api(what, NULL, API_TIMEOUT_MS, ignore_reply, NULL);
+	if (w->consumer[0]) {
+		char stream[KV_NAME_MAX + 8];
+		snprintf(stream, sizeof(stream), "KV_%s", w->bucket);
+		js_consumer_delete(stream, w->consumer);
 	}
 	w->consumer[0] = '\0';
 }
@@ -371,23 +366,17 @@ static bool collect_add(struct watch *w, natsMsg *msg, uint64_t sseq,
 
 /* ---- the consumer's messages ---- */
 
-/* "$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ns>.<pending>" */
+/* js_ack_meta, and only messages a consumer numbered. */
 static bool ack_meta(const char *reply, uint64_t *sseq, uint64_t *cseq,
                      uint64_t *ns, uint64_t *pending)
 {
-	if (!reply || strncmp(reply, "$JS.ACK.", 8) != 0)
+	struct js_meta m;
+	if (!js_ack_meta(reply, &m))
 		return false;
-	const char *tok[9];
-	int n = 0;
-	for (const char *p = reply; *p && n < 9; p++)
-		if (*p == '.')
-			tok[n++] = p + 1;
-	if (n < 8)
-		return false;
-	*sseq = strtoull(tok[4], NULL, 10);
-	*cseq = strtoull(tok[5], NULL, 10);
-	*ns = strtoull(tok[6], NULL, 10);
-	*pending = strtoull(tok[7], NULL, 10);
+	*sseq = m.stream_seq;
+	*cseq = m.consumer_seq;
+	*ns = m.time_ns;
+	*pending = m.pending;
 	return *sseq > 0 && *cseq > 0;
 }
 
