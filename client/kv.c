@@ -651,29 +651,16 @@ SHIPC_EXPORT uint64_t shipc_kv_watch(struct shipc *h, const char *bucket,
 
 SHIPC_EXPORT int shipc_kv_watch_stop(struct shipc *h, uint64_t id)
 {
+	/* shipd ends any stream on an Unsubscribe; only check it is a watch. */
 	pthread_mutex_lock(&h->mu);
 	struct sub *s = sub_find(h, id);
-	if (!s || s->cb != watch_msg) {
-		pthread_mutex_unlock(&h->mu);
+	bool watch = s && s->cb == watch_msg;
+	pthread_mutex_unlock(&h->mu);
+	if (!watch) {
 		errno = ENOENT;
 		return -1;
 	}
-	if (!h->connected) {
-		ipc_idmap_del(&h->subs, id);
-		s->end_err = 0;
-		s->next = h->done_subs;
-		h->done_subs = s;
-		pthread_mutex_unlock(&h->mu);
-		return 0;
-	}
-	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
-	Ship__KvWatchStop ws = SHIP__KV_WATCH_STOP__INIT;
-	ws.stream = id;
-	f.body_case = SHIP__CLIENT_FRAME__BODY_KV_WATCH_STOP;
-	f.kv_watch_stop = &ws;
-	int r = queue_frame(h, &f, true);
-	pthread_mutex_unlock(&h->mu);
-	return r;
+	return shipc_unsubscribe(h, id);
 }
 
 /* ---- the being registry ---- */
