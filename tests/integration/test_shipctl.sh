@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# shipctl end to end against a real shipd and nats-server: outputs, --json,
+# and a non-zero exit with a one-line reason on every kind of error.
+# Usage: test_shipctl.sh SHIPD SHIPCTL NATS_SERVER
+set -uo pipefail
+
+SHIPD=$1 SHIPCTL=$2 NATS=$3
+dir=$(mktemp -d /tmp/shiptest-ctl-XXXXXX)
+pass=0 fail=0
+cleanup() {
+	[ -n "${shipd_pid:-}" ] && kill "$shipd_pid" 2>/dev/null
+	[ -n "${nats_pid:-}" ] && kill "$nats_pid" 2>/dev/null
+	wait 2>/dev/null
+	rm -rf "$dir"
+}
+trap cleanup EXIT
+
+ok() { pass=$((pass + 1)); echo "ok - $1"; }
+bad() { fail=$((fail + 1)); echo "FAIL - $1"; }
+# check NAME EXPECTED_STATUS PATTERN -- command...: status and output match
+check() {
+	local name=$1 want=$2 pattern=$3
+	shift 4
+	local out st
+	out=$(timeout 20 "$@" 2>&1)
+	st=$?
+	if [ "$st" = "$want" ] && grep -qE -- "$pattern" <<<"$out"; then
+		ok "$name"
+	else
+		bad "$name (status $st, output: $(head -c 300 <<<"$out"))"
+	fi
+}
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null ||
+	echo $((20000 + RANDOM % 20000)))
+"$NATS" -js -a 127.0.0.1 -p "$port" -sd "$dir/js" >"$dir/nats.log" 2>&1 &
+nats_pid=$!
+for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break; sleep 0.05; done
+export SHIP_SOCKET=$dir/shipd.sock
+"$SHIPD" -c /dev/null -s "$SHIP_SOCKET" --nats "nats://127.0.0.1:$port" >"$dir/shipd.log" 2>&1 &
+shipd_pid=$!
+for _ in $(seq 100); do [ -S "$SHIP_SOCKET" ] && "$SHIPCTL" status >/dev/null 2>&1 && break; sleep 0.05; done
+# Until NATS is connected and the default streams exist.
+for _ in $(seq 100); do "$SHIPCTL" events emit warmup >/dev/null 2>&1 && break; sleep 0.1; done
+
+C=$SHIPCTL
+check "status" 0 "nats: +connected" -- $C status
+check "status --json" 0 '"nats":\{"state":"connected"' -- $C --json status
+check "help of a command" 0 "usage: shipctl pub" -- $C pub --help
+check "unknown command" 2 "unknown command" -- $C frobnicate
+
+# pub/sub: --raw prints payloads only and -c exits after N.
+$C sub 'ctl.>' --raw -c 2 >"$dir/sub.out" 2>&1 &
+sub=$!
+sleep 0.3
+check "pub" 0 "" -- $C pub ctl.a first
+echo second | $C pub ctl.b -H 'X-Test: 1'
+wait $sub
+if [ "$(cat "$dir/sub.out")" = "first
+second
+" ] || [ "$(printf 'first\nsecond\n')" = "$(cat "$dir/sub.out")" ]; then
+	ok "sub --raw -c 2"
+else
+	bad "sub --raw -c 2: $(cat "$dir/sub.out")"
+fi
+
+# req/reply, no responders, timeout, bad subject.
+$C reply ctl.echo pong -c 1 >/dev/null 2>&1 &
+rep=$!
+sleep 0.3
+check "req answered" 0 "^pong$" -- $C req ctl.echo ping
+wait $rep
+check "req no responders" 1 "no responders" -- $C req ctl.nobody ping
+$C sub ctl.silent -c 1 >/dev/null 2>&1 &
+silent=$!
+sleep 0.3
+check "req timeout" 1 "timeout" -- $C req ctl.silent x --timeout 300
+kill $silent 2>/dev/null
+check "bad subject" 1 "invalid" -- $C pub 'a b' x
+
+# KV.
+check "kv add" 0 "robots" -- $C kv add robots --history 5
+check "kv put" 0 "^1$" -- $C kv put robots r2.battery 87
+check "kv get" 0 "^87$" -- $C kv get robots r2.battery
+check "kv update conflict" 1 "wrong revision" -- $C kv update robots r2.battery 5 --revision 9
+check "kv get missing" 1 "not found" -- $C kv get robots nope
+check "kv get --json" 0 '"revision":1' -- $C --json kv get robots r2.battery
+
+# EventBus and Channels.
+check "events emit" 0 "^[0-9]+$" -- $C events emit item.created '{"id":1}' --id ctl-1
+check "events emit duplicate" 0 "duplicate" -- $C events emit item.created '{"id":1}' --id ctl-1
+check "events tail --json" 0 '"event_type":"item.created".*"version":"1.0"' -- \
+	$C --json events tail 'item.*' --all -c 1
+check "events emit bad payload" 1 "not JSON" -- $C events emit x '{nope'
+check "chan send" 0 "^[0-9]+$" -- $C chan send ops hello --as alice
+check "chan history" 0 "alice: hello" -- $C chan history ops --last 5
+
+# NATS gone: a clear reason, not a hang.
+kill "$nats_pid"
+wait "$nats_pid" 2>/dev/null
+nats_pid=
+for _ in $(seq 100); do $C status | grep -q reconnecting && break; sleep 0.1; done
+check "status shows the outage" 0 "reconnecting" -- $C status
+check "req while NATS is down" 1 "NATS unavailable" -- $C req ctl.echo x
+check "pub while NATS is down" 1 "NATS unavailable" -- $C pub ctl.a x
+
+# shipd gone.
+kill "$shipd_pid"
+wait "$shipd_pid" 2>/dev/null
+shipd_pid=
+check "daemon not running" 1 "shipd is not running" -- $C status
+
+echo "$pass passed, $fail failed"
+[ "$fail" = 0 ]
