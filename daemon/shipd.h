@@ -342,6 +342,15 @@ int kv_bucket_cfg(struct js_stream_cfg *cfg, const Ship__KvBucketConfig *bc,
 typedef void kv_ensure_fn(void *arg, const struct js_err *err);
 int kv_ensure(const char *bucket, uint32_t history, uint64_t ttl_ms,
               bool tolerant, kv_ensure_fn *fn, void *arg);
+/* The same for a whole configuration (kv_bucket_cfg's). */
+int kv_ensure_cfg(const struct js_stream_cfg *cfg, bool tolerant,
+                  kv_ensure_fn *fn, void *arg);
+void kv_set_err(struct js_err *e, Ship__Code code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* The error says the bucket's stream does not exist. */
+bool kv_no_stream(const struct js_err *e);
+/* Forget that a bucket exists (it is looked up again on next use). */
+void kv_forget_bucket(const char *b);
 
 /* ---- kvwatch.c: watches, and keys/history/values collected by one ---- */
 
