@@ -13,15 +13,6 @@
 
 #include "shipd.h"
 
-/* nats.c's adapter is a header of non-static definitions: included here
- * and nowhere else. With it, nats.c writes from our loop (batched per loop
- * turn) and reads there too; callbacks stay on its threads. */
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmissing-prototypes"
-#pragma GCC diagnostic ignored "-Wstrict-prototypes"
-#pragma GCC diagnostic ignored "-Wpedantic"
-#include <nats/adapters/libevent.h>
-#pragma GCC diagnostic pop
 
 #define RTT_INTERVAL_MS 10000
 #define CONNECT_RETRY_MS 1000
@@ -110,12 +101,82 @@ static void on_wait_msg(natsConnection *nc, natsSubscription *sub,
 	mailbox_post(&m, false);
 }
 
+/* ---- nats.c on our loop ----
+ *
+ * nats.c reads and writes its socket from our libevent loop (its event-loop
+ * mode): what a loop turn publishes goes out in one write, and what arrives
+ * is parsed here; messages still go through nats.c's delivery threads (a
+ * synchronous inbox would save that hand-off, but nats.c 3.4.1 swallows a
+ * "no responders" status there, and with it which request it was for). */
+
+struct evlink {
+	natsConnection *nc;
+	struct event *read;
+	struct event *write;
+};
+
 static void on_inbox_msg(natsConnection *nc, natsSubscription *sub,
                          natsMsg *msg, void *arg)
 {
 	struct mail m = {.kind = MAIL_INBOX_MSG, .msg = msg,
 	                 .bytes = (size_t)natsMsg_GetDataLength(msg)};
 	mailbox_post(&m, false);
+}
+
+static void evlink_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct evlink *e = arg;
+	if (what & EV_READ)
+		natsConnection_ProcessReadEvent(e->nc);
+	if (what & EV_WRITE)
+		natsConnection_ProcessWriteEvent(e->nc);
+}
+
+/* Called by nats.c (from its threads too) when it has a socket. */
+static natsStatus evlink_attach(void **data, void *loop, natsConnection *nc,
+                                natsSock fd)
+{
+	struct evlink *e = *data;
+	if (!e) {
+		if (!(e = calloc(1, sizeof(*e))))
+			return NATS_NO_MEMORY;
+		e->nc = nc;
+	} else {
+		/* A reconnect: a new socket. */
+		event_free(e->read);
+		event_free(e->write);
+	}
+	e->read = event_new(loop, fd, EV_READ | EV_PERSIST, evlink_cb, e);
+	e->write = event_new(loop, fd, EV_WRITE | EV_PERSIST, evlink_cb, e);
+	if (!e->read || !e->write || event_add(e->read, NULL) < 0)
+		return NATS_NO_MEMORY;
+	*data = e;
+	return NATS_OK;
+}
+
+static natsStatus evlink_arm(struct event *ev, bool add)
+{
+	int r = add ? event_add(ev, NULL) : event_del_noblock(ev);
+	return r == 0 ? NATS_OK : NATS_ERR;
+}
+
+static natsStatus evlink_read(void *data, bool add)
+{
+	return evlink_arm(((struct evlink *)data)->read, add);
+}
+
+static natsStatus evlink_write(void *data, bool add)
+{
+	return evlink_arm(((struct evlink *)data)->write, add);
+}
+
+static natsStatus evlink_detach(void *data)
+{
+	struct evlink *e = data;
+	event_free(e->read);
+	event_free(e->write);
+	free(e);
+	return NATS_OK;
 }
 
 static int64_t reconnect_delay(natsConnection *nc, int attempts, void *arg)
@@ -197,9 +258,8 @@ static int build_options(const struct config *c)
 	s |= natsOptions_SetReconnectedCB(o, on_reconnected, NULL);
 	s |= natsOptions_SetClosedCB(o, on_closed, NULL);
 	s |= natsOptions_SetErrorHandler(o, on_error, NULL);
-	s |= natsOptions_SetEventLoop(o, base, natsLibevent_Attach,
-	                              natsLibevent_Read, natsLibevent_Write,
-	                              natsLibevent_Detach);
+	s |= natsOptions_SetEventLoop(o, base, evlink_attach, evlink_read,
+	                              evlink_write, evlink_detach);
 	/* With the event loop, "send asap" only arms the write event: what a
 	 * loop turn publishes goes out in one write, with no flusher thread
 	 * (whose 1 ms nap would be added to every request). */
