@@ -2,6 +2,7 @@
 /* PubSub and request/reply through a real shipd and a real nats-server. */
 #include <check.h>
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -168,6 +169,32 @@ START_TEST(pub_sub_two_clients)
 	ck_assert_int_eq(b.err, 0);
 	ck_assert_int_eq(shipc_unsubscribe(sub, id), -1);
 	ck_assert_int_eq(errno, ENOENT);
+	shipc_close(pub);
+	shipc_close(sub);
+}
+END_TEST
+
+/* An app with its own loop polls the handle's fd and dispatches without
+ * waiting; the fd stays the same across a reconnect. */
+START_TEST(event_loop_integration)
+{
+	struct shipc *sub = conn("loop"), *pub = conn("pub");
+	struct box b = BOX_INIT;
+	ck_assert_uint_gt(shipc_subscribe(sub, "loop.x", NULL, 0, box_cb, &b), 0);
+	int fd = shipc_get_fd(sub);
+	ck_assert_int_ge(fd, 0);
+	/* Nothing to do yet: the fd is not readable. */
+	struct pollfd p = {fd, POLLIN, 0};
+	ck_assert_int_eq(poll(&p, 1, 100), 0);
+	ck_assert_int_eq(shipc_publish(pub, "loop.x", "tick", 4), 0);
+	ck_assert_int_eq(shipc_flush(pub, 5000), 0);
+	ck_assert_int_eq(poll(&p, 1, 5000), 1);
+	int runs = 0;
+	for (int i = 0; i < 10 && box_count(&b) == 0; i++)
+		runs += shipc_dispatch(sub, 0);
+	ck_assert_int_ge(runs, 1);
+	ck_assert_uint_eq(box_count(&b), 1);
+	ck_assert_str_eq(b.last, "tick");
 	shipc_close(pub);
 	shipc_close(sub);
 }
@@ -564,6 +591,7 @@ START_TEST(shipd_restart_resubscribes)
 	struct shipc *sub = conn("sub");
 	struct box b = BOX_INIT;
 	ck_assert_uint_gt(shipc_subscribe(sub, "s.x", "grp", 0, box_cb, &b), 0);
+	int fd = shipc_get_fd(sub);
 	ck_assert_int_eq(shipd_stop(&sd), 0);
 	ck_assert_int_eq(shipd_restart(&sd, nd.url, NULL), 0);
 	/* libshipc reconnects by itself and opens the subscription again. */
@@ -577,6 +605,7 @@ START_TEST(shipd_restart_resubscribes)
 	}
 	ck_assert_uint_ge(box_count(&b), 1);
 	ck_assert_int_eq(shipc_is_connected(sub), 1);
+	ck_assert_int_eq(shipc_get_fd(sub), fd); /* an app's poll set holds */
 	ck_assert(!b.ended);
 	shipc_close(pub);
 	shipc_close(sub);
@@ -814,6 +843,7 @@ static Suite *suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, pub_sub_two_clients);
 	tcase_add_test(tc, wildcards);
+	tcase_add_test(tc, event_loop_integration);
 	tcase_add_test(tc, queue_groups_spread);
 	tcase_add_test(tc, request_reply);
 	tcase_add_test(tc, request_timeout);
