@@ -130,6 +130,26 @@ void client_error(struct client *c, uint64_t id, Ship__Code code,
 	client_send(c, &f);
 }
 
+bool client_request_begin(struct client *c, uint64_t id)
+{
+	if (c->n_requests >= conf->max_requests) {
+		client_error(c, id, SHIP__CODE__RESOURCE_EXHAUSTED,
+		             "%u requests in flight, the limit", c->n_requests);
+		return false;
+	}
+	c->n_requests++;
+	return true;
+}
+
+static uint32_t requests_in_flight(void)
+{
+	uint32_t n = 0;
+	struct client *c;
+	TAILQ_FOREACH(c, &ctl.clients, entry)
+		n += c->n_requests;
+	return n;
+}
+
 void client_ok(struct client *c, uint64_t id)
 {
 	Ship__ServerFrame f = SHIP__SERVER_FRAME__INIT;
@@ -245,7 +265,7 @@ static void handle_status(struct client *c, uint64_t id)
 	r.reconnects = li->reconnects;
 	r.clients = ctl.n_clients;
 	r.subscriptions = pubsub_sub_count();
-	r.requests_in_flight = pubsub_request_count();
+	r.requests_in_flight = requests_in_flight();
 	r.dropped = stats.dropped;
 	r.link_changed_ms = now - li->changed_ms;
 	r.last_error = (char *)li->last_error;

@@ -137,11 +137,6 @@ void events_publish(struct client *c, uint64_t id, const char *subject,
 		             "an acknowledged publish needs an id");
 		return;
 	}
-	if (c->n_requests >= conf->max_requests) {
-		client_error(c, id, SHIP__CODE__RESOURCE_EXHAUSTED,
-		             "%u requests in flight, the limit", c->n_requests);
-		return;
-	}
 	if (!link_connected()) {
 		client_error(c, id, SHIP__CODE__UNAVAILABLE,
 		             "NATS is not connected (%s)",
@@ -153,12 +148,15 @@ void events_publish(struct client *c, uint64_t id, const char *subject,
 		client_error(c, id, SHIP__CODE__INTERNAL, "out of memory");
 		return;
 	}
+	if (!client_request_begin(c, id)) {
+		free(p);
+		return;
+	}
 	p->c = c;
 	p->id = id;
 	snprintf(p->stream, sizeof(p->stream), "%s", stream);
 	snprintf(p->msg_id, sizeof(p->msg_id), "%s", msg_id);
 	TAILQ_INSERT_TAIL(&pendings, p, entry);
-	c->n_requests++;
 	p->call = js_publish_id(subject, msg_id, json, strlen(json),
 	                        EMIT_TIMEOUT_MS, on_acked, p);
 	if (!p->call) {

@@ -48,14 +48,13 @@ static TAILQ_HEAD(, kvop) ops = TAILQ_HEAD_INITIALIZER(ops);
 static struct kvop *op_new(struct client *c, uint64_t id, enum op_kind kind,
                            const char *bucket, const char *key)
 {
-	if (c->n_requests >= conf->max_requests) {
-		client_error(c, id, SHIP__CODE__RESOURCE_EXHAUSTED,
-		             "%u requests in flight, the limit", c->n_requests);
-		return NULL;
-	}
 	struct kvop *o = calloc(1, sizeof(*o));
 	if (!o) {
 		client_error(c, id, SHIP__CODE__INTERNAL, "out of memory");
+		return NULL;
+	}
+	if (!client_request_begin(c, id)) {
+		free(o);
 		return NULL;
 	}
 	o->kind = kind;
@@ -63,7 +62,6 @@ static struct kvop *op_new(struct client *c, uint64_t id, enum op_kind kind,
 	o->id = id;
 	snprintf(o->bucket, sizeof(o->bucket), "%s", bucket ? bucket : "");
 	snprintf(o->key, sizeof(o->key), "%s", key ? key : "");
-	c->n_requests++;
 	TAILQ_INSERT_TAIL(&ops, o, entry);
 	return o;
 }

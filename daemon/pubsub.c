@@ -42,7 +42,7 @@ struct request {
 };
 
 static TAILQ_HEAD(, sub) subs = TAILQ_HEAD_INITIALIZER(subs);
-static uint32_t n_subs, n_requests;
+static uint32_t n_subs;
 
 Ship__Code pubsub_code(natsStatus s)
 {
@@ -81,11 +81,6 @@ Ship__Code pubsub_code(natsStatus s)
 uint32_t pubsub_sub_count(void)
 {
 	return n_subs;
-}
-
-uint32_t pubsub_request_count(void)
-{
-	return n_requests;
 }
 
 /* ---- checking what clients send ---- */
@@ -224,8 +219,6 @@ static void request_free(struct request *r)
 	link_wait_cancel(r->wait);
 	TAILQ_REMOVE(&r->c->requests, r, entry);
 	r->c->n_requests--;
-	if (r->kind == REQ_REQUEST)
-		n_requests--;
 	free(r);
 }
 
@@ -248,9 +241,10 @@ static struct request *request_new(struct client *c, uint64_t id,
 		return NULL;
 	}
 	TAILQ_INSERT_TAIL(&c->requests, r, entry);
-	c->n_requests++;
-	if (kind == REQ_REQUEST)
-		n_requests++;
+	/* An app's request was counted by client_request_begin(); a
+	 * subscribe's barrier is counted here, without a limit. */
+	if (kind == REQ_SUBACK)
+		c->n_requests++;
 	return r;
 }
 
@@ -269,16 +263,14 @@ void pubsub_request(struct client *c, uint64_t id, const Ship__Request *rq)
 		             link_state_name(link_info()->state));
 		return;
 	}
-	if (c->n_requests >= conf->max_requests) {
-		client_error(c, id, SHIP__CODE__RESOURCE_EXHAUSTED,
-		             "%u requests in flight, the limit", c->n_requests);
-		return;
-	}
 	uint32_t t = rq->timeout_ms ? rq->timeout_ms : conf->request_timeout_ms;
 	if (t > conf->max_request_timeout_ms)
 		t = conf->max_request_timeout_ms;
+	if (!client_request_begin(c, id))
+		return;
 	struct request *r = request_new(c, id, REQ_REQUEST, rq->msg->subject, t);
 	if (!r) {
+		c->n_requests--;
 		client_error(c, id, SHIP__CODE__INTERNAL, "out of memory");
 		return;
 	}

@@ -70,15 +70,14 @@ static int store_index(const char *bucket)
 static struct rop *rop_new(struct client *c, uint64_t id, enum rkind kind,
                            int op, const char *bucket, const char *key)
 {
-	if (c && c->n_requests >= conf->max_requests) {
-		client_error(c, id, SHIP__CODE__RESOURCE_EXHAUSTED,
-		             "%u requests in flight, the limit", c->n_requests);
-		return NULL;
-	}
 	struct rop *o = calloc(1, sizeof(*o));
 	if (!o) {
 		if (c)
 			client_error(c, id, SHIP__CODE__INTERNAL, "out of memory");
+		return NULL;
+	}
+	if (c && !client_request_begin(c, id)) {
+		free(o);
 		return NULL;
 	}
 	o->kind = kind;
@@ -87,8 +86,6 @@ static struct rop *rop_new(struct client *c, uint64_t id, enum rkind kind,
 	o->op = op;
 	o->bucket = bucket;
 	snprintf(o->key, sizeof(o->key), "%s", key ? key : "");
-	if (c)
-		c->n_requests++;
 	TAILQ_INSERT_TAIL(&rops, o, entry);
 	return o;
 }

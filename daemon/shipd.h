@@ -248,6 +248,9 @@ int client_push(struct client *c, const Ship__ServerFrame *f);
 void client_error(struct client *c, uint64_t id, Ship__Code code,
                   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 void client_ok(struct client *c, uint64_t id);
+/* Count a request in flight for c (the caller decrements c->n_requests
+ * when it is over), or refuse it, answered, at max_requests. */
+bool client_request_begin(struct client *c, uint64_t id);
 /* Write out what was queued to clients during this loop turn. */
 void control_flush(void);
 unsigned control_client_count(void);
@@ -276,7 +279,6 @@ void pubsub_link_ready(void);
 void pubsub_release_nats(void);
 void pubsub_finish(void);
 uint32_t pubsub_sub_count(void);
-uint32_t pubsub_request_count(void);
 
 /* ---- kv.c: KV buckets and the noesis-ship stores ---- */
 
