@@ -496,6 +496,63 @@ START_TEST(slow_reader_dropped_others_unaffected)
 }
 END_TEST
 
+struct rss_watch {
+	pid_t pid;
+	volatile bool stop;
+	long peak;
+	pthread_t t;
+};
+
+static void *rss_loop(void *arg)
+{
+	struct rss_watch *w = arg;
+	while (!w->stop) {
+		long r = fx_rss_kib(w->pid);
+		if (r > w->peak)
+			w->peak = r;
+		fx_sleep_ms(5);
+	}
+	return NULL;
+}
+
+/* Apps publishing faster than the server takes them are held back (their
+ * sockets fill), not buffered without end in shipd. */
+START_TEST(publish_flood_memory_bounded)
+{
+	struct shipc *pub[2] = {conn("flood1"), conn("flood2")};
+	static char data[4096];
+	memset(data, 'f', sizeof(data));
+	struct rss_watch w = {.pid = sd.pid};
+	pthread_create(&w.t, NULL, rss_loop, &w);
+	/* The server stops reading for a while, as a busy one would. */
+	pid_t pauser = fork();
+	if (pauser == 0) {
+		kill(nd.pid, SIGSTOP);
+		fx_sleep_ms(1500);
+		kill(nd.pid, SIGCONT);
+		_exit(0);
+	}
+	for (int i = 0; i < 50000; i++)
+		for (int k = 0; k < 2; k++)
+			ck_assert_int_eq(shipc_publish(pub[k], "flood.x", data,
+			                               sizeof(data)),
+			                 0);
+	for (int k = 0; k < 2; k++)
+		ck_assert_int_eq(shipc_flush(pub[k], 30000), 0);
+	ck_assert_int_eq(fx_wait_exit(pauser, 10000), 0);
+	w.stop = true;
+	pthread_join(w.t, NULL);
+	struct shipc_status st;
+	ck_assert_int_eq(shipc_status(pub[0], &st), 0);
+	ck_assert_uint_ge(st.msgs_out, 100000); /* 400 MB went through */
+#ifndef SHIP_SANITIZED
+	ck_assert_msg(w.peak < 48 * 1024, "shipd peaked at %ld KiB", w.peak);
+#endif
+	shipc_close(pub[0]);
+	shipc_close(pub[1]);
+}
+END_TEST
+
 static bool subs_back_to(void *arg)
 {
 	struct shipc *h = arg;
@@ -867,6 +924,7 @@ static Suite *suite(void)
 	tcase_add_checked_fixture(slow, setup_small, teardown);
 	tcase_set_timeout(slow, 90);
 	tcase_add_test(slow, slow_reader_dropped_others_unaffected);
+	tcase_add_test(slow, publish_flood_memory_bounded);
 	suite_add_tcase(s, slow);
 	return s;
 }
