@@ -309,6 +309,67 @@ START_TEST(request_reply)
 }
 END_TEST
 
+struct shared_use {
+	struct shipc *h;
+	int ok;
+	int idx;
+};
+
+static void *requester(void *arg)
+{
+	struct shared_use *u = arg;
+	for (int i = 0; i < 50; i++) {
+		char body[32];
+		snprintf(body, sizeof(body), "%d-%d", u->idx, i);
+		struct shipc_msg *rep = NULL;
+		if (shipc_request(u->h, "svc.echo", body, strlen(body), 5000,
+		                  &rep) == 0 &&
+		    rep->len == strlen(body) && !memcmp(rep->data, body, rep->len))
+			u->ok++;
+		shipc_msg_free(rep);
+		shipc_publish(u->h, "svc.noise", body, strlen(body));
+	}
+	return NULL;
+}
+
+static void echo_cb(struct shipc *h, const struct shipc_msg *m, int err,
+                    void *arg)
+{
+	if (m)
+		shipc_respond(h, m, m->data, m->len);
+}
+
+/* One handle, used by several threads at once: each blocking call gets
+ * its own reply, whichever thread happens to read. */
+START_TEST(handle_shared_by_threads)
+{
+	struct responder r = {.h = conn("echo"), .b = BOX_INIT};
+	ck_assert_uint_gt(shipc_subscribe(r.h, "svc.echo", NULL, 0, echo_cb, NULL), 0);
+	pthread_t rt;
+	pthread_create(&rt, NULL, respond_loop, &r);
+	struct shipc *h = conn("shared");
+	struct box noise = BOX_INIT;
+	ck_assert_uint_gt(shipc_subscribe(h, "svc.noise", NULL, 0, box_cb, &noise), 0);
+	struct shared_use u[4];
+	pthread_t t[4];
+	for (int i = 0; i < 4; i++) {
+		u[i] = (struct shared_use){.h = h, .idx = i};
+		pthread_create(&t[i], NULL, requester, &u[i]);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		ck_assert_int_eq(u[i].ok, 50);
+	}
+	/* The subscription's messages came through the same reads. */
+	struct want w = {&noise, 200};
+	ck_assert(pump(&h, 1, box_has, &w, 5000));
+	r.stop = true;
+	pthread_join(rt, NULL);
+	shipc_close(h);
+	shipc_close(r.h);
+}
+END_TEST
+
 START_TEST(request_timeout)
 {
 	struct shipc *silent = conn("silent"), *c = conn("client");
@@ -904,6 +965,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, queue_groups_spread);
 	tcase_add_test(tc, request_reply);
 	tcase_add_test(tc, request_timeout);
+	tcase_add_test(tc, handle_shared_by_threads);
 	tcase_add_test(tc, request_async_pipelined);
 	tcase_add_test(tc, max_msgs_ends_stream);
 	tcase_add_test(tc, interop_direct_nats);
