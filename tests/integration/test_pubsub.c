@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -264,7 +265,7 @@ END_TEST
 struct responder {
 	struct shipc *h;
 	struct box b;
-	volatile bool stop;
+	atomic_bool stop;
 };
 
 static void *respond_loop(void *arg)
@@ -490,7 +491,7 @@ END_TEST
 
 struct flood {
 	struct shipc *h;
-	volatile bool stop;
+	atomic_bool stop;
 };
 
 static void *dispatch_loop(void *arg)
@@ -559,7 +560,7 @@ END_TEST
 
 struct rss_watch {
 	pid_t pid;
-	volatile bool stop;
+	atomic_bool stop;
 	long peak;
 	pthread_t t;
 };
