@@ -181,6 +181,74 @@ START_TEST(accept_pauses_when_descriptors_run_out)
 }
 END_TEST
 
+/* A CA, a server certificate for 127.0.0.1 and a client certificate, made
+ * with the openssl tool into dir. */
+static void make_certs(const char *dir)
+{
+	char cmd[2048];
+	snprintf(cmd, sizeof(cmd),
+	         "cd '%s' && "
+	         "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key "
+	         "-out ca.pem -days 2 -subj '/CN=shiptest CA' && "
+	         "openssl req -newkey rsa:2048 -nodes -keyout server.key "
+	         "-out server.csr -subj '/CN=127.0.0.1' && "
+	         "printf 'subjectAltName=IP:127.0.0.1\\n' > ext.cnf && "
+	         "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key "
+	         "-CAcreateserial -out server.pem -days 2 -extfile ext.cnf && "
+	         "openssl req -newkey rsa:2048 -nodes -keyout client.key "
+	         "-out client.csr -subj '/CN=shipd' && "
+	         "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key "
+	         "-CAcreateserial -out client.pem -days 2",
+	         dir);
+	strncat(cmd, " >/dev/null 2>&1", sizeof(cmd) - strlen(cmd) - 1);
+	ck_assert_int_eq(system(cmd), 0);
+}
+
+START_TEST(mutual_tls)
+{
+	char certs[300];
+	snprintf(certs, sizeof(certs), "/tmp/shiptest-certs-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(certs));
+	make_certs(certs);
+	char scert[400], skey[400], ca[400], ccert[400], ckey[400];
+	snprintf(scert, sizeof(scert), "%s/server.pem", certs);
+	snprintf(skey, sizeof(skey), "%s/server.key", certs);
+	snprintf(ca, sizeof(ca), "nats_tls_ca=%s/ca.pem", certs);
+	snprintf(ccert, sizeof(ccert), "nats_tls_cert=%s/client.pem", certs);
+	snprintf(ckey, sizeof(ckey), "nats_tls_key=%s/client.key", certs);
+	const char *srv[] = {"--tls", "--tlscert", scert, "--tlskey", skey,
+	                     "--tlscacert", ca + strlen("nats_tls_ca="),
+	                     "--tlsverify", NULL};
+	ck_assert_int_eq(natsd_start_args(&nd, 0, srv), 0);
+	/* With a client certificate the server verifies: connected. */
+	const char *extra[] = {"-o", ca, "-o", ccert, "-o", ckey, NULL};
+	ck_assert_int_eq(shipd_start(&sd, nd.url, extra), 0);
+	struct shipc *h = shipc_connect(sd.sock, "tls");
+	ck_assert_ptr_nonnull(h);
+	assert_works(h);
+	shipc_close(h);
+	ck_assert_int_eq(shipd_cleanup(&sd), 0);
+	/* Without one the server refuses: shipd stays up and says why. */
+	const char *nocert[] = {"-o", ca, NULL};
+	ck_assert_int_eq(shipd_start(&sd, nd.url, nocert), 0);
+	h = shipc_connect(sd.sock, "tls");
+	ck_assert_ptr_nonnull(h);
+	struct shipc_status st = {0};
+	for (int i = 0; i < 100 && !st.last_error[0]; i++) {
+		ck_assert_int_eq(shipc_status(h, &st), 0);
+		if (!st.last_error[0])
+			fx_sleep_ms(50);
+	}
+	ck_assert_int_ne(st.link, SHIPC_LINK_CONNECTED);
+	ck_assert(st.last_error[0] != '\0');
+	shipc_close(h);
+	finish();
+	char rm[400];
+	snprintf(rm, sizeof(rm), "rm -rf '%s'", certs);
+	ck_assert_int_eq(system(rm), 0);
+}
+END_TEST
+
 START_TEST(journal_priorities)
 {
 	/* Under journald (JOURNAL_STREAM names stderr) every line carries
@@ -240,6 +308,7 @@ int main(void)
 	tcase_add_test(tc, token_from_file);
 	tcase_add_test(tc, accept_pauses_when_descriptors_run_out);
 	tcase_add_test(tc, journal_priorities);
+	tcase_add_test(tc, mutual_tls);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
