@@ -10,7 +10,10 @@
 #include "shipd.h"
 
 #define PULL_BATCH_MAX 256
-#define PULL_EXPIRES_MS 20000
+/* A pull waits this long on the server: short enough that a redelivery the
+ * server holds for the next pull comes soon, and that a pull outliving its
+ * consumer is soon over. */
+#define PULL_EXPIRES_MS 5000
 #define PULL_LATER_MS 10
 #define API_TIMEOUT_MS 5000
 
