@@ -21,6 +21,7 @@ static struct {
 	size_t bytes;     /* payload bytes in `in` and `work` */
 	size_t max_bytes;
 	bool signaled;
+	bool closed; /* shutting down: posters dispose of their own mail */
 	int efd;
 	struct event *ev;
 	mail_fn *fn;
@@ -74,6 +75,7 @@ int mailbox_init(struct event_base *b, mail_fn *fn, size_t max_bytes)
 void mailbox_discard(void)
 {
 	pthread_mutex_lock(&mb.mu);
+	mb.closed = true;
 	for (size_t i = 0; i < mb.in.len; i++)
 		natsMsg_Destroy(mb.in.m[i].msg);
 	mb.in.len = 0;
@@ -111,6 +113,13 @@ size_t mailbox_queued_bytes(void)
 int mailbox_post(const struct mail *m, bool droppable)
 {
 	pthread_mutex_lock(&mb.mu);
+	if (mb.closed) {
+		/* nats.c's threads run on while shipd stops: the message goes
+		 * back to nats.c now, while nats.c is still there. */
+		pthread_mutex_unlock(&mb.mu);
+		natsMsg_Destroy(m->msg);
+		return 0;
+	}
 	if (droppable && mb.bytes + m->bytes > mb.max_bytes) {
 		pthread_mutex_unlock(&mb.mu);
 		return -1;

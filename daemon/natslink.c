@@ -26,6 +26,7 @@ static struct {
 	struct link_info info;
 	bool ever_connected;
 	bool connecting; /* the connect thread runs */
+	natsConnection *connected_nc; /* what it made, until the loop takes it */
 	pthread_t thread;
 	struct event *rtt_timer;
 	struct event *retry_timer;
@@ -205,6 +206,8 @@ static void *connect_thread(void *arg)
 		natsConnection_Destroy(nc);
 		m.ptr = NULL;
 	}
+	/* Also here, for a shutdown that comes before the loop reads it. */
+	L.connected_nc = m.ptr;
 	mailbox_post(&m, false);
 	return NULL;
 }
@@ -514,6 +517,7 @@ static void link_ready(struct mail *m)
 {
 	pthread_join(L.thread, NULL);
 	L.connecting = false;
+	L.connected_nc = NULL; /* the loop has it now */
 	natsStatus s = (natsStatus)m->arg;
 	if (!m->ptr) {
 		snprintf(L.info.last_error, sizeof(L.info.last_error), "%s",
@@ -691,9 +695,12 @@ static void *close_thread(void *arg)
 void link_stop(void)
 {
 	if (L.connecting) {
-		/* Bounded by the connect timeout. */
+		/* Bounded by the connect timeout. Its mail will not be read:
+		 * close what it made here. */
 		pthread_join(L.thread, NULL);
 		L.connecting = false;
+		natsConnection_Destroy(L.connected_nc);
+		L.connected_nc = NULL;
 	}
 	if (!L.nc)
 		return;

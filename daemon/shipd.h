@@ -133,7 +133,8 @@ typedef void mail_fn(struct mail *m);
 
 int mailbox_init(struct event_base *base, mail_fn *fn, size_t max_bytes);
 void mailbox_finish(void);
-/* Drop what is queued (at shutdown, while nats.c is still there). */
+/* Drop what is queued, and all that is posted from now on (at shutdown,
+ * while nats.c is still there). */
 void mailbox_discard(void);
 /* From any thread. A droppable mail is refused (-1) while more than the
  * limit of bytes are queued; others are always taken. */
