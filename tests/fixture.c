@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "fixture.h"
+#include "shipc.h"
 
 uint64_t fx_now_ms(void)
 {
@@ -403,4 +404,20 @@ int fx_wait_exit(pid_t pid, int timeout_ms)
 		fx_sleep_ms(10);
 	} while (fx_now_ms() < end);
 	return -1;
+}
+
+bool fx_wait_link(const char *sock, int timeout_ms)
+{
+	struct shipc *h = shipc_connect(sock, "fixture");
+	if (!h)
+		return false;
+	struct shipc_status st = {0};
+	uint64_t end = fx_now_ms() + (uint64_t)timeout_ms;
+	do {
+		if (shipc_status(h, &st) == 0 && st.link == SHIPC_LINK_CONNECTED)
+			break;
+		fx_sleep_ms(10);
+	} while (fx_now_ms() < end);
+	shipc_close(h);
+	return st.link == SHIPC_LINK_CONNECTED;
 }

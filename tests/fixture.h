@@ -61,6 +61,9 @@ const char *fx_shipd_bin(void);
  * (NULL-terminated, may be NULL) changes the child's environment:
  * "NAME=VALUE" sets, a bare "NAME" unsets. Returns the pid or -1. */
 pid_t fx_spawn(char *const argv[], const char *log, const char *const *env);
+/* Wait until the shipd at sock has made its first NATS connection (it
+ * answers on its socket before). true if it did within timeout_ms. */
+bool fx_wait_link(const char *sock, int timeout_ms);
 /* Resident set size of a process, in KiB. */
 long fx_rss_kib(pid_t pid);
 

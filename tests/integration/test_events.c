@@ -24,6 +24,7 @@ static void setup(void)
 	signal(SIGPIPE, SIG_IGN);
 	ck_assert_int_eq(natsd_start(&nd, 0), 0);
 	ck_assert_int_eq(shipd_start(&sd, nd.url, NULL), 0);
+	ck_assert(fx_wait_link(sd.sock, 10000));
 }
 
 static void teardown(void)

@@ -37,17 +37,7 @@ static void setup(void)
 	/* -c after the fixture's own -c /dev/null: the last one counts. */
 	const char *extra[] = {"-c", conf_path, "-o", "socket_mode=0666", NULL};
 	ck_assert_int_eq(shipd_start(&sd, nd.url, extra), 0);
-	/* Until shipd's first NATS connection is made (a busy machine). */
-	struct shipc *h = shipc_connect(sd.sock, "setup");
-	ck_assert_ptr_nonnull(h);
-	struct shipc_status st = {0};
-	for (int i = 0; i < 1000 && st.link != SHIPC_LINK_CONNECTED; i++) {
-		ck_assert_int_eq(shipc_status(h, &st), 0);
-		if (st.link != SHIPC_LINK_CONNECTED)
-			fx_sleep_ms(10);
-	}
-	ck_assert_int_eq(st.link, SHIPC_LINK_CONNECTED);
-	shipc_close(h);
+	ck_assert(fx_wait_link(sd.sock, 10000));
 }
 
 static void teardown(void)

@@ -23,30 +23,15 @@
 static struct natsd nd;
 static struct shipdp sd;
 
-/* shipd answers on its socket before its first NATS connection is made
- * (on a busy machine that takes a while): wait for it, so that what a
- * test publishes first is not refused as "NATS not connected". */
-static void wait_link(void)
-{
-	struct shipc *h = shipc_connect(sd.sock, "setup");
-	ck_assert_ptr_nonnull(h);
-	struct shipc_status st = {0};
-	for (int i = 0; i < 1000; i++) {
-		ck_assert_int_eq(shipc_status(h, &st), 0);
-		if (st.link == SHIPC_LINK_CONNECTED)
-			break;
-		fx_sleep_ms(10);
-	}
-	ck_assert_int_eq(st.link, SHIPC_LINK_CONNECTED);
-	shipc_close(h);
-}
-
 static void setup_with(const char *const *extra)
 {
 	signal(SIGPIPE, SIG_IGN);
 	ck_assert_int_eq(natsd_start(&nd, 0), 0);
 	ck_assert_int_eq(shipd_start(&sd, nd.url, extra), 0);
-	wait_link();
+	/* shipd answers before its first NATS connection is made (a busy
+	 * machine): what a test publishes first must not meet "NATS not
+	 * connected". */
+	ck_assert(fx_wait_link(sd.sock, 10000));
 }
 
 static void setup(void)
