@@ -421,3 +421,17 @@ bool fx_wait_link(const char *sock, int timeout_ms)
 	shipc_close(h);
 	return st.link == SHIPC_LINK_CONNECTED;
 }
+
+int fx_up(struct natsd *n, struct shipdp *s, const char *const *extra)
+{
+	if (natsd_start(n, 0) < 0 || shipd_start(s, n->url, extra) < 0)
+		return -1;
+	return fx_wait_link(s->sock, 10000) ? 0 : -1;
+}
+
+int fx_down(struct natsd *n, struct shipdp *s)
+{
+	int rc = shipd_cleanup(s);
+	natsd_cleanup(n);
+	return rc;
+}

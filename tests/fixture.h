@@ -61,6 +61,11 @@ const char *fx_shipd_bin(void);
  * (NULL-terminated, may be NULL) changes the child's environment:
  * "NAME=VALUE" sets, a bare "NAME" unsets. Returns the pid or -1. */
 pid_t fx_spawn(char *const argv[], const char *log, const char *const *env);
+/* A test's servers: nats-server, then shipd with extra arguments, then
+ * wait for shipd's first NATS connection. 0 or -1. */
+int fx_up(struct natsd *n, struct shipdp *s, const char *const *extra);
+/* Stop both and remove their files; shipd's exit status (0: clean). */
+int fx_down(struct natsd *n, struct shipdp *s);
 /* Wait until the shipd at sock has made its first NATS connection (it
  * answers on its socket before). true if it did within timeout_ms. */
 bool fx_wait_link(const char *sock, int timeout_ms);

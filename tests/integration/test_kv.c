@@ -22,15 +22,12 @@ static struct shipdp sd;
 static void setup(void)
 {
 	signal(SIGPIPE, SIG_IGN);
-	ck_assert_int_eq(natsd_start(&nd, 0), 0);
-	ck_assert_int_eq(shipd_start(&sd, nd.url, NULL), 0);
-	ck_assert(fx_wait_link(sd.sock, 10000));
+	ck_assert_int_eq(fx_up(&nd, &sd, NULL), 0);
 }
 
 static void teardown(void)
 {
-	int rc = shipd_cleanup(&sd);
-	natsd_cleanup(&nd);
+	int rc = fx_down(&nd, &sd);
 	nats_CloseAndWait(2000);
 	ck_assert_msg(rc == 0, "shipd exited with %d", rc);
 }

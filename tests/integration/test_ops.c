@@ -42,8 +42,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-	int rc = shipd_cleanup(&sd);
-	natsd_cleanup(&nd);
+	int rc = fx_down(&nd, &sd);
 	ck_assert_msg(rc == 0, "shipd exited with %d", rc);
 }
 
