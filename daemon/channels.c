@@ -20,9 +20,7 @@
 /* A history in the making: an ephemeral consumer read to its end, keeping
  * the newest messages in a ring. */
 struct history {
-	TAILQ_ENTRY(history) entry;
-	struct client *c;
-	uint64_t id;
+	struct op op;
 	uint64_t before;
 	uint32_t want;
 	Ship__ChannelMessage **ring;
@@ -35,8 +33,6 @@ struct history {
 	uint32_t outstanding;
 	char filter[IPC_SUBJECT_MAX + 1];
 };
-
-static TAILQ_HEAD(, history) histories = TAILQ_HEAD_INITIALIZER(histories);
 
 /* ---- the envelope ---- */
 
@@ -196,7 +192,7 @@ static void handle_listen(struct client *c, uint64_t id,
 
 static void history_free(struct history *h)
 {
-	TAILQ_REMOVE(&histories, h, entry);
+	op_end(&h->op);
 	js_cancel(h->call);
 	link_wait_cancel(h->wait);
 	if (h->consumer)
@@ -208,11 +204,16 @@ static void history_free(struct history *h)
 	free(h);
 }
 
+static void history_cancel(struct op *o)
+{
+	history_free((struct history *)o);
+}
+
 static void history_reply(struct history *h)
 {
 	Ship__ChannelMessage **out = calloc(h->n ? h->n : 1, sizeof(*out));
 	if (!out) {
-		client_error(h->c, h->id, SHIP__CODE__INTERNAL, "out of memory");
+		client_error(h->op.c, h->op.id, SHIP__CODE__INTERNAL, "out of memory");
 		history_free(h);
 		return;
 	}
@@ -225,20 +226,18 @@ static void history_reply(struct history *h)
 	r.messages = out;
 	r.n_messages = h->n;
 	r.more_before = h->older && h->n ? out[0]->seq : 0;
-	f.id = h->id;
+	f.id = h->op.id;
 	f.body_case = SHIP__SERVER_FRAME__BODY_HISTORY;
 	f.history = &r;
-	client_send(h->c, &f);
+	client_send(h->op.c, &f);
 	free(out);
 	history_free(h);
-	control_flush();
 }
 
 static void history_fail(struct history *h, Ship__Code code, const char *why)
 {
-	client_error(h->c, h->id, code, "history of %s: %s", h->filter, why);
+	client_error(h->op.c, h->op.id, code, "history of %s: %s", h->filter, why);
 	history_free(h);
-	control_flush();
 }
 
 static void history_keep(struct history *h, natsMsg *msg, uint64_t seq)
@@ -356,13 +355,15 @@ static void handle_history(struct client *c, uint64_t id,
 		client_error(c, id, SHIP__CODE__INTERNAL, "out of memory");
 		return;
 	}
-	h->c = c;
-	h->id = id;
+	if (!op_begin(&h->op, c, id, history_cancel)) {
+		free(h->ring);
+		free(h);
+		return;
+	}
 	h->want = want;
 	h->before = q->before_seq;
 	snprintf(h->filter, sizeof(h->filter), "%s.%s", CHANNEL_PREFIX,
 	         q->channel);
-	TAILQ_INSERT_TAIL(&histories, h, entry);
 	json_t *body = json_pack(
 		"{s:s, s:{s:s, s:s, s:s, s:I, s:b, s:i}}", "stream_name",
 		CHANNEL_STREAM, "config", "deliver_policy", "all", "ack_policy",
@@ -393,17 +394,4 @@ bool channels_dispatch(struct client *c, const Ship__ClientFrame *f)
 	}
 }
 
-void channels_client_gone(struct client *c)
-{
-	struct history *h, *tmp;
-	TAILQ_FOREACH_SAFE(h, &histories, entry, tmp)
-		if (h->c == c)
-			history_free(h);
-}
 
-void channels_finish(void)
-{
-	struct history *h;
-	while ((h = TAILQ_FIRST(&histories)))
-		history_free(h);
-}

@@ -36,7 +36,9 @@ static struct {
 	struct event *ev_resume;
 	struct event *ev_flush;
 	struct event *ev_resume_reads;
+	struct event *ev_reap;
 	TAILQ_HEAD(, client) paused;
+	TAILQ_HEAD(, client) reap;
 	TAILQ_HEAD(, client) clients;
 	TAILQ_HEAD(, client) dirty;
 	unsigned n_clients;
@@ -45,6 +47,7 @@ static struct {
 } ctl = {.fd = -1};
 
 static void client_close(struct client *c);
+static void client_free(struct client *c);
 static void client_write_cb(evutil_socket_t fd, short what, void *arg);
 
 unsigned control_client_count(void)
@@ -56,7 +59,7 @@ unsigned control_client_count(void)
 
 static void mark_dirty(struct client *c)
 {
-	if (c->dirty)
+	if (c->dirty || c->dead)
 		return;
 	c->dirty = true;
 	TAILQ_INSERT_TAIL(&ctl.dirty, c, dirty_entry);
@@ -118,6 +121,8 @@ void client_error(struct client *c, uint64_t id, Ship__Code code,
 {
 	char msg[512];
 	va_list ap;
+	if (!c)
+		return; /* the app left: nobody to tell */
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
@@ -130,15 +135,48 @@ void client_error(struct client *c, uint64_t id, Ship__Code code,
 	client_send(c, &f);
 }
 
-bool client_request_begin(struct client *c, uint64_t id)
+/* ---- operations in flight ---- */
+
+void op_track(struct op *o, struct client *c, uint64_t id,
+              op_cancel_fn *cancel)
+{
+	o->c = c;
+	o->id = id;
+	o->cancel = cancel;
+	TAILQ_INSERT_TAIL(&c->ops, o, entry);
+	c->n_requests++;
+}
+
+bool op_begin(struct op *o, struct client *c, uint64_t id,
+              op_cancel_fn *cancel)
 {
 	if (c->n_requests >= conf->max_requests) {
 		client_error(c, id, SHIP__CODE__RESOURCE_EXHAUSTED,
 		             "%u requests in flight, the limit", c->n_requests);
 		return false;
 	}
-	c->n_requests++;
+	op_track(o, c, id, cancel);
 	return true;
+}
+
+void op_end(struct op *o)
+{
+	if (!o || !o->c)
+		return;
+	TAILQ_REMOVE(&o->c->ops, o, entry);
+	o->c->n_requests--;
+	o->c = NULL;
+}
+
+/* The client is going: every op it has in flight stops, unanswered. */
+static void ops_cancel(struct client *c)
+{
+	struct op *o;
+	while ((o = TAILQ_FIRST(&c->ops))) {
+		op_cancel_fn *fn = o->cancel;
+		op_end(o);
+		fn(o);
+	}
 }
 
 static uint32_t requests_in_flight(void)
@@ -537,16 +575,33 @@ static void client_read_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- clients ---- */
 
+/* Close c: it stops being read or written now and is freed by reap_cb,
+ * at the top of a loop callback of its own, so that no caller deeper in
+ * the stack (a completion walking a list, a frame being read) is left
+ * holding a freed client. */
 static void client_close(struct client *c)
 {
-	log_debug("client %" PRIu64 " (%s) gone", c->cid, c->name);
-	pubsub_client_gone(c);
-	kv_client_gone(c);
-	events_client_gone(c);
+	if (c->dead)
+		return;
+	c->dead = c->closing = true;
+	event_del(c->ev_read);
+	event_del(c->ev_write);
 	if (c->dirty)
 		TAILQ_REMOVE(&ctl.dirty, c, dirty_entry);
 	if (c->paused)
 		TAILQ_REMOVE(&ctl.paused, c, paused_entry);
+	c->dirty = c->paused = false;
+	TAILQ_INSERT_TAIL(&ctl.reap, c, reap_entry);
+	event_active(ctl.ev_reap, EV_READ, 0);
+}
+
+static void client_free(struct client *c)
+{
+	log_debug("client %" PRIu64 " (%s) gone", c->cid, c->name);
+	ops_cancel(c);
+	pubsub_client_gone(c);
+	kv_client_gone(c);
+	events_client_gone(c);
 	TAILQ_REMOVE(&ctl.clients, c, entry);
 	ctl.n_clients--;
 	event_free(c->ev_read);
@@ -559,6 +614,20 @@ static void client_close(struct client *c)
 	if (!event_pending(ctl.ev_accept, EV_READ, NULL) &&
 	    !evtimer_pending(ctl.ev_resume, NULL) && ctl.fd >= 0)
 		event_add(ctl.ev_accept, NULL);
+}
+
+static void reap(void)
+{
+	struct client *c;
+	while ((c = TAILQ_FIRST(&ctl.reap))) {
+		TAILQ_REMOVE(&ctl.reap, c, reap_entry);
+		client_free(c);
+	}
+}
+
+static void reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+	reap();
 }
 
 static unsigned clients_of_uid(uid_t uid)
@@ -633,7 +702,7 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
 	c->pid = cr.pid;
 	c->connected_ms = now_ms();
 	snprintf(c->name, sizeof(c->name), "?");
-	TAILQ_INIT(&c->requests);
+	TAILQ_INIT(&c->ops);
 	c->ev_read = event_new(base, fd, EV_READ | EV_PERSIST, client_read_cb, c);
 	c->ev_write = event_new(base, fd, EV_WRITE | EV_PERSIST,
 	                        client_write_cb, c);
@@ -822,6 +891,7 @@ int control_init(struct event_base *b, const struct config *c)
 	TAILQ_INIT(&ctl.clients);
 	TAILQ_INIT(&ctl.dirty);
 	TAILQ_INIT(&ctl.paused);
+	TAILQ_INIT(&ctl.reap);
 	ipc_arena_init(&ctl.arena);
 	int fd = listen_activated();
 	if (fd == -2)
@@ -842,11 +912,14 @@ int control_init(struct event_base *b, const struct config *c)
 	ctl.ev_resume = evtimer_new(b, resume_cb, NULL);
 	ctl.ev_flush = event_new(b, -1, 0, flush_cb, NULL);
 	ctl.ev_resume_reads = evtimer_new(b, resume_reads_cb, NULL);
+	ctl.ev_reap = event_new(b, -1, 0, reap_cb, NULL);
 	if (!ctl.ev_accept || !ctl.ev_resume || !ctl.ev_flush ||
-	    !ctl.ev_resume_reads)
+	    !ctl.ev_resume_reads || !ctl.ev_reap)
 		return -1;
-	/* Flushing runs after everything else that is ready. */
+	/* Flushing runs after everything else that is ready, reaping after
+	 * that. */
 	event_priority_set(ctl.ev_flush, 2);
+	event_priority_set(ctl.ev_reap, 2);
 	if (event_add(ctl.ev_accept, NULL) < 0)
 		return -1;
 	return 0;
@@ -868,6 +941,7 @@ void control_stop_accepting(void)
 void control_shutdown_clients(void)
 {
 	struct client *c, *tmp;
+	reap();
 	/* Best effort: hand over what is queued, then close. */
 	TAILQ_FOREACH_SAFE(c, &ctl.clients, entry, tmp) {
 		int fl = fcntl(c->fd, F_GETFL);
@@ -877,7 +951,7 @@ void control_shutdown_clients(void)
 		setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 		while (ipc_buf_used(&c->out) > 0 && ipc_buf_write(&c->out, c->fd) > 0)
 			;
-		client_close(c);
+		client_free(c);
 	}
 }
 
@@ -892,7 +966,10 @@ void control_finish(void)
 		event_free(ctl.ev_flush);
 	if (ctl.ev_resume_reads)
 		event_free(ctl.ev_resume_reads);
+	if (ctl.ev_reap)
+		event_free(ctl.ev_reap);
 	ctl.ev_accept = ctl.ev_resume = ctl.ev_flush = ctl.ev_resume_reads = NULL;
+	ctl.ev_reap = NULL;
 	free(ctl.path);
 	free(ctl.name);
 	ctl.path = ctl.name = NULL;

@@ -19,15 +19,11 @@
 
 /* An acknowledged publish in flight for a client. */
 struct pending {
-	TAILQ_ENTRY(pending) entry;
-	struct client *c;
-	uint64_t id;
+	struct op op;
 	struct js_call *call;
 	char stream[64];
 	char msg_id[128];
 };
-
-static TAILQ_HEAD(, pending) pendings = TAILQ_HEAD_INITIALIZER(pendings);
 
 /* The streams shipd declares itself, checked whenever NATS comes up. */
 static struct default_stream {
@@ -100,9 +96,16 @@ bool events_token_valid(const char *s)
 
 static void pending_free(struct pending *p)
 {
-	TAILQ_REMOVE(&pendings, p, entry);
-	p->c->n_requests--;
+	js_cancel(p->call);
+	op_end(&p->op);
 	free(p);
+}
+
+/* The app left: the publish may still be stored, and the app retries
+ * with the same Nats-Msg-Id if it cares. */
+static void pending_cancel(struct op *o)
+{
+	pending_free((struct pending *)o);
 }
 
 static void on_acked(void *arg, uint64_t seq, bool dup, const struct js_err *e)
@@ -110,8 +113,9 @@ static void on_acked(void *arg, uint64_t seq, bool dup, const struct js_err *e)
 	struct pending *p = arg;
 	p->call = NULL;
 	if (e) {
-		client_error(p->c, p->id, e->code, "%s (Nats-Msg-Id %s; retrying "
-		             "with the same id is safe)",
+		client_error(p->op.c, p->op.id,
+		             e->code, "%s (Nats-Msg-Id %s; retrying with the same "
+		             "id is safe)",
 		             e->text, p->msg_id);
 	} else {
 		Ship__ServerFrame f = SHIP__SERVER_FRAME__INIT;
@@ -120,13 +124,12 @@ static void on_acked(void *arg, uint64_t seq, bool dup, const struct js_err *e)
 		r.duplicate = dup;
 		r.msg_id = p->msg_id;
 		r.stream = p->stream;
-		f.id = p->id;
+		f.id = p->op.id;
 		f.body_case = SHIP__SERVER_FRAME__BODY_EMITTED;
 		f.emitted = &r;
-		client_send(p->c, &f);
+		client_send(p->op.c, &f);
 	}
 	pending_free(p);
-	control_flush();
 }
 
 void events_publish(struct client *c, uint64_t id, const char *subject,
@@ -148,15 +151,12 @@ void events_publish(struct client *c, uint64_t id, const char *subject,
 		client_error(c, id, SHIP__CODE__INTERNAL, "out of memory");
 		return;
 	}
-	if (!client_request_begin(c, id)) {
+	if (!op_begin(&p->op, c, id, pending_cancel)) {
 		free(p);
 		return;
 	}
-	p->c = c;
-	p->id = id;
 	snprintf(p->stream, sizeof(p->stream), "%s", stream);
 	snprintf(p->msg_id, sizeof(p->msg_id), "%s", msg_id);
-	TAILQ_INSERT_TAIL(&pendings, p, entry);
 	p->call = js_publish_id(subject, msg_id, json, strlen(json),
 	                        EMIT_TIMEOUT_MS, on_acked, p);
 	if (!p->call) {
@@ -255,8 +255,7 @@ static void handle_emit(struct client *c, uint64_t id, const Ship__Emit *e)
 /* ---- declaring streams ---- */
 
 struct declare {
-	struct client *c;
-	uint64_t id;
+	struct op op; /* an app's declaration; none for shipd's own */
 	struct default_stream *def;
 	struct declared_stream *conf;
 };
@@ -274,13 +273,20 @@ static void on_declared(void *arg, const struct js_err *e, bool created)
 		if (e)
 			log_warnx("stream %s from the configuration: %s",
 			          d->conf->name, e->text);
+	} else if (!d->op.c) {
+		/* The app left; the declaration went on without it. */
 	} else if (e) {
-		client_error(d->c, d->id, e->code, "%s", e->text);
+		client_error(d->op.c, d->op.id, e->code, "%s", e->text);
 	} else {
-		client_ok(d->c, d->id);
+		client_ok(d->op.c, d->op.id);
 	}
+	op_end(&d->op);
 	free(d);
-	control_flush();
+}
+
+/* js_stream_ensure cannot be stopped: it finishes without the app. */
+static void declare_cancel(struct op *o)
+{
 }
 
 static void declare_defaults(void)
@@ -357,14 +363,24 @@ static void handle_declare(struct client *c, uint64_t id,
 		.memory = sd->memory,
 		.replicas = (int)sd->replicas,
 	};
-	struct declare *d = calloc(1, sizeof(*d));
-	if (!d || !link_connected() || js_stream_ensure(&cfg, on_declared, d) < 0) {
-		free(d);
+	if (!link_connected()) {
 		client_error(c, id, SHIP__CODE__UNAVAILABLE, "NATS is not connected");
 		return;
 	}
-	d->c = c;
-	d->id = id;
+	struct declare *d = calloc(1, sizeof(*d));
+	if (!d) {
+		client_error(c, id, SHIP__CODE__INTERNAL, "out of memory");
+		return;
+	}
+	if (!op_begin(&d->op, c, id, declare_cancel)) {
+		free(d);
+		return;
+	}
+	if (js_stream_ensure(&cfg, on_declared, d) < 0) {
+		client_error(c, id, SHIP__CODE__UNAVAILABLE, "NATS is not connected");
+		op_end(&d->op);
+		free(d);
+	}
 }
 
 /* ---- subscribing ---- */
@@ -575,17 +591,29 @@ static void handle_ack(struct client *c, uint64_t id, const Ship__EventAck *a)
 /* ---- listing streams ---- */
 
 struct listing {
-	struct client *c;
-	uint64_t id;
+	struct op op;
+	struct js_call *call;
 };
+
+static void listing_free(struct listing *l)
+{
+	js_cancel(l->call);
+	op_end(&l->op);
+	free(l);
+}
+
+static void listing_cancel(struct op *o)
+{
+	listing_free((struct listing *)o);
+}
 
 static void on_listed(void *arg, json_t *reply, const struct js_err *e)
 {
 	struct listing *l = arg;
+	l->call = NULL;
 	if (e) {
-		client_error(l->c, l->id, e->code, "%s", e->text);
-		free(l);
-		control_flush();
+		client_error(l->op.c, l->op.id, e->code, "%s", e->text);
+		listing_free(l);
 		return;
 	}
 	json_t *arr = json_object_get(reply, "streams");
@@ -594,7 +622,7 @@ static void on_listed(void *arg, json_t *reply, const struct js_err *e)
 	Ship__StreamInfo **ptrs = calloc(n ? n : 1, sizeof(*ptrs));
 	char ***subjects = calloc(n ? n : 1, sizeof(*subjects));
 	if (!infos || !ptrs || !subjects) {
-		client_error(l->c, l->id, SHIP__CODE__INTERNAL, "out of memory");
+		client_error(l->op.c, l->op.id, SHIP__CODE__INTERNAL, "out of memory");
 		n = 0;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -631,32 +659,36 @@ static void on_listed(void *arg, json_t *reply, const struct js_err *e)
 		Ship__StreamsReply r = SHIP__STREAMS_REPLY__INIT;
 		r.n_streams = n;
 		r.streams = ptrs;
-		f.id = l->id;
+		f.id = l->op.id;
 		f.body_case = SHIP__SERVER_FRAME__BODY_STREAMS;
 		f.streams = &r;
-		client_send(l->c, &f);
+		client_send(l->op.c, &f);
 	}
 	for (size_t i = 0; subjects && i < n; i++)
 		free(subjects[i]);
 	free(subjects);
 	free(infos);
 	free(ptrs);
-	free(l);
-	control_flush();
+	listing_free(l);
 }
 
 static void handle_streams(struct client *c, uint64_t id)
 {
 	struct listing *l = calloc(1, sizeof(*l));
-	if (!l)
+	if (!l) {
+		client_error(c, id, SHIP__CODE__INTERNAL, "out of memory");
 		return;
-	l->c = c;
-	l->id = id;
-	/* One page of up to 256 streams is what the server sends. */
-	if (!js_api("STREAM.LIST", json_pack("{s:i}", "offset", 0),
-	            API_TIMEOUT_MS, on_listed, l)) {
+	}
+	if (!op_begin(&l->op, c, id, listing_cancel)) {
 		free(l);
+		return;
+	}
+	/* One page of up to 256 streams is what the server sends. */
+	l->call = js_api("STREAM.LIST", json_pack("{s:i}", "offset", 0),
+	                 API_TIMEOUT_MS, on_listed, l);
+	if (!l->call) {
 		client_error(c, id, SHIP__CODE__UNAVAILABLE, "NATS is not connected");
+		listing_free(l);
 	}
 }
 
@@ -690,17 +722,7 @@ bool events_dispatch(struct client *c, const Ship__ClientFrame *f)
 
 void events_client_gone(struct client *c)
 {
-	struct pending *p, *tmp;
-	TAILQ_FOREACH_SAFE(p, &pendings, entry, tmp) {
-		if (p->c != c)
-			continue;
-		/* The publish may still be stored: the app retries with the
-		 * same Nats-Msg-Id if it cares. */
-		js_cancel(p->call);
-		pending_free(p);
-	}
 	consumer_client_gone(c);
-	channels_client_gone(c);
 }
 
 void events_link_changed(bool up)
@@ -712,13 +734,7 @@ void events_link_changed(bool up)
 
 void events_finish(void)
 {
-	struct pending *p;
-	while ((p = TAILQ_FIRST(&pendings))) {
-		js_cancel(p->call);
-		pending_free(p);
-	}
 	consumer_finish();
-	channels_finish();
 }
 
 const char *events_default_problem(const char *stream)

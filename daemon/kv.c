@@ -29,10 +29,8 @@ enum op_kind {
 };
 
 struct kvop {
-	TAILQ_ENTRY(kvop) entry;
+	struct op op; /* op.c is NULL once the app is gone */
 	enum op_kind kind;
-	struct client *c; /* NULL once the app is gone */
-	uint64_t id;
 	char bucket[KV_NAME_MAX];
 	char key[IPC_SUBJECT_MAX + 1];
 	struct kv_req *req;
@@ -43,7 +41,24 @@ struct kvop {
 	json_t *list;
 };
 
-static TAILQ_HEAD(, kvop) ops = TAILQ_HEAD_INITIALIZER(ops);
+static void op_free(struct kvop *o)
+{
+	op_end(&o->op);
+	kv_req_cancel(o->req);
+	js_cancel(o->call);
+	kv_collect_cancel(o->coll);
+	json_decref(o->list);
+	free(o);
+}
+
+/* The app left. One in kv_ensure cannot be stopped: its callback, which
+ * kv_finish also runs, frees it. */
+static void op_cancel(struct op *op)
+{
+	struct kvop *o = (struct kvop *)op;
+	if (!o->ensuring)
+		op_free(o);
+}
 
 static struct kvop *op_new(struct client *c, uint64_t id, enum op_kind kind,
                            const char *bucket, const char *key)
@@ -53,35 +68,19 @@ static struct kvop *op_new(struct client *c, uint64_t id, enum op_kind kind,
 		client_error(c, id, SHIP__CODE__INTERNAL, "out of memory");
 		return NULL;
 	}
-	if (!client_request_begin(c, id)) {
+	if (!op_begin(&o->op, c, id, op_cancel)) {
 		free(o);
 		return NULL;
 	}
 	o->kind = kind;
-	o->c = c;
-	o->id = id;
 	snprintf(o->bucket, sizeof(o->bucket), "%s", bucket ? bucket : "");
 	snprintf(o->key, sizeof(o->key), "%s", key ? key : "");
-	TAILQ_INSERT_TAIL(&ops, o, entry);
 	return o;
-}
-
-static void op_free(struct kvop *o)
-{
-	TAILQ_REMOVE(&ops, o, entry);
-	if (o->c)
-		o->c->n_requests--;
-	kv_req_cancel(o->req);
-	js_cancel(o->call);
-	kv_collect_cancel(o->coll);
-	json_decref(o->list);
-	free(o);
 }
 
 static void op_fail(struct kvop *o, const struct js_err *e)
 {
-	if (o->c)
-		client_error(o->c, o->id, e->code, "%s", e->text);
+	client_error(o->op.c, o->op.id, e->code, "%s", e->text);
 	op_free(o);
 }
 
@@ -125,10 +124,10 @@ static void send_entry(struct kvop *o, const struct kv_entry *e)
 	Ship__ServerFrame f = SHIP__SERVER_FRAME__INIT;
 	Ship__KvEntry pe;
 	entry_to_ship(&pe, o->bucket, e);
-	f.id = o->id;
+	f.id = o->op.id;
 	f.body_case = SHIP__SERVER_FRAME__BODY_KV_ENTRY;
 	f.kv_entry = &pe;
-	client_send(o->c, &f);
+	client_send(o->op.c, &f);
 }
 
 static void got(void *arg, const struct kv_entry *e, const struct js_err *err)
@@ -237,28 +236,34 @@ static void info_from_json(Ship__KvBucketInfo *bi, Ship__KvBucketConfig *bc,
 	bi->storage = (char *)(storage ? storage : "");
 }
 
+/* Fail o; a stream that does not exist is a bucket that does not. */
+static void op_fail_bucket(struct kvop *o, const struct js_err *e)
+{
+	struct js_err nf;
+	if (kv_no_stream(e)) {
+		kv_set_err(&nf, SHIP__CODE__NOT_FOUND, "bucket '%s' not found",
+		           o->bucket);
+		e = &nf;
+	}
+	op_fail(o, e);
+}
+
 static void info_done(void *arg, json_t *reply, const struct js_err *e)
 {
 	struct kvop *o = arg;
 	o->call = NULL;
 	if (e) {
-		struct js_err nf;
-		if (kv_no_stream(e)) {
-			kv_set_err(&nf, SHIP__CODE__NOT_FOUND, "bucket '%s' not found",
-			        o->bucket);
-			e = &nf;
-		}
-		op_fail(o, e);
+		op_fail_bucket(o, e);
 		return;
 	}
 	Ship__ServerFrame f = SHIP__SERVER_FRAME__INIT;
 	Ship__KvBucketInfo bi;
 	Ship__KvBucketConfig bc;
 	info_from_json(&bi, &bc, reply);
-	f.id = o->id;
+	f.id = o->op.id;
 	f.body_case = SHIP__SERVER_FRAME__BODY_KV_BUCKET;
 	f.kv_bucket = &bi;
-	client_send(o->c, &f);
+	client_send(o->op.c, &f);
 	op_free(o);
 }
 
@@ -281,7 +286,7 @@ static void created(void *arg, const struct js_err *e)
 	struct kvop *o = arg;
 	struct js_err err;
 	o->ensuring = false;
-	if (!o->c) {
+	if (!o->op.c) {
 		op_free(o); /* the app left meanwhile */
 		return;
 	}
@@ -353,7 +358,7 @@ static void send_list(struct kvop *o)
 	Ship__KvBucketConfig *cfgs = calloc(n ? n : 1, sizeof(*cfgs));
 	Ship__KvBucketInfo **ptrs = calloc(n ? n : 1, sizeof(*ptrs));
 	if (!infos || !cfgs || !ptrs) {
-		client_error(o->c, o->id, SHIP__CODE__INTERNAL, "out of memory");
+		client_error(o->op.c, o->op.id, SHIP__CODE__INTERNAL, "out of memory");
 	} else {
 		for (size_t i = 0; i < n; i++) {
 			info_from_json(&infos[i], &cfgs[i], json_array_get(o->list, i));
@@ -363,10 +368,10 @@ static void send_list(struct kvop *o)
 		Ship__KvBucketList bl = SHIP__KV_BUCKET_LIST__INIT;
 		bl.n_buckets = n;
 		bl.buckets = ptrs;
-		f.id = o->id;
+		f.id = o->op.id;
 		f.body_case = SHIP__SERVER_FRAME__BODY_KV_BUCKETS;
 		f.kv_buckets = &bl;
-		client_send(o->c, &f);
+		client_send(o->op.c, &f);
 	}
 	free(infos);
 	free(cfgs);
@@ -421,19 +426,13 @@ static void deleted(void *arg, json_t *reply, const struct js_err *e)
 	struct kvop *o = arg;
 	o->call = NULL;
 	if (e) {
-		struct js_err nf;
-		if (kv_no_stream(e)) {
-			kv_set_err(&nf, SHIP__CODE__NOT_FOUND, "bucket '%s' not found",
-			        o->bucket);
-			e = &nf;
-		}
-		op_fail(o, e);
+		op_fail_bucket(o, e);
 		return;
 	}
 	kv_forget_bucket(o->bucket);
-	log_info("client %" PRIu64 " deleted bucket %s", o->c ? o->c->cid : 0,
+	log_info("client %" PRIu64 " deleted bucket %s", o->op.c ? o->op.c->cid : 0,
 	         o->bucket);
-	client_ok(o->c, o->id);
+	client_ok(o->op.c, o->op.id);
 	op_free(o);
 }
 
@@ -466,12 +465,12 @@ static void collected(void *arg, const struct kv_entry *es, size_t n,
 		return;
 	}
 	Ship__ServerFrame f = SHIP__SERVER_FRAME__INIT;
-	f.id = o->id;
+	f.id = o->op.id;
 	if (o->kind == OP_KEYS) {
 		Ship__KvKeysReply kr = SHIP__KV_KEYS_REPLY__INIT;
 		char **keys = calloc(n ? n : 1, sizeof(*keys));
 		if (!keys) {
-			client_error(o->c, o->id, SHIP__CODE__INTERNAL, "out of memory");
+			client_error(o->op.c, o->op.id, SHIP__CODE__INTERNAL, "out of memory");
 			op_free(o);
 			return;
 		}
@@ -481,13 +480,13 @@ static void collected(void *arg, const struct kv_entry *es, size_t n,
 		kr.keys = keys;
 		f.body_case = SHIP__SERVER_FRAME__BODY_KV_KEYS;
 		f.kv_keys = &kr;
-		client_send(o->c, &f);
+		client_send(o->op.c, &f);
 		free(keys);
 		op_free(o);
 		return;
 	}
 	if (n == 0) {
-		client_error(o->c, o->id, SHIP__CODE__NOT_FOUND, "key '%s' not found",
+		client_error(o->op.c, o->op.id, SHIP__CODE__NOT_FOUND, "key '%s' not found",
 		             o->key);
 		op_free(o);
 		return;
@@ -504,9 +503,9 @@ static void collected(void *arg, const struct kv_entry *es, size_t n,
 		ke.entries = ptrs;
 		f.body_case = SHIP__SERVER_FRAME__BODY_KV_ENTRIES;
 		f.kv_entries = &ke;
-		client_send(o->c, &f);
+		client_send(o->op.c, &f);
 	} else {
-		client_error(o->c, o->id, SHIP__CODE__INTERNAL, "out of memory");
+		client_error(o->op.c, o->op.id, SHIP__CODE__INTERNAL, "out of memory");
 	}
 	free(pes);
 	free(ptrs);
@@ -632,14 +631,6 @@ bool kv_dispatch(struct client *c, const Ship__ClientFrame *f)
 
 void kv_client_gone(struct client *c)
 {
-	struct kvop *o, *tmp;
-	TAILQ_FOREACH_SAFE(o, &ops, entry, tmp) {
-		if (o->c != c)
-			continue;
-		o->c = NULL;
-		if (!o->ensuring)
-			op_free(o);
-	}
 	kvwatch_client_gone(c);
 	registry_client_gone(c);
 }
@@ -652,14 +643,6 @@ void kv_link_changed(bool up)
 
 void kv_finish(void)
 {
-	struct kvop *o, *tmp;
-	TAILQ_FOREACH_SAFE(o, &ops, entry, tmp) {
-		o->c = NULL;
-		/* One in kv_ensure is freed by its callback, which the link
-		 * runs (with an error) when it finishes. */
-		if (!o->ensuring)
-			op_free(o);
-	}
 	kvwatch_finish();
 	registry_finish();
 }

@@ -12,9 +12,12 @@
 #define SUBACK_WAIT_MS 2000
 #define MAX_HEADERS 256
 
+struct request;
+
 struct sub {
 	TAILQ_ENTRY(sub) entry;
 	struct client *c; /* NULL once the stream has ended */
+	struct request *ack; /* the subscribe's answer, waiting for the server */
 	uint64_t id;
 	char *subject;
 	char *queue;
@@ -32,11 +35,9 @@ struct sub {
 enum req_kind { REQ_REQUEST, REQ_SUBACK };
 
 struct request {
-	TAILQ_ENTRY(request) entry; /* in the client's list */
+	struct op op;
 	enum req_kind kind;
-	struct client *c;
-	uint64_t id;
-	struct sub *sub; /* REQ_SUBACK */
+	struct sub *sub; /* REQ_SUBACK: the stream it belongs to */
 	struct link_wait *wait;
 	char subject[];
 };
@@ -217,34 +218,45 @@ void pubsub_publish_view(struct client *c, const struct ipc_publish_view *v)
 static void request_free(struct request *r)
 {
 	link_wait_cancel(r->wait);
-	TAILQ_REMOVE(&r->c->requests, r, entry);
-	r->c->n_requests--;
+	op_end(&r->op);
+	if (r->sub)
+		r->sub->ack = NULL;
 	free(r);
+}
+
+static void request_cancel(struct op *o)
+{
+	request_free((struct request *)o);
 }
 
 static void request_done(void *arg, natsMsg *msg, natsStatus st);
 
+/* A request of c, counted against its limit; a subscribe's barrier is
+ * shipd's own and not limited. NULL if refused (answered). */
 static struct request *request_new(struct client *c, uint64_t id,
                                    enum req_kind kind, const char *subject,
                                    uint32_t timeout_ms)
 {
 	size_t sl = strlen(subject) + 1;
 	struct request *r = calloc(1, sizeof(*r) + sl);
-	if (!r)
+	if (!r) {
+		client_error(c, id, SHIP__CODE__INTERNAL, "out of memory");
 		return NULL;
+	}
 	r->kind = kind;
-	r->c = c;
-	r->id = id;
 	memcpy(r->subject, subject, sl);
 	if (!(r->wait = link_wait_new(timeout_ms, false, request_done, r))) {
+		client_error(c, id, SHIP__CODE__INTERNAL, "out of memory");
 		free(r);
 		return NULL;
 	}
-	TAILQ_INSERT_TAIL(&c->requests, r, entry);
-	/* An app's request was counted by client_request_begin(); a
-	 * subscribe's barrier is counted here, without a limit. */
-	if (kind == REQ_SUBACK)
-		c->n_requests++;
+	if (kind == REQ_SUBACK) {
+		op_track(&r->op, c, id, request_cancel);
+	} else if (!op_begin(&r->op, c, id, request_cancel)) {
+		link_wait_cancel(r->wait);
+		free(r);
+		return NULL;
+	}
 	return r;
 }
 
@@ -266,14 +278,9 @@ void pubsub_request(struct client *c, uint64_t id, const Ship__Request *rq)
 	uint32_t t = rq->timeout_ms ? rq->timeout_ms : conf->request_timeout_ms;
 	if (t > conf->max_request_timeout_ms)
 		t = conf->max_request_timeout_ms;
-	if (!client_request_begin(c, id))
-		return;
 	struct request *r = request_new(c, id, REQ_REQUEST, rq->msg->subject, t);
-	if (!r) {
-		c->n_requests--;
-		client_error(c, id, SHIP__CODE__INTERNAL, "out of memory");
+	if (!r)
 		return;
-	}
 	natsStatus s = send_msg(rq->msg->subject, link_wait_inbox(r->wait),
 	                        rq->msg->data.data, rq->msg->data.len, rq->msg);
 	if (s != NATS_OK) {
@@ -342,31 +349,32 @@ static void msg_view(Ship__Msg *m, struct hdrs *hs, natsMsg *msg)
 static void request_done(void *arg, natsMsg *msg, natsStatus st)
 {
 	struct request *r = arg;
+	struct client *c = r->op.c;
 	r->wait = NULL; /* a single wait is gone after its callback */
 	if (r->kind == REQ_SUBACK) {
 		/* Answered, or lost with NATS: either way the subscription is
-		 * registered with nats.c and live (again) on reconnect. */
-		if (!r->sub->ended)
-			client_ok(r->c, r->sub->id);
+		 * registered with nats.c and live (again) on reconnect. A
+		 * stream that ended meanwhile cancelled this wait. */
+		client_ok(c, r->op.id);
 	} else if (st == NATS_OK) {
 		static struct hdrs hs;
 		Ship__ServerFrame f = SHIP__SERVER_FRAME__INIT;
 		Ship__Msg m;
 		msg_view(&m, &hs, msg);
-		f.id = r->id;
+		f.id = r->op.id;
 		f.body_case = SHIP__SERVER_FRAME__BODY_MSG;
 		f.msg = &m;
-		client_send(r->c, &f);
+		client_send(c, &f);
 		hdrs_free(&hs);
 		stats.msgs_in++;
 	} else if (st == NATS_NO_RESPONDERS) {
-		client_error(r->c, r->id, SHIP__CODE__NO_RESPONDERS,
+		client_error(c, r->op.id, SHIP__CODE__NO_RESPONDERS,
 		             "no responders on '%.128s'", r->subject);
 	} else if (st == NATS_TIMEOUT) {
-		client_error(r->c, r->id, SHIP__CODE__TIMEOUT,
+		client_error(c, r->op.id, SHIP__CODE__TIMEOUT,
 		             "no reply on '%.128s' in time", r->subject);
 	} else {
-		client_error(r->c, r->id, SHIP__CODE__UNAVAILABLE,
+		client_error(c, r->op.id, SHIP__CODE__UNAVAILABLE,
 		             "NATS connection lost during the request");
 	}
 	natsMsg_Destroy(msg);
@@ -416,6 +424,8 @@ static void sub_end(struct sub *s, Ship__Code code, const char *why)
 		return;
 	s->ended = true;
 	n_subs--;
+	if (s->ack)
+		request_free(s->ack); /* the stream's end answers instead */
 	struct client *c = s->c;
 	if (c) {
 		Ship__ServerFrame f = SHIP__SERVER_FRAME__INIT;
@@ -467,11 +477,10 @@ static void sub_ack(struct sub *s)
 	}
 	struct request *r = request_new(s->c, s->id, REQ_SUBACK, s->subject,
 	                                SUBACK_WAIT_MS);
-	if (!r) {
-		client_ok(s->c, s->id);
+	if (!r)
 		return;
-	}
 	r->sub = s;
+	s->ack = r;
 	if (natsConnection_Publish(link_conn(), link_wait_inbox(r->wait), NULL,
 	                           0) != NATS_OK) {
 		client_ok(s->c, s->id);
@@ -648,9 +657,6 @@ void pubsub_link_ready(void)
 
 void pubsub_client_gone(struct client *c)
 {
-	struct request *r;
-	while ((r = TAILQ_FIRST(&c->requests)))
-		request_free(r);
 	size_t pos = 0;
 	void *v;
 	while (ipc_idmap_next(&c->streams, &pos, NULL, &v)) {

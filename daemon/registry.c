@@ -31,11 +31,10 @@ struct keepalive {
 
 struct rop {
 	TAILQ_ENTRY(rop) entry;
+	struct op base;   /* base.c NULL: shipd's own (keep-alive, offline) */
 	struct event *backoff; /* a CAS retry waiting its turn */
 	enum rkind kind;
-	struct client *c; /* NULL: shipd's own (keep-alive, offline) */
 	bool gone;        /* the app left: finish quietly */
-	uint64_t id;
 	int op;           /* Ship__BeingOp or Ship__StoreOp */
 	const char *bucket;
 	char key[IPC_SUBJECT_MAX + 1];
@@ -59,6 +58,7 @@ static TAILQ_HEAD(, keepalive) kas = TAILQ_HEAD_INITIALIZER(kas);
 static bool ensured[3]; /* beings, config, health */
 
 static void step(struct rop *o);
+static void rop_cancel(struct op *op);
 
 static int store_index(const char *bucket)
 {
@@ -76,13 +76,11 @@ static struct rop *rop_new(struct client *c, uint64_t id, enum rkind kind,
 			client_error(c, id, SHIP__CODE__INTERNAL, "out of memory");
 		return NULL;
 	}
-	if (c && !client_request_begin(c, id)) {
+	if (c && !op_begin(&o->base, c, id, rop_cancel)) {
 		free(o);
 		return NULL;
 	}
 	o->kind = kind;
-	o->c = c;
-	o->id = id;
 	o->op = op;
 	o->bucket = bucket;
 	snprintf(o->key, sizeof(o->key), "%s", key ? key : "");
@@ -93,8 +91,7 @@ static struct rop *rop_new(struct client *c, uint64_t id, enum rkind kind,
 static void rop_free(struct rop *o)
 {
 	TAILQ_REMOVE(&rops, o, entry);
-	if (o->c && !o->gone)
-		o->c->n_requests--;
+	op_end(&o->base);
 	if (o->ka && o->ka->beat == o)
 		o->ka->beat = NULL;
 	kv_req_cancel(o->req);
@@ -108,16 +105,30 @@ static void rop_free(struct rop *o)
 	free(o);
 }
 
+/* The app left: finish quietly. One in kv_ensure cannot be stopped: its
+ * callback frees it. */
+static void rop_cancel(struct op *op)
+{
+	struct rop *o = (struct rop *)op;
+	o->gone = true;
+	if (o->ka) {
+		if (o->ka->beat == o)
+			o->ka->beat = NULL;
+		o->ka = NULL;
+	}
+	if (!o->ensuring)
+		rop_free(o);
+}
+
 static void backoff_cb(evutil_socket_t fd, short what, void *arg)
 {
 	step(arg);
-	control_flush();
 }
 
 static void reply_error(struct rop *o, Ship__Code code, const char *text)
 {
-	if (o->c && !o->gone)
-		client_error(o->c, o->id, code, "%s", text);
+	if (o->base.c)
+		client_error(o->base.c, o->base.id, code, "%s", text);
 	else if (code != SHIP__CODE__OK)
 		log_debug("registry: %s %s: %s", o->bucket, o->key, text);
 }
@@ -262,15 +273,15 @@ static void send_beings(struct rop *o, json_t **objs, const char **texts,
 		           caps + i * 64, metas[i]);
 		ptrs[i] = &bs[i];
 	}
-	if (bs && ptrs && caps && metas && o->c && !o->gone) {
+	if (bs && ptrs && caps && metas && o->base.c) {
 		Ship__ServerFrame f = SHIP__SERVER_FRAME__INIT;
 		Ship__BeingsReply r = SHIP__BEINGS_REPLY__INIT;
 		r.n_beings = n;
 		r.beings = ptrs;
-		f.id = o->id;
+		f.id = o->base.id;
 		f.body_case = SHIP__SERVER_FRAME__BODY_BEINGS;
 		f.beings = &r;
-		client_send(o->c, &f);
+		client_send(o->base.c, &f);
 	}
 	for (size_t i = 0; metas && i < n; i++)
 		free(metas[i]);
@@ -349,18 +360,18 @@ static void being_written(void *arg, uint64_t rev, const struct js_err *e)
 		pe.revision = rev;
 		ke.n_entries = 1;
 		ke.entries = &pp;
-		f.id = o->id;
+		f.id = o->base.id;
 		f.body_case = SHIP__SERVER_FRAME__BODY_KV_ENTRIES;
 		f.kv_entries = &ke;
-		if (o->c && !o->gone)
-			client_send(o->c, &f);
+		if (o->base.c)
+			client_send(o->base.c, &f);
 	} else if (o->op == SHIP__BEING_OP__BEING_UNREGISTER ||
 	           o->op == SHIP__BEING_OP__BEING_KEEPALIVE) {
-		if (o->c && !o->gone)
-			client_ok(o->c, o->id);
+		if (o->base.c)
+			client_ok(o->base.c, o->base.id);
 	} else {
 		json_t *j = json_loads(o->value, 0, NULL);
-		if (o->c && !o->gone)
+		if (o->base.c)
 			send_one_being(o, j, rev);
 		json_decref(j);
 	}
@@ -504,7 +515,7 @@ static void store_entries(struct rop *o, const struct kv_entry *es, size_t n)
 	Ship__KvEntry **ptrs = calloc(n ? n : 1, sizeof(*ptrs));
 	if (!pes || !ptrs) {
 		reply_error(o, SHIP__CODE__INTERNAL, "out of memory");
-	} else if (o->c && !o->gone) {
+	} else if (o->base.c) {
 		for (size_t i = 0; i < n; i++) {
 			ship__kv_entry__init(&pes[i]);
 			pes[i].bucket = (char *)o->bucket;
@@ -517,10 +528,10 @@ static void store_entries(struct rop *o, const struct kv_entry *es, size_t n)
 		}
 		ke.n_entries = n;
 		ke.entries = ptrs;
-		f.id = o->id;
+		f.id = o->base.id;
 		f.body_case = SHIP__SERVER_FRAME__BODY_KV_ENTRIES;
 		f.kv_entries = &ke;
-		client_send(o->c, &f);
+		client_send(o->base.c, &f);
 	}
 	free(pes);
 	free(ptrs);
@@ -558,7 +569,7 @@ static void store_listed(void *arg, const struct kv_entry *es, size_t n,
 	}
 	if (o->op == SHIP__STORE_OP__STORE_LIST) {
 		store_entries(o, es, n);
-	} else if (o->c && !o->gone) {
+	} else if (o->base.c) {
 		Ship__ServerFrame f = SHIP__SERVER_FRAME__INIT;
 		Ship__KvKeysReply kr = SHIP__KV_KEYS_REPLY__INIT;
 		char **keys = calloc(n ? n : 1, sizeof(*keys));
@@ -566,10 +577,10 @@ static void store_listed(void *arg, const struct kv_entry *es, size_t n,
 			keys[i] = (char *)es[i].key;
 		kr.n_keys = keys ? n : 0;
 		kr.keys = keys;
-		f.id = o->id;
+		f.id = o->base.id;
 		f.body_case = SHIP__SERVER_FRAME__BODY_KV_KEYS;
 		f.kv_keys = &kr;
-		client_send(o->c, &f);
+		client_send(o->base.c, &f);
 		free(keys);
 	}
 	rop_free(o);
@@ -808,18 +819,6 @@ void registry_store(struct client *c, uint64_t id, const Ship__StoreRequest *r)
 
 void registry_client_gone(struct client *c)
 {
-	struct rop *o, *tmp;
-	TAILQ_FOREACH_SAFE(o, &rops, entry, tmp) {
-		if (o->c != c)
-			continue;
-		o->gone = true;
-		if (o->ka && o->ka->c == c) {
-			o->ka->beat = NULL;
-			o->ka = NULL;
-		}
-		if (!o->ensuring)
-			rop_free(o);
-	}
 	struct keepalive *k, *ktmp;
 	TAILQ_FOREACH_SAFE(k, &kas, entry, ktmp) {
 		if (k->c != c)

@@ -211,10 +211,27 @@ struct client_stats {
 	uint64_t dropped;
 };
 
+/* An operation in flight for a client (a request waiting for NATS or
+ * JetStream), embedded in the block's own structure. It is on its
+ * client's list and counted against the client's limits from op_begin()
+ * to op_end(); when the client goes, each op's cancel function runs once
+ * (after op_end, so o->c is NULL there) and must stop the work and free
+ * it without answering. A completion finds o->c NULL once the client is
+ * gone and answers nobody. */
+struct op;
+typedef void op_cancel_fn(struct op *o);
+struct op {
+	TAILQ_ENTRY(op) entry;
+	struct client *c; /* NULL once over or cancelled */
+	uint64_t id;
+	op_cancel_fn *cancel;
+};
+
 struct client {
 	TAILQ_ENTRY(client) entry;
 	TAILQ_ENTRY(client) dirty_entry;
 	TAILQ_ENTRY(client) paused_entry;
+	TAILQ_ENTRY(client) reap_entry;
 	uint64_t cid;
 	int fd;
 	struct event *ev_read;
@@ -226,13 +243,14 @@ struct client {
 	bool hello;
 	bool dirty;
 	bool closing;   /* write what is queued, then close */
+	bool dead;      /* closed: freed at the top of the next loop turn */
 	bool want_write;
 	bool paused;    /* not read until NATS takes what waits for it */
 	struct ipc_buf in;
 	struct ipc_buf out;
 	struct ipc_idmap streams; /* stream id -> struct sub */
-	TAILQ_HEAD(, request) requests;
-	uint32_t n_requests;
+	TAILQ_HEAD(, op) ops;
+	uint32_t n_requests; /* ops in flight */
 	uint32_t n_subs;
 	struct client_stats st;
 	uint64_t connected_ms;
@@ -249,10 +267,17 @@ int client_push(struct client *c, const Ship__ServerFrame *f);
 void client_error(struct client *c, uint64_t id, Ship__Code code,
                   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 void client_ok(struct client *c, uint64_t id);
-/* Count a request in flight for c (the caller decrements c->n_requests
- * when it is over), or refuse it, answered, at max_requests. */
-bool client_request_begin(struct client *c, uint64_t id);
-/* Write out what was queued to clients during this loop turn. */
+/* Start o as request id of c, or refuse it, answered, at max_requests. */
+bool op_begin(struct op *o, struct client *c, uint64_t id,
+              op_cancel_fn *cancel);
+/* The same without the limit: work shipd starts for a client itself. */
+void op_track(struct op *o, struct client *c, uint64_t id,
+              op_cancel_fn *cancel);
+/* o is over: no longer counted or cancelled. NULL-safe, idempotent. */
+void op_end(struct op *o);
+/* Write out what was queued to clients during this loop turn. Never
+ * frees a client: one that must go is closed at the top of a later
+ * callback. */
 void control_flush(void);
 unsigned control_client_count(void);
 /* Where clients connect: the bound path, or the socket systemd passed. */
@@ -420,8 +445,6 @@ const char *events_default_problem(const char *stream);
 /* ---- channels.c: conversations on CHANNELS ---- */
 
 bool channels_dispatch(struct client *c, const Ship__ClientFrame *f);
-void channels_client_gone(struct client *c);
-void channels_finish(void);
 
 /* ---- consumer.c: pull consumers fed by the app's credit ---- */
 

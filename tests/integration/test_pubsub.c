@@ -18,6 +18,7 @@
 
 #include "fixture.h"
 #include "ipc.h"
+#include "raw.h"
 #include "shipc.h"
 
 static struct natsd nd;
@@ -26,12 +27,10 @@ static struct shipdp sd;
 static void setup_with(const char *const *extra)
 {
 	signal(SIGPIPE, SIG_IGN);
-	ck_assert_int_eq(natsd_start(&nd, 0), 0);
-	ck_assert_int_eq(shipd_start(&sd, nd.url, extra), 0);
-	/* shipd answers before its first NATS connection is made (a busy
-	 * machine): what a test publishes first must not meet "NATS not
-	 * connected". */
-	ck_assert(fx_wait_link(sd.sock, 10000));
+	/* fx_up waits for shipd's first NATS connection (on a busy machine
+	 * it answers on its socket well before): what a test publishes
+	 * first must not meet "NATS not connected". */
+	ck_assert_int_eq(fx_up(&nd, &sd, extra), 0);
 }
 
 static void setup(void)
@@ -48,8 +47,7 @@ static void setup_small(void)
 
 static void teardown(void)
 {
-	int rc = shipd_cleanup(&sd);
-	natsd_cleanup(&nd);
+	int rc = fx_down(&nd, &sd);
 	/* What this test's own nats.c connections left behind. */
 	nats_CloseAndWait(2000);
 	ck_assert_msg(rc == 0, "shipd exited with %d", rc);
@@ -738,72 +736,6 @@ END_TEST
 
 /* ---- hostile input on the raw socket ---- */
 
-static int raw_connect(void)
-{
-	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%.100s", sd.sock);
-	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	struct timeval tv = {5, 0};
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	return fd;
-}
-
-/* Read one server frame; NULL on EOF. */
-static Ship__ServerFrame *raw_read(int fd)
-{
-	struct ipc_buf b = {0};
-	for (;;) {
-		const uint8_t *body;
-		size_t blen, flen;
-		if (ipc_frame_peek(ipc_buf_head(&b), ipc_buf_used(&b),
-		                   IPC_FRAME_LIMIT, &body, &blen,
-		                   &flen) == IPC_FRAME_OK) {
-			Ship__ServerFrame *f =
-				ship__server_frame__unpack(NULL, blen, body);
-			ipc_buf_finish(&b);
-			return f;
-		}
-		if (ipc_buf_read(&b, fd, 4096) <= 0) {
-			ipc_buf_finish(&b);
-			return NULL;
-		}
-	}
-}
-
-static bool raw_closed(int fd)
-{
-	char c;
-	for (int i = 0; i < 100; i++) {
-		ssize_t n = read(fd, &c, 1);
-		if (n == 0 || (n < 0 && errno == ECONNRESET))
-			return true;
-		if (n < 0)
-			return false;
-	}
-	return false;
-}
-
-static void raw_send(int fd, const void *p, size_t n)
-{
-	ck_assert_int_eq(send(fd, p, n, MSG_NOSIGNAL), (ssize_t)n);
-}
-
-static void raw_hello(int fd, uint32_t version)
-{
-	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
-	Ship__Hello h = SHIP__HELLO__INIT;
-	h.version = version;
-	h.name = "raw";
-	f.id = 1;
-	f.body_case = SHIP__CLIENT_FRAME__BODY_HELLO;
-	f.hello = &h;
-	struct ipc_buf b = {0};
-	ck_assert_int_eq(ipc_frame_pack(&b, &f.base, IPC_FRAME_LIMIT), 0);
-	raw_send(fd, ipc_buf_head(&b), ipc_buf_used(&b));
-	ipc_buf_finish(&b);
-}
-
 static void assert_others_fine(void)
 {
 	struct shipc *sub = conn("sub"), *pub = conn("pub");
@@ -821,7 +753,7 @@ START_TEST(hostile_frames)
 {
 	struct shipc *bystander = conn("bystander");
 	/* Garbage: refused at the first byte, connection closed. */
-	int fd = raw_connect();
+	int fd = raw_connect(sd.sock);
 	raw_send(fd, "GET / HTTP/1.1\r\n\r\n", 18);
 	Ship__ServerFrame *f = raw_read(fd);
 	ck_assert_ptr_nonnull(f);
@@ -831,7 +763,7 @@ START_TEST(hostile_frames)
 	close(fd);
 
 	/* Oversized: refused from the header alone, before allocation. */
-	fd = raw_connect();
+	fd = raw_connect(sd.sock);
 	raw_hello(fd, IPC_VERSION);
 	f = raw_read(fd);
 	ck_assert_int_eq(f->code, SHIP__CODE__OK);
@@ -847,7 +779,7 @@ START_TEST(hostile_frames)
 	close(fd);
 
 	/* Bad protobuf inside good framing: an error, and it may go on. */
-	fd = raw_connect();
+	fd = raw_connect(sd.sock);
 	raw_hello(fd, IPC_VERSION);
 	f = raw_read(fd);
 	ship__server_frame__free_unpacked(f, NULL);
@@ -875,7 +807,7 @@ START_TEST(hostile_frames)
 	close(fd);
 
 	/* A protocol version from the future: a clear error, then closed. */
-	fd = raw_connect();
+	fd = raw_connect(sd.sock);
 	raw_hello(fd, 99);
 	f = raw_read(fd);
 	ck_assert_ptr_nonnull(f);
@@ -886,7 +818,7 @@ START_TEST(hostile_frames)
 	close(fd);
 
 	/* Anything before the hello: refused and closed. */
-	fd = raw_connect();
+	fd = raw_connect(sd.sock);
 	b = (struct ipc_buf){0};
 	ipc_frame_pack(&b, &cf.base, IPC_FRAME_LIMIT);
 	raw_send(fd, ipc_buf_head(&b), ipc_buf_used(&b));

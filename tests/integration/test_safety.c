@@ -1,0 +1,338 @@
+/* SPDX-License-Identifier: MIT */
+/* Lifetimes and budgets: clients that leave mid-operation, frames that
+ * open and close a stream at once, failures that pour onto a client that
+ * does not read. Each case once crashed shipd (under AddressSanitizer a
+ * report fails the test through shipd's exit status). */
+#include <check.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "fixture.h"
+#include "raw.h"
+#include "shipc.h"
+
+static struct natsd nd;
+static struct shipdp sd;
+
+static void setup_with(const char *const *extra)
+{
+	signal(SIGPIPE, SIG_IGN);
+	ck_assert_int_eq(fx_up(&nd, &sd, extra), 0);
+}
+
+static void setup(void)
+{
+	setup_with(NULL);
+}
+
+static void setup_tight(void)
+{
+	static const char *const extra[] = {"-o", "max_requests=8", NULL};
+	setup_with(extra);
+}
+
+static void teardown(void)
+{
+	int rc = fx_down(&nd, &sd);
+	ck_assert_msg(rc == 0, "shipd exited with %d", rc);
+}
+
+/* shipd is alive and answers another client. */
+static void assert_serving(void)
+{
+	ck_assert_int_eq(kill(sd.pid, 0), 0);
+	struct shipc *h = shipc_connect(sd.sock, "bystander");
+	ck_assert_ptr_nonnull(h);
+	struct shipc_status st;
+	ck_assert_int_eq(shipc_status(h, &st), 0);
+	shipc_close(h);
+}
+
+static void pack_streams(struct ipc_buf *b, uint64_t id)
+{
+	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
+	Ship__StreamsRequest r = SHIP__STREAMS_REQUEST__INIT;
+	f.id = id;
+	f.body_case = SHIP__CLIENT_FRAME__BODY_STREAMS;
+	f.streams = &r;
+	raw_pack(b, &f);
+}
+
+static void pack_declare(struct ipc_buf *b, uint64_t id, const char *name,
+                         char *subject)
+{
+	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
+	Ship__StreamDeclare d = SHIP__STREAM_DECLARE__INIT;
+	d.name = (char *)name;
+	d.subjects = &subject;
+	d.n_subjects = 1;
+	d.memory = true;
+	f.id = id;
+	f.body_case = SHIP__CLIENT_FRAME__BODY_STREAM_DECLARE;
+	f.stream_declare = &d;
+	raw_pack(b, &f);
+}
+
+static void pack_history(struct ipc_buf *b, uint64_t id)
+{
+	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
+	Ship__ChannelHistory h = SHIP__CHANNEL_HISTORY__INIT;
+	h.channel = "lobby";
+	f.id = id;
+	f.body_case = SHIP__CLIENT_FRAME__BODY_CHANNEL_HISTORY;
+	f.channel_history = &h;
+	raw_pack(b, &f);
+}
+
+static void pack_emit(struct ipc_buf *b, uint64_t id)
+{
+	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
+	Ship__Emit e = SHIP__EMIT__INIT;
+	e.event_type = "safety.emit";
+	e.source = "test";
+	f.id = id;
+	f.body_case = SHIP__CLIENT_FRAME__BODY_EMIT;
+	f.emit = &e;
+	raw_pack(b, &f);
+}
+
+static void pack_subscribe(struct ipc_buf *b, uint64_t id, const char *subj,
+                           uint64_t max_msgs)
+{
+	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
+	Ship__Subscribe s = SHIP__SUBSCRIBE__INIT;
+	s.subject = (char *)subj;
+	s.max_msgs = max_msgs;
+	f.id = id;
+	f.body_case = SHIP__CLIENT_FRAME__BODY_SUBSCRIBE;
+	f.subscribe = &s;
+	raw_pack(b, &f);
+}
+
+static void pack_unsubscribe(struct ipc_buf *b, uint64_t id, uint64_t stream)
+{
+	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
+	Ship__Unsubscribe u = SHIP__UNSUBSCRIBE__INIT;
+	u.stream = stream;
+	f.id = id;
+	f.body_case = SHIP__CLIENT_FRAME__BODY_UNSUBSCRIBE;
+	f.unsubscribe = &u;
+	raw_pack(b, &f);
+}
+
+static void pack_publish(struct ipc_buf *b, const char *subj)
+{
+	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
+	Ship__Publish p = SHIP__PUBLISH__INIT;
+	Ship__Msg m = SHIP__MSG__INIT;
+	Ship__Header h = SHIP__HEADER__INIT;
+	Ship__Header *hs[] = {&h};
+	h.key = "k";
+	h.value = "v";
+	m.subject = (char *)subj;
+	m.headers = hs;
+	m.n_headers = 1; /* not the fast path */
+	p.msg = &m;
+	f.body_case = SHIP__CLIENT_FRAME__BODY_PUBLISH;
+	f.publish = &p;
+	raw_pack(b, &f);
+}
+
+static void send_and_close(int fd, struct ipc_buf *b)
+{
+	raw_send(fd, ipc_buf_head(b), ipc_buf_used(b));
+	ipc_buf_finish(b);
+	close(fd);
+}
+
+/* Listing streams, declaring one, a history and an emit, each answered
+ * after its client left. */
+START_TEST(answers_after_the_client_left)
+{
+	for (int i = 0; i < 30; i++) {
+		int fd = raw_open(sd.sock);
+		struct ipc_buf b = {0};
+		char name[32], subject[32];
+		snprintf(name, sizeof(name), "GONE_%d", i);
+		snprintf(subject, sizeof(subject), "gone.%d", i);
+		pack_streams(&b, 2);
+		pack_declare(&b, 3, name, subject);
+		pack_history(&b, 4);
+		pack_emit(&b, 5);
+		send_and_close(fd, &b);
+	}
+	fx_sleep_ms(1500); /* the answers come, to nobody */
+	assert_serving();
+}
+END_TEST
+
+/* Errors answered while the client's frames are still being read, to a
+ * socket already closed: writing them fails, and the client being read
+ * must outlive that. */
+START_TEST(failures_while_reading_a_closed_client)
+{
+	natsd_stop(&nd);
+	for (int i = 0; i < 20; i++) {
+		int fd = raw_open(sd.sock);
+		struct ipc_buf b = {0};
+		for (int k = 0; k < 8; k++) {
+			pack_history(&b, 10 + (uint64_t)k);
+			pack_streams(&b, 20 + (uint64_t)k);
+		}
+		send_and_close(fd, &b);
+	}
+	fx_sleep_ms(300);
+	assert_serving();
+	ck_assert_int_eq(natsd_restart(&nd), 0);
+}
+END_TEST
+
+/* Subscribe and unsubscribe in one write, and a subscription that ends
+ * by max_msgs before the server confirmed it: each stream ends once and
+ * shipd goes on. */
+START_TEST(stream_ends_before_its_answer)
+{
+	int fd = raw_open(sd.sock);
+	struct ipc_buf b = {0};
+	for (uint64_t i = 0; i < 50; i++) {
+		pack_subscribe(&b, 100 + i, "safety.x", 0);
+		pack_unsubscribe(&b, 0, 100 + i);
+		pack_subscribe(&b, 200 + i, "safety.y", 1);
+		pack_publish(&b, "safety.y");
+	}
+	raw_send(fd, ipc_buf_head(&b), ipc_buf_used(&b));
+	ipc_buf_finish(&b);
+	/* Every stream ends exactly once; none is answered after its end. */
+	unsigned ends = 0, after_end = 0;
+	uint8_t ended[300] = {0};
+	for (int n = 0; n < 1000 && ends < 100; n++) {
+		Ship__ServerFrame *f = raw_read(fd);
+		ck_assert_ptr_nonnull(f);
+		ck_assert_uint_lt(f->id, 300);
+		if (ended[f->id])
+			after_end++;
+		if (f->body_case == SHIP__SERVER_FRAME__BODY_END) {
+			ended[f->id] = 1;
+			ends++;
+		}
+		ship__server_frame__free_unpacked(f, NULL);
+	}
+	ck_assert_uint_eq(ends, 100);
+	ck_assert_uint_eq(after_end, 0);
+	close(fd);
+	assert_serving();
+}
+END_TEST
+
+/* Thousands of emits waiting for acks when NATS dies, on a client that
+ * never reads: their errors overflow its output and it is let go, while
+ * shipd is still walking the failed waits. */
+START_TEST(failed_emits_overflow_a_client_that_does_not_read)
+{
+	int fd = raw_open(sd.sock);
+	int rcv = 4096;
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
+	kill(nd.pid, SIGSTOP); /* acks stop coming */
+	struct ipc_buf b = {0};
+	for (uint64_t i = 1; i <= 4000; i++)
+		pack_emit(&b, 10 + i);
+	raw_send(fd, ipc_buf_head(&b), ipc_buf_used(&b));
+	ipc_buf_finish(&b);
+	fx_sleep_ms(500);
+	kill(nd.pid, SIGKILL);
+	kill(nd.pid, SIGCONT);
+	fx_wait_exit(nd.pid, 5000);
+	nd.pid = 0;
+	fx_sleep_ms(1500);
+	close(fd);
+	fx_sleep_ms(200);
+	assert_serving();
+	ck_assert_int_eq(natsd_restart(&nd), 0);
+}
+END_TEST
+
+static unsigned count_exhausted(int fd, uint64_t first, unsigned n)
+{
+	unsigned exhausted = 0;
+	for (unsigned i = 0; i < n; i++) {
+		Ship__ServerFrame *f = raw_reply(fd, first + i);
+		ck_assert_ptr_nonnull(f);
+		exhausted += f->code == SHIP__CODE__RESOURCE_EXHAUSTED;
+		ship__server_frame__free_unpacked(f, NULL);
+	}
+	return exhausted;
+}
+
+/* Histories, stream listings and declarations count against
+ * max_requests (8 here) like every other request. */
+START_TEST(every_request_kind_is_counted)
+{
+	int fd = raw_open(sd.sock);
+	kill(nd.pid, SIGSTOP); /* nothing completes meanwhile */
+	struct ipc_buf b = {0};
+	for (uint64_t i = 0; i < 20; i++)
+		pack_history(&b, 100 + i);
+	for (uint64_t i = 0; i < 20; i++)
+		pack_streams(&b, 200 + i);
+	for (uint64_t i = 0; i < 20; i++) {
+		char subject[32];
+		snprintf(subject, sizeof(subject), "budget.%d", (int)i);
+		pack_declare(&b, 300 + i, "BUDGET", subject);
+	}
+	raw_send(fd, ipc_buf_head(&b), ipc_buf_used(&b));
+	ipc_buf_finish(&b);
+	/* The 8 histories hold every slot: all the rest are refused at
+	 * once, before NATS answers anything. */
+	struct timeval tv = {2, 0};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	unsigned refused = 0;
+	for (int n = 0; n < 52; n++) {
+		Ship__ServerFrame *f = raw_read(fd);
+		ck_assert_msg(f != NULL, "only %d answers before NATS", n);
+		ck_assert_int_eq(f->code, SHIP__CODE__RESOURCE_EXHAUSTED);
+		ck_assert_ptr_nonnull(strstr(f->error, "requests in flight"));
+		refused++;
+		ship__server_frame__free_unpacked(f, NULL);
+	}
+	ck_assert_uint_eq(refused, 52);
+	kill(nd.pid, SIGCONT);
+	/* The 8 finish once NATS is back: none of them was refused. */
+	tv.tv_sec = 15;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	ck_assert_uint_eq(count_exhausted(fd, 100, 8), 0);
+	close(fd);
+	assert_serving();
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("safety");
+	TCase *tc = tcase_create("lifetimes");
+	tcase_set_timeout(tc, 120);
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, answers_after_the_client_left);
+	tcase_add_test(tc, failures_while_reading_a_closed_client);
+	tcase_add_test(tc, stream_ends_before_its_answer);
+	tcase_add_test(tc, failed_emits_overflow_a_client_that_does_not_read);
+	suite_add_tcase(s, tc);
+	TCase *bud = tcase_create("budgets");
+	tcase_set_timeout(bud, 120);
+	tcase_add_checked_fixture(bud, setup_tight, teardown);
+	tcase_add_test(bud, every_request_kind_is_counted);
+	suite_add_tcase(s, bud);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(suite());
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
