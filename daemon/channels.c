@@ -375,23 +375,29 @@ static void handle_history(struct client *c, uint64_t id,
 		history_fail(h, SHIP__CODE__UNAVAILABLE, "NATS is not connected");
 }
 
-/* ---- hooks ---- */
+/* ---- the block ---- */
 
-bool channels_dispatch(struct client *c, const Ship__ClientFrame *f)
+static void req_send(struct client *c, const Ship__ClientFrame *f)
 {
-	switch (f->body_case) {
-	case SHIP__CLIENT_FRAME__BODY_CHANNEL_SEND:
-		handle_send(c, f->id, f->channel_send);
-		return true;
-	case SHIP__CLIENT_FRAME__BODY_CHANNEL_LISTEN:
-		handle_listen(c, f->id, f->channel_listen);
-		return true;
-	case SHIP__CLIENT_FRAME__BODY_CHANNEL_HISTORY:
-		handle_history(c, f->id, f->channel_history);
-		return true;
-	default:
-		return false;
-	}
+	handle_send(c, f->id, f->channel_send);
 }
 
+static void req_listen(struct client *c, const Ship__ClientFrame *f)
+{
+	handle_listen(c, f->id, f->channel_listen);
+}
 
+static void req_history(struct client *c, const Ship__ClientFrame *f)
+{
+	handle_history(c, f->id, f->channel_history);
+}
+
+const struct block channels_block = {
+	.name = "channels",
+	.requests = (const struct block_request[]){
+		{SHIP__CLIENT_FRAME__BODY_CHANNEL_SEND, req_send},
+		{SHIP__CLIENT_FRAME__BODY_CHANNEL_LISTEN, req_listen},
+		{SHIP__CLIENT_FRAME__BODY_CHANNEL_HISTORY, req_history},
+		{0, NULL},
+	},
+};

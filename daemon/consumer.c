@@ -70,30 +70,38 @@ static void drain_pull(void *arg, natsMsg *msg, natsStatus st)
  * deleted on the server (a durable one stays for the next subscribe). */
 void consumer_end(struct consumer *k, Ship__Code code, const char *why)
 {
-	if (k->c) {
+	if (k->st.c) {
 		Ship__ServerFrame f = SHIP__SERVER_FRAME__INIT;
 		Ship__StreamEnd e = SHIP__STREAM_END__INIT;
 		e.delivered = k->delivered;
-		f.id = k->id;
+		f.id = k->st.id;
 		f.code = code;
 		f.error = (char *)(why ? why : "");
 		f.body_case = SHIP__SERVER_FRAME__BODY_END;
 		f.end = &e;
-		client_send(k->c, &f);
-		k->c->n_subs--;
+		client_send(k->st.c, &f);
+		stream_close(&k->st);
 	}
 	if (!k->durable && k->name)
 		js_consumer_delete(k->stream, k->name);
 	consumer_free(k);
 }
 
+/* Unacked messages are redelivered after their ack wait. */
+static void consumer_stream_end(struct stream *st)
+{
+	consumer_end((struct consumer *)st, SHIP__CODE__OK, NULL);
+}
+
+static const struct stream_kind consumer_kind = {
+	.name = "subscription",
+	.end = consumer_stream_end,
+	.gone = consumer_stream_end, /* closed already: nobody is told */
+};
+
 struct consumer *consumer_find(struct client *c, uint64_t id)
 {
-	struct consumer *k;
-	TAILQ_FOREACH(k, &consumers, entry)
-		if (k->c == c && k->id == id)
-			return k;
-	return NULL;
+	return (struct consumer *)stream_find(c, id, &consumer_kind);
 }
 
 /* ---- deliveries ---- */
@@ -141,11 +149,11 @@ static void deliver(struct consumer *k, natsMsg *msg)
 	}
 	k->describe(k, msg, &d);
 	Ship__ServerFrame f = SHIP__SERVER_FRAME__INIT;
-	f.id = k->id;
+	f.id = k->st.id;
 	f.body_case = SHIP__SERVER_FRAME__BODY_EVENT;
 	f.event = &d;
 	/* Credit bounds what is sent: never dropped. */
-	client_send(k->c, &f);
+	client_send(k->st.c, &f);
 	k->free_delivery(&d);
 	k->delivered++;
 	natsMsg_Destroy(msg);
@@ -241,7 +249,7 @@ static void pull(struct consumer *k)
 	/* Credit bounds the count, this the bytes: a batch fits in what the
 	 * app's connection may hold, and none is asked for while half of
 	 * that still waits to be written. */
-	if (k->c && ipc_buf_used(&k->c->out) > conf->client_output_limit / 2) {
+	if (k->st.c && ipc_buf_used(&k->st.c->out) > conf->client_output_limit / 2) {
 		struct timeval tv = {0, PULL_LATER_MS * 1000};
 		evtimer_add(k->later, &tv);
 		return;
@@ -278,10 +286,9 @@ static void on_created(void *arg, json_t *reply, const struct js_err *e)
 	if (e) {
 		if (!k->ready_once) {
 			/* The subscribe itself fails: no stream was opened. */
-			client_error(k->c, k->id, e->code, "consumer on %s: %s",
-			             k->stream, e->text);
-			k->c->n_subs--;
-			k->c = NULL;
+			client_error(k->st.c, k->st.id, e->code,
+			             "consumer on %s: %s", k->stream, e->text);
+			stream_close(&k->st);
 			consumer_free(k);
 		} else if (e->code == SHIP__CODE__UNAVAILABLE ||
 		           e->code == SHIP__CODE__TIMEOUT) {
@@ -299,7 +306,7 @@ static void on_created(void *arg, json_t *reply, const struct js_err *e)
 	}
 	k->ready = true;
 	if (!k->ready_once)
-		client_ok(k->c, k->id);
+		client_ok(k->st.c, k->st.id);
 	k->ready_once = true;
 	pull(k);
 	control_flush();
@@ -324,16 +331,6 @@ static void create(struct consumer *k)
 struct consumer *consumer_open(struct client *c, uint64_t id,
                                const struct consumer_spec *sp)
 {
-	if (ipc_idmap_get(&c->streams, id) || consumer_find(c, id)) {
-		client_error(c, id, SHIP__CODE__INVALID_ARGUMENT,
-		             "id %" PRIu64 " names an open stream", id);
-		return NULL;
-	}
-	if (c->n_subs >= conf->max_subscriptions) {
-		client_error(c, id, SHIP__CODE__RESOURCE_EXHAUSTED,
-		             "%u subscriptions, the limit", c->n_subs);
-		return NULL;
-	}
 	if (!link_connected()) {
 		client_error(c, id, SHIP__CODE__UNAVAILABLE,
 		             "NATS is not connected (%s)",
@@ -345,8 +342,7 @@ struct consumer *consumer_open(struct client *c, uint64_t id,
 		client_error(c, id, SHIP__CODE__INTERNAL, "out of memory");
 		return NULL;
 	}
-	k->c = c;
-	k->id = id;
+	TAILQ_INSERT_TAIL(&consumers, k, entry);
 	k->stream = strdup(sp->stream);
 	k->name = sp->durable ? strdup(sp->durable) : NULL;
 	k->filter = strdup(sp->filter);
@@ -361,18 +357,17 @@ struct consumer *consumer_open(struct client *c, uint64_t id,
 	k->later = evtimer_new(base, pull_later_cb, k);
 	if (!k->stream || !k->filter || (sp->durable && !k->name) ||
 	    (sp->agent && !k->agent) || !k->later) {
-		TAILQ_INSERT_TAIL(&consumers, k, entry);
-		k->c = NULL;
 		consumer_free(k);
 		client_error(c, id, SHIP__CODE__INTERNAL, "out of memory");
 		return NULL;
 	}
-	c->n_subs++;
-	TAILQ_INSERT_TAIL(&consumers, k, entry);
+	if (!stream_open(&k->st, &consumer_kind, c, id)) {
+		consumer_free(k);
+		return NULL;
+	}
 	create(k);
 	if (!k->create_call) {
-		c->n_subs--;
-		k->c = NULL;
+		stream_close(&k->st);
 		consumer_free(k);
 		client_error(c, id, SHIP__CODE__UNAVAILABLE, "NATS is not connected");
 		return NULL;
@@ -423,19 +418,6 @@ int consumer_ack(struct consumer *k, uint64_t token, Ship__AckKind kind,
 }
 
 /* ---- the rest of the daemon ---- */
-
-void consumer_client_gone(struct client *c)
-{
-	struct consumer *k, *tmp;
-	TAILQ_FOREACH_SAFE(k, &consumers, entry, tmp) {
-		if (k->c != c)
-			continue;
-		/* Unacked messages are redelivered after their ack wait. */
-		c->n_subs--;
-		k->c = NULL;
-		consumer_end(k, SHIP__CODE__OK, NULL);
-	}
-}
 
 void consumer_link_changed(bool up)
 {

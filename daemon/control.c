@@ -168,6 +168,80 @@ void op_end(struct op *o)
 	o->c = NULL;
 }
 
+/* ---- streams ---- */
+
+bool stream_open(struct stream *s, const struct stream_kind *k,
+                 struct client *c, uint64_t id)
+{
+	if (id == 0) {
+		client_error(c, id, SHIP__CODE__INVALID_ARGUMENT,
+		             "a %s needs an id", k->name);
+		return false;
+	}
+	if (ipc_idmap_get(&c->streams, id)) {
+		client_error(c, id, SHIP__CODE__INVALID_ARGUMENT,
+		             "id %" PRIu64 " names an open stream", id);
+		return false;
+	}
+	if (c->n_subs >= conf->max_subscriptions) {
+		client_error(c, id, SHIP__CODE__RESOURCE_EXHAUSTED,
+		             "%u subscriptions, consumers and watches, the limit",
+		             c->n_subs);
+		return false;
+	}
+	if (ipc_idmap_put(&c->streams, id, s) < 0) {
+		client_error(c, id, SHIP__CODE__INTERNAL, "out of memory");
+		return false;
+	}
+	s->kind = k;
+	s->c = c;
+	s->id = id;
+	c->n_subs++;
+	return true;
+}
+
+void stream_close(struct stream *s)
+{
+	if (!s || !s->c)
+		return;
+	ipc_idmap_del(&s->c->streams, s->id);
+	s->c->n_subs--;
+	s->c = NULL;
+}
+
+struct stream *stream_find(struct client *c, uint64_t id,
+                           const struct stream_kind *k)
+{
+	struct stream *s = ipc_idmap_get(&c->streams, id);
+	return s && s->kind == k ? s : NULL;
+}
+
+/* The client is going: its streams end quietly. */
+static void streams_gone(struct client *c)
+{
+	size_t pos = 0;
+	void *v;
+	while (ipc_idmap_next(&c->streams, &pos, NULL, &v)) {
+		struct stream *s = v;
+		stream_close(s);
+		s->kind->gone(s);
+	}
+}
+
+static void handle_unsubscribe(struct client *c, uint64_t id,
+                               const Ship__Unsubscribe *u)
+{
+	struct stream *s = ipc_idmap_get(&c->streams, u->stream);
+	if (!s) {
+		client_error(c, id, SHIP__CODE__NOT_FOUND,
+		             "no open stream %" PRIu64, u->stream);
+		return;
+	}
+	s->kind->end(s);
+	if (id)
+		client_ok(c, id);
+}
+
 /* The client is going: every op it has in flight stops, unanswered. */
 static void ops_cancel(struct client *c)
 {
@@ -390,63 +464,59 @@ static void handle_reload(struct client *c, uint64_t id)
 	free(restart);
 }
 
+/* What the socket layer itself answers: the protocol's own requests and
+ * the operator's. */
+static void req_unsubscribe(struct client *c, const Ship__ClientFrame *f)
+{
+	handle_unsubscribe(c, f->id, f->unsubscribe);
+}
+
+static void req_status(struct client *c, const Ship__ClientFrame *f)
+{
+	handle_status(c, f->id);
+}
+
+static void req_clients(struct client *c, const Ship__ClientFrame *f)
+{
+	handle_clients(c, f->id);
+}
+
+static void req_reload(struct client *c, const Ship__ClientFrame *f)
+{
+	handle_reload(c, f->id);
+}
+
+const struct block admin_block = {
+	.name = "admin",
+	.requests = (const struct block_request[]){
+		{SHIP__CLIENT_FRAME__BODY_UNSUBSCRIBE, req_unsubscribe},
+		{SHIP__CLIENT_FRAME__BODY_STATUS, req_status},
+		{SHIP__CLIENT_FRAME__BODY_CLIENTS, req_clients},
+		{SHIP__CLIENT_FRAME__BODY_RELOAD, req_reload},
+		{0, NULL},
+	},
+};
+
 static void dispatch(struct client *c, const Ship__ClientFrame *f)
 {
-	if (!c->hello && f->body_case != SHIP__CLIENT_FRAME__BODY_HELLO) {
+	if (f->body_case == SHIP__CLIENT_FRAME__BODY_HELLO) {
+		handle_hello(c, f->id, f->hello);
+		return;
+	}
+	if (!c->hello) {
 		client_error(c, f->id, SHIP__CODE__INVALID_ARGUMENT,
 		             "the first frame must be a hello");
 		c->closing = true;
 		return;
 	}
-	switch (f->body_case) {
-	case SHIP__CLIENT_FRAME__BODY_HELLO:
-		handle_hello(c, f->id, f->hello);
-		break;
-	case SHIP__CLIENT_FRAME__BODY_PUBLISH:
-		pubsub_publish(c, f->id, f->publish);
-		break;
-	case SHIP__CLIENT_FRAME__BODY_SUBSCRIBE:
-		pubsub_subscribe(c, f->id, f->subscribe);
-		break;
-	case SHIP__CLIENT_FRAME__BODY_UNSUBSCRIBE: {
-		/* Closes any kind of stream a client can open. */
-		if (kvwatch_stop(c, f->unsubscribe->stream) == 0) {
-			if (f->id)
-				client_ok(c, f->id);
-			break;
-		}
-		struct consumer *k = consumer_find(c, f->unsubscribe->stream);
-		if (!k) {
-			pubsub_unsubscribe(c, f->id, f->unsubscribe);
-			break;
-		}
-		consumer_end(k, SHIP__CODE__OK, NULL);
-		if (f->id)
-			client_ok(c, f->id);
-		break;
-	}
-	case SHIP__CLIENT_FRAME__BODY_REQUEST:
-		pubsub_request(c, f->id, f->request);
-		break;
-	case SHIP__CLIENT_FRAME__BODY_STATUS:
-		handle_status(c, f->id);
-		break;
-	case SHIP__CLIENT_FRAME__BODY_CLIENTS:
-		handle_clients(c, f->id);
-		break;
-	case SHIP__CLIENT_FRAME__BODY_RELOAD:
-		handle_reload(c, f->id);
-		break;
-	default:
-		if (kv_dispatch(c, f) || events_dispatch(c, f))
-			break;
+	block_request_fn *fn = blocks_handler(f->body_case);
+	if (fn)
+		fn(c, f);
+	else
 		client_error(c, f->id, SHIP__CODE__UNIMPLEMENTED,
 		             "unknown request (a newer client?)");
-		break;
-	}
 }
 
-/* Returns false if the client must be closed now. */
 /* Handle the whole frames in data; returns the bytes used. */
 static size_t read_frames(struct client *c, const uint8_t *data, size_t len)
 {
@@ -599,9 +669,8 @@ static void client_free(struct client *c)
 {
 	log_debug("client %" PRIu64 " (%s) gone", c->cid, c->name);
 	ops_cancel(c);
-	pubsub_client_gone(c);
-	kv_client_gone(c);
-	events_client_gone(c);
+	streams_gone(c);
+	blocks_client_gone(c);
 	TAILQ_REMOVE(&ctl.clients, c, entry);
 	ctl.n_clients--;
 	event_free(c->ev_read);

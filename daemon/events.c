@@ -692,50 +692,59 @@ static void handle_streams(struct client *c, uint64_t id)
 	}
 }
 
-/* ---- hooks ---- */
+/* ---- the block ---- */
 
-bool events_dispatch(struct client *c, const Ship__ClientFrame *f)
+static void req_declare(struct client *c, const Ship__ClientFrame *f)
 {
-	switch (f->body_case) {
-	case SHIP__CLIENT_FRAME__BODY_STREAM_DECLARE:
-		handle_declare(c, f->id, f->stream_declare);
-		return true;
-	case SHIP__CLIENT_FRAME__BODY_EMIT:
-		handle_emit(c, f->id, f->emit);
-		return true;
-	case SHIP__CLIENT_FRAME__BODY_EVENT_SUBSCRIBE:
-		handle_subscribe(c, f->id, f->event_subscribe);
-		return true;
-	case SHIP__CLIENT_FRAME__BODY_EVENT_CREDIT:
-		handle_credit(c, f->id, f->event_credit);
-		return true;
-	case SHIP__CLIENT_FRAME__BODY_EVENT_ACK:
-		handle_ack(c, f->id, f->event_ack);
-		return true;
-	case SHIP__CLIENT_FRAME__BODY_STREAMS:
-		handle_streams(c, f->id);
-		return true;
-	default:
-		return channels_dispatch(c, f);
-	}
+	handle_declare(c, f->id, f->stream_declare);
 }
 
-void events_client_gone(struct client *c)
+static void req_emit(struct client *c, const Ship__ClientFrame *f)
 {
-	consumer_client_gone(c);
+	handle_emit(c, f->id, f->emit);
 }
 
-void events_link_changed(bool up)
+static void req_subscribe(struct client *c, const Ship__ClientFrame *f)
+{
+	handle_subscribe(c, f->id, f->event_subscribe);
+}
+
+static void req_credit(struct client *c, const Ship__ClientFrame *f)
+{
+	handle_credit(c, f->id, f->event_credit);
+}
+
+static void req_ack(struct client *c, const Ship__ClientFrame *f)
+{
+	handle_ack(c, f->id, f->event_ack);
+}
+
+static void req_streams(struct client *c, const Ship__ClientFrame *f)
+{
+	handle_streams(c, f->id);
+}
+
+static void link_changed(bool up)
 {
 	if (up)
 		declare_defaults();
 	consumer_link_changed(up);
 }
 
-void events_finish(void)
-{
-	consumer_finish();
-}
+const struct block events_block = {
+	.name = "events",
+	.requests = (const struct block_request[]){
+		{SHIP__CLIENT_FRAME__BODY_STREAM_DECLARE, req_declare},
+		{SHIP__CLIENT_FRAME__BODY_EMIT, req_emit},
+		{SHIP__CLIENT_FRAME__BODY_EVENT_SUBSCRIBE, req_subscribe},
+		{SHIP__CLIENT_FRAME__BODY_EVENT_CREDIT, req_credit},
+		{SHIP__CLIENT_FRAME__BODY_EVENT_ACK, req_ack},
+		{SHIP__CLIENT_FRAME__BODY_STREAMS, req_streams},
+		{0, NULL},
+	},
+	.link_changed = link_changed,
+	.finish = consumer_finish,
+};
 
 const char *events_default_problem(const char *stream)
 {

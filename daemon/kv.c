@@ -52,7 +52,7 @@ static void op_free(struct kvop *o)
 }
 
 /* The app left. One in kv_ensure cannot be stopped: its callback, which
- * kv_finish also runs, frees it. */
+ * the link also runs at shutdown, frees it. */
 static void op_cancel(struct op *op)
 {
 	struct kvop *o = (struct kvop *)op;
@@ -583,66 +583,79 @@ static void handle_watch_stop(struct client *c, uint64_t id,
 		client_ok(c, id);
 }
 
-bool kv_dispatch(struct client *c, const Ship__ClientFrame *f)
+/* ---- the block ---- */
+
+static void req_bucket_create(struct client *c, const Ship__ClientFrame *f)
 {
-	switch (f->body_case) {
-	case SHIP__CLIENT_FRAME__BODY_KV_BUCKET_CREATE:
-		handle_bucket_create(c, f->id, f->kv_bucket_create);
-		return true;
-	case SHIP__CLIENT_FRAME__BODY_KV_BUCKET_INFO:
-		handle_bucket_info(c, f->id, f->kv_bucket_info->bucket);
-		return true;
-	case SHIP__CLIENT_FRAME__BODY_KV_BUCKET_LIST:
-		handle_bucket_list(c, f->id);
-		return true;
-	case SHIP__CLIENT_FRAME__BODY_KV_BUCKET_DELETE:
-		handle_bucket_delete(c, f->id, f->kv_bucket_delete->bucket);
-		return true;
-	case SHIP__CLIENT_FRAME__BODY_KV_GET:
-		handle_get(c, f->id, f->kv_get);
-		return true;
-	case SHIP__CLIENT_FRAME__BODY_KV_WRITE:
-		handle_write(c, f->id, f->kv_write);
-		return true;
-	case SHIP__CLIENT_FRAME__BODY_KV_WATCH:
-		handle_watch(c, f->id, f->kv_watch);
-		return true;
-	case SHIP__CLIENT_FRAME__BODY_KV_WATCH_STOP:
-		handle_watch_stop(c, f->id, f->kv_watch_stop);
-		return true;
-	case SHIP__CLIENT_FRAME__BODY_KV_KEYS:
-		handle_collect(c, f->id, OP_KEYS, f->kv_keys->bucket,
-		               f->kv_keys->filter);
-		return true;
-	case SHIP__CLIENT_FRAME__BODY_KV_HISTORY:
-		handle_collect(c, f->id, OP_HISTORY, f->kv_history->bucket,
-		               f->kv_history->key);
-		return true;
-	case SHIP__CLIENT_FRAME__BODY_BEING:
-		registry_being(c, f->id, f->being);
-		return true;
-	case SHIP__CLIENT_FRAME__BODY_STORE:
-		registry_store(c, f->id, f->store);
-		return true;
-	default:
-		return false;
-	}
+	handle_bucket_create(c, f->id, f->kv_bucket_create);
 }
 
-void kv_client_gone(struct client *c)
+static void req_bucket_info(struct client *c, const Ship__ClientFrame *f)
 {
-	kvwatch_client_gone(c);
-	registry_client_gone(c);
+	handle_bucket_info(c, f->id, f->kv_bucket_info->bucket);
 }
 
-void kv_link_changed(bool up)
+static void req_bucket_list(struct client *c, const Ship__ClientFrame *f)
 {
-	kvwatch_link_changed(up);
-	registry_link_changed(up);
+	handle_bucket_list(c, f->id);
 }
 
-void kv_finish(void)
+static void req_bucket_delete(struct client *c, const Ship__ClientFrame *f)
+{
+	handle_bucket_delete(c, f->id, f->kv_bucket_delete->bucket);
+}
+
+static void req_get(struct client *c, const Ship__ClientFrame *f)
+{
+	handle_get(c, f->id, f->kv_get);
+}
+
+static void req_write(struct client *c, const Ship__ClientFrame *f)
+{
+	handle_write(c, f->id, f->kv_write);
+}
+
+static void req_watch(struct client *c, const Ship__ClientFrame *f)
+{
+	handle_watch(c, f->id, f->kv_watch);
+}
+
+static void req_watch_stop(struct client *c, const Ship__ClientFrame *f)
+{
+	handle_watch_stop(c, f->id, f->kv_watch_stop);
+}
+
+static void req_keys(struct client *c, const Ship__ClientFrame *f)
+{
+	handle_collect(c, f->id, OP_KEYS, f->kv_keys->bucket, f->kv_keys->filter);
+}
+
+static void req_history(struct client *c, const Ship__ClientFrame *f)
+{
+	handle_collect(c, f->id, OP_HISTORY, f->kv_history->bucket,
+	               f->kv_history->key);
+}
+
+static void finish(void)
 {
 	kvwatch_finish();
-	registry_finish();
 }
+
+const struct block kv_block = {
+	.name = "kv",
+	.requests = (const struct block_request[]){
+		{SHIP__CLIENT_FRAME__BODY_KV_BUCKET_CREATE, req_bucket_create},
+		{SHIP__CLIENT_FRAME__BODY_KV_BUCKET_INFO, req_bucket_info},
+		{SHIP__CLIENT_FRAME__BODY_KV_BUCKET_LIST, req_bucket_list},
+		{SHIP__CLIENT_FRAME__BODY_KV_BUCKET_DELETE, req_bucket_delete},
+		{SHIP__CLIENT_FRAME__BODY_KV_GET, req_get},
+		{SHIP__CLIENT_FRAME__BODY_KV_WRITE, req_write},
+		{SHIP__CLIENT_FRAME__BODY_KV_WATCH, req_watch},
+		{SHIP__CLIENT_FRAME__BODY_KV_WATCH_STOP, req_watch_stop},
+		{SHIP__CLIENT_FRAME__BODY_KV_KEYS, req_keys},
+		{SHIP__CLIENT_FRAME__BODY_KV_HISTORY, req_history},
+		{0, NULL},
+	},
+	.link_changed = kvwatch_link_changed,
+	.finish = finish,
+};

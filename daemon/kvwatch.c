@@ -30,10 +30,9 @@ struct qitem {
 };
 
 struct watch {
+	struct stream st; /* W_STREAM: st.c is NULL once ended */
 	TAILQ_ENTRY(watch) entry;
 	enum wmode mode;
-	struct client *c;
-	uint64_t id;
 	char bucket[KV_NAME_MAX];
 	char filter[IPC_SUBJECT_MAX + 1];
 	size_t prefix_len; /* "$KV.<bucket>." */
@@ -118,23 +117,23 @@ static void watch_free(struct watch *w)
 /* End a watch once: StreamEnd to the app, or the collector's callback. */
 static void watch_end(struct watch *w, Ship__Code code, const char *why)
 {
-	if (w->mode == W_STREAM && w->c) {
+	if (w->mode == W_STREAM && w->st.c) {
 		Ship__ServerFrame f = SHIP__SERVER_FRAME__INIT;
 		Ship__StreamEnd e = SHIP__STREAM_END__INIT;
 		e.delivered = w->delivered;
 		if (!w->answered && code != SHIP__CODE__OK) {
 			/* Failed before it opened: the request's error is all. */
-			client_error(w->c, w->id, code, "%s", why ? why : "");
+			client_error(w->st.c, w->st.id, code, "%s",
+			             why ? why : "");
 		} else {
-			f.id = w->id;
+			f.id = w->st.id;
 			f.code = code;
 			f.error = (char *)(why ? why : "");
 			f.body_case = SHIP__SERVER_FRAME__BODY_END;
 			f.end = &e;
-			client_send(w->c, &f);
+			client_send(w->st.c, &f);
 		}
-		w->c->n_subs--;
-		w->c = NULL;
+		stream_close(&w->st);
 	} else if (w->mode == W_COLLECT && w->fn) {
 		struct js_err err = {.code = code};
 		snprintf(err.text, sizeof(err.text), "%s", why ? why : "");
@@ -216,10 +215,10 @@ static int push_item(struct watch *w, const struct qitem *q)
 	}
 	m.headers = hp;
 	d.msg = &m;
-	f.id = w->id;
+	f.id = w->st.id;
 	f.body_case = SHIP__SERVER_FRAME__BODY_DELIVERY;
 	f.delivery = &d;
-	return client_push(w->c, &f);
+	return client_push(w->st.c, &f);
 }
 
 static void answer_fc(struct watch *w)
@@ -531,7 +530,7 @@ static void on_created(void *arg, json_t *reply, const struct js_err *e)
 	}
 	if (w->mode == W_STREAM && !w->answered) {
 		w->answered = true;
-		client_ok(w->c, w->id);
+		client_ok(w->st.c, w->st.id);
 	}
 	if (!w->init_done && pending == 0 && w->cseq == 0)
 		init_done(w);
@@ -611,37 +610,24 @@ static struct watch *watch_new(enum wmode mode, const struct kv_watch_spec *s)
 
 /* ---- the module's interface ---- */
 
-static struct watch *find(struct client *c, uint64_t id)
+static void watch_stream_end(struct stream *st)
 {
-	struct watch *w;
-	TAILQ_FOREACH(w, &watches, entry)
-		if (w->mode == W_STREAM && w->c == c && w->id == id)
-			return w;
-	return NULL;
+	watch_end((struct watch *)st, SHIP__CODE__OK, NULL);
 }
 
-bool kvwatch_has(struct client *c, uint64_t id)
+static void watch_stream_gone(struct stream *st)
 {
-	return find(c, id) != NULL;
+	watch_free((struct watch *)st);
 }
+
+static const struct stream_kind watch_kind = {
+	.name = "watch",
+	.end = watch_stream_end,
+	.gone = watch_stream_gone,
+};
 
 void kvwatch_open(struct client *c, uint64_t id, const struct kv_watch_spec *s)
 {
-	if (id == 0) {
-		client_error(c, id, SHIP__CODE__INVALID_ARGUMENT,
-		             "a watch needs an id");
-		return;
-	}
-	if (ipc_idmap_get(&c->streams, id) || consumer_find(c, id) || find(c, id)) {
-		client_error(c, id, SHIP__CODE__INVALID_ARGUMENT,
-		             "id %" PRIu64 " names an open stream", id);
-		return;
-	}
-	if (c->n_subs >= conf->max_subscriptions) {
-		client_error(c, id, SHIP__CODE__RESOURCE_EXHAUSTED,
-		             "%u subscriptions and watches, the limit", c->n_subs);
-		return;
-	}
 	if (!link_connected()) {
 		client_error(c, id, SHIP__CODE__UNAVAILABLE,
 		             "NATS is not connected (%s)",
@@ -653,9 +639,10 @@ void kvwatch_open(struct client *c, uint64_t id, const struct kv_watch_spec *s)
 		client_error(c, id, SHIP__CODE__INTERNAL, "out of memory");
 		return;
 	}
-	w->c = c;
-	w->id = id;
-	c->n_subs++;
+	if (!stream_open(&w->st, &watch_kind, c, id)) {
+		watch_free(w);
+		return;
+	}
 	log_debug("%s: client %" PRIu64 " watch %" PRIu64 " on %s", __func__,
 	          c->cid, id, w->filter);
 	create_consumer(w);
@@ -663,10 +650,10 @@ void kvwatch_open(struct client *c, uint64_t id, const struct kv_watch_spec *s)
 
 int kvwatch_stop(struct client *c, uint64_t id)
 {
-	struct watch *w = find(c, id);
-	if (!w)
+	struct stream *st = stream_find(c, id, &watch_kind);
+	if (!st)
 		return -1;
-	watch_end(w, SHIP__CODE__OK, NULL);
+	watch_end((struct watch *)st, SHIP__CODE__OK, NULL);
 	return 0;
 }
 
@@ -689,17 +676,6 @@ void kv_collect_cancel(struct kv_collect *k)
 {
 	if (k)
 		watch_free((struct watch *)k);
-}
-
-void kvwatch_client_gone(struct client *c)
-{
-	struct watch *w, *tmp;
-	TAILQ_FOREACH_SAFE(w, &watches, entry, tmp) {
-		if (w->mode != W_STREAM || w->c != c)
-			continue;
-		w->c = NULL; /* nobody to tell */
-		watch_free(w);
-	}
 }
 
 void kvwatch_link_changed(bool up)
@@ -726,7 +702,7 @@ void kvwatch_finish(void)
 {
 	struct watch *w;
 	while ((w = TAILQ_FIRST(&watches))) {
-		w->c = NULL;
+		stream_close(&w->st);
 		w->fn = NULL;
 		watch_free(w);
 	}

@@ -566,10 +566,8 @@ static void link_ready(struct mail *m)
 		          L.conf->nats_urls[0]);
 	}
 	pubsub_link_ready();
-	if (s == NATS_OK) {
-		kv_link_changed(true);
-		events_link_changed(true);
-	}
+	if (s == NATS_OK)
+		blocks_link_changed(true);
 }
 
 static void link_event(enum link_event ev, natsStatus err)
@@ -612,8 +610,7 @@ static void link_event(enum link_event ev, natsStatus err)
 	}
 	if (L.info.state != LINK_CONNECTED)
 		waits_fail();
-	kv_link_changed(L.info.state == LINK_CONNECTED);
-	events_link_changed(L.info.state == LINK_CONNECTED);
+	blocks_link_changed(L.info.state == LINK_CONNECTED);
 	control_flush();
 }
 

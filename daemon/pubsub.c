@@ -15,10 +15,9 @@
 struct request;
 
 struct sub {
+	struct stream st; /* st.c is NULL once the stream has ended */
 	TAILQ_ENTRY(sub) entry;
-	struct client *c; /* NULL once the stream has ended */
 	struct request *ack; /* the subscribe's answer, waiting for the server */
-	uint64_t id;
 	char *subject;
 	char *queue;
 	uint64_t max_msgs;
@@ -182,7 +181,8 @@ static void publish(struct client *c, uint64_t id, const char *subject,
 		client_ok(c, id);
 }
 
-void pubsub_publish(struct client *c, uint64_t id, const Ship__Publish *p)
+static void handle_publish(struct client *c, uint64_t id,
+                           const Ship__Publish *p)
 {
 	if (!check_msg(c, id, p->msg))
 		return;
@@ -260,7 +260,8 @@ static struct request *request_new(struct client *c, uint64_t id,
 	return r;
 }
 
-void pubsub_request(struct client *c, uint64_t id, const Ship__Request *rq)
+static void handle_request(struct client *c, uint64_t id,
+                           const Ship__Request *rq)
 {
 	if (id == 0) {
 		client_error(c, id, SHIP__CODE__INVALID_ARGUMENT,
@@ -426,27 +427,35 @@ static void sub_end(struct sub *s, Ship__Code code, const char *why)
 	n_subs--;
 	if (s->ack)
 		request_free(s->ack); /* the stream's end answers instead */
-	struct client *c = s->c;
-	if (c) {
+	if (s->st.c) {
 		Ship__ServerFrame f = SHIP__SERVER_FRAME__INIT;
 		Ship__StreamEnd e = SHIP__STREAM_END__INIT;
 		e.delivered = s->delivered;
 		e.dropped = s->dropped;
-		f.id = s->id;
+		f.id = s->st.id;
 		f.code = code;
 		f.error = (char *)(why ? why : "");
 		f.body_case = SHIP__SERVER_FRAME__BODY_END;
 		f.end = &e;
-		client_send(c, &f);
-		ipc_idmap_del(&c->streams, s->id);
-		c->n_subs--;
-		s->c = NULL;
+		client_send(s->st.c, &f);
+		stream_close(&s->st);
 	}
 	if (s->ns)
 		natsSubscription_Unsubscribe(s->ns); /* completes later */
 	else
 		sub_free(s);
 }
+
+static void sub_stream_end(struct stream *st)
+{
+	sub_end((struct sub *)st, SHIP__CODE__OK, NULL);
+}
+
+static const struct stream_kind sub_kind = {
+	.name = "subscription",
+	.end = sub_stream_end,
+	.gone = sub_stream_end, /* closed already: nobody is told */
+};
 
 static natsStatus sub_open(struct sub *s)
 {
@@ -472,34 +481,25 @@ static void sub_ack(struct sub *s)
 	/* Answer once the server has the SUB: a message to our own inbox
 	 * published after it comes back after the server processed both. */
 	if (!link_connected() || !s->ns) {
-		client_ok(s->c, s->id);
+		client_ok(s->st.c, s->st.id);
 		return;
 	}
-	struct request *r = request_new(s->c, s->id, REQ_SUBACK, s->subject,
-	                                SUBACK_WAIT_MS);
+	struct request *r = request_new(s->st.c, s->st.id, REQ_SUBACK,
+	                                s->subject, SUBACK_WAIT_MS);
 	if (!r)
 		return;
 	r->sub = s;
 	s->ack = r;
 	if (natsConnection_Publish(link_conn(), link_wait_inbox(r->wait), NULL,
 	                           0) != NATS_OK) {
-		client_ok(s->c, s->id);
+		client_ok(s->st.c, s->st.id);
 		request_free(r);
 	}
 }
 
-void pubsub_subscribe(struct client *c, uint64_t id, const Ship__Subscribe *sb)
+static void handle_subscribe(struct client *c, uint64_t id,
+                             const Ship__Subscribe *sb)
 {
-	if (id == 0) {
-		client_error(c, id, SHIP__CODE__INVALID_ARGUMENT,
-		             "a subscription needs an id");
-		return;
-	}
-	if (ipc_idmap_get(&c->streams, id)) {
-		client_error(c, id, SHIP__CODE__INVALID_ARGUMENT,
-		             "id %" PRIu64 " names an open stream", id);
-		return;
-	}
 	if (!ipc_subject_pattern_valid(sb->subject)) {
 		client_error(c, id, SHIP__CODE__INVALID_ARGUMENT,
 		             "invalid subject '%.128s'", sb->subject);
@@ -510,15 +510,9 @@ void pubsub_subscribe(struct client *c, uint64_t id, const Ship__Subscribe *sb)
 		             "invalid queue group '%.128s'", sb->queue);
 		return;
 	}
-	if (c->n_subs >= conf->max_subscriptions) {
-		client_error(c, id, SHIP__CODE__RESOURCE_EXHAUSTED,
-		             "%u subscriptions, the limit", c->n_subs);
-		return;
-	}
 	struct sub *s = calloc(1, sizeof(*s));
 	if (!s || !(s->subject = strdup(sb->subject)) ||
-	    !(s->queue = strdup(sb->queue)) ||
-	    ipc_idmap_put(&c->streams, id, s) < 0) {
+	    !(s->queue = strdup(sb->queue))) {
 		if (s) {
 			free(s->subject);
 			free(s->queue);
@@ -527,11 +521,12 @@ void pubsub_subscribe(struct client *c, uint64_t id, const Ship__Subscribe *sb)
 		client_error(c, id, SHIP__CODE__INTERNAL, "out of memory");
 		return;
 	}
-	s->c = c;
-	s->id = id;
-	s->max_msgs = sb->max_msgs;
 	TAILQ_INSERT_TAIL(&subs, s, entry);
-	c->n_subs++;
+	if (!stream_open(&s->st, &sub_kind, c, id)) {
+		sub_free(s);
+		return;
+	}
+	s->max_msgs = sb->max_msgs;
 	n_subs++;
 	if (link_conn()) {
 		natsStatus st = sub_open(s);
@@ -539,8 +534,7 @@ void pubsub_subscribe(struct client *c, uint64_t id, const Ship__Subscribe *sb)
 			client_error(c, id, pubsub_code(st), "subscribe to '%.128s': %s",
 			             s->subject, natsStatus_GetText(st));
 			/* No stream was opened: drop it without a StreamEnd. */
-			ipc_idmap_del(&c->streams, id);
-			c->n_subs--;
+			stream_close(&s->st);
 			n_subs--;
 			natsSubscription_Destroy(s->ns);
 			sub_free(s);
@@ -550,20 +544,6 @@ void pubsub_subscribe(struct client *c, uint64_t id, const Ship__Subscribe *sb)
 	log_debug("%s: client %" PRIu64 " stream %" PRIu64 " on %s%s%s", __func__,
 	          c->cid, id, s->subject, s->queue[0] ? " queue " : "", s->queue);
 	sub_ack(s);
-}
-
-void pubsub_unsubscribe(struct client *c, uint64_t id,
-                        const Ship__Unsubscribe *u)
-{
-	struct sub *s = ipc_idmap_get(&c->streams, u->stream);
-	if (!s) {
-		client_error(c, id, SHIP__CODE__NOT_FOUND,
-		             "no open stream %" PRIu64, u->stream);
-		return;
-	}
-	sub_end(s, SHIP__CODE__OK, NULL);
-	if (id)
-		client_ok(c, id);
 }
 
 /* Drops nobody told us about: nats.c's own, past its pending limits. */
@@ -596,13 +576,13 @@ static void sub_deliver(struct sub *s, natsMsg *msg)
 	msg_view(&m, &hs, msg);
 	d.msg = &m;
 	d.dropped = s->unreported;
-	f.id = s->id;
+	f.id = s->st.id;
 	f.body_case = SHIP__SERVER_FRAME__BODY_DELIVERY;
 	f.delivery = &d;
-	if (client_push(s->c, &f) < 0) {
+	if (client_push(s->st.c, &f) < 0) {
 		s->dropped++;
 		s->unreported++;
-		s->c->st.dropped++;
+		s->st.c->st.dropped++;
 		stats.dropped++;
 	} else {
 		s->delivered++;
@@ -655,18 +635,32 @@ void pubsub_link_ready(void)
 	}
 }
 
-void pubsub_client_gone(struct client *c)
+/* ---- the block ---- */
+
+static void req_publish(struct client *c, const Ship__ClientFrame *f)
 {
-	size_t pos = 0;
-	void *v;
-	while (ipc_idmap_next(&c->streams, &pos, NULL, &v)) {
-		struct sub *s = v;
-		s->c = NULL; /* nobody to tell */
-		ipc_idmap_del(&c->streams, s->id);
-		c->n_subs--;
-		sub_end(s, SHIP__CODE__OK, NULL);
-	}
+	handle_publish(c, f->id, f->publish);
 }
+
+static void req_subscribe(struct client *c, const Ship__ClientFrame *f)
+{
+	handle_subscribe(c, f->id, f->subscribe);
+}
+
+static void req_request(struct client *c, const Ship__ClientFrame *f)
+{
+	handle_request(c, f->id, f->request);
+}
+
+const struct block pubsub_block = {
+	.name = "pubsub",
+	.requests = (const struct block_request[]){
+		{SHIP__CLIENT_FRAME__BODY_PUBLISH, req_publish},
+		{SHIP__CLIENT_FRAME__BODY_SUBSCRIBE, req_subscribe},
+		{SHIP__CLIENT_FRAME__BODY_REQUEST, req_request},
+		{0, NULL},
+	},
+};
 
 void pubsub_release_nats(void)
 {

@@ -716,7 +716,8 @@ static void keepalive_start(struct client *c, uint64_t id,
 	start(o);
 }
 
-void registry_being(struct client *c, uint64_t id, const Ship__BeingRequest *r)
+static void handle_being(struct client *c, uint64_t id,
+                         const Ship__BeingRequest *r)
 {
 	if (r->op == SHIP__BEING_OP__BEING_LIST) {
 		struct rop *o = rop_new(c, id, R_BEING, r->op, BEINGS, NULL);
@@ -774,7 +775,8 @@ void registry_being(struct client *c, uint64_t id, const Ship__BeingRequest *r)
 	start(o);
 }
 
-void registry_store(struct client *c, uint64_t id, const Ship__StoreRequest *r)
+static void handle_store(struct client *c, uint64_t id,
+                         const Ship__StoreRequest *r)
 {
 	if (r->store > SHIP__STORE__STORE_HEALTH ||
 	    r->op > SHIP__STORE_OP__STORE_LIST) {
@@ -817,7 +819,9 @@ void registry_store(struct client *c, uint64_t id, const Ship__StoreRequest *r)
 	start(o);
 }
 
-void registry_client_gone(struct client *c)
+/* ---- the block ---- */
+
+static void client_gone(struct client *c)
 {
 	struct keepalive *k, *ktmp;
 	TAILQ_FOREACH_SAFE(k, &kas, entry, ktmp) {
@@ -833,13 +837,13 @@ void registry_client_gone(struct client *c)
 	}
 }
 
-void registry_link_changed(bool up)
+static void link_changed(bool up)
 {
 	if (!up)
 		memset(ensured, 0, sizeof(ensured));
 }
 
-void registry_finish(void)
+static void finish(void)
 {
 	struct keepalive *k;
 	while ((k = TAILQ_FIRST(&kas)))
@@ -852,3 +856,25 @@ void registry_finish(void)
 			rop_free(o);
 	}
 }
+
+static void req_being(struct client *c, const Ship__ClientFrame *f)
+{
+	handle_being(c, f->id, f->being);
+}
+
+static void req_store(struct client *c, const Ship__ClientFrame *f)
+{
+	handle_store(c, f->id, f->store);
+}
+
+const struct block registry_block = {
+	.name = "registry",
+	.requests = (const struct block_request[]){
+		{SHIP__CLIENT_FRAME__BODY_BEING, req_being},
+		{SHIP__CLIENT_FRAME__BODY_STORE, req_store},
+		{0, NULL},
+	},
+	.client_gone = client_gone,
+	.link_changed = link_changed,
+	.finish = finish,
+};

@@ -322,6 +322,7 @@ int main(int argc, char **argv)
 		fatalx("cannot initialise the NATS library");
 	if (mailbox_init(base, mail_dispatch, config.inbound_limit) < 0)
 		fatal("mailbox");
+	blocks_init();
 	if (control_init(base, &config) < 0)
 		fatalx("cannot listen on %s", config.socket_path);
 	if (link_start(&config) < 0)
@@ -355,8 +356,7 @@ int main(int argc, char **argv)
 	control_stop_accepting();
 	control_flush();
 	control_shutdown_clients();
-	kv_finish();
-	events_finish();
+	blocks_finish();
 	link_stop();
 	pubsub_release_nats();
 	link_finish();

@@ -227,6 +227,25 @@ struct op {
 	op_cancel_fn *cancel;
 };
 
+/* A stream a client opened (subscription, consumer, watch, ...), named by
+ * the id of the request that opened it and embedded in the block's own
+ * structure. The socket layer keeps every client's streams in one map,
+ * so an id names at most one open stream of any kind. */
+struct stream;
+struct stream_kind {
+	const char *name;
+	/* The app closed it (Unsubscribe): end it, with a StreamEnd. */
+	void (*end)(struct stream *s);
+	/* The client is gone: stop it and free it, telling nobody. Runs
+	 * after stream_close(), so s->c is NULL there. */
+	void (*gone)(struct stream *s);
+};
+struct stream {
+	const struct stream_kind *kind;
+	struct client *c; /* NULL once closed */
+	uint64_t id;
+};
+
 struct client {
 	TAILQ_ENTRY(client) entry;
 	TAILQ_ENTRY(client) dirty_entry;
@@ -248,7 +267,7 @@ struct client {
 	bool paused;    /* not read until NATS takes what waits for it */
 	struct ipc_buf in;
 	struct ipc_buf out;
-	struct ipc_idmap streams; /* stream id -> struct sub */
+	struct ipc_idmap streams; /* stream id -> struct stream */
 	TAILQ_HEAD(, op) ops;
 	uint32_t n_requests; /* ops in flight */
 	uint32_t n_subs;
@@ -275,6 +294,15 @@ void op_track(struct op *o, struct client *c, uint64_t id,
               op_cancel_fn *cancel);
 /* o is over: no longer counted or cancelled. NULL-safe, idempotent. */
 void op_end(struct op *o);
+/* Open s as stream id of c. Refused (answered, false) if id is 0 or
+ * names an open stream, or c has max_subscriptions streams. */
+bool stream_open(struct stream *s, const struct stream_kind *k,
+                 struct client *c, uint64_t id);
+/* s is over: its id is free again. NULL-safe, idempotent. */
+void stream_close(struct stream *s);
+/* Stream id of c if it is of kind k, else NULL. */
+struct stream *stream_find(struct client *c, uint64_t id,
+                           const struct stream_kind *k);
 /* Write out what was queued to clients during this loop turn. Never
  * frees a client: one that must go is closed at the top of a later
  * callback. */
@@ -284,19 +312,45 @@ unsigned control_client_count(void);
 const char *control_socket_path(void);
 void control_shutdown_clients(void);
 
+/* ---- blocks.c: the table of building blocks ---- */
+
+/* One kind of request: f->body_case is the block's, and so is answering
+ * f->id (or not, for fire-and-forget). */
+typedef void block_request_fn(struct client *c, const Ship__ClientFrame *f);
+struct block_request {
+	Ship__ClientFrame__BodyCase kind;
+	block_request_fn *fn;
+};
+
+/* A building block. Its requests' ops and its streams are the socket
+ * layer's to cancel and end when a client goes (struct op, struct
+ * stream); client_gone is for anything else the block keeps per client,
+ * and runs after those. */
+struct block {
+	const char *name;
+	const struct block_request *requests; /* ends with kind 0 */
+	void (*client_gone)(struct client *c);
+	void (*link_changed)(bool up); /* the NATS link came up or went down */
+	void (*finish)(void);          /* at shutdown, once clients are gone */
+};
+
+extern const struct block admin_block, pubsub_block, kv_block,
+	registry_block, events_block, channels_block;
+
+/* Index the table's request kinds (fatal if two blocks claim one). */
+void blocks_init(void);
+/* The handler of a request kind, or NULL. */
+block_request_fn *blocks_handler(int kind);
+void blocks_client_gone(struct client *c);
+void blocks_link_changed(bool up);
+void blocks_finish(void);
+
 /* ---- pubsub.c: publish, subscribe, request/reply ---- */
 
 struct request;
 
-void pubsub_publish(struct client *c, uint64_t id, const Ship__Publish *p);
+/* The hot path: a Publish frame read in place, without protobuf-c. */
 void pubsub_publish_view(struct client *c, const struct ipc_publish_view *v);
-void pubsub_subscribe(struct client *c, uint64_t id,
-                      const Ship__Subscribe *s);
-void pubsub_unsubscribe(struct client *c, uint64_t id,
-                        const Ship__Unsubscribe *u);
-void pubsub_request(struct client *c, uint64_t id, const Ship__Request *r);
-/* Release everything a leaving client opened. */
-void pubsub_client_gone(struct client *c);
 void pubsub_handle_mail(struct mail *m);
 Ship__Code pubsub_code(natsStatus s);
 /* The link has a connection: create what waited for it. */
@@ -308,12 +362,6 @@ uint32_t pubsub_sub_count(void);
 
 /* ---- kv.c: KV buckets and the noesis-ship stores ---- */
 
-/* True if f was a KV request (handled, answered or failed). */
-bool kv_dispatch(struct client *c, const Ship__ClientFrame *f);
-void kv_client_gone(struct client *c);
-/* The NATS link came up (true) or went down. */
-void kv_link_changed(bool up);
-void kv_finish(void);
 
 struct js_err;        /* jetstream.c, below */
 struct js_stream_cfg;
@@ -395,7 +443,6 @@ struct kv_watch_spec {
 void kvwatch_open(struct client *c, uint64_t id, const struct kv_watch_spec *s);
 /* -1 if c has no watch id. */
 int kvwatch_stop(struct client *c, uint64_t id);
-bool kvwatch_has(struct client *c, uint64_t id);
 
 /* Collect the initial entries of a watch, then end it: fn gets them
  * (borrowed) or an error. Bounded by max_bytes of keys and values. */
@@ -406,24 +453,14 @@ struct kv_collect *kv_collect(const struct kv_watch_spec *s, size_t max_bytes,
                               kv_collect_fn *fn, void *arg);
 void kv_collect_cancel(struct kv_collect *k);
 
-void kvwatch_client_gone(struct client *c);
 void kvwatch_link_changed(bool up);
 void kvwatch_finish(void);
 
 /* ---- registry.c: being registry, ship_config, ship_health ---- */
 
-void registry_being(struct client *c, uint64_t id, const Ship__BeingRequest *r);
-void registry_store(struct client *c, uint64_t id, const Ship__StoreRequest *r);
-void registry_client_gone(struct client *c);
-void registry_link_changed(bool up);
-void registry_finish(void);
 
 /* ---- events.c: EventBus and Channels ---- */
 
-bool events_dispatch(struct client *c, const Ship__ClientFrame *f);
-void events_client_gone(struct client *c);
-void events_link_changed(bool up);
-void events_finish(void);
 /* Publish json to subject with Nats-Msg-Id and answer id with an
  * EmitReply once the stream acknowledged it (or an error). */
 void events_publish(struct client *c, uint64_t id, const char *subject,
@@ -444,7 +481,6 @@ const char *events_default_problem(const char *stream);
 
 /* ---- channels.c: conversations on CHANNELS ---- */
 
-bool channels_dispatch(struct client *c, const Ship__ClientFrame *f);
 
 /* ---- consumer.c: pull consumers fed by the app's credit ---- */
 
@@ -470,9 +506,8 @@ struct consumer_spec {
 };
 
 struct consumer {
+	struct stream st; /* st.c is NULL once the app is gone */
 	TAILQ_ENTRY(consumer) entry;
-	struct client *c; /* NULL once the app is gone */
-	uint64_t id;      /* the stream id the app opened */
 	char *stream;
 	char *name;       /* durable, or the server's name for an ephemeral */
 	char *filter;
@@ -506,7 +541,6 @@ void consumer_credit(struct consumer *k, uint32_t credit);
 int consumer_ack(struct consumer *k, uint64_t token, Ship__AckKind kind,
                  uint32_t nak_delay_ms);
 void consumer_end(struct consumer *k, Ship__Code code, const char *why);
-void consumer_client_gone(struct client *c);
 void consumer_link_changed(bool up);
 void consumer_finish(void);
 

@@ -255,6 +255,65 @@ START_TEST(failed_emits_overflow_a_client_that_does_not_read)
 }
 END_TEST
 
+/* One id names one open stream, whatever its kind: a subscription's id
+ * cannot open a KV watch or an event consumer too, and Unsubscribe ends
+ * whichever it is. */
+START_TEST(stream_ids_are_one_namespace)
+{
+	int fd = raw_open(sd.sock);
+	Ship__ClientFrame cf = SHIP__CLIENT_FRAME__INIT;
+	Ship__EventSubscribe es = SHIP__EVENT_SUBSCRIBE__INIT;
+	cf.id = 7;
+	cf.body_case = SHIP__CLIENT_FRAME__BODY_EVENT_SUBSCRIBE;
+	cf.event_subscribe = &es;
+	raw_frame(fd, &cf);
+	Ship__ServerFrame *f = raw_reply(fd, 7);
+	ck_assert_int_eq(f->code, SHIP__CODE__OK);
+	ship__server_frame__free_unpacked(f, NULL);
+
+	/* A core subscription under the consumer's id: refused. */
+	struct ipc_buf b = {0};
+	pack_subscribe(&b, 7, "ns.x", 0);
+	raw_send(fd, ipc_buf_head(&b), ipc_buf_used(&b));
+	ipc_buf_finish(&b);
+	f = raw_reply(fd, 7);
+	ck_assert_int_eq(f->code, SHIP__CODE__INVALID_ARGUMENT);
+	ck_assert_ptr_nonnull(strstr(f->error, "open stream"));
+	ship__server_frame__free_unpacked(f, NULL);
+
+	Ship__KvWatch kw = SHIP__KV_WATCH__INIT;
+	kw.bucket = "nsbucket";
+	cf.body_case = SHIP__CLIENT_FRAME__BODY_KV_WATCH;
+	cf.kv_watch = &kw;
+	raw_frame(fd, &cf);
+	f = raw_reply(fd, 7);
+	ck_assert_int_eq(f->code, SHIP__CODE__INVALID_ARGUMENT);
+	ck_assert_ptr_nonnull(strstr(f->error, "open stream"));
+	ship__server_frame__free_unpacked(f, NULL);
+
+	/* Unsubscribe ends the consumer: a StreamEnd, then the OK. */
+	b = (struct ipc_buf){0};
+	pack_unsubscribe(&b, 8, 7);
+	raw_send(fd, ipc_buf_head(&b), ipc_buf_used(&b));
+	ipc_buf_finish(&b);
+	f = raw_reply(fd, 7);
+	ck_assert_int_eq(f->body_case, SHIP__SERVER_FRAME__BODY_END);
+	ship__server_frame__free_unpacked(f, NULL);
+	f = raw_reply(fd, 8);
+	ck_assert_int_eq(f->code, SHIP__CODE__OK);
+	ship__server_frame__free_unpacked(f, NULL);
+	/* And again: nothing is open under that id any more. */
+	b = (struct ipc_buf){0};
+	pack_unsubscribe(&b, 9, 7);
+	raw_send(fd, ipc_buf_head(&b), ipc_buf_used(&b));
+	ipc_buf_finish(&b);
+	f = raw_reply(fd, 9);
+	ck_assert_int_eq(f->code, SHIP__CODE__NOT_FOUND);
+	ship__server_frame__free_unpacked(f, NULL);
+	close(fd);
+}
+END_TEST
+
 static unsigned count_exhausted(int fd, uint64_t first, unsigned n)
 {
 	unsigned exhausted = 0;
@@ -319,6 +378,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, failures_while_reading_a_closed_client);
 	tcase_add_test(tc, stream_ends_before_its_answer);
 	tcase_add_test(tc, failed_emits_overflow_a_client_that_does_not_read);
+	tcase_add_test(tc, stream_ids_are_one_namespace);
 	suite_add_tcase(s, tc);
 	TCase *bud = tcase_create("budgets");
 	tcase_set_timeout(bud, 120);

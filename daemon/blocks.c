@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: MIT */
+/* The table of building blocks: which block handles each kind of request,
+ * and the hooks every block has for a client gone, the NATS link coming
+ * up or going down, and shutdown. The socket layer dispatches through it
+ * and names no block. */
+#include <stdlib.h>
+
+#include "shipd.h"
+
+#define KINDS_MAX 256 /* ClientFrame body field numbers */
+
+static const struct block *const blocks[] = {
+	&admin_block,  &pubsub_block, &kv_block,
+	&registry_block, &events_block, &channels_block,
+};
+
+#define N_BLOCKS (sizeof(blocks) / sizeof(blocks[0]))
+
+static block_request_fn *handlers[KINDS_MAX];
+
+void blocks_init(void)
+{
+	for (size_t i = 0; i < N_BLOCKS; i++) {
+		for (const struct block_request *r = blocks[i]->requests;
+		     r && r->kind; r++) {
+			if ((unsigned)r->kind >= KINDS_MAX || handlers[r->kind])
+				fatalx("%s: block %s: request kind %d taken or "
+				       "out of range",
+				       __func__, blocks[i]->name, (int)r->kind);
+			handlers[r->kind] = r->fn;
+		}
+	}
+}
+
+block_request_fn *blocks_handler(int kind)
+{
+	return kind > 0 && kind < KINDS_MAX ? handlers[kind] : NULL;
+}
+
+void blocks_client_gone(struct client *c)
+{
+	for (size_t i = 0; i < N_BLOCKS; i++)
+		if (blocks[i]->client_gone)
+			blocks[i]->client_gone(c);
+}
+
+void blocks_link_changed(bool up)
+{
+	for (size_t i = 0; i < N_BLOCKS; i++)
+		if (blocks[i]->link_changed)
+			blocks[i]->link_changed(up);
+}
+
+void blocks_finish(void)
+{
+	for (size_t i = 0; i < N_BLOCKS; i++)
+		if (blocks[i]->finish)
+			blocks[i]->finish();
+}
