@@ -10,6 +10,9 @@
 #include "shipd.h"
 
 #define PULL_BATCH_MAX 256
+/* Ack tokens kept per consumer: more than its max_ack_pending (1,000),
+ * for redeliveries. */
+#define ACK_TOKENS_MAX 4096
 /* A pull waits this long on the server: short enough that a redelivery the
  * server holds for the next pull comes soon, and that a pull outliving its
  * consumer is soon over. */
@@ -146,6 +149,13 @@ static void deliver(struct consumer *k, natsMsg *msg)
 			free(copy);
 			d.token = 0; /* redelivered after ack wait */
 		}
+		/* Tokens an app never acks would pile up with every
+		 * redelivery: only the newest ACK_TOKENS_MAX stay valid (an
+		 * older one's message has been redelivered since, with a new
+		 * token, or will be). */
+		if (k->next_token > ACK_TOKENS_MAX)
+			free(ipc_idmap_del(&k->acks,
+			                   k->next_token - ACK_TOKENS_MAX));
 	}
 	k->describe(k, msg, &d);
 	Ship__ServerFrame f = SHIP__SERVER_FRAME__INIT;

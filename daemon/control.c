@@ -26,6 +26,9 @@
 #define RESUME_CHECK_MS 2
 #define ACCEPT_BACKOFF_MS 1000
 #define LISTEN_BACKLOG 128
+/* Requests in flight for all clients together: each holds a little
+ * memory here and, most, a wait or a consumer on the server. */
+#define OPS_MAX_TOTAL 65536
 
 static struct {
 	int fd;
@@ -42,6 +45,7 @@ static struct {
 	TAILQ_HEAD(, client) clients;
 	TAILQ_HEAD(, client) dirty;
 	unsigned n_clients;
+	uint32_t n_ops; /* requests in flight, all clients */
 	uint64_t next_cid;
 	struct ipc_arena arena;
 } ctl = {.fd = -1};
@@ -102,6 +106,16 @@ int client_send(struct client *c, const Ship__ServerFrame *f)
 {
 	if (!c || c->closing)
 		return -1;
+	/* One answer too large to ever be queued is that request's error,
+	 * not the client's end: the app asks for less (or pages). */
+	size_t size = protobuf_c_message_get_packed_size(&f->base);
+	if (size > IPC_FRAME_LIMIT && f->code == SHIP__CODE__OK) {
+		client_error(c, f->id, SHIP__CODE__RESOURCE_EXHAUSTED,
+		             "the answer is %zu bytes, over the frame limit of "
+		             "%u; ask for less",
+		             size, IPC_FRAME_LIMIT);
+		return -1;
+	}
 	/* Replies are not dropped; a client that lets twice its limit pile
 	 * up is not reading at all and is let go. */
 	if (queue_frame(c, f, 2 * (size_t)conf->client_output_limit) < 0) {
@@ -145,6 +159,7 @@ void op_track(struct op *o, struct client *c, uint64_t id,
 	o->cancel = cancel;
 	TAILQ_INSERT_TAIL(&c->ops, o, entry);
 	c->n_requests++;
+	ctl.n_ops++;
 }
 
 bool op_begin(struct op *o, struct client *c, uint64_t id,
@@ -153,6 +168,13 @@ bool op_begin(struct op *o, struct client *c, uint64_t id,
 	if (c->n_requests >= conf->max_requests) {
 		client_error(c, id, SHIP__CODE__RESOURCE_EXHAUSTED,
 		             "%u requests in flight, the limit", c->n_requests);
+		return false;
+	}
+	if (ctl.n_ops >= OPS_MAX_TOTAL) {
+		client_error(c, id, SHIP__CODE__RESOURCE_EXHAUSTED,
+		             "%u requests in flight in shipd, the limit; try "
+		             "again later",
+		             ctl.n_ops);
 		return false;
 	}
 	op_track(o, c, id, cancel);
@@ -165,6 +187,7 @@ void op_end(struct op *o)
 		return;
 	TAILQ_REMOVE(&o->c->ops, o, entry);
 	o->c->n_requests--;
+	ctl.n_ops--;
 	o->c = NULL;
 }
 
@@ -253,14 +276,6 @@ static void ops_cancel(struct client *c)
 	}
 }
 
-static uint32_t requests_in_flight(void)
-{
-	uint32_t n = 0;
-	struct client *c;
-	TAILQ_FOREACH(c, &ctl.clients, entry)
-		n += c->n_requests;
-	return n;
-}
 
 void client_ok(struct client *c, uint64_t id)
 {
@@ -377,7 +392,7 @@ static void handle_status(struct client *c, uint64_t id)
 	r.reconnects = li->reconnects;
 	r.clients = ctl.n_clients;
 	r.subscriptions = pubsub_sub_count();
-	r.requests_in_flight = requests_in_flight();
+	r.requests_in_flight = ctl.n_ops;
 	r.dropped = stats.dropped;
 	r.link_changed_ms = now - li->changed_ms;
 	r.last_error = (char *)li->last_error;

@@ -15,6 +15,11 @@
 #define STORE_HISTORY 5
 #define CAS_TRIES 32
 #define KEEPALIVE_MS 30000
+#define KEEPALIVE_MIN_MS 1000
+/* Beings one client keeps alive, and all clients together: each is a
+ * timer and a KV write per interval. */
+#define KEEPALIVES_PER_CLIENT 64
+#define KEEPALIVES_MAX 4096
 #define ONLINE_MS 90000
 #define LIST_MAX_BYTES (4u << 20)
 
@@ -55,6 +60,7 @@ struct rop {
 
 static TAILQ_HEAD(, rop) rops = TAILQ_HEAD_INITIALIZER(rops);
 static TAILQ_HEAD(, keepalive) kas = TAILQ_HEAD_INITIALIZER(kas);
+static unsigned n_kas;
 static bool ensured[3]; /* beings, config, health */
 
 static void step(struct rop *o);
@@ -623,6 +629,7 @@ static void step(struct rop *o)
 static void ka_free(struct keepalive *k)
 {
 	TAILQ_REMOVE(&kas, k, entry);
+	n_kas--;
 	if (k->beat)
 		k->beat->ka = NULL;
 	event_free(k->timer);
@@ -683,6 +690,21 @@ static struct keepalive *ka_find(struct client *c, const char *being)
 	return NULL;
 }
 
+static bool ka_budget(struct client *c, uint64_t id)
+{
+	unsigned mine = 0;
+	struct keepalive *k;
+	TAILQ_FOREACH(k, &kas, entry)
+		mine += k->c == c;
+	if (mine < KEEPALIVES_PER_CLIENT && n_kas < KEEPALIVES_MAX)
+		return true;
+	client_error(c, id, SHIP__CODE__RESOURCE_EXHAUSTED,
+	             "%u keep-alives for this client, %u in all: the limits are "
+	             "%d and %d",
+	             mine, n_kas, KEEPALIVES_PER_CLIENT, KEEPALIVES_MAX);
+	return false;
+}
+
 static void keepalive_start(struct client *c, uint64_t id,
                             const Ship__BeingRequest *r)
 {
@@ -690,6 +712,8 @@ static void keepalive_start(struct client *c, uint64_t id,
 		client_ok(c, id);
 		return;
 	}
+	if (!ka_budget(c, id))
+		return;
 	struct keepalive *k = calloc(1, sizeof(*k));
 	if (!k || !(k->timer = evtimer_new(base, ka_beat, k))) {
 		free(k);
@@ -698,10 +722,11 @@ static void keepalive_start(struct client *c, uint64_t id,
 	}
 	k->c = c;
 	k->interval_ms = r->interval_ms ? r->interval_ms : KEEPALIVE_MS;
-	if (k->interval_ms < 100)
-		k->interval_ms = 100;
+	if (k->interval_ms < KEEPALIVE_MIN_MS)
+		k->interval_ms = KEEPALIVE_MIN_MS;
 	snprintf(k->being, sizeof(k->being), "%s", r->being_id);
 	TAILQ_INSERT_TAIL(&kas, k, entry);
+	n_kas++;
 	struct timeval tv = {k->interval_ms / 1000, (k->interval_ms % 1000) * 1000};
 	evtimer_add(k->timer, &tv);
 	/* The first heartbeat answers the app (NOT_FOUND if unregistered). */

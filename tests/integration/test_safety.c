@@ -4,6 +4,7 @@
  * does not read. Each case once crashed shipd (under AddressSanitizer a
  * report fails the test through shipd's exit status). */
 #include <check.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -142,6 +143,25 @@ static void pack_publish(struct ipc_buf *b, const char *subj)
 	raw_pack(b, &f);
 }
 
+/* shipd declares SHIP_EVENTS as NATS comes up: wait until an emit is
+ * stored. */
+static void wait_events(int fd)
+{
+	int code = -1;
+	for (int i = 0; i < 50 && code != SHIP__CODE__OK; i++) {
+		struct ipc_buf e = {0};
+		pack_emit(&e, 9);
+		raw_send(fd, ipc_buf_head(&e), ipc_buf_used(&e));
+		ipc_buf_finish(&e);
+		Ship__ServerFrame *f = raw_reply(fd, 9);
+		code = f->code;
+		ship__server_frame__free_unpacked(f, NULL);
+		if (code != SHIP__CODE__OK)
+			fx_sleep_ms(100);
+	}
+	ck_assert_int_eq(code, SHIP__CODE__OK);
+}
+
 static void send_and_close(int fd, struct ipc_buf *b)
 {
 	raw_send(fd, ipc_buf_head(b), ipc_buf_used(b));
@@ -261,8 +281,10 @@ END_TEST
 START_TEST(stream_ids_are_one_namespace)
 {
 	int fd = raw_open(sd.sock);
+	wait_events(fd);
 	Ship__ClientFrame cf = SHIP__CLIENT_FRAME__INIT;
 	Ship__EventSubscribe es = SHIP__EVENT_SUBSCRIBE__INIT;
+	es.pattern = "nothing.here"; /* no delivery to mistake for an answer */
 	cf.id = 7;
 	cf.body_case = SHIP__CLIENT_FRAME__BODY_EVENT_SUBSCRIBE;
 	cf.event_subscribe = &es;
@@ -368,6 +390,88 @@ START_TEST(every_request_kind_is_counted)
 }
 END_TEST
 
+/* Keep-alives have a per-client limit (64). */
+START_TEST(keepalives_are_bounded)
+{
+	struct shipc *h = shipc_connect(sd.sock, "beings");
+	ck_assert_ptr_nonnull(h);
+	int refused = 0;
+	for (int i = 0; i < 66; i++) {
+		char id[32];
+		snprintf(id, sizeof(id), "robot-%d", i);
+		ck_assert_int_eq(shipc_being_register(h, id, NULL, 0, NULL), 0);
+		if (shipc_being_keepalive(h, id, 60000) < 0) {
+			ck_assert_int_eq(errno, ENOBUFS);
+			refused++;
+		}
+	}
+	ck_assert_int_eq(refused, 2);
+	shipc_close(h);
+	assert_serving();
+}
+END_TEST
+
+/* Redeliveries the app never acks do not pile up ack tokens: only the
+ * newest 4,096 stay valid. */
+START_TEST(ack_tokens_are_bounded)
+{
+	int fd = raw_open(sd.sock);
+	wait_events(fd);
+	struct ipc_buf b = {0};
+	for (uint64_t i = 0; i < 1000; i++)
+		pack_emit(&b, 10 + i);
+	raw_send(fd, ipc_buf_head(&b), ipc_buf_used(&b));
+	ipc_buf_finish(&b);
+	for (uint64_t i = 0; i < 1000; i++) {
+		Ship__ServerFrame *f = raw_reply(fd, 10 + i);
+		ck_assert_int_eq(f->code, SHIP__CODE__OK);
+		ship__server_frame__free_unpacked(f, NULL);
+	}
+	Ship__ClientFrame cf = SHIP__CLIENT_FRAME__INIT;
+	Ship__EventSubscribe es = SHIP__EVENT_SUBSCRIBE__INIT;
+	es.pattern = "safety.>";
+	es.ack_wait_ms = 200;
+	es.credit = 60000;
+	cf.id = 5000;
+	cf.body_case = SHIP__CLIENT_FRAME__BODY_EVENT_SUBSCRIBE;
+	cf.event_subscribe = &es;
+	raw_frame(fd, &cf);
+	uint64_t first = 0, last = 0;
+	uint64_t end = fx_now_ms() + 60000;
+	while (last < 4500 && fx_now_ms() < end) {
+		Ship__ServerFrame *f = raw_read(fd);
+		ck_assert_ptr_nonnull(f);
+		if (f->body_case == SHIP__SERVER_FRAME__BODY_EVENT) {
+			if (!first)
+				first = f->event->token;
+			last = f->event->token;
+		}
+		ship__server_frame__free_unpacked(f, NULL);
+	}
+	ck_assert_uint_ge(last, 4500);
+	uint64_t tokens[] = {first};
+	Ship__EventAck ack = SHIP__EVENT_ACK__INIT;
+	ack.stream = 5000;
+	ack.tokens = tokens;
+	ack.n_tokens = 1;
+	cf.id = 6000;
+	cf.body_case = SHIP__CLIENT_FRAME__BODY_EVENT_ACK;
+	cf.event_ack = &ack;
+	raw_frame(fd, &cf);
+	Ship__ServerFrame *f = raw_reply(fd, 6000);
+	ck_assert_int_eq(f->code, SHIP__CODE__NOT_FOUND);
+	ship__server_frame__free_unpacked(f, NULL);
+	tokens[0] = last;
+	cf.id = 6001;
+	raw_frame(fd, &cf);
+	f = raw_reply(fd, 6001);
+	ck_assert_int_eq(f->code, SHIP__CODE__OK);
+	ship__server_frame__free_unpacked(f, NULL);
+	close(fd);
+	assert_serving();
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("safety");
@@ -385,6 +489,12 @@ static Suite *suite(void)
 	tcase_add_checked_fixture(bud, setup_tight, teardown);
 	tcase_add_test(bud, every_request_kind_is_counted);
 	suite_add_tcase(s, bud);
+	TCase *held = tcase_create("held");
+	tcase_set_timeout(held, 120);
+	tcase_add_checked_fixture(held, setup, teardown);
+	tcase_add_test(held, keepalives_are_bounded);
+	tcase_add_test(held, ack_tokens_are_bounded);
+	suite_add_tcase(s, held);
 	return s;
 }
 
