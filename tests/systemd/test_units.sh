@@ -5,25 +5,32 @@
 # settings the design relies on, and the sysusers.d and tmpfiles.d entries
 # give the socket's directory and group in a scratch root.
 #
-# Usage: test_units.sh SHIPD SERVICE SOCKET SYSUSERS TMPFILES MANPAGE...
-# SERVICE is the configured shipd.service; its ExecStart is pointed at the
-# built SHIPD in a copy, as verify wants an executable there.
+# Usage: test_units.sh SHIPD SHIPCTL SERVICE SOCKET SYSUSERS TMPFILES MANPAGE...
+# SERVICE is the configured shipd.service; in a copy its ExecStart and
+# ExecReload are pointed at the built SHIPD and SHIPCTL, as verify wants
+# executables there.
 # Exit status 77 (skipped) without systemd-analyze.
+#
+# Needs no man(1): verify checks each man: URL of Documentation= by running
+# "man SECTION PAGE", and gets a stand-in that finds exactly the pages this
+# build renders (a container image has no man-db; a real man would also
+# find, or miss, the system's pages).
 
 # The checks run bash -c '...' _ ARGS: the inner shell expands $1, $2.
 # shellcheck disable=SC2016
 set -euo pipefail
 
-if [ $# -lt 6 ]; then
-	echo "usage: $0 SHIPD SERVICE SOCKET SYSUSERS TMPFILES MANPAGE..." >&2
+if [ $# -lt 7 ]; then
+	echo "usage: $0 SHIPD SHIPCTL SERVICE SOCKET SYSUSERS TMPFILES MANPAGE..." >&2
 	exit 2
 fi
 shipd=$(realpath "$1")
-service=$2
-socket=$3
-sysusers=$(realpath "$4")
-tmpfiles=$(realpath "$5")
-shift 5
+shipctl=$(realpath "$2")
+service=$3
+socket=$4
+sysusers=$(realpath "$5")
+tmpfiles=$(realpath "$6")
+shift 6
 
 if ! command -v systemd-analyze >/dev/null; then
 	echo "skip - systemd-analyze not found"
@@ -58,42 +65,97 @@ for page in "$@"; do
 	cp "$page" "$tmp/man/man$section/"
 done
 
+# The man verify runs: "man SECTION PAGE" (or "man PAGE") succeeds only if
+# $MANPATH/manSECTION/PAGE.SECTION is a page whose .TH names it.
+mkdir "$tmp/bin"
+cat >"$tmp/bin/man" <<'MAN'
+#!/bin/sh
+case $# in
+1) page=$1 section='*' ;;
+2) page=$2 section=$1 ;;
+*) echo "man: usage: man [SECTION] PAGE" >&2; exit 2 ;;
+esac
+for f in "$MANPATH"/man$section/"$page".$section; do
+	[ -f "$f" ] || continue
+	s=${f##*.}
+	grep -m 1 '^\.TH' "$f" | grep -qiF ".TH \"$page\" \"$s\"" && exit 0
+done
+[ "$section" = '*' ] || page="$page($section)"
+echo "No manual entry for $page" >&2
+exit 16
+MAN
+chmod +x "$tmp/bin/man"
+check "the man stand-in finds shipd(8) and only built pages" \
+	bash -c 'export MANPATH=$1 PATH=$2:$PATH; man 8 shipd && man shipd &&
+		! man 1 shipd && ! man 8 no-such-page' _ "$tmp/man" "$tmp/bin"
+
 units=$tmp/units
 mkdir "$units"
 cp "$service" "$units/shipd.service"
 cp "$socket" "$units/shipd.socket"
-sed -i "s|^ExecStart=[^ ]*shipd|ExecStart=$shipd|" "$units/shipd.service"
+sed -i -e "s|^ExecStart=[^ ]*/shipd$|ExecStart=$shipd|" \
+	-e "s|^ExecReload=[^ ]*/shipctl |ExecReload=$shipctl |" \
+	"$units/shipd.service"
 check "the copy's ExecStart is the built shipd" \
 	grep -qxF "ExecStart=$shipd" "$units/shipd.service"
+# Reloads go through shipctl on the socket shipd.socket listens on: nothing
+# outside what shipd installs (no kill(1)), and the same path in both.
+listen=$(sed -n 's/^ListenStream=//p' "$units/shipd.socket")
+check "ExecReload is the built shipctl reload on $listen" \
+	grep -qxF "ExecReload=$shipctl -s $listen reload" "$units/shipd.service"
 
+# verify_in DIR: systemd-analyze verify on DIR's two units, with the pages
+# and the man stand-in; prints what verify says, exits with its status.
+verify_in() (
+	cd "$1" && MANPATH=$tmp/man PATH=$tmp/bin:$PATH SYSTEMD_LOG_COLOR=0 \
+		timeout 60 systemd-analyze verify --man=yes \
+		"$1/shipd.socket" "$1/shipd.service" 2>&1
+)
 # verify: clean means exit status 0 and nothing printed; an unknown key or
 # a bad value is only a warning, with status 0.
 verify() {
 	local out rc=0
-	out=$(cd "$units" && MANPATH=$tmp/man SYSTEMD_LOG_COLOR=0 \
-		timeout 60 systemd-analyze verify --man=yes "$@" 2>&1) || rc=$?
+	out=$(verify_in "$1") || rc=$?
 	if [ "$rc" -ne 0 ] || [ -n "$out" ]; then
 		printf 'systemd-analyze verify exited %d\n%s\n' "$rc" "$out"
 		return 1
 	fi
 }
-check "systemd-analyze verify shipd.socket shipd.service" \
-	verify "$units/shipd.socket" "$units/shipd.service"
+check "systemd-analyze verify shipd.socket shipd.service" verify "$units"
 
-# The check itself must catch what it is for.
-cp -r "$units" "$tmp/broken"
-sed -i 's/^ProtectSystem=strict$/ProtectSystem=stirct/' \
-	"$tmp/broken/shipd.service"
-check "verify reports a bad value (the check can fail)" \
-	bash -c '(cd "$1" && MANPATH=$2 systemd-analyze verify \
-		"$1/shipd.socket" "$1/shipd.service" 2>&1) | grep -q stirct' \
-	_ "$tmp/broken" "$tmp/man"
-sed -i "s|^ExecStart=.*|ExecStart=$tmp/no-such-shipd|" \
-	"$tmp/broken/shipd.service"
-check "verify reports a missing ExecStart binary" \
-	bash -c '! (cd "$1" && MANPATH=$2 systemd-analyze verify \
-		"$1/shipd.socket" "$1/shipd.service" >/dev/null 2>&1)' \
-	_ "$tmp/broken" "$tmp/man"
+# The check itself must catch what it is for: each broken copy fails, for
+# the reason it was broken.
+# broken NAME SED_SCRIPT: a copy of the units with SED_SCRIPT applied to
+# shipd.service; sets dir.
+broken() {
+	dir=$tmp/broken-$1
+	cp -r "$units" "$dir"
+	sed -i "$2" "$dir/shipd.service"
+}
+# warns DIR TEXT: verify names TEXT (it may still exit 0); fails DIR TEXT:
+# verify fails, naming TEXT.
+warns() {
+	local out rc=0
+	out=$(verify_in "$1") || rc=$?
+	printf 'systemd-analyze verify exited %d\n%s\n' "$rc" "$out"
+	grep -qF -- "$2" <<<"$out"
+}
+fails() {
+	local rc=0
+	verify "$1" >/dev/null && rc=1
+	warns "$@" || rc=1
+	return "$rc"
+}
+broken value 's/^ProtectSystem=strict$/ProtectSystem=stirct/'
+check "verify reports a bad value (the check can fail)" warns "$dir" stirct
+broken exec "s|^ExecStart=.*|ExecStart=$tmp/no-such-shipd|"
+check "verify reports a missing ExecStart binary" fails "$dir" no-such-shipd
+broken reload "s|^ExecReload=[^ ]*|ExecReload=$tmp/no-such-shipctl|"
+check "verify reports a missing ExecReload binary" \
+	fails "$dir" no-such-shipctl
+broken man 's/^Documentation=.*/Documentation=man:no-such-page(8)/'
+check "verify reports a Documentation= page the build lacks" \
+	fails "$dir" 'no-such-page(8)'
 
 # ---- what the design relies on ----
 
