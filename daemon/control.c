@@ -532,6 +532,21 @@ static void dispatch(struct client *c, const Ship__ClientFrame *f)
 		             "unknown request (a newer client?)");
 }
 
+/* The id of a frame refused before decoding, so the app knows which
+ * request failed: field 1 comes first as every encoder writes it. */
+static uint64_t frame_id(const uint8_t *p, size_t n)
+{
+	uint64_t id = 0;
+	if (n < 2 || p[0] != 0x08)
+		return 0;
+	for (size_t i = 1, shift = 0; i < n && shift < 64; i++, shift += 7) {
+		id |= (uint64_t)(p[i] & 0x7f) << shift;
+		if (!(p[i] & 0x80))
+			return id;
+	}
+	return 0;
+}
+
 /* Handle the whole frames in data; returns the bytes used. */
 static size_t read_frames(struct client *c, const uint8_t *data, size_t len)
 {
@@ -561,6 +576,15 @@ static size_t read_frames(struct client *c, const uint8_t *data, size_t len)
 		struct ipc_publish_view pv;
 		if (c->hello && ipc_parse_publish(body, blen, &pv)) {
 			pubsub_publish_view(c, &pv);
+			continue;
+		}
+		/* Vetted first: protobuf-c would cut strings at a NUL and
+		 * allocate for a million empty repeated elements. */
+		char why[160];
+		if (ipc_pb_check(&ship__client_frame__descriptor, body, blen,
+		                 NULL, why, sizeof(why)) < 0) {
+			client_error(c, frame_id(body, blen),
+			             SHIP__CODE__INVALID_ARGUMENT, "%s", why);
 			continue;
 		}
 		Ship__ClientFrame *f = ship__client_frame__unpack(&ctl.arena.pb,
@@ -723,6 +747,20 @@ static unsigned clients_of_uid(uid_t uid)
 	return n;
 }
 
+/* Root and shipd's own user (shipctl status, reload) get in even when
+ * apps took every slot: with max_clients of 2 or more, the last one is
+ * theirs. max_clients stays the bound on descriptors. */
+static bool privileged(uid_t uid)
+{
+	return uid == 0 || uid == geteuid();
+}
+
+static unsigned clients_max(uid_t uid)
+{
+	unsigned max = conf->max_clients;
+	return privileged(uid) || max < 2 ? max : max - 1;
+}
+
 static void refuse(int fd, Ship__Code code, const char *why)
 {
 	/* Best effort: the socket is new, so the frame fits its buffer. */
@@ -734,6 +772,19 @@ static void refuse(int fd, Ship__Code code, const char *why)
 		(void)!send(fd, ipc_buf_head(&b), ipc_buf_used(&b), MSG_NOSIGNAL);
 	ipc_buf_finish(&b);
 	close(fd);
+}
+
+static void refuse_full(int fd, const struct ucred *cr)
+{
+	char why[160];
+	int n = snprintf(why, sizeof(why), "too many clients (%u): max_clients "
+	                 "is %u", ctl.n_clients, conf->max_clients);
+	if (ctl.n_clients < conf->max_clients)
+		snprintf(why + n, sizeof(why) - (size_t)n,
+		         ", the last slot is kept for root and shipd's user");
+	log_warnx("%s: %s; refusing pid %d uid %d", __func__, why,
+	          (int)cr->pid, (int)cr->uid);
+	refuse(fd, SHIP__CODE__RESOURCE_EXHAUSTED, why);
 }
 
 static void accept_cb(evutil_socket_t lfd, short what, void *arg)
@@ -761,17 +812,18 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
 		close(fd);
 		return;
 	}
-	if (ctl.n_clients >= conf->max_clients) {
-		log_warnx("%s: %u clients, refusing pid %d", __func__,
-		          ctl.n_clients, (int)cr.pid);
-		refuse(fd, SHIP__CODE__RESOURCE_EXHAUSTED, "too many clients");
+	if (ctl.n_clients >= clients_max(cr.uid)) {
+		refuse_full(fd, &cr);
 		return;
 	}
 	if (clients_of_uid(cr.uid) >= conf->max_clients_per_uid) {
-		log_warnx("%s: uid %d has %u clients, refusing pid %d", __func__,
-		          (int)cr.uid, conf->max_clients_per_uid, (int)cr.pid);
-		refuse(fd, SHIP__CODE__RESOURCE_EXHAUSTED,
-		       "too many clients for this user");
+		char why[128];
+		snprintf(why, sizeof(why),
+		         "too many clients for uid %d (max_clients_per_uid is "
+		         "%u)",
+		         (int)cr.uid, conf->max_clients_per_uid);
+		log_warnx("%s: %s, refusing pid %d", __func__, why, (int)cr.pid);
+		refuse(fd, SHIP__CODE__RESOURCE_EXHAUSTED, why);
 		return;
 	}
 	struct client *c = calloc(1, sizeof(*c));

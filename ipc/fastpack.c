@@ -115,29 +115,37 @@ static const uint8_t *get_varint(const uint8_t *p, const uint8_t *end,
 	return NULL;
 }
 
-/* A length-delimited field's body; NULL if it runs past end. */
+/* A length-delimited field's body; NULL if it runs past end or its length
+ * takes more than the 5 bytes protobuf-c reads. */
 static const uint8_t *get_ld(const uint8_t *p, const uint8_t *end,
                              const uint8_t **body, size_t *n)
 {
+	const uint8_t *start = p;
 	uint64_t len;
 	p = get_varint(p, end, &len);
-	if (!p || len > (uint64_t)(end - p))
+	if (!p || p - start > 5 || len > (uint64_t)(end - p))
 		return NULL;
 	*body = p;
 	*n = (size_t)len;
 	return p + len;
 }
 
+/* Anything the slow path would refuse (a field twice, a string with a NUL
+ * or not UTF-8, which protobuf-c would cut) is left to it, to say why. */
 static bool parse_msg(const uint8_t *p, const uint8_t *end,
                       struct ipc_publish_view *v)
 {
+	unsigned seen = 0;
 	while (p < end) {
 		uint8_t tag = *p++;
 		const uint8_t *body;
 		size_t n;
 		if (tag != 0x0a && tag != 0x12 && tag != 0x1a)
 			return false; /* headers or anything else: slow path */
-		if (!(p = get_ld(p, end, &body, &n)))
+		if (seen & 1u << (tag >> 3) || !(p = get_ld(p, end, &body, &n)))
+			return false;
+		seen |= 1u << (tag >> 3);
+		if (tag != 0x1a && !ipc_pb_string_ok(body, n))
 			return false;
 		if (tag == 0x0a) {
 			v->subject = (const char *)body;
@@ -158,10 +166,11 @@ bool ipc_parse_publish(const uint8_t *p, size_t n, struct ipc_publish_view *v)
 	const uint8_t *end = p + n, *body, *mbody = NULL;
 	size_t blen, mlen = 0;
 	*v = (struct ipc_publish_view){0};
-	bool seen_publish = false;
+	bool seen_id = false, seen_publish = false, seen_fail = false;
 	while (p < end) {
 		uint8_t tag = *p++;
-		if (tag == 0x08) {
+		if (tag == 0x08 && !seen_id) {
+			seen_id = true;
 			if (!(p = get_varint(p, end, &v->id)))
 				return false;
 		} else if (tag == 0x1a && !seen_publish) {
@@ -174,8 +183,9 @@ bool ipc_parse_publish(const uint8_t *p, size_t n, struct ipc_publish_view *v)
 				if (t == 0x0a && !mbody) {
 					if (!(q = get_ld(q, qend, &mbody, &mlen)))
 						return false;
-				} else if (t == 0x10) {
+				} else if (t == 0x10 && !seen_fail) {
 					uint64_t f;
+					seen_fail = true;
 					if (!(q = get_varint(q, qend, &f)))
 						return false;
 					v->fail_if_disconnected = f != 0;

@@ -106,6 +106,32 @@ struct ipc_publish_view {
 bool ipc_parse_publish(const uint8_t *body, size_t len,
                        struct ipc_publish_view *v);
 
+/* ---- pbcheck.c: a client's protobuf bytes vetted before protobuf-c ---- */
+
+#define IPC_PB_MAX_DEPTH 16     /* submessages within submessages */
+#define IPC_PB_MAX_FIELDS 128   /* fields of one message type it can track */
+#define IPC_PB_MAX_REPEATED 1024
+#define IPC_PB_MAX_MESSAGES 2048
+
+struct ipc_pb_limits {
+	/* Elements of one repeated field in one message (a packed run counts
+	 * its elements); also unknown fields in the whole frame. */
+	size_t max_repeated;
+	size_t max_messages; /* submessages in the whole frame */
+};
+
+/* 0 if data is safe to unpack as a message of desc: well-formed with each
+ * known field of its declared wire type, every string valid UTF-8 without a
+ * NUL (protobuf-c would cut it there), no singular field twice and no two
+ * members of one oneof, and within lim (NULL: the IPC_PB_MAX_ values) and
+ * IPC_PB_MAX_DEPTH. Otherwise -1 and a reason for a person naming the
+ * field, in why (whylen bytes; why may be NULL). Allocates nothing. */
+int ipc_pb_check(const ProtobufCMessageDescriptor *desc, const uint8_t *data,
+                 size_t len, const struct ipc_pb_limits *lim, char *why,
+                 size_t whylen);
+/* The bytes of a string as ipc_pb_check takes them: UTF-8, no NUL. */
+bool ipc_pb_string_ok(const void *s, size_t len);
+
 /* ---- arena.c: a bump allocator for protobuf unpacking ---- */
 
 struct ipc_arena {

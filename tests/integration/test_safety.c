@@ -472,6 +472,126 @@ START_TEST(ack_tokens_are_bounded)
 }
 END_TEST
 
+/* Send f with the first 'X' of its packed bytes turned into a NUL. */
+static void send_with_nul(int fd, const Ship__ClientFrame *f)
+{
+	struct ipc_buf b = {0};
+	raw_pack(&b, f);
+	uint8_t *x = memchr(ipc_buf_head(&b), 'X', ipc_buf_used(&b));
+	ck_assert_ptr_nonnull(x);
+	*x = 0;
+	raw_send(fd, ipc_buf_head(&b), ipc_buf_used(&b));
+	ipc_buf_finish(&b);
+}
+
+/* A NUL inside a string is refused, never cut short: key "a\0evil" does
+ * not overwrite "a", a subject "ok\0x" does not publish to "ok". */
+START_TEST(nul_in_strings_is_refused)
+{
+	struct shipc *h = shipc_connect(sd.sock, "nul");
+	ck_assert_ptr_nonnull(h);
+	struct shipc_kv_config cfg = {.bucket = "nul", .memory = 1};
+	ck_assert_int_eq(shipc_kv_bucket_create(h, &cfg, NULL), 0);
+	ck_assert_int_eq(shipc_kv_put(h, "nul", "a", "good", 4, NULL), 0);
+
+	int fd = raw_open(sd.sock);
+	Ship__ClientFrame cf = SHIP__CLIENT_FRAME__INIT;
+	Ship__KvWrite w = SHIP__KV_WRITE__INIT;
+	w.bucket = "nul";
+	w.key = "aXevil";
+	w.value.data = (uint8_t *)"bad";
+	w.value.len = 3;
+	cf.id = 11;
+	cf.body_case = SHIP__CLIENT_FRAME__BODY_KV_WRITE;
+	cf.kv_write = &w;
+	send_with_nul(fd, &cf);
+	Ship__ServerFrame *f = raw_reply(fd, 11);
+	ck_assert_int_eq(f->code, SHIP__CODE__INVALID_ARGUMENT);
+	ck_assert_ptr_nonnull(strstr(f->error, "NUL"));
+	ship__server_frame__free_unpacked(f, NULL);
+
+	struct ipc_buf b = {0};
+	pack_publish(&b, "okXx"); /* with a header: not the fast path */
+	uint8_t *x = memchr(ipc_buf_head(&b), 'X', ipc_buf_used(&b));
+	*x = 0;
+	raw_send(fd, ipc_buf_head(&b), ipc_buf_used(&b));
+	ipc_buf_finish(&b);
+	f = raw_read(fd); /* fire and forget: answered only on failure */
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(f->code, SHIP__CODE__INVALID_ARGUMENT);
+	ship__server_frame__free_unpacked(f, NULL);
+	close(fd);
+
+	struct shipc_kv_entry *e;
+	ck_assert_int_eq(shipc_kv_get(h, "nul", "a", 0, &e), 0);
+	ck_assert_uint_eq(e->len, 4);
+	ck_assert_int_eq(memcmp(e->value, "good", 4), 0);
+	shipc_kv_entry_free(e);
+	shipc_close(h);
+}
+END_TEST
+
+/* A frame of a million empty headers is refused before it is decoded:
+ * shipd does not grow by what decoding it would cost (72 MB before). */
+START_TEST(repeated_fields_are_bounded_before_decoding)
+{
+	int fd = raw_open(sd.sock);
+	long before = fx_rss_kib(sd.pid);
+	size_t n = 1000000, len = 2 * n + 32;
+	uint8_t *body = malloc(len), *p = body;
+	/* ClientFrame{id: 5, publish{msg{subject "h.x", headers × n}}} */
+	size_t msg_len = 5 + 2 * n, pub_len, frame_len;
+	uint8_t vmsg[8], vpub[8];
+	size_t nm = 0, np = 0;
+	for (size_t v = msg_len; ; v >>= 7) {
+		vmsg[nm++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+		if (v <= 0x7f)
+			break;
+	}
+	pub_len = 1 + nm + msg_len;
+	for (size_t v = pub_len; ; v >>= 7) {
+		vpub[np++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+		if (v <= 0x7f)
+			break;
+	}
+	*p++ = 0x08;
+	*p++ = 5;
+	*p++ = 0x1a;
+	memcpy(p, vpub, np);
+	p += np;
+	*p++ = 0x0a;
+	memcpy(p, vmsg, nm);
+	p += nm;
+	memcpy(p, "\x0a\x03h.x", 5);
+	p += 5;
+	for (size_t i = 0; i < n; i++) {
+		*p++ = 0x22;
+		*p++ = 0;
+	}
+	frame_len = (size_t)(p - body);
+	uint8_t hdr[IPC_HDR_LEN];
+	ipc_frame_header(hdr, frame_len);
+	raw_send(fd, hdr, sizeof(hdr));
+	raw_send(fd, body, frame_len);
+	free(body);
+	Ship__ServerFrame *f = raw_reply(fd, 5);
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(f->code, SHIP__CODE__INVALID_ARGUMENT);
+	ck_assert_ptr_nonnull(strstr(f->error, "headers"));
+	ship__server_frame__free_unpacked(f, NULL);
+	long after = fx_rss_kib(sd.pid);
+#ifndef SHIP_SANITIZED
+	ck_assert_msg(after - before < 16 * 1024, "shipd grew by %ld KiB",
+	              after - before);
+#else
+	(void)before;
+	(void)after;
+#endif
+	close(fd);
+	assert_serving();
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("safety");
@@ -483,6 +603,8 @@ static Suite *suite(void)
 	tcase_add_test(tc, stream_ends_before_its_answer);
 	tcase_add_test(tc, failed_emits_overflow_a_client_that_does_not_read);
 	tcase_add_test(tc, stream_ids_are_one_namespace);
+	tcase_add_test(tc, nul_in_strings_is_refused);
+	tcase_add_test(tc, repeated_fields_are_bounded_before_decoding);
 	suite_add_tcase(s, tc);
 	TCase *bud = tcase_create("budgets");
 	tcase_set_timeout(bud, 120);
