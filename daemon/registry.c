@@ -15,7 +15,7 @@
 #define STORE_HISTORY 5
 #define CAS_TRIES 32
 #define KEEPALIVE_MS 30000
-#define KEEPALIVE_MIN_MS 1000
+#define KEEPALIVE_MIN_MS 100
 /* Beings one client keeps alive, and all clients together: each is a
  * timer and a KV write per interval. */
 #define KEEPALIVES_PER_CLIENT 64
