@@ -13,6 +13,7 @@
 #include "shipctl.h"
 
 #define MAX_STDIN (64u << 20)
+#define REFUSAL_MAX 256 /* shipd's words when it refuses a connection */
 
 static const char *sock_path;
 bool json;
@@ -68,14 +69,30 @@ int fail(const char *what, int err)
 	return 1;
 }
 
+/* libshipc tells why shipd refused a connection (too many clients) only
+ * through its log; keep those words for the error message. */
+static void keep_refusal(int level, const char *msg, void *arg)
+{
+	static const char prefix[] = "libshipc: shipd refused: ";
+	char *refusal = arg; /* REFUSAL_MAX bytes */
+	if (!strncmp(msg, prefix, sizeof(prefix) - 1))
+		snprintf(refusal, REFUSAL_MAX, "%s", msg + sizeof(prefix) - 1);
+}
+
 int open_handle(void)
 {
 	const char *path = sock_path ? sock_path : shipc_default_socket();
+	char refusal[REFUSAL_MAX] = "";
+	shipc_set_log_handler(keep_refusal, refusal);
 	h = shipc_connect(path, "shipctl");
+	int e = errno;
+	shipc_set_log_handler(NULL, NULL);
 	if (h)
 		return 0;
-	int e = errno;
-	if (e == ENOENT || e == ECONNREFUSED)
+	if (refusal[0])
+		fprintf(stderr, "shipctl: shipd refused the connection: %s\n",
+		        refusal);
+	else if (e == ENOENT || e == ECONNREFUSED)
 		fprintf(stderr, "shipctl: shipd is not running (%s: %s)\n", path,
 		        strerror(e));
 	else

@@ -18,40 +18,91 @@ struct js_call {
 	js_pub_fn *pub_fn;
 	void *arg;
 	struct link_wait *wait;
+	struct event *failed; /* it never left: err is reported from here */
+	struct js_err err;
 };
+
+#define NITEMS(a) (sizeof(a) / sizeof((a)[0]))
 
 /* ---- errors ---- */
 
+/* What an app can do about a JetStream error, by its err_code (the
+ * server's errors.json). Where one code covers several causes, words of
+ * the description pick the entry; the first match wins. The server's
+ * HTTP-like status is often no guide: 2.9 sends config checks as 500 and
+ * a full stream as 503. */
+static const struct js_code_entry {
+	int err_code;
+	const char *words; /* NULL: any description */
+	Ship__Code code;
+} js_codes[] = {
+	/* Absent: create it, or stop asking. */
+	{10059, NULL, SHIP__CODE__NOT_FOUND}, /* stream not found */
+	{10014, NULL, SHIP__CODE__NOT_FOUND}, /* consumer not found */
+	{10037, NULL, SHIP__CODE__NOT_FOUND}, /* no message found */
+	{10043, NULL, SHIP__CODE__NOT_FOUND}, /* sequence not found */
+	/* There already, maybe with other settings: use it or rename. */
+	{10058, NULL, SHIP__CODE__ALREADY_EXISTS}, /* stream, other config */
+	{10013, NULL, SHIP__CODE__ALREADY_EXISTS}, /* consumer name in use */
+	{10105, NULL, SHIP__CODE__ALREADY_EXISTS}, /* consumer still active */
+	{10148, NULL, SHIP__CODE__ALREADY_EXISTS}, /* consumer exists */
+	{10012, "can not be updated", SHIP__CODE__ALREADY_EXISTS}, /* durable */
+	{10012, "can not update", SHIP__CODE__ALREADY_EXISTS}, /* push/pull */
+	/* Compare-and-swap lost: read again. */
+	{10071, NULL, SHIP__CODE__WRONG_REVISION}, /* wrong last sequence */
+	{10164, NULL, SHIP__CODE__WRONG_REVISION}, /* the same, 2.11 */
+	{10070, NULL, SHIP__CODE__WRONG_REVISION}, /* wrong last msg id */
+	/* A limit: retry once there is room. */
+	{10077, "store closed", SHIP__CODE__UNAVAILABLE},
+	{10077, NULL, SHIP__CODE__RESOURCE_EXHAUSTED}, /* full, discard new */
+	{10002, NULL, SHIP__CODE__RESOURCE_EXHAUSTED}, /* account limits */
+	{10023, NULL, SHIP__CODE__RESOURCE_EXHAUSTED}, /* resources (503) */
+	{10026, NULL, SHIP__CODE__RESOURCE_EXHAUSTED}, /* max consumers */
+	{10027, NULL, SHIP__CODE__RESOURCE_EXHAUSTED}, /* max streams */
+	{10028, NULL, SHIP__CODE__RESOURCE_EXHAUSTED}, /* memory */
+	{10047, NULL, SHIP__CODE__RESOURCE_EXHAUSTED}, /* storage */
+	{10053, NULL, SHIP__CODE__RESOURCE_EXHAUSTED}, /* stream limits */
+	{10122, NULL, SHIP__CODE__RESOURCE_EXHAUSTED}, /* account max bytes */
+	/* It can never work as asked: do not retry. */
+	{10054, NULL, SHIP__CODE__INVALID_ARGUMENT}, /* message too large */
+	{10052, NULL, SHIP__CODE__INVALID_ARGUMENT}, /* stream config (500) */
+	{10074, NULL, SHIP__CODE__INVALID_ARGUMENT}, /* replicas (500) */
+	/* JetStream is off or busy: retry later. */
+	{10039, NULL, SHIP__CODE__UNAVAILABLE}, /* not enabled for account */
+	{10076, NULL, SHIP__CODE__UNAVAILABLE}, /* not enabled */
+	{10158, NULL, SHIP__CODE__UNAVAILABLE}, /* msg id in process */
+};
+
+/* For err_codes not in the table (also ones newer servers add). */
+static const struct js_status_entry {
+	int lo, hi;
+	Ship__Code code;
+} js_statuses[] = {
+	{404, 404, SHIP__CODE__NOT_FOUND},
+	{408, 408, SHIP__CODE__TIMEOUT},
+	{409, 409, SHIP__CODE__ALREADY_EXISTS},
+	{429, 429, SHIP__CODE__RESOURCE_EXHAUSTED},
+	{503, 503, SHIP__CODE__UNAVAILABLE},
+	{400, 499, SHIP__CODE__INVALID_ARGUMENT},
+};
+
+static Ship__Code code_of(int http, int err_code, const char *desc)
+{
+	for (size_t i = 0; i < NITEMS(js_codes); i++) {
+		const struct js_code_entry *t = &js_codes[i];
+		if (t->err_code == err_code &&
+		    (!t->words || (desc && strstr(desc, t->words))))
+			return t->code;
+	}
+	for (size_t i = 0; i < NITEMS(js_statuses); i++)
+		if (http >= js_statuses[i].lo && http <= js_statuses[i].hi)
+			return js_statuses[i].code;
+	return SHIP__CODE__INTERNAL;
+}
+
 Ship__Code js_code(int http, int err_code)
 {
-	switch (err_code) {
-	case 10059: /* stream not found */
-	case 10014: /* consumer not found */
-	case 10037: /* no message found */
-		return SHIP__CODE__NOT_FOUND;
-	case 10058: /* stream name in use with a different configuration */
-	case 10013: /* consumer name in use */
-	case 10148: /* consumer already exists */
-		return SHIP__CODE__ALREADY_EXISTS;
-	case 10071: /* wrong last sequence */
-	case 10070: /* wrong last msg id */
-		return SHIP__CODE__WRONG_REVISION;
-	case 10054: /* message size exceeds maximum */
-	case 10047: /* insufficient storage */
-	case 10077: /* maximum messages exceeded (discard new) */
-	case 10026: /* maximum consumers */
-		return SHIP__CODE__RESOURCE_EXHAUSTED;
-	case 10039: /* JetStream not enabled for account */
-	case 10076: /* JetStream not enabled */
-		return SHIP__CODE__UNAVAILABLE;
-	}
-	if (http == 404)
-		return SHIP__CODE__NOT_FOUND;
-	if (http == 503)
-		return SHIP__CODE__UNAVAILABLE;
-	if (http >= 400 && http < 500)
-		return SHIP__CODE__INVALID_ARGUMENT;
-	return SHIP__CODE__INTERNAL;
+	return code_of(http, err_code, NULL);
 }
 
 static void err_from_status(struct js_err *e, natsStatus st)
@@ -75,6 +126,51 @@ static void err_from_status(struct js_err *e, natsStatus st)
 	}
 }
 
+/* A request nats.c would not send (len: its payload): a message over the
+ * server's max_payload, no memory, or the connection lost just now; only
+ * the last is UNAVAILABLE. */
+static void err_from_send(struct js_err *e, natsStatus st, int len)
+{
+	e->code = pubsub_code(st);
+	if (st == NATS_MAX_PAYLOAD)
+		snprintf(e->text, sizeof(e->text),
+		         "a message of %d bytes (and its headers) is over the "
+		         "NATS server's max_payload of %" PRId64 " bytes",
+		         len, link_info()->max_payload);
+	else
+		snprintf(e->text, sizeof(e->text), "cannot send to JetStream: %s",
+		         natsStatus_GetText(st));
+}
+
+static void failed_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct js_call *call = arg;
+	event_free(call->failed);
+	if (call->pub_fn)
+		call->pub_fn(call->arg, 0, false, &call->err);
+	else
+		call->api_fn(call->arg, NULL, &call->err);
+	free(call);
+}
+
+/* The request never left: answer on the next loop turn, as JetStream
+ * would have, since the caller holds no call to be called back on yet.
+ * NULL (call freed) only if even that cannot be arranged. */
+static struct js_call *fail_later(struct js_call *call, natsStatus st,
+                                  int len)
+{
+	link_wait_cancel(call->wait);
+	call->wait = NULL;
+	err_from_send(&call->err, st, len);
+	call->failed = event_new(base, -1, 0, failed_cb, call);
+	if (!call->failed) {
+		free(call);
+		return NULL;
+	}
+	event_active(call->failed, 0, 0);
+	return call;
+}
+
 /* A JSON reply: an object, or an API error in it. */
 static json_t *parse_reply(natsMsg *msg, struct js_err *e)
 {
@@ -93,7 +189,7 @@ static json_t *parse_reply(natsMsg *msg, struct js_err *e)
 		int http = (int)json_integer_value(json_object_get(err, "code"));
 		e->err_code = (int)json_integer_value(json_object_get(err, "err_code"));
 		const char *d = json_string_value(json_object_get(err, "description"));
-		e->code = js_code(http, e->err_code);
+		e->code = code_of(http, e->err_code, d);
 		snprintf(e->text, sizeof(e->text), "%s (JetStream error %d)",
 		         d ? d : "unknown error", e->err_code);
 		json_decref(j);
@@ -135,19 +231,14 @@ struct js_call *js_api(const char *what, json_t *body, uint32_t timeout_ms,
 	call->arg = arg;
 	call->wait = link_wait_new(timeout_ms, false, api_done, call);
 	snprintf(subject, sizeof(subject), "%s.%s", JS_API, what);
-	natsStatus s = call->wait
-	                       ? natsConnection_PublishRequest(
-	                                 link_conn(), subject,
-	                                 link_wait_inbox(call->wait), text,
-	                                 text ? (int)strlen(text) : 0)
-	                       : NATS_NO_MEMORY;
+	int len = text ? (int)strlen(text) : 0;
+	natsStatus s = call->wait ? natsConnection_PublishRequest(
+	                                    link_conn(), subject,
+	                                    link_wait_inbox(call->wait), text,
+	                                    len)
+	                          : NATS_NO_MEMORY;
 	free(text);
-	if (s != NATS_OK) {
-		link_wait_cancel(call->wait);
-		free(call);
-		return NULL;
-	}
-	return call;
+	return s == NATS_OK ? call : fail_later(call, s, len);
 }
 
 void js_cancel(struct js_call *call)
@@ -155,6 +246,8 @@ void js_cancel(struct js_call *call)
 	if (!call)
 		return;
 	link_wait_cancel(call->wait);
+	if (call->failed)
+		event_free(call->failed);
 	free(call);
 }
 
@@ -253,13 +346,9 @@ struct js_call *js_publish(natsMsg *msg, uint32_t timeout_ms, js_pub_fn *fn,
 			s = natsConnection_PublishMsg(link_conn(), out);
 		natsMsg_Destroy(out);
 	}
+	int len = natsMsg_GetDataLength(msg);
 	natsMsg_Destroy(msg);
-	if (s != NATS_OK) {
-		link_wait_cancel(call->wait);
-		free(call);
-		return NULL;
-	}
-	return call;
+	return s == NATS_OK ? call : fail_later(call, s, len);
 }
 
 struct js_call *js_publish_id(const char *subject, const char *msg_id,
@@ -284,12 +373,7 @@ struct js_call *js_publish_id(const char *subject, const char *msg_id,
 	if (s == NATS_OK)
 		s = natsConnection_PublishMsg(link_conn(), msg);
 	natsMsg_Destroy(msg);
-	if (s != NATS_OK) {
-		link_wait_cancel(call->wait);
-		free(call);
-		return NULL;
-	}
-	return call;
+	return s == NATS_OK ? call : fail_later(call, s, (int)len);
 }
 
 /* ---- streams: create, or check that what exists is what was declared ---- */
