@@ -272,8 +272,11 @@ struct shipc_emit {
 	const char *source;         /* NULL: "" */
 	const char *payload_json;   /* any JSON value; NULL: null */
 	const char *correlation_id; /* NULL: 8 random hex characters */
-	const char *msg_id;         /* Nats-Msg-Id; NULL: a new unique one */
-	const char *stream;         /* NULL: SHIP_EVENTS */
+	const char *msg_id;         /* Nats-Msg-Id (1 to 127 printable ASCII
+	                             * characters, no spaces); NULL: a new
+	                             * unique one */
+	const char *stream;         /* NULL: SHIP_EVENTS; if set, stored only
+	                             * if this stream holds the subject */
 	const char *prefix;         /* NULL: ship.events */
 };
 

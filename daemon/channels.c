@@ -2,6 +2,7 @@
 /* Channels: conversations between agents on the CHANNELS stream, in
  * noesis-ship's ChannelMessage JSON; history gives the newest messages. */
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,9 @@
 #define HISTORY_MAX 1000
 #define SCAN_BATCH 256
 #define SCAN_MAX 200000 /* messages one history may read */
+/* What of a channel fits ship.channel.<channel> (sizeof counts the dot). */
+#define CHANNEL_MAX (IPC_SUBJECT_MAX - sizeof(CHANNEL_PREFIX))
+#define DURABLE_MAX 255 /* js_name_valid */
 
 /* A history in the making: an ephemeral consumer read to its end, keeping
  * the newest messages in a ring. */
@@ -33,6 +37,18 @@ struct history {
 	uint32_t outstanding;
 	char filter[IPC_SUBJECT_MAX + 1];
 };
+
+/* The subject of a channel, or false, answered, if the channel is too
+ * long for one. */
+static bool channel_subject(struct client *c, uint64_t id,
+                            char buf[IPC_SUBJECT_MAX + 1], const char *channel)
+{
+	if (ipc_fmt_fits(buf, IPC_SUBJECT_MAX + 1, "%s.%s", CHANNEL_PREFIX, channel))
+		return true;
+	client_error(c, id, SHIP__CODE__INVALID_ARGUMENT,
+	             "a channel has at most %zu characters", CHANNEL_MAX);
+	return false;
+}
 
 /* ---- the envelope ---- */
 
@@ -83,6 +99,17 @@ static Ship__ChannelMessage *cm_parse(const char *data, size_t len)
 
 /* ---- send ---- */
 
+/* The Nats-Msg-Id of a message the app gave none: its message_id, unless
+ * a long channel makes that too long for one; then a random id (a fresh
+ * one either way, so nothing is lost by it). */
+static const char *nats_id(const char *mid, char rid[33])
+{
+	if (strlen(mid) <= EVENTS_MSG_ID_MAX)
+		return mid;
+	events_random_hex(rid, 32);
+	return rid;
+}
+
 static void handle_send(struct client *c, uint64_t id,
                         const Ship__ChannelSend *s)
 {
@@ -92,6 +119,9 @@ static void handle_send(struct client *c, uint64_t id,
 		             "wildcards) and a message needs a sender");
 		return;
 	}
+	char mid[IPC_SUBJECT_MAX + 32], subject[IPC_SUBJECT_MAX + 1];
+	if (!channel_subject(c, id, subject, s->channel))
+		return;
 	json_t *meta = NULL;
 	if (s->metadata_json[0] &&
 	    !(meta = json_loads(s->metadata_json, JSON_DECODE_ANY, NULL))) {
@@ -102,9 +132,8 @@ static void handle_send(struct client *c, uint64_t id,
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	uint64_t ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-	char mid[IPC_SUBJECT_MAX + 32], subject[IPC_SUBJECT_MAX + 1];
+	/* Fits: the channel fits a subject, 32 more bytes hold "-<ns>". */
 	snprintf(mid, sizeof(mid), "%s-%" PRIu64, s->channel, ns);
-	snprintf(subject, sizeof(subject), "%s.%s", CHANNEL_PREFIX, s->channel);
 	/* noesis-ship's field order; metadata left out when absent. */
 	json_t *env = json_pack("{s:s, s:s, s:f, s:s, s:s}", "sender", s->sender,
 	                        "content", s->content, "timestamp",
@@ -119,7 +148,9 @@ static void handle_send(struct client *c, uint64_t id,
 		client_error(c, id, SHIP__CODE__INTERNAL, "cannot encode the message");
 		return;
 	}
-	events_publish(c, id, subject, text, s->msg_id[0] ? s->msg_id : mid,
+	char rid[33];
+	events_publish(c, id, subject, text,
+	               s->msg_id[0] ? s->msg_id : nats_id(mid, rid),
 	               CHANNEL_STREAM);
 	free(text);
 }
@@ -156,12 +187,16 @@ static void handle_listen(struct client *c, uint64_t id,
 		             "spaces or wildcards)");
 		return;
 	}
-	char durable[512], filter[IPC_SUBJECT_MAX + 1];
-	snprintf(durable, sizeof(durable), "%s_%s", l->agent, l->channel);
-	snprintf(filter, sizeof(filter), "%s.%s", CHANNEL_PREFIX, l->channel);
-	if (!js_name_valid(durable)) {
+	char durable[DURABLE_MAX + 1], filter[IPC_SUBJECT_MAX + 1];
+	if (!channel_subject(c, id, filter, l->channel))
+		return;
+	if (!ipc_fmt_fits(durable, sizeof(durable), "%s_%s", l->agent,
+	              l->channel) ||
+	    !js_name_valid(durable)) {
 		client_error(c, id, SHIP__CODE__INVALID_ARGUMENT,
-		             "agent and channel make no valid consumer name");
+		             "agent and channel make no valid consumer name "
+		             "(<agent>_<channel>, at most %d characters)",
+		             DURABLE_MAX);
 		return;
 	}
 	json_t *cfg = events_consumer_config(
@@ -301,10 +336,13 @@ static void on_history_msg(void *arg, natsMsg *msg, natsStatus st)
 
 static void history_pull(struct history *h)
 {
-	h->wait = link_wait_new(API_TIMEOUT_MS, true, on_history_msg, h);
 	char subject[512];
-	snprintf(subject, sizeof(subject), "$JS.API.CONSUMER.MSG.NEXT.%s.%s",
-	         CHANNEL_STREAM, h->consumer);
+	if (!ipc_fmt_fits(subject, sizeof(subject), "$JS.API.CONSUMER.MSG.NEXT.%s.%s",
+	              CHANNEL_STREAM, h->consumer)) {
+		history_fail(h, SHIP__CODE__INTERNAL, "consumer name too long");
+		return;
+	}
+	h->wait = link_wait_new(API_TIMEOUT_MS, true, on_history_msg, h);
 	if (!h->wait ||
 	    natsConnection_PublishRequestString(
 		    link_conn(), subject, link_wait_inbox(h->wait),
@@ -346,6 +384,9 @@ static void handle_history(struct client *c, uint64_t id,
 		             "wildcards)");
 		return;
 	}
+	char filter[IPC_SUBJECT_MAX + 1];
+	if (!channel_subject(c, id, filter, q->channel))
+		return;
 	uint32_t want = q->last ? q->last : HISTORY_DEFAULT;
 	if (want > HISTORY_MAX)
 		want = HISTORY_MAX;
@@ -362,8 +403,7 @@ static void handle_history(struct client *c, uint64_t id,
 	}
 	h->want = want;
 	h->before = q->before_seq;
-	snprintf(h->filter, sizeof(h->filter), "%s.%s", CHANNEL_PREFIX,
-	         q->channel);
+	memcpy(h->filter, filter, sizeof(h->filter));
 	json_t *body = json_pack(
 		"{s:s, s:{s:s, s:s, s:s, s:I, s:b, s:i}}", "stream_name",
 		CHANNEL_STREAM, "config", "deliver_policy", "all", "ack_policy",

@@ -3,6 +3,7 @@
  * acknowledged emits with a Nats-Msg-Id, consumers fed by credit. */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,13 +17,27 @@
 #define API_TIMEOUT_MS 5000
 #define DEFAULT_CREDIT 64
 #define MAX_PAYLOAD_JSON (1u << 20)
+/* ms that still fit an int64 of ns (JetStream's durations). */
+#define MS_MAX ((uint64_t)INT64_MAX / 1000000)
+/* The last ms of 9999: RFC 3339 has four-digit years. */
+#define TIME_MS_MAX 253402300799999ull
+/* jetstream.c names a stream in a 256-byte "STREAM.CREATE.<name>". */
+#define STREAM_NAME_MAX (256 - sizeof("STREAM.CREATE."))
+/* consumer.c and jetstream.c build a consumer's API subjects in 512
+ * bytes; this is the longest of them. */
+#define CONSUMER_API "$JS.API.CONSUMER.DURABLE.CREATE.%s.%s"
+#define LIST_MAX_PAGES 64
+#define LIST_MAX_BYTES (4u << 20) /* of stream infos kept for one answer */
+
+/* JetStream's "expected stream does not match". */
+#define JS_ERR_WRONG_STREAM 10060
 
 /* An acknowledged publish in flight for a client. */
 struct pending {
 	struct op op;
 	struct js_call *call;
-	char stream[64];
-	char msg_id[128];
+	char stream[256]; /* js_name_valid: at most 255 */
+	char msg_id[EVENTS_MSG_ID_MAX + 1];
 };
 
 /* The streams shipd declares itself, checked whenever NATS comes up. */
@@ -50,8 +65,13 @@ void events_timestamp(char *buf, size_t size)
 {
 	struct timespec ts;
 	struct tm tm;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
+	/* Neither fails for a clock this side of year 2^31; if one did,
+	 * the epoch is a timestamp, garbage from tm is not. */
+	if (clock_gettime(CLOCK_REALTIME, &ts) != 0 ||
+	    !gmtime_r(&ts.tv_sec, &tm)) {
+		ts = (struct timespec){0};
+		gmtime_r(&ts.tv_sec, &tm);
+	}
 	/* noesis-ship (chrono) writes nanoseconds and a +00:00 offset. */
 	size_t n = strftime(buf, size, "%Y-%m-%dT%H:%M:%S", &tm);
 	snprintf(buf + n, size - n, ".%09ld+00:00", ts.tv_nsec);
@@ -94,6 +114,20 @@ bool events_token_valid(const char *s)
 	       !strchr(s, '*') && !strchr(s, '>');
 }
 
+/* A Nats-Msg-Id: printable ASCII without spaces, since nats.c rewrites
+ * CR and LF in a header value, and an id stored as something else than
+ * the app's would not make its retry a duplicate. */
+static bool msg_id_valid(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > EVENTS_MSG_ID_MAX)
+		return false;
+	for (; *s; s++)
+		if ((unsigned char)*s <= 0x20 || (unsigned char)*s >= 0x7f)
+			return false;
+	return true;
+}
+
 static void pending_free(struct pending *p)
 {
 	js_cancel(p->call);
@@ -112,10 +146,20 @@ static void on_acked(void *arg, uint64_t seq, bool dup, const struct js_err *e)
 {
 	struct pending *p = arg;
 	p->call = NULL;
-	if (e) {
-		client_error(p->op.c, p->op.id,
-		             e->code, "%s (Nats-Msg-Id %s; retrying with the same "
-		             "id is safe)",
+	if (e && e->err_code == JS_ERR_WRONG_STREAM) {
+		/* Not stored: a retry would fail the same way. */
+		client_error(p->op.c, p->op.id, SHIP__CODE__INVALID_ARGUMENT,
+		             "the subject is not stored by stream %s: %s",
+		             p->stream, e->text);
+	} else if (e && (e->code == SHIP__CODE__UNAVAILABLE ||
+	                 e->code == SHIP__CODE__TIMEOUT)) {
+		/* Maybe stored: the id makes a retry safe. */
+		client_error(p->op.c, p->op.id, e->code,
+		             "%s (Nats-Msg-Id %s; retrying with the same id is "
+		             "safe)",
+		             e->text, p->msg_id);
+	} else if (e) {
+		client_error(p->op.c, p->op.id, e->code, "%s (Nats-Msg-Id %s)",
 		             e->text, p->msg_id);
 	} else {
 		Ship__ServerFrame f = SHIP__SERVER_FRAME__INIT;
@@ -132,12 +176,40 @@ static void on_acked(void *arg, uint64_t seq, bool dup, const struct js_err *e)
 	pending_free(p);
 }
 
-void events_publish(struct client *c, uint64_t id, const char *subject,
-                    const char *json, const char *msg_id, const char *stream)
+/* With expect, the server stores it only if stream is the stream that
+ * holds subject (else JetStream error 10060). */
+static struct js_call *start_publish(struct pending *p, const char *subject,
+                                     const char *json, bool expect)
+{
+	if (!expect)
+		return js_publish_id(subject, p->msg_id, json, strlen(json),
+		                     EMIT_TIMEOUT_MS, on_acked, p);
+	natsMsg *m = NULL;
+	if (natsMsg_Create(&m, subject, NULL, json, (int)strlen(json)) !=
+	            NATS_OK ||
+	    natsMsgHeader_Set(m, "Nats-Msg-Id", p->msg_id) != NATS_OK ||
+	    natsMsgHeader_Set(m, "Nats-Expected-Stream", p->stream) != NATS_OK) {
+		natsMsg_Destroy(m);
+		return NULL;
+	}
+	return js_publish(m, EMIT_TIMEOUT_MS, on_acked, p);
+}
+
+/* events_publish, stored only by stream if expect (the app named it). */
+static void publish(struct client *c, uint64_t id, const char *subject,
+                    const char *json, const char *msg_id, const char *stream,
+                    bool expect)
 {
 	if (id == 0) {
 		client_error(c, id, SHIP__CODE__INVALID_ARGUMENT,
 		             "an acknowledged publish needs an id");
+		return;
+	}
+	if (!msg_id_valid(msg_id)) {
+		client_error(c, id, SHIP__CODE__INVALID_ARGUMENT,
+		             "a msg_id is 1 to %d printable ASCII characters "
+		             "without spaces",
+		             EVENTS_MSG_ID_MAX);
 		return;
 	}
 	if (!link_connected()) {
@@ -155,20 +227,27 @@ void events_publish(struct client *c, uint64_t id, const char *subject,
 		free(p);
 		return;
 	}
+	/* Both fit: the stream is a valid name, the id was checked. */
 	snprintf(p->stream, sizeof(p->stream), "%s", stream);
 	snprintf(p->msg_id, sizeof(p->msg_id), "%s", msg_id);
-	p->call = js_publish_id(subject, msg_id, json, strlen(json),
-	                        EMIT_TIMEOUT_MS, on_acked, p);
+	p->call = start_publish(p, subject, json, expect);
 	if (!p->call) {
 		client_error(c, id, SHIP__CODE__UNAVAILABLE, "NATS is not connected");
 		pending_free(p);
 	}
 }
 
+void events_publish(struct client *c, uint64_t id, const char *subject,
+                    const char *json, const char *msg_id, const char *stream)
+{
+	publish(c, id, subject, json, msg_id, stream, false);
+}
+
 /* ---- emit ---- */
 
-/* Append s as a JSON string (UTF-8 passes through; controls, quote and
- * backslash escaped). */
+/* Append s as a JSON string: controls, quote and backslash escaped,
+ * UTF-8 as it is (every string of a frame was checked to be UTF-8 before
+ * it was decoded: ipc_pb_check). */
 static void json_quote(struct ipc_buf *b, const char *s)
 {
 	static const char hex[] = "0123456789abcdef";
@@ -197,9 +276,15 @@ static void handle_emit(struct client *c, uint64_t id, const Ship__Emit *e)
 	const char *stream = or_default(e->stream, "SHIP_EVENTS");
 	const char *prefix = or_default(e->prefix, "ship.events");
 	char subject[IPC_SUBJECT_MAX + 1];
-	if ((size_t)snprintf(subject, sizeof(subject), "%s.%s", prefix,
-	                     e->event_type) >= sizeof(subject) ||
-	    !e->event_type[0] || !ipc_subject_valid(subject) ||
+	if (!ipc_fmt_fits(subject, sizeof(subject), "%s.%s", prefix,
+	              e->event_type)) {
+		client_error(c, id, SHIP__CODE__INVALID_ARGUMENT,
+		             "prefix and event type make a subject of more "
+		             "than %d characters",
+		             IPC_SUBJECT_MAX);
+		return;
+	}
+	if (!e->event_type[0] || !ipc_subject_valid(subject) ||
 	    !js_name_valid(stream)) {
 		client_error(c, id, SHIP__CODE__INVALID_ARGUMENT,
 		             "invalid event type '%.128s' (tokens separated by "
@@ -245,8 +330,9 @@ static void handle_emit(struct client *c, uint64_t id, const Ship__Emit *e)
 	json_quote(&b, e->correlation_id[0] ? e->correlation_id : corr);
 	ipc_buf_append(&b, ",\"version\":\"1.0\"}", 17);
 	if (!ipc_buf_append(&b, "", 1)) /* NUL, not sent */
-		events_publish(c, id, subject, (const char *)ipc_buf_head(&b),
-		               e->msg_id[0] ? e->msg_id : msg_id, stream);
+		publish(c, id, subject, (const char *)ipc_buf_head(&b),
+		        e->msg_id[0] ? e->msg_id : msg_id, stream,
+		        e->stream[0] != '\0');
 	else
 		client_error(c, id, SHIP__CODE__INTERNAL, "out of memory");
 	ipc_buf_finish(&b);
@@ -289,6 +375,61 @@ static void declare_cancel(struct op *o)
 {
 }
 
+/* What in a configured stream cannot be declared as written, or NULL. */
+static const char *configured_problem(const struct config_stream *cs,
+                                      char *subjects, size_t size,
+                                      char **list, size_t *n)
+{
+	if (!js_name_valid(cs->name) || strlen(cs->name) > STREAM_NAME_MAX)
+		return "its name is not a stream name (no spaces, dots or "
+		       "wildcards, at most 241 characters)";
+	if (cs->max_age_s > (uint64_t)INT64_MAX / 1000000000)
+		return "max_age is too large for an int64 of ns";
+	if (!ipc_fmt_fits(subjects, size, "%s", cs->subjects))
+		return "its subjects are too long";
+	char *save = NULL;
+	*n = 0;
+	for (char *t = strtok_r(subjects, ",", &save); t;
+	     t = strtok_r(NULL, ",", &save)) {
+		if (*n == 64)
+			return "it has more than 64 subjects";
+		list[(*n)++] = t;
+	}
+	return NULL;
+}
+
+/* A stream of the configuration; what became of it goes to ds. */
+static void declare_configured(const struct config_stream *cs,
+                               struct declared_stream *ds)
+{
+	char subjects[1024], *list[64];
+	size_t n = 0;
+	snprintf(ds->name, sizeof(ds->name), "%s", cs->name);
+	const char *why = configured_problem(cs, subjects, sizeof(subjects),
+	                                     list, &n);
+	if (why) {
+		snprintf(ds->problem, sizeof(ds->problem), "%s", why);
+		log_warnx("stream %s from the configuration: %s", cs->name, why);
+		return;
+	}
+	struct js_stream_cfg cfg = {
+		.name = cs->name,
+		.subjects = list,
+		.n_subjects = n,
+		.max_age_ns = (int64_t)cs->max_age_s * 1000000000,
+		.max_msgs = cs->max_msgs,
+		.max_bytes = cs->max_bytes,
+		.memory = cs->memory,
+		.replicas = (int)cs->replicas,
+	};
+	struct declare *d = calloc(1, sizeof(*d));
+	if (!d)
+		return;
+	d->conf = ds;
+	if (js_stream_ensure(&cfg, on_declared, d) < 0)
+		free(d);
+}
+
 static void declare_defaults(void)
 {
 	for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++) {
@@ -308,32 +449,8 @@ static void declare_defaults(void)
 		if (js_stream_ensure(&cfg, on_declared, d) < 0)
 			free(d);
 	}
-	for (int i = 0; i < conf->n_streams; i++) {
-		const struct config_stream *cs = &conf->streams[i];
-		char subjects[1024], *save = NULL, *list[64];
-		size_t n = 0;
-		snprintf(subjects, sizeof(subjects), "%s", cs->subjects);
-		for (char *t = strtok_r(subjects, ",", &save); t && n < 64;
-		     t = strtok_r(NULL, ",", &save))
-			list[n++] = t;
-		struct js_stream_cfg cfg = {
-			.name = cs->name,
-			.subjects = list,
-			.n_subjects = n,
-			.max_age_ns = (int64_t)cs->max_age_s * 1000000000,
-			.max_msgs = cs->max_msgs,
-			.max_bytes = cs->max_bytes,
-			.memory = cs->memory,
-			.replicas = (int)cs->replicas,
-		};
-		struct declare *d = calloc(1, sizeof(*d));
-		if (!d)
-			return;
-		d->conf = &declared[i];
-		snprintf(declared[i].name, sizeof(declared[i].name), "%s", cs->name);
-		if (js_stream_ensure(&cfg, on_declared, d) < 0)
-			free(d);
-	}
+	for (int i = 0; i < conf->n_streams; i++)
+		declare_configured(&conf->streams[i], &declared[i]);
 }
 
 static void handle_declare(struct client *c, uint64_t id,
@@ -344,6 +461,18 @@ static void handle_declare(struct client *c, uint64_t id,
 		client_error(c, id, SHIP__CODE__INVALID_ARGUMENT,
 		             "a stream needs a name (no dots or wildcards) and "
 		             "1 to 64 subjects");
+		return;
+	}
+	if (strlen(sd->name) > STREAM_NAME_MAX) {
+		client_error(c, id, SHIP__CODE__INVALID_ARGUMENT,
+		             "a stream name has at most %zu characters",
+		             STREAM_NAME_MAX);
+		return;
+	}
+	if (sd->max_age_ms > MS_MAX) {
+		client_error(c, id, SHIP__CODE__INVALID_ARGUMENT,
+		             "max_age_ms is at most %" PRIu64 " (an int64 of ns)",
+		             MS_MAX);
 		return;
 	}
 	for (size_t i = 0; i < sd->n_subjects; i++) {
@@ -488,7 +617,10 @@ json_t *events_consumer_config(const char *durable, const char *filter,
 		char ts[64];
 		time_t t = (time_t)(start_time_ms / 1000);
 		struct tm tm;
-		gmtime_r(&t, &tm);
+		if (start_time_ms > TIME_MS_MAX || !gmtime_r(&t, &tm)) {
+			json_decref(cfg);
+			return NULL;
+		}
 		size_t n = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
 		snprintf(ts + n, sizeof(ts) - n, ".%03uZ",
 		         (unsigned)(start_time_ms % 1000));
@@ -509,16 +641,38 @@ static void handle_subscribe(struct client *c, uint64_t id,
 {
 	const char *stream = or_default(s->stream, "SHIP_EVENTS");
 	const char *prefix = or_default(s->prefix, "ship.events");
-	char filter[IPC_SUBJECT_MAX + 1];
-	if (id == 0 ||
-	    (size_t)snprintf(filter, sizeof(filter), "%s.%s", prefix,
-	                     or_default(s->pattern, ">")) >= sizeof(filter) ||
-	    !ipc_subject_pattern_valid(filter) || !js_name_valid(stream) ||
+	char filter[IPC_SUBJECT_MAX + 1], api[512];
+	if (!ipc_fmt_fits(filter, sizeof(filter), "%s.%s", prefix,
+	              or_default(s->pattern, ">"))) {
+		client_error(c, id, SHIP__CODE__INVALID_ARGUMENT,
+		             "prefix and pattern make a subject of more than %d "
+		             "characters",
+		             IPC_SUBJECT_MAX);
+		return;
+	}
+	if (id == 0 || !ipc_subject_pattern_valid(filter) ||
+	    !js_name_valid(stream) ||
 	    (s->durable[0] && !js_name_valid(s->durable)) ||
 	    s->deliver > SHIP__DELIVER_FROM__DELIVER_BY_TIME) {
 		client_error(c, id, SHIP__CODE__INVALID_ARGUMENT,
 		             "invalid pattern, stream or durable name (names "
 		             "have no dots, spaces or wildcards)");
+		return;
+	}
+	/* Cut, the subject a durable is pulled on would name another. The
+	 * format's two "%s" are not in the subject: + 4. */
+	if (!ipc_fmt_fits(api, sizeof(api), CONSUMER_API, stream, s->durable)) {
+		client_error(c, id, SHIP__CODE__INVALID_ARGUMENT,
+		             "stream and durable names together have at most "
+		             "%zu characters",
+		             sizeof(api) - sizeof(CONSUMER_API) + 4);
+		return;
+	}
+	if (s->deliver == SHIP__DELIVER_FROM__DELIVER_BY_TIME &&
+	    s->start_time_ms > TIME_MS_MAX) {
+		client_error(c, id, SHIP__CODE__INVALID_ARGUMENT,
+		             "start_time_ms is at most %llu (9999-12-31)",
+		             TIME_MS_MAX);
 		return;
 	}
 	if (s->n_backoff_ms && s->max_deliver > 0 &&
@@ -590,21 +744,148 @@ static void handle_ack(struct client *c, uint64_t id, const Ship__EventAck *a)
 
 /* ---- listing streams ---- */
 
+/* STREAM.LIST answers a page (256 streams) at a time: pages are asked
+ * for until the total is reached, copied out of each page's JSON (freed
+ * once the page is handled) and answered in one reply. */
 struct listing {
 	struct op op;
-	struct js_call *call;
+	struct js_call *call; /* the page in flight */
+	Ship__StreamInfo **infos;
+	size_t n, cap;
+	size_t bytes; /* of strings kept in infos */
+	unsigned pages;
 };
+
+static void info_free(Ship__StreamInfo *o)
+{
+	if (!o)
+		return;
+	free(o->name);
+	for (size_t i = 0; i < o->n_subjects; i++)
+		free(o->subjects[i]);
+	free(o->subjects);
+	free(o->storage);
+	free(o);
+}
+
+static char *dup_string(json_t *j)
+{
+	const char *s = json_string_value(j);
+	return strdup(s ? s : "");
+}
+
+static uint64_t uint_of(json_t *obj, const char *key)
+{
+	return (uint64_t)json_integer_value(json_object_get(obj, key));
+}
+
+/* One stream of a page, with its strings copied (counted in *bytes). */
+static Ship__StreamInfo *info_copy(json_t *si, size_t *bytes)
+{
+	json_t *cfg = json_object_get(si, "config");
+	json_t *st = json_object_get(si, "state");
+	json_t *subs = json_object_get(cfg, "subjects");
+	size_t ns = json_array_size(subs);
+	Ship__StreamInfo *o = malloc(sizeof(*o));
+	if (!o)
+		return NULL;
+	ship__stream_info__init(o);
+	o->name = dup_string(json_object_get(cfg, "name"));
+	o->storage = dup_string(json_object_get(cfg, "storage"));
+	o->subjects = calloc(ns ? ns : 1, sizeof(*o->subjects));
+	if (!o->name || !o->storage || !o->subjects) {
+		info_free(o);
+		return NULL;
+	}
+	for (; o->n_subjects < ns; o->n_subjects++) {
+		char *sub = dup_string(json_array_get(subs, o->n_subjects));
+		if (!sub) {
+			info_free(o);
+			return NULL;
+		}
+		o->subjects[o->n_subjects] = sub;
+		*bytes += strlen(sub) + 8;
+	}
+	*bytes += strlen(o->name) + strlen(o->storage) + 64;
+	o->messages = uint_of(st, "messages");
+	o->bytes = uint_of(st, "bytes");
+	o->first_seq = uint_of(st, "first_seq");
+	o->last_seq = uint_of(st, "last_seq");
+	o->consumers = (uint32_t)uint_of(st, "consumer_count");
+	o->max_age_ms = uint_of(cfg, "max_age") / 1000000;
+	o->max_msgs = json_integer_value(json_object_get(cfg, "max_msgs"));
+	/* Borrowed: static storage that lives as long as shipd. */
+	o->problem = (char *)events_default_problem(o->name);
+	return o;
+}
+
+/* Copy a page's streams into l; -1 when out of memory. */
+static int listing_take(struct listing *l, json_t *streams)
+{
+	size_t n = json_array_size(streams);
+	if (l->n + n > l->cap) {
+		size_t cap = l->n + n + l->cap;
+		Ship__StreamInfo **p = realloc(l->infos, cap * sizeof(*p));
+		if (!p)
+			return -1;
+		l->infos = p;
+		l->cap = cap;
+	}
+	for (size_t i = 0; i < n; i++) {
+		Ship__StreamInfo *o = info_copy(json_array_get(streams, i),
+		                                &l->bytes);
+		if (!o)
+			return -1;
+		l->infos[l->n++] = o;
+	}
+	return 0;
+}
 
 static void listing_free(struct listing *l)
 {
 	js_cancel(l->call);
 	op_end(&l->op);
+	for (size_t i = 0; i < l->n; i++)
+		info_free(l->infos[i]);
+	free(l->infos);
 	free(l);
 }
 
 static void listing_cancel(struct op *o)
 {
 	listing_free((struct listing *)o);
+}
+
+static void listing_reply(struct listing *l)
+{
+	Ship__ServerFrame f = SHIP__SERVER_FRAME__INIT;
+	Ship__StreamsReply r = SHIP__STREAMS_REPLY__INIT;
+	r.n_streams = l->n;
+	r.streams = l->infos;
+	f.id = l->op.id;
+	f.body_case = SHIP__SERVER_FRAME__BODY_STREAMS;
+	f.streams = &r;
+	client_send(l->op.c, &f);
+	listing_free(l);
+}
+
+static void on_listed(void *arg, json_t *reply, const struct js_err *e);
+
+/* Ask for the page after what l has; if that cannot be sent, l is
+ * answered and freed. */
+static void listing_next(struct listing *l)
+{
+	json_t *body = json_pack("{s:I}", "offset", (json_int_t)l->n);
+	if (body)
+		l->call = js_api("STREAM.LIST", body, API_TIMEOUT_MS, on_listed, l);
+	if (!l->call) {
+		client_error(l->op.c, l->op.id,
+		             body ? SHIP__CODE__UNAVAILABLE : SHIP__CODE__INTERNAL,
+		             body ? "NATS is not connected" : "out of memory");
+		listing_free(l);
+		return;
+	}
+	l->pages++;
 }
 
 static void on_listed(void *arg, json_t *reply, const struct js_err *e)
@@ -616,60 +897,28 @@ static void on_listed(void *arg, json_t *reply, const struct js_err *e)
 		listing_free(l);
 		return;
 	}
-	json_t *arr = json_object_get(reply, "streams");
-	size_t n = json_array_size(arr);
-	Ship__StreamInfo *infos = calloc(n ? n : 1, sizeof(*infos));
-	Ship__StreamInfo **ptrs = calloc(n ? n : 1, sizeof(*ptrs));
-	char ***subjects = calloc(n ? n : 1, sizeof(*subjects));
-	if (!infos || !ptrs || !subjects) {
+	json_t *streams = json_object_get(reply, "streams");
+	size_t got = json_array_size(streams);
+	uint64_t total = uint_of(reply, "total");
+	if (listing_take(l, streams) < 0) {
 		client_error(l->op.c, l->op.id, SHIP__CODE__INTERNAL, "out of memory");
-		n = 0;
+		listing_free(l);
+		return;
 	}
-	for (size_t i = 0; i < n; i++) {
-		json_t *si = json_array_get(arr, i);
-		json_t *cfg = json_object_get(si, "config");
-		json_t *st = json_object_get(si, "state");
-		Ship__StreamInfo *o = &infos[i];
-		ship__stream_info__init(o);
-		o->name = (char *)json_string_value(json_object_get(cfg, "name"));
-		if (!o->name)
-			o->name = "";
-		json_t *subs = json_object_get(cfg, "subjects");
-		size_t ns = json_array_size(subs);
-		subjects[i] = calloc(ns ? ns : 1, sizeof(char *));
-		for (size_t k = 0; subjects[i] && k < ns; k++)
-			subjects[i][k] = (char *)json_string_value(json_array_get(subs, k));
-		o->subjects = subjects[i];
-		o->n_subjects = subjects[i] ? ns : 0;
-		o->messages = (uint64_t)json_integer_value(json_object_get(st, "messages"));
-		o->bytes = (uint64_t)json_integer_value(json_object_get(st, "bytes"));
-		o->first_seq = (uint64_t)json_integer_value(json_object_get(st, "first_seq"));
-		o->last_seq = (uint64_t)json_integer_value(json_object_get(st, "last_seq"));
-		o->consumers = (uint32_t)json_integer_value(json_object_get(st, "consumer_count"));
-		o->max_age_ms = (uint64_t)json_integer_value(json_object_get(cfg, "max_age")) / 1000000;
-		o->max_msgs = json_integer_value(json_object_get(cfg, "max_msgs"));
-		o->storage = (char *)json_string_value(json_object_get(cfg, "storage"));
-		if (!o->storage)
-			o->storage = "";
-		o->problem = (char *)events_default_problem(o->name);
-		ptrs[i] = o;
+	/* An empty page ends it too: streams deleted meanwhile. */
+	if (got == 0 || l->n >= total) {
+		listing_reply(l);
+		return;
 	}
-	if (infos && ptrs && subjects) {
-		Ship__ServerFrame f = SHIP__SERVER_FRAME__INIT;
-		Ship__StreamsReply r = SHIP__STREAMS_REPLY__INIT;
-		r.n_streams = n;
-		r.streams = ptrs;
-		f.id = l->op.id;
-		f.body_case = SHIP__SERVER_FRAME__BODY_STREAMS;
-		f.streams = &r;
-		client_send(l->op.c, &f);
+	if (l->pages >= LIST_MAX_PAGES || l->bytes > LIST_MAX_BYTES) {
+		client_error(l->op.c, l->op.id, SHIP__CODE__RESOURCE_EXHAUSTED,
+		             "%" PRIu64 " streams are more than one answer "
+		             "holds (%zu listed in %u pages)",
+		             total, l->n, l->pages);
+		listing_free(l);
+		return;
 	}
-	for (size_t i = 0; subjects && i < n; i++)
-		free(subjects[i]);
-	free(subjects);
-	free(infos);
-	free(ptrs);
-	listing_free(l);
+	listing_next(l);
 }
 
 static void handle_streams(struct client *c, uint64_t id)
@@ -679,17 +928,10 @@ static void handle_streams(struct client *c, uint64_t id)
 		client_error(c, id, SHIP__CODE__INTERNAL, "out of memory");
 		return;
 	}
-	if (!op_begin(&l->op, c, id, listing_cancel)) {
+	if (op_begin(&l->op, c, id, listing_cancel))
+		listing_next(l);
+	else
 		free(l);
-		return;
-	}
-	/* One page of up to 256 streams is what the server sends. */
-	l->call = js_api("STREAM.LIST", json_pack("{s:i}", "offset", 0),
-	                 API_TIMEOUT_MS, on_listed, l);
-	if (!l->call) {
-		client_error(c, id, SHIP__CODE__UNAVAILABLE, "NATS is not connected");
-		listing_free(l);
-	}
 }
 
 /* ---- the block ---- */

@@ -461,6 +461,9 @@ void kvwatch_finish(void);
 
 /* ---- events.c: EventBus and Channels ---- */
 
+/* A Nats-Msg-Id's length at most (what shipc_emit_result holds). */
+#define EVENTS_MSG_ID_MAX 127
+
 /* Publish json to subject with Nats-Msg-Id and answer id with an
  * EmitReply once the stream acknowledged it (or an error). */
 void events_publish(struct client *c, uint64_t id, const char *subject,

@@ -178,6 +178,10 @@ bool ipc_subject_valid(const char *s);
 bool ipc_subject_pattern_valid(const char *s);
 /* A queue group name: printable, no spaces; "" is allowed (no group). */
 bool ipc_queue_valid(const char *s);
+/* snprintf for names built from a client's input: false if it was cut,
+ * since a cut name is another, valid, name (someone else's). */
+bool ipc_fmt_fits(char *buf, size_t size, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 /* Header key (RFC 822 field name characters) and value (no CR/LF). */
 bool ipc_header_key_valid(const char *s);
 bool ipc_header_value_valid(const char *s);

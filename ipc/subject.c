@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* NATS subject, queue and header rules, checked before anything reaches NATS. */
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "ipc.h"
@@ -83,4 +85,13 @@ bool ipc_header_value_valid(const char *s)
 		if (*p == '\r' || *p == '\n')
 			return false;
 	return true;
+}
+
+bool ipc_fmt_fits(char *buf, size_t size, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(buf, size, fmt, ap);
+	va_end(ap);
+	return n >= 0 && (size_t)n < size;
 }

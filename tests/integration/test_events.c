@@ -8,6 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -523,6 +526,8 @@ START_TEST(config_declares_streams)
 	                             "max_msgs=10 max_age=60",
 	                       NULL};
 	ck_assert_int_eq(shipd_start(&sd, nd.url, extra), 0);
+	/* Listing before NATS is up is UNAVAILABLE, not an empty list. */
+	ck_assert(fx_wait_link(sd.sock, 10000));
 	struct shipc *h = conn("conf");
 	struct shipc_stream_info *list = NULL;
 	size_t n = 0;
@@ -627,6 +632,453 @@ START_TEST(channels_listen_and_history)
 	ck_assert_int_eq(errno, EINVAL);
 	shipc_close(alice);
 	shipc_close(bob);
+}
+END_TEST
+
+/* ---- names and ids from the app ---- */
+
+/* A name of n copies of ch. */
+static char *name_of(size_t n, char ch)
+{
+	char *s = malloc(n + 1);
+	ck_assert_ptr_nonnull(s);
+	memset(s, ch, n);
+	s[n] = '\0';
+	return s;
+}
+
+START_TEST(long_names_refused_not_cut)
+{
+	/* ship.channel.<channel> holds 1,011 characters of channel: a longer
+	 * one must not become its 1,011-character prefix. */
+	struct shipc *h = conn("longnames");
+	char *chan = name_of(1024, 'c');
+	char *prefix = name_of(1011, 'c');
+	struct shipc_emit_result r;
+	int rc = -1;
+	for (int i = 0; i < 100 && rc < 0; i++) /* CHANNELS comes up */
+		if ((rc = shipc_channel_send(h, prefix, "a", "short", NULL, &r)) < 0)
+			fx_sleep_ms(50);
+	ck_assert_int_eq(rc, 0);
+	ck_assert_int_eq(shipc_channel_send(h, chan, "a", "long", NULL, &r), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	char why[256];
+	ck_assert_ptr_nonnull(strstr(shipc_last_error(h, why, sizeof(why)),
+	                             "1011"));
+	struct shipc_channel_msg *list;
+	size_t n;
+	uint64_t more;
+	ck_assert_int_eq(shipc_channel_history(h, chan, 10, 0, &list, &n, &more),
+	                 -1);
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_int_eq(shipc_channel_history(h, prefix, 10, 0, &list, &n,
+	                                       &more),
+	                 0);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_str_eq(list[0].content, "short");
+	shipc_channel_history_free(list, n);
+	struct got g = GOT_INIT;
+	ck_assert_uint_eq(shipc_channel_listen(h, chan, "a", 1, 0, on_event, &g),
+	                  0);
+	ck_assert_int_eq(errno, EINVAL);
+	/* <agent>_<channel> is a consumer name: at most 255 characters. */
+	char *agent = name_of(200, 'a'), *mid = name_of(100, 'm');
+	ck_assert_uint_eq(shipc_channel_listen(h, mid, agent, 1, 0, on_event, &g),
+	                  0);
+	ck_assert_int_eq(errno, EINVAL);
+
+	/* A durable on a long stream name: the API subject it is pulled
+	 * on would be cut to another consumer's. */
+	char *stream = name_of(255, 'S'), *durable = name_of(255, 'd');
+	struct shipc_event_sub s = {.stream = stream, .durable = durable};
+	ck_assert_uint_eq(shipc_event_subscribe(h, &s, on_event, &g), 0);
+	ck_assert_int_eq(errno, EINVAL);
+
+	/* A stream whose name is cut in STREAM.INFO.<name> would be
+	 * checked as another stream: here one that exists, so the
+	 * declaration "succeeded" without making anything. */
+	natsConnection *nc;
+	jsCtx *js;
+	ck_assert_int_eq(natsConnection_ConnectTo(&nc, nd.url), NATS_OK);
+	ck_assert_int_eq(natsConnection_JetStream(&js, nc, NULL), NATS_OK);
+	char *longname = name_of(250, 'L');
+	longname[243] = '\0';
+	jsStreamConfig sc;
+	jsStreamConfig_Init(&sc);
+	const char *subs[] = {"cut.>"};
+	sc.Name = longname;
+	sc.Subjects = subs;
+	sc.SubjectsLen = 1;
+	sc.Storage = js_MemoryStorage;
+	ck_assert_int_eq(js_AddStream(NULL, js, &sc, NULL, NULL), NATS_OK);
+	longname[243] = 'L';
+	struct shipc_stream_decl d = {.name = longname, .subjects = subs,
+	                              .n_subjects = 1, .memory = 1};
+	ck_assert_int_eq(shipc_stream_declare(h, &d), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	jsStreamInfo *si = NULL;
+	ck_assert_int_ne(js_GetStreamInfo(&si, js, longname, NULL, NULL),
+	                 NATS_OK);
+	jsCtx_Destroy(js);
+	natsConnection_Destroy(nc);
+	free(longname);
+	free(stream);
+	free(durable);
+	free(agent);
+	free(mid);
+	free(chan);
+	free(prefix);
+	ck_assert(!g.ended);
+	shipc_close(h);
+}
+END_TEST
+
+START_TEST(streams_listed_past_one_page)
+{
+	/* STREAM.LIST answers 256 streams a page. */
+	struct shipc *h = conn("lister");
+	emit_ok(h, "warmup", NULL, NULL, NULL); /* SHIP_EVENTS exists */
+	natsConnection *nc;
+	jsCtx *js;
+	ck_assert_int_eq(natsConnection_ConnectTo(&nc, nd.url), NATS_OK);
+	ck_assert_int_eq(natsConnection_JetStream(&js, nc, NULL), NATS_OK);
+	enum { N = 300 };
+	for (int i = 0; i < N; i++) {
+		char name[32], subject[32];
+		snprintf(name, sizeof(name), "PG_%03d", i);
+		snprintf(subject, sizeof(subject), "pg.%03d", i);
+		const char *subs[] = {subject};
+		jsStreamConfig sc;
+		jsStreamConfig_Init(&sc);
+		sc.Name = name;
+		sc.Subjects = subs;
+		sc.SubjectsLen = 1;
+		sc.Storage = js_MemoryStorage;
+		ck_assert_int_eq(js_AddStream(NULL, js, &sc, NULL, NULL), NATS_OK);
+	}
+	jsCtx_Destroy(js);
+	natsConnection_Destroy(nc);
+	struct shipc_stream_info *list;
+	size_t n;
+	ck_assert_int_eq(shipc_streams(h, &list, &n), 0);
+	unsigned char seen[N] = {0};
+	bool events = false, channels = false;
+	for (size_t i = 0; i < n; i++) {
+		int k;
+		if (sscanf(list[i].name, "PG_%d", &k) == 1 && k >= 0 && k < N) {
+			ck_assert_msg(!seen[k], "%s listed twice", list[i].name);
+			seen[k] = 1;
+			ck_assert_str_eq(list[i].storage, "memory");
+		}
+		events |= !strcmp(list[i].name, "SHIP_EVENTS");
+		channels |= !strcmp(list[i].name, "CHANNELS");
+	}
+	ck_assert_uint_eq(n, N + 2);
+	for (int k = 0; k < N; k++)
+		ck_assert_msg(seen[k], "PG_%03d is missing", k);
+	ck_assert(events);
+	ck_assert(channels);
+	shipc_streams_free(list);
+	shipc_close(h);
+}
+END_TEST
+
+static uint64_t stream_msgs(const char *stream)
+{
+	natsConnection *nc;
+	jsCtx *js;
+	jsStreamInfo *si = NULL;
+	ck_assert_int_eq(natsConnection_ConnectTo(&nc, nd.url), NATS_OK);
+	ck_assert_int_eq(natsConnection_JetStream(&js, nc, NULL), NATS_OK);
+	ck_assert_int_eq(js_GetStreamInfo(&si, js, stream, NULL, NULL), NATS_OK);
+	uint64_t n = si->State.Msgs;
+	jsStreamInfo_Destroy(si);
+	jsCtx_Destroy(js);
+	natsConnection_Destroy(nc);
+	return n;
+}
+
+START_TEST(emit_to_named_stream_only)
+{
+	/* The stream an emit names is the stream that stores it, or the
+	 * emit fails: never stored somewhere else under its name. */
+	struct shipc *h = conn("named");
+	struct shipc_emit_result r;
+	emit_ok(h, "warmup", NULL, NULL, &r);
+	uint64_t before = stream_msgs("SHIP_EVENTS");
+	struct shipc_emit e = {.event_type = "x", .stream = "OTHER"};
+	ck_assert_int_eq(shipc_emit(h, &e, &r), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	char why[256];
+	ck_assert_ptr_nonnull(strstr(shipc_last_error(h, why, sizeof(why)),
+	                             "OTHER"));
+	/* An existing stream, but not the one that stores ship.events.x. */
+	const char *subs[] = {"other.>"};
+	struct shipc_stream_decl d = {.name = "OTHER", .subjects = subs,
+	                              .n_subjects = 1, .memory = 1};
+	ck_assert_int_eq(shipc_stream_declare(h, &d), 0);
+	ck_assert_int_eq(shipc_emit(h, &e, &r), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_uint_eq(stream_msgs("SHIP_EVENTS"), before);
+	ck_assert_uint_eq(stream_msgs("OTHER"), 0);
+	/* Named right, it is stored. */
+	e.stream = "SHIP_EVENTS";
+	ck_assert_int_eq(shipc_emit(h, &e, &r), 0);
+	ck_assert_uint_eq(stream_msgs("SHIP_EVENTS"), before + 1);
+	e.stream = "OTHER";
+	e.prefix = "other";
+	ck_assert_int_eq(shipc_emit(h, &e, &r), 0);
+	ck_assert_uint_eq(r.seq, 1);
+	shipc_close(h);
+}
+END_TEST
+
+/* The raw protocol, for what libshipc does not send (a channel send
+ * with its own msg_id): frames are a 4-byte header (framing version 1,
+ * 24-bit length) and a protobuf ClientFrame, encoded here by hand. */
+struct pb {
+	unsigned char b[2048];
+	size_t n;
+};
+
+static void pb_varint(struct pb *p, uint64_t v)
+{
+	do {
+		ck_assert_uint_lt(p->n, sizeof(p->b));
+		p->b[p->n++] = (unsigned char)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+		v >>= 7;
+	} while (v);
+}
+
+static void pb_bytes(struct pb *p, unsigned field, const void *d, size_t n)
+{
+	pb_varint(p, (uint64_t)field << 3 | 2);
+	pb_varint(p, n);
+	ck_assert_uint_le(p->n + n, sizeof(p->b));
+	memcpy(p->b + p->n, d, n);
+	p->n += n;
+}
+
+static void pb_str(struct pb *p, unsigned field, const char *s)
+{
+	pb_bytes(p, field, s, strlen(s));
+}
+
+static uint64_t pb_read_varint(const unsigned char *m, size_t len, size_t *i)
+{
+	uint64_t v = 0;
+	for (int sh = 0; *i < len && sh < 64; sh += 7) {
+		unsigned char c = m[(*i)++];
+		v |= (uint64_t)(c & 0x7f) << sh;
+		if (!(c & 0x80))
+			break;
+	}
+	return v;
+}
+
+/* The code of a ServerFrame if it answers id, else -1. */
+static int pb_reply_code(const unsigned char *m, size_t len, uint64_t id)
+{
+	uint64_t got_id = 0, code = 0;
+	for (size_t i = 0; i < len;) {
+		uint64_t key = pb_read_varint(m, len, &i);
+		uint64_t v = pb_read_varint(m, len, &i);
+		if ((key & 7) == 2)
+			i += v; /* a length-delimited field: skipped */
+		else if ((key & 7) != 0)
+			break; /* no fixed-size fields at the top */
+		else if (key >> 3 == 1)
+			got_id = v;
+		else if (key >> 3 == 2)
+			code = v;
+	}
+	return got_id == id ? (int)code : -1;
+}
+
+/* Send ClientFrame{id, <field>: body} and return the code of its reply. */
+static int raw_call(int fd, uint64_t id, unsigned field, const struct pb *body)
+{
+	struct pb f = {.n = 0};
+	pb_varint(&f, 1 << 3);
+	pb_varint(&f, id);
+	pb_bytes(&f, field, body->b, body->n);
+	unsigned char hdr[4] = {1, (unsigned char)(f.n >> 16),
+	                        (unsigned char)(f.n >> 8), (unsigned char)f.n};
+	ck_assert_int_eq(send(fd, hdr, 4, MSG_NOSIGNAL), 4);
+	ck_assert_int_eq(send(fd, f.b, f.n, MSG_NOSIGNAL), (ssize_t)f.n);
+	for (;;) {
+		ck_assert_int_eq(recv(fd, hdr, 4, MSG_WAITALL), 4);
+		size_t len = (size_t)hdr[1] << 16 | (size_t)hdr[2] << 8 | hdr[3];
+		unsigned char *m = malloc(len ? len : 1);
+		ck_assert_int_eq(recv(fd, m, len, MSG_WAITALL), (ssize_t)len);
+		int code = pb_reply_code(m, len, id);
+		free(m);
+		if (code >= 0)
+			return code;
+	}
+}
+
+static int raw_connect_hello(void)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%.100s", sd.sock);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	struct timeval tv = {10, 0};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	struct pb hello = {.n = 0};
+	pb_varint(&hello, 1 << 3); /* version */
+	pb_varint(&hello, 1);
+	pb_str(&hello, 2, "raw");
+	ck_assert_int_eq(raw_call(fd, 1, 2, &hello), 0);
+	return fd;
+}
+
+/* ChannelSend (ClientFrame field 46) with an explicit msg_id. */
+static int raw_channel_send(int fd, uint64_t id, const char *msg_id)
+{
+	struct pb cs = {.n = 0};
+	pb_str(&cs, 1, "ids");
+	pb_str(&cs, 2, "hello");
+	pb_str(&cs, 3, "raw");
+	pb_str(&cs, 5, msg_id);
+	return raw_call(fd, id, 46, &cs);
+}
+
+START_TEST(msg_ids_are_printable)
+{
+	/* nats.c would rewrite CR/LF in a header: the stored id would not
+	 * be the app's, and a retry would be stored twice. */
+	struct shipc *h = conn("ids");
+	emit_ok(h, "warmup", NULL, NULL, NULL);
+	char *longest = name_of(127, 'i'), *over = name_of(128, 'i');
+	const char *bad[] = {"a\r\nb", "a\nb", "tab\there", "has space",
+	                     "del\x7f", over};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct shipc_emit e = {.event_type = "id.bad", .msg_id = bad[i]};
+		ck_assert_int_eq(shipc_emit(h, &e, NULL), -1);
+		ck_assert_int_eq(errno, EINVAL);
+	}
+	struct shipc_emit_result r;
+	struct shipc_emit e = {.event_type = "id.ok", .msg_id = longest};
+	ck_assert_int_eq(shipc_emit(h, &e, &r), 0);
+	ck_assert_str_eq(r.msg_id, longest);
+	ck_assert_uint_eq(stream_msgs("SHIP_EVENTS"), 2);
+
+	int fd = raw_connect_hello();
+	int code = -1;
+	for (uint64_t id = 2; id < 100 && code != 0; id++) /* CHANNELS is up */
+		if ((code = raw_channel_send(fd, id, "ch-ok-1")) != 0)
+			fx_sleep_ms(50);
+	ck_assert_int_eq(code, 0);
+	ck_assert_int_eq(raw_channel_send(fd, 100, "x\r\ny"),
+	                 1 /* INVALID_ARGUMENT */);
+	ck_assert_int_eq(raw_channel_send(fd, 101, "x y"), 1);
+	close(fd);
+	ck_assert_uint_eq(stream_msgs("CHANNELS"), 1);
+	free(longest);
+	free(over);
+	shipc_close(h);
+}
+END_TEST
+
+START_TEST(numbers_out_of_range_refused)
+{
+	struct shipc *h = conn("ranges");
+	emit_ok(h, "warmup", NULL, NULL, NULL);
+	/* max_age_ms in ns must fit an int64: neither wrapped to a
+	 * negative nor to a tiny age (18446744073710 ms is 448384 ns
+	 * once wrapped). */
+	const char *subs[] = {"age.>"};
+	uint64_t ages[] = {UINT64_MAX, 18446744073710ull,
+	                   INT64_MAX / 1000000 + 1};
+	for (size_t i = 0; i < 3; i++) {
+		struct shipc_stream_decl d = {.name = "AGE", .subjects = subs,
+		                              .n_subjects = 1, .memory = 1,
+		                              .max_age_ms = ages[i]};
+		ck_assert_int_eq(shipc_stream_declare(h, &d), -1);
+		ck_assert_int_eq(errno, EINVAL);
+		char why[256];
+		ck_assert_ptr_nonnull(strstr(shipc_last_error(h, why, sizeof(why)),
+		                             "max_age_ms"));
+	}
+	struct shipc_stream_info *list;
+	size_t n;
+	ck_assert_int_eq(shipc_streams(h, &list, &n), 0);
+	for (size_t i = 0; i < n; i++)
+		ck_assert_str_ne(list[i].name, "AGE");
+	shipc_streams_free(list);
+
+	/* A start time no RFC 3339 date can say (years past 9999). */
+	struct got g = GOT_INIT;
+	uint64_t times[] = {UINT64_MAX, 253402300800000ull};
+	for (size_t i = 0; i < 2; i++) {
+		struct shipc_event_sub s = {.pattern = "t",
+		                            .deliver = SHIPC_DELIVER_BY_TIME,
+		                            .start_time_ms = times[i]};
+		ck_assert_uint_eq(shipc_event_subscribe(h, &s, on_event, &g), 0);
+		ck_assert_int_eq(errno, EINVAL);
+		char why[256];
+		ck_assert_ptr_nonnull(strstr(shipc_last_error(h, why, sizeof(why)),
+		                             "start_time_ms"));
+	}
+	/* The last millisecond of 9999 is a time. */
+	struct shipc_event_sub s = {.pattern = "t", .auto_ack = 1,
+	                            .deliver = SHIPC_DELIVER_BY_TIME,
+	                            .start_time_ms = 253402300799999ull};
+	g.sub = shipc_event_subscribe(h, &s, on_event, &g);
+	ck_assert_uint_gt(g.sub, 0);
+	ck_assert_int_eq(shipc_unsubscribe(h, g.sub), 0);
+	shipc_close(h);
+}
+END_TEST
+
+START_TEST(envelope_json_always_valid)
+{
+	/* What shipd quotes itself is JSON a reader can load, whatever the
+	 * bytes: escaped controls, valid UTF-8 as it is, and anything else
+	 * refused or replaced (not copied into the JSON). */
+	struct shipc *h = conn("utf8");
+	emit_ok(h, "warmup", NULL, NULL, NULL);
+	const char *types[] = {"ok\xe2\x82\xac", "ctl", "bad\xff",
+	                       "trunc\xe2\x82", "over\xc0\xaf",
+	                       "surr\xed\xa0\x80", "big\xf4\x90\x80\x80"};
+	const char *sources[] = {"\xf0\x9f\x98\x80", "\x01\x1f\x7f\"\\",
+	                         "\xfe", "\xf0\x9f\x98", "x\xe2\x82\xac",
+	                         "\xc3", "\xe0\x80\x80"};
+	natsConnection *nc;
+	jsCtx *js;
+	ck_assert_int_eq(natsConnection_ConnectTo(&nc, nd.url), NATS_OK);
+	ck_assert_int_eq(natsConnection_JetStream(&js, nc, NULL), NATS_OK);
+	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+		struct shipc_emit e = {.event_type = types[i],
+		                       .source = sources[i]};
+		struct shipc_emit_result r;
+		if (shipc_emit(h, &e, &r) < 0) {
+			/* Refused before it got here: only invalid UTF-8. */
+			ck_assert_uint_ge(i, 2);
+			continue;
+		}
+		natsMsg *m = NULL;
+		ck_assert_int_eq(js_GetMsg(&m, js, "SHIP_EVENTS", r.seq, NULL, NULL),
+		                 NATS_OK);
+		json_error_t je;
+		json_t *j = json_loadb(natsMsg_GetData(m),
+		                       (size_t)natsMsg_GetDataLength(m), 0, &je);
+		ck_assert_msg(j != NULL, "emit %zu stored bad JSON: %s", i, je.text);
+		if (i < 2) {
+			ck_assert_str_eq(json_string_value(json_object_get(
+				                 j, "event_type")),
+			                 types[i]);
+			ck_assert_str_eq(json_string_value(json_object_get(j, "source")),
+			                 sources[i]);
+		}
+		json_decref(j);
+		natsMsg_Destroy(m);
+	}
+	jsCtx_Destroy(js);
+	natsConnection_Destroy(nc);
+	shipc_close(h);
 }
 END_TEST
 
@@ -829,6 +1281,12 @@ int main(void)
 	tcase_add_test(tc, declare_reports_mismatch);
 	tcase_add_test(tc, config_declares_streams);
 	tcase_add_test(tc, channels_listen_and_history);
+	tcase_add_test(tc, long_names_refused_not_cut);
+	tcase_add_test(tc, streams_listed_past_one_page);
+	tcase_add_test(tc, emit_to_named_stream_only);
+	tcase_add_test(tc, msg_ids_are_printable);
+	tcase_add_test(tc, numbers_out_of_range_refused);
+	tcase_add_test(tc, envelope_json_always_valid);
 	suite_add_tcase(s, tc);
 	TCase *faults = tcase_create("faults");
 	tcase_add_checked_fixture(faults, setup, teardown);
