@@ -16,6 +16,8 @@
 #define HISTORY_DEFAULT 100
 #define HISTORY_MAX 1000
 #define SCAN_BATCH 256
+/* Bytes one pull may bring at most (batch x the server's max_payload). */
+#define SCAN_BYTES (4u << 20)
 #define SCAN_MAX 200000 /* messages one history may read */
 /* What of a channel fits ship.channel.<channel> (sizeof counts the dot). */
 #define CHANNEL_MAX (IPC_SUBJECT_MAX - sizeof(CHANNEL_PREFIX))
@@ -29,6 +31,8 @@ struct history {
 	uint32_t want;
 	Ship__ChannelMessage **ring;
 	size_t n, head; /* count kept, next slot */
+	size_t bytes, max_bytes; /* kept, and what one answer may carry */
+	uint32_t batch;          /* messages asked for per pull */
 	uint64_t older; /* seq of the newest message dropped from the ring */
 	uint64_t pending, scanned;
 	char *consumer;
@@ -252,8 +256,7 @@ static void history_reply(struct history *h)
 		history_free(h);
 		return;
 	}
-	/* The ring's oldest entry is at head when it is full. */
-	size_t start = h->n == h->want ? h->head : 0;
+	size_t start = (h->head + h->want - h->n) % h->want; /* the oldest */
 	for (size_t i = 0; i < h->n; i++)
 		out[i] = h->ring[(start + i) % h->want];
 	Ship__ServerFrame f = SHIP__SERVER_FRAME__INIT;
@@ -275,6 +278,27 @@ static void history_fail(struct history *h, Ship__Code code, const char *why)
 	history_free(h);
 }
 
+/* What a message costs in the answer (and here), near enough. */
+static size_t cm_size(const Ship__ChannelMessage *cm)
+{
+	return strlen(cm->sender) + strlen(cm->content) + strlen(cm->channel) +
+	       strlen(cm->message_id) + strlen(cm->metadata_json) + 64;
+}
+
+/* Drop the oldest message kept: the answer says where to page from. */
+static void history_drop(struct history *h)
+{
+	size_t oldest = (h->head + h->want - h->n) % h->want;
+	Ship__ChannelMessage *cm = h->ring[oldest];
+	h->older = cm->seq;
+	h->bytes -= cm_size(cm);
+	cm_free(cm);
+	h->ring[oldest] = NULL;
+	h->n--;
+}
+
+/* Keep the newest: at most want messages and, past the first, max_bytes
+ * of them, so the answer always fits what the app may be sent. */
 static void history_keep(struct history *h, natsMsg *msg, uint64_t seq)
 {
 	Ship__ChannelMessage *cm = cm_parse(natsMsg_GetData(msg),
@@ -282,14 +306,14 @@ static void history_keep(struct history *h, natsMsg *msg, uint64_t seq)
 	if (!cm)
 		return; /* not a channel message: not history */
 	cm->seq = seq;
-	if (h->ring[h->head]) {
-		h->older = h->ring[h->head]->seq;
-		cm_free(h->ring[h->head]);
-	}
+	if (h->n == h->want)
+		history_drop(h);
 	h->ring[h->head] = cm;
 	h->head = (h->head + 1) % h->want;
-	if (h->n < h->want)
-		h->n++;
+	h->n++;
+	h->bytes += cm_size(cm);
+	while (h->n > 1 && h->bytes > h->max_bytes)
+		history_drop(h);
 }
 
 static void history_pull(struct history *h);
@@ -342,15 +366,18 @@ static void history_pull(struct history *h)
 		history_fail(h, SHIP__CODE__INTERNAL, "consumer name too long");
 		return;
 	}
+	char body[64];
+	snprintf(body, sizeof(body), "{\"batch\":%u,\"no_wait\":true}",
+	         h->batch);
 	h->wait = link_wait_new(API_TIMEOUT_MS, true, on_history_msg, h);
 	if (!h->wait ||
-	    natsConnection_PublishRequestString(
-		    link_conn(), subject, link_wait_inbox(h->wait),
-		    "{\"batch\":256,\"no_wait\":true}") != NATS_OK) {
+	    natsConnection_PublishRequestString(link_conn(), subject,
+	                                        link_wait_inbox(h->wait),
+	                                        body) != NATS_OK) {
 		history_fail(h, SHIP__CODE__UNAVAILABLE, "NATS is not connected");
 		return;
 	}
-	h->outstanding = SCAN_BATCH;
+	h->outstanding = h->batch;
 }
 
 static void on_history_consumer(void *arg, json_t *reply,
@@ -401,6 +428,19 @@ static void handle_history(struct client *c, uint64_t id,
 		free(h);
 		return;
 	}
+	/* The answer carries at most what the app's output may hold, and
+	 * that is reserved for it; older messages are paged to. */
+	h->max_bytes = conf->client_output_limit;
+	if (!op_hold(&h->op, h->max_bytes)) {
+		history_free(h);
+		return;
+	}
+	int64_t maxp = link_info()->max_payload;
+	h->batch = maxp > 0 && (uint64_t)maxp * SCAN_BATCH > SCAN_BYTES
+	                   ? (uint32_t)(SCAN_BYTES / (uint64_t)maxp)
+	                   : SCAN_BATCH;
+	if (h->batch == 0)
+		h->batch = 1;
 	h->want = want;
 	h->before = q->before_seq;
 	memcpy(h->filter, filter, sizeof(h->filter));

@@ -66,6 +66,12 @@ static const struct ckey keys[] = {
 	 "subscriptions per client", true},
 	{"max_requests", C_UINT, O(max_requests), 1, 10000000,
 	 "requests in flight per client", true},
+	{"max_requests_total", C_UINT, O(max_requests_total), 1, 100000000,
+	 "requests in flight for all clients together", true},
+	{"client_memory_limit", C_UINT, O(client_memory_limit), 1u << 20,
+	 1u << 31, "bytes held for one client's requests and watches", true},
+	{"memory_limit", C_UINT, O(memory_limit), 1u << 20, 4294967295u,
+	 "bytes held for all clients together", true},
 	{"request_timeout_ms", C_UINT, O(request_timeout_ms), 1, 3600000,
 	 "default request timeout", true},
 	{"max_request_timeout_ms", C_UINT, O(max_request_timeout_ms), 1, 86400000,
@@ -99,6 +105,9 @@ void config_defaults(struct config *c)
 	c->max_clients_per_uid = 1024;
 	c->max_subscriptions = 4096;
 	c->max_requests = 4096;
+	c->max_requests_total = 65536;
+	c->client_memory_limit = 16u << 20;
+	c->memory_limit = 256u << 20;
 	c->request_timeout_ms = 5000;
 	c->max_request_timeout_ms = 600000;
 	c->inbound_limit = 4u << 20;

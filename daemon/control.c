@@ -26,9 +26,6 @@
 #define RESUME_CHECK_MS 2
 #define ACCEPT_BACKOFF_MS 1000
 #define LISTEN_BACKLOG 128
-/* Requests in flight for all clients together: each holds a little
- * memory here and, most, a wait or a consumer on the server. */
-#define OPS_MAX_TOTAL 65536
 
 static struct {
 	int fd;
@@ -46,6 +43,7 @@ static struct {
 	TAILQ_HEAD(, client) dirty;
 	unsigned n_clients;
 	uint32_t n_ops; /* requests in flight, all clients */
+	size_t held;    /* bytes held for all clients' ops and streams */
 	uint64_t next_cid;
 	struct ipc_arena arena;
 } ctl = {.fd = -1};
@@ -151,6 +149,8 @@ void client_error(struct client *c, uint64_t id, Ship__Code code,
 
 /* ---- operations in flight ---- */
 
+static void unhold(struct client *c, size_t n);
+
 void op_track(struct op *o, struct client *c, uint64_t id,
               op_cancel_fn *cancel)
 {
@@ -170,10 +170,10 @@ bool op_begin(struct op *o, struct client *c, uint64_t id,
 		             "%u requests in flight, the limit", c->n_requests);
 		return false;
 	}
-	if (ctl.n_ops >= OPS_MAX_TOTAL) {
+	if (ctl.n_ops >= conf->max_requests_total) {
 		client_error(c, id, SHIP__CODE__RESOURCE_EXHAUSTED,
-		             "%u requests in flight in shipd, the limit; try "
-		             "again later",
+		             "%u requests in flight in shipd, the limit "
+		             "(max_requests_total); try again later",
 		             ctl.n_ops);
 		return false;
 	}
@@ -188,7 +188,61 @@ void op_end(struct op *o)
 	TAILQ_REMOVE(&o->c->ops, o, entry);
 	o->c->n_requests--;
 	ctl.n_ops--;
+	unhold(o->c, o->held);
+	o->held = 0;
 	o->c = NULL;
+}
+
+/* ---- bytes held for clients ---- */
+
+static bool hold(struct client *c, size_t n)
+{
+	if (c->held + n > conf->client_memory_limit ||
+	    ctl.held + n > conf->memory_limit)
+		return false;
+	c->held += n;
+	ctl.held += n;
+	return true;
+}
+
+static void unhold(struct client *c, size_t n)
+{
+	c->held -= n;
+	ctl.held -= n;
+}
+
+bool op_hold(struct op *o, size_t n)
+{
+	if (!o->c)
+		return true; /* shipd's own work */
+	if (hold(o->c, n)) {
+		o->held += n;
+		return true;
+	}
+	bool mine = o->c->held + n > conf->client_memory_limit;
+	client_error(o->c, o->id, SHIP__CODE__RESOURCE_EXHAUSTED,
+	             "%zu more bytes would pass %s (%zu held); try again "
+	             "once other requests are answered",
+	             n, mine ? "client_memory_limit" : "memory_limit",
+	             mine ? o->c->held : ctl.held);
+	return false;
+}
+
+bool stream_hold(struct stream *s, size_t n)
+{
+	if (!s->c || !hold(s->c, n))
+		return false;
+	s->held += n;
+	return true;
+}
+
+void stream_unhold(struct stream *s, size_t n)
+{
+	if (!s->c)
+		return;
+	n = n < s->held ? n : s->held;
+	s->held -= n;
+	unhold(s->c, n);
 }
 
 /* ---- streams ---- */
@@ -219,6 +273,7 @@ bool stream_open(struct stream *s, const struct stream_kind *k,
 	s->kind = k;
 	s->c = c;
 	s->id = id;
+	s->held = 0;
 	c->n_subs++;
 	return true;
 }
@@ -229,6 +284,8 @@ void stream_close(struct stream *s)
 		return;
 	ipc_idmap_del(&s->c->streams, s->id);
 	s->c->n_subs--;
+	unhold(s->c, s->held);
+	s->held = 0;
 	s->c = NULL;
 }
 

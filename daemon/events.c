@@ -928,10 +928,15 @@ static void handle_streams(struct client *c, uint64_t id)
 		client_error(c, id, SHIP__CODE__INTERNAL, "out of memory");
 		return;
 	}
-	if (op_begin(&l->op, c, id, listing_cancel))
-		listing_next(l);
-	else
+	if (!op_begin(&l->op, c, id, listing_cancel)) {
 		free(l);
+		return;
+	}
+	if (!op_hold(&l->op, LIST_MAX_BYTES)) {
+		listing_free(l);
+		return;
+	}
+	listing_next(l);
 }
 
 /* ---- the block ---- */

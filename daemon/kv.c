@@ -527,6 +527,11 @@ static void handle_collect(struct client *c, uint64_t id, enum op_kind kind,
 	struct kvop *o = op_new(c, id, kind, bucket, pattern);
 	if (!o)
 		return;
+	/* What the collection may take is reserved before it starts. */
+	if (!op_hold(&o->op, conf->client_output_limit)) {
+		op_free(o);
+		return;
+	}
 	struct kv_watch_spec spec = {
 		.bucket = bucket,
 		.pattern = pattern,

@@ -85,6 +85,7 @@ static void queue_clear(struct watch *w)
 		free(q);
 	}
 	w->qtail = NULL;
+	stream_unhold(&w->st, w->qbytes);
 	w->qbytes = 0;
 }
 
@@ -238,6 +239,7 @@ static bool drain(struct watch *w)
 		if (!w->qhead)
 			w->qtail = NULL;
 		w->qbytes -= q->bytes;
+		stream_unhold(&w->st, q->bytes);
 		w->delivered += q->msg != NULL;
 		stats.msgs_in += q->msg != NULL;
 		natsMsg_Destroy(q->msg);
@@ -283,6 +285,16 @@ static bool enqueue(struct watch *w, natsMsg *msg, uint64_t sseq,
 	q->pending = pending;
 	q->ns = ns;
 	q->bytes = sizeof(*q) + (msg ? (size_t)natsMsg_GetDataLength(msg) + 256 : 0);
+	/* What waits here counts against the client's memory too: many
+	 * watches of one app that stopped reading stop there. */
+	if (!stream_hold(&w->st, q->bytes)) {
+		natsMsg_Destroy(msg);
+		free(q);
+		watch_end(w, SHIP__CODE__RESOURCE_EXHAUSTED,
+		          "the app's watches hold client_memory_limit: ended "
+		          "rather than drop entries");
+		return false;
+	}
 	if (w->qtail)
 		w->qtail->next = q;
 	else

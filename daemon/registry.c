@@ -746,6 +746,11 @@ static void handle_being(struct client *c, uint64_t id,
 {
 	if (r->op == SHIP__BEING_OP__BEING_LIST) {
 		struct rop *o = rop_new(c, id, R_BEING, r->op, BEINGS, NULL);
+		/* What the list may collect is reserved for it. */
+		if (o && !op_hold(&o->base, LIST_MAX_BYTES)) {
+			rop_free(o);
+			o = NULL;
+		}
 		if (o) {
 			o->all = r->all;
 			o->threshold_ms = r->online_threshold_ms;
@@ -835,6 +840,12 @@ static void handle_store(struct client *c, uint64_t id,
 	                        r->store == SHIP__STORE__STORE_HEALTH ? HEALTH
 	                                                              : CONFIG,
 	                        r->key);
+	if (o && (r->op == SHIP__STORE_OP__STORE_LIST ||
+	          r->op == SHIP__STORE_OP__STORE_KEYS) &&
+	    !op_hold(&o->base, LIST_MAX_BYTES)) {
+		rop_free(o);
+		o = NULL;
+	}
 	if (!o) {
 		free(text);
 		return;

@@ -82,6 +82,9 @@ struct config {
 	uint32_t max_clients_per_uid;
 	uint32_t max_subscriptions;      /* per client */
 	uint32_t max_requests;           /* per client, in flight */
+	uint32_t max_requests_total;     /* all clients, in flight */
+	uint32_t client_memory_limit;    /* bytes held for one client */
+	uint32_t memory_limit;           /* bytes held for all clients */
 	uint32_t request_timeout_ms;     /* default for requests */
 	uint32_t max_request_timeout_ms;
 	uint32_t inbound_limit;          /* bytes queued from NATS to the loop */
@@ -225,6 +228,7 @@ struct op {
 	struct client *c; /* NULL once over or cancelled */
 	uint64_t id;
 	op_cancel_fn *cancel;
+	size_t held; /* bytes charged to c (op_hold), given back by op_end */
 };
 
 /* A stream a client opened (subscription, consumer, watch, ...), named by
@@ -244,6 +248,7 @@ struct stream {
 	const struct stream_kind *kind;
 	struct client *c; /* NULL once closed */
 	uint64_t id;
+	size_t held; /* bytes charged to c, given back by stream_close */
 };
 
 struct client {
@@ -270,6 +275,7 @@ struct client {
 	struct ipc_idmap streams; /* stream id -> struct stream */
 	TAILQ_HEAD(, op) ops;
 	uint32_t n_requests; /* ops in flight */
+	size_t held;         /* bytes held for its ops and streams */
 	uint32_t n_subs;
 	struct client_stats st;
 	uint64_t connected_ms;
@@ -292,8 +298,17 @@ bool op_begin(struct op *o, struct client *c, uint64_t id,
 /* The same without the limit: work shipd starts for a client itself. */
 void op_track(struct op *o, struct client *c, uint64_t id,
               op_cancel_fn *cancel);
-/* o is over: no longer counted or cancelled. NULL-safe, idempotent. */
+/* o is over: no longer counted or cancelled, what it held given back.
+ * NULL-safe, idempotent. */
 void op_end(struct op *o);
+/* Charge n bytes shipd will hold for o (reserve before the work), or
+ * refuse it, answered (RESOURCE_EXHAUSTED), past client_memory_limit or
+ * memory_limit: then o is still the caller's to free. */
+bool op_hold(struct op *o, size_t n);
+/* The same for a stream, unanswered (the caller ends the stream), and
+ * giving back part of it. */
+bool stream_hold(struct stream *s, size_t n);
+void stream_unhold(struct stream *s, size_t n);
 /* Open s as stream id of c. Refused (answered, false) if id is 0 or
  * names an open stream, or c has max_subscriptions streams. */
 bool stream_open(struct stream *s, const struct stream_kind *k,

@@ -30,6 +30,14 @@ static void setup(void)
 	setup_with(NULL);
 }
 
+static void setup_small_memory(void)
+{
+	static const char *const extra[] = {
+		"-o", "client_output_limit=65536", "-o",
+		"client_memory_limit=1048576", NULL};
+	setup_with(extra);
+}
+
 static void setup_tight(void)
 {
 	static const char *const extra[] = {"-o", "max_requests=8", NULL};
@@ -336,13 +344,22 @@ START_TEST(stream_ids_are_one_namespace)
 }
 END_TEST
 
+/* Read the answers to requests first .. first + n - 1, in whatever order
+ * they come (pushes and other answers skipped); how many were refused. */
 static unsigned count_exhausted(int fd, uint64_t first, unsigned n)
 {
-	unsigned exhausted = 0;
-	for (unsigned i = 0; i < n; i++) {
-		Ship__ServerFrame *f = raw_reply(fd, first + i);
-		ck_assert_ptr_nonnull(f);
-		exhausted += f->code == SHIP__CODE__RESOURCE_EXHAUSTED;
+	unsigned exhausted = 0, got = 0;
+	bool seen[64] = {0};
+	ck_assert_uint_le(n, 64);
+	while (got < n) {
+		Ship__ServerFrame *f = raw_read(fd);
+		ck_assert_msg(f != NULL, "%u of %u answers", got, n);
+		if (f->id >= first && f->id < first + n && !seen[f->id - first] &&
+		    f->body_case != SHIP__SERVER_FRAME__BODY_END) {
+			seen[f->id - first] = true;
+			got++;
+			exhausted += f->code == SHIP__CODE__RESOURCE_EXHAUSTED;
+		}
 		ship__server_frame__free_unpacked(f, NULL);
 	}
 	return exhausted;
@@ -592,6 +609,94 @@ START_TEST(repeated_fields_are_bounded_before_decoding)
 }
 END_TEST
 
+/* A channel history larger than a frame (20 x 900 kB) is paged: each
+ * answer fits what the app may be sent, and paging back gives every
+ * message once, in order. Before, the client was closed. */
+START_TEST(big_history_is_paged)
+{
+	struct shipc *h = shipc_connect(sd.sock, "pager");
+	ck_assert_ptr_nonnull(h);
+	static char content[900001];
+	for (int i = 0; i < 20; i++) {
+		memset(content, 'a' + i, sizeof(content) - 1);
+		content[sizeof(content) - 1] = '\0';
+		int rc = -1;
+		for (int t = 0; t < 50 && rc < 0; t++) {
+			rc = shipc_channel_send(h, "bulk", "pager", content, NULL,
+			                        NULL);
+			if (rc < 0) /* CHANNELS is declared as NATS comes up */
+				fx_sleep_ms(100);
+		}
+		ck_assert_int_eq(rc, 0);
+	}
+	uint64_t before = 0, last_seq = UINT64_MAX;
+	int seen = 0, pages = 0;
+	do {
+		struct shipc_channel_msg *list;
+		size_t n;
+		ck_assert_int_eq(shipc_channel_history(h, "bulk", 20, before, &list,
+		                                       &n, &before), 0);
+		ck_assert_uint_ge(n, 1);
+		ck_assert_uint_le(n, 2); /* ~1 MiB per answer */
+		for (size_t k = n; k-- > 0;) {
+			ck_assert_uint_lt(list[k].seq, last_seq);
+			last_seq = list[k].seq;
+			ck_assert_int_eq(list[k].content[0], 'a' + 19 - seen);
+			seen++;
+		}
+		shipc_channel_history_free(list, n);
+		pages++;
+	} while (before && pages < 40);
+	ck_assert_int_eq(seen, 20);
+	ck_assert_int_eq(shipc_is_connected(h), 1);
+	shipc_close(h);
+}
+END_TEST
+
+/* What collections may hold is reserved before they start: with 1 MiB
+ * for the client and 64 KiB per KV keys request, the 17th at once is
+ * refused and the others finish. */
+START_TEST(client_memory_is_reserved)
+{
+	struct shipc *h = shipc_connect(sd.sock, "reserve");
+	ck_assert_ptr_nonnull(h);
+	struct shipc_kv_config cfg = {.bucket = "mem", .memory = 1};
+	ck_assert_int_eq(shipc_kv_bucket_create(h, &cfg, NULL), 0);
+	ck_assert_int_eq(shipc_kv_put(h, "mem", "k", "v", 1, NULL), 0);
+	shipc_close(h);
+	int fd = raw_open(sd.sock);
+	kill(nd.pid, SIGSTOP);
+	struct ipc_buf b = {0};
+	for (uint64_t i = 0; i < 20; i++) {
+		Ship__ClientFrame cf = SHIP__CLIENT_FRAME__INIT;
+		Ship__KvKeys k = SHIP__KV_KEYS__INIT;
+		k.bucket = "mem";
+		cf.id = 100 + i;
+		cf.body_case = SHIP__CLIENT_FRAME__BODY_KV_KEYS;
+		cf.kv_keys = &k;
+		raw_pack(&b, &cf);
+	}
+	raw_send(fd, ipc_buf_head(&b), ipc_buf_used(&b));
+	ipc_buf_finish(&b);
+	struct timeval tv = {2, 0};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	for (int n = 0; n < 4; n++) {
+		Ship__ServerFrame *f = raw_read(fd);
+		ck_assert_msg(f != NULL, "only %d answers before NATS", n);
+		ck_assert_uint_ge(f->id, 116);
+		ck_assert_int_eq(f->code, SHIP__CODE__RESOURCE_EXHAUSTED);
+		ck_assert_ptr_nonnull(strstr(f->error, "client_memory_limit"));
+		ship__server_frame__free_unpacked(f, NULL);
+	}
+	kill(nd.pid, SIGCONT);
+	tv.tv_sec = 15;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	ck_assert_uint_eq(count_exhausted(fd, 100, 16), 0);
+	close(fd);
+	assert_serving();
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("safety");
@@ -616,7 +721,13 @@ static Suite *suite(void)
 	tcase_add_checked_fixture(held, setup, teardown);
 	tcase_add_test(held, keepalives_are_bounded);
 	tcase_add_test(held, ack_tokens_are_bounded);
+	tcase_add_test(held, big_history_is_paged);
 	suite_add_tcase(s, held);
+	TCase *mem = tcase_create("memory");
+	tcase_set_timeout(mem, 120);
+	tcase_add_checked_fixture(mem, setup_small_memory, teardown);
+	tcase_add_test(mem, client_memory_is_reserved);
+	suite_add_tcase(s, mem);
 	return s;
 }
 

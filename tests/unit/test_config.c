@@ -176,6 +176,9 @@ START_TEST(test_defaults)
 	ck_assert_uint_eq(c.max_clients_per_uid, 1024);
 	ck_assert_uint_eq(c.max_subscriptions, 4096);
 	ck_assert_uint_eq(c.max_requests, 4096);
+	ck_assert_uint_eq(c.max_requests_total, 65536);
+	ck_assert_uint_eq(c.client_memory_limit, 16u << 20);
+	ck_assert_uint_eq(c.memory_limit, 256u << 20);
 	ck_assert_uint_eq(c.request_timeout_ms, 5000);
 	ck_assert_uint_eq(c.max_request_timeout_ms, 600000);
 	ck_assert_uint_eq(c.inbound_limit, 4u << 20);
@@ -837,7 +840,7 @@ START_TEST(test_print_round_trip)
 		              p);
 	/* One line per key, in the documented order. */
 	static const char tail[] = "\nlog_level = debug\n# stream = (none)\n";
-	ck_assert_int_eq(count_lines(p), 30);
+	ck_assert_int_eq(count_lines(p), 33);
 	ck_assert_ptr_eq(strstr(p, "socket = "), p);
 	ck_assert_uint_gt(strlen(p), strlen(tail));
 	ck_assert_str_eq(p + strlen(p) - strlen(tail), tail);
