@@ -41,10 +41,13 @@ static int cmd_emit(int argc, char **argv)
 	struct shipc_emit_result r;
 	if (shipc_emit(h, &e, &r) < 0)
 		return fail("emit", errno);
-	if (json)
-		printf("{\"seq\":%" PRIu64 ",\"duplicate\":%s,\"msg_id\":\"%s\"}\n",
-		       r.seq, r.duplicate ? "true" : "false", r.msg_id);
-	else
+	if (json) {
+		/* An id may hold '"' and '\\': escaped like every string. */
+		printf("{\"seq\":%" PRIu64 ",\"duplicate\":%s,\"msg_id\":",
+		       r.seq, r.duplicate ? "true" : "false");
+		json_str(stdout, r.msg_id, strlen(r.msg_id));
+		fputs("}\n", stdout);
+	} else
 		printf("%" PRIu64 "%s\n", r.seq, r.duplicate ? " (duplicate)" : "");
 	return 0;
 usage:
@@ -61,10 +64,35 @@ struct tail {
 	bool channel;
 };
 
+/* A valid envelope as stored, on one line: shipd parsed it as JSON, where
+ * a line break can only be white space between tokens. */
+static void print_envelope(const struct shipc_event *ev)
+{
+	const char *d = ev->data;
+	for (size_t i = 0; i < ev->len; i++)
+		fputc(d[i] == '\n' || d[i] == '\r' ? ' ' : d[i], stdout);
+	fputc('\n', stdout);
+}
+
+/* Anything else on the stream (another app's message, not JSON or not
+ * an envelope) as a JSON object with the message as a string. */
+static void print_raw_json(const struct shipc_event *ev)
+{
+	printf("{\"raw\":true,\"stream_seq\":%" PRIu64 ",\"subject\":",
+	       ev->stream_seq);
+	json_str(stdout, ev->subject, strlen(ev->subject));
+	fputs(",\"data\":", stdout);
+	json_str(stdout, ev->data, ev->len);
+	fputs("}\n", stdout);
+}
+
 static void print_event(const struct shipc_event *ev, bool channel)
 {
-	if (json || ev->raw) {
-		/* The envelope exactly as stored. */
+	if (json && ev->raw) {
+		print_raw_json(ev);
+	} else if (json) {
+		print_envelope(ev);
+	} else if (ev->raw) {
 		fwrite(ev->data, 1, ev->len, stdout);
 		fputc('\n', stdout);
 	} else if (channel) {
@@ -100,13 +128,20 @@ static int run_tail(struct tail *t)
 	struct sigaction sa = {.sa_handler = on_signal};
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
-	while (!interrupted && !t->ended)
+	int rc = 0;
+	while (!interrupted && !t->ended && !rc)
 		if (shipc_dispatch(h, 500) < 0 && errno != EINTR)
-			return fail("dispatch", errno);
-	shipc_flush(h, 2000); /* the last acks */
-	if (t->err)
-		return fail("subscription ended", t->err);
-	return 0;
+			rc = fail("dispatch", errno);
+	if (!rc) {
+		shipc_flush(h, 2000); /* the last acks */
+		if (t->err)
+			rc = fail("subscription ended", t->err);
+	}
+	/* The subscription's callback runs once more as the handle closes:
+	 * close it here, while t (the caller's) still exists. */
+	shipc_close(h);
+	h = NULL;
+	return rc;
 }
 
 static int cmd_tail(int argc, char **argv)
@@ -197,10 +232,12 @@ static int cmd_streams(int argc, char **argv)
 			printf(",\"messages\":%" PRIu64 ",\"bytes\":%" PRIu64
 			       ",\"first_seq\":%" PRIu64 ",\"last_seq\":%" PRIu64
 			       ",\"consumers\":%u,\"max_age_ms\":%" PRIu64
-			       ",\"max_msgs\":%" PRId64 ",\"storage\":\"%s\","
-			       "\"problem\":",
+			       ",\"max_msgs\":%" PRId64 ",\"storage\":",
 			       s->messages, s->bytes, s->first_seq, s->last_seq,
-			       s->consumers, s->max_age_ms, s->max_msgs, s->storage);
+			       s->consumers, s->max_age_ms, s->max_msgs);
+			/* The server's word, whatever it is. */
+			json_str(stdout, s->storage, strlen(s->storage));
+			fputs(",\"problem\":", stdout);
 			json_str(stdout, s->problem, strlen(s->problem));
 			fputc('}', stdout);
 		} else {

@@ -108,12 +108,40 @@ void on_signal(int sig)
 
 /* ---- output helpers ---- */
 
+/* Length of the well-formed UTF-8 sequence at p (of n bytes) that is not
+ * ASCII, or 0 (RFC 3629: no overlong forms, surrogates or beyond
+ * U+10FFFF). */
+static size_t utf8_len(const unsigned char *p, size_t n)
+{
+	size_t len = p[0] >= 0xf0 ? 4 : p[0] >= 0xe0 ? 3 : 2;
+	if (p[0] < 0xc2 || p[0] > 0xf4 || n < len)
+		return 0;
+	for (size_t i = 1; i < len; i++)
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+	if ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] > 0x9f) ||
+	    (p[0] == 0xf0 && p[1] < 0x90) || (p[0] == 0xf4 && p[1] > 0x8f))
+		return 0;
+	return len;
+}
+
 void json_str(FILE *f, const char *s, size_t n)
 {
 	fputc('"', f);
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
-		if (c == '"' || c == '\\')
+		if (c >= 0x80) {
+			/* JSON is UTF-8: a byte that is not (binary data)
+			 * becomes U+FFFD rather than make the output
+			 * unreadable. */
+			size_t len = utf8_len((const unsigned char *)s + i, n - i);
+			if (len) {
+				fwrite(s + i, 1, len, f);
+				i += len - 1;
+			} else {
+				fputs("\\ufffd", f);
+			}
+		} else if (c == '"' || c == '\\')
 			fprintf(f, "\\%c", c);
 		else if (c == '\n')
 			fputs("\\n", f);

@@ -19,6 +19,13 @@
 #define PULL_EXPIRES_MS 5000
 #define PULL_LATER_MS 10
 #define API_TIMEOUT_MS 5000
+/* API subjects name a stream and a consumer, each a JetStream name of at
+ * most 255 characters (js_name_valid, checked wherever a name comes in:
+ * consumer_open, on_created), so they are never cut: a cut subject would
+ * address another consumer. */
+#define NAME_MAX_CHARS 255
+#define SUBJECT_SIZE                                                           \
+	(sizeof("$JS.API.CONSUMER.DURABLE.CREATE..") + 2 * NAME_MAX_CHARS)
 
 static TAILQ_HEAD(, consumer) consumers = TAILQ_HEAD_INITIALIZER(consumers);
 
@@ -269,7 +276,7 @@ static void pull(struct consumer *k)
 	k->pull_wait = link_wait_new(PULL_EXPIRES_MS + 2000, true, on_pulled, k);
 	if (!k->pull_wait)
 		return;
-	char subject[512], body[128];
+	char subject[SUBJECT_SIZE], body[128];
 	snprintf(subject, sizeof(subject), "$JS.API.CONSUMER.MSG.NEXT.%s.%s",
 	         k->stream, k->name);
 	snprintf(body, sizeof(body),
@@ -310,9 +317,30 @@ static void on_created(void *arg, json_t *reply, const struct js_err *e)
 		return;
 	}
 	const char *name = json_string_value(json_object_get(reply, "name"));
-	if (name && (!k->name || strcmp(k->name, name))) {
+	if (!name)
+		name = k->name ? k->name : ""; /* a durable's */
+	struct js_err bad = {.code = SHIP__CODE__INTERNAL};
+	char *copy = NULL;
+	if (!js_name_valid(name)) {
+		/* Its pull and delete subjects would address another consumer
+		 * (cut) or another subject (dots): not used, and not deleted
+		 * either; an ephemeral one goes once inactive. */
+		snprintf(bad.text, sizeof(bad.text),
+		         "JetStream named the consumer '%.64s%s' (%zu "
+		         "characters), which is no consumer name",
+		         name, strlen(name) > 64 ? "..." : "", strlen(name));
+		log_warnx("%s: stream %s: %s", __func__, k->stream, bad.text);
+		on_created(k, NULL, &bad);
+		return;
+	}
+	if (!k->name || strcmp(k->name, name)) {
+		if (!(copy = strdup(name))) {
+			snprintf(bad.text, sizeof(bad.text), "out of memory");
+			on_created(k, NULL, &bad);
+			return;
+		}
 		free(k->name);
-		k->name = strdup(name);
+		k->name = copy;
 	}
 	k->ready = true;
 	if (!k->ready_once)
@@ -324,7 +352,7 @@ static void on_created(void *arg, json_t *reply, const struct js_err *e)
 
 static void create(struct consumer *k)
 {
-	char what[512];
+	char what[SUBJECT_SIZE];
 	if (k->create_call || !link_connected())
 		return;
 	k->ready = false;
@@ -345,6 +373,18 @@ struct consumer *consumer_open(struct client *c, uint64_t id,
 		client_error(c, id, SHIP__CODE__UNAVAILABLE,
 		             "NATS is not connected (%s)",
 		             link_state_name(link_info()->state));
+		return NULL;
+	}
+	if (!js_name_valid(sp->stream) ||
+	    (sp->durable && !js_name_valid(sp->durable))) {
+		/* In an API subject, a longer name would be cut to another
+		 * one, a name with dots would be more tokens. */
+		client_error(c, id, SHIP__CODE__INVALID_ARGUMENT,
+		             "stream '%.64s' or consumer '%.64s' is not a "
+		             "JetStream name (1 to %d printable characters, no "
+		             "spaces, dots, wildcards or slashes)",
+		             sp->stream, sp->durable ? sp->durable : "",
+		             NAME_MAX_CHARS);
 		return NULL;
 	}
 	struct consumer *k = calloc(1, sizeof(*k));

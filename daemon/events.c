@@ -167,7 +167,10 @@ static void on_acked(void *arg, uint64_t seq, bool dup, const struct js_err *e)
 		r.seq = seq;
 		r.duplicate = dup;
 		r.msg_id = p->msg_id;
-		r.stream = p->stream;
+		/* Where the server stored it (by subject), not what the
+		 * app named. */
+		const char *stored = js_acked_stream();
+		r.stream = (char *)(*stored ? stored : p->stream);
 		f.id = p->op.id;
 		f.body_case = SHIP__SERVER_FRAME__BODY_EMITTED;
 		f.emitted = &r;

@@ -3,6 +3,7 @@
  * checks as requests on the reply inbox, their JSON read on the loop. */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,9 @@ struct js_call {
 };
 
 #define NITEMS(a) (sizeof(a) / sizeof((a)[0]))
+/* Stream, consumer and bucket names at most (js_name_valid): two of them
+ * and an API verb fit in any subject. */
+#define JS_NAME_MAX 255
 
 /* ---- errors ---- */
 
@@ -153,15 +157,14 @@ static void failed_cb(evutil_socket_t fd, short what, void *arg)
 	free(call);
 }
 
-/* The request never left: answer on the next loop turn, as JetStream
- * would have, since the caller holds no call to be called back on yet.
- * NULL (call freed) only if even that cannot be arranged. */
-static struct js_call *fail_later(struct js_call *call, natsStatus st,
-                                  int len)
+/* The request never left, call->err says why: answer on the next loop
+ * turn, as JetStream would have, since the caller holds no call to be
+ * called back on yet. NULL (call freed) only if even that cannot be
+ * arranged. */
+static struct js_call *answer_later(struct js_call *call)
 {
 	link_wait_cancel(call->wait);
 	call->wait = NULL;
-	err_from_send(&call->err, st, len);
 	call->failed = event_new(base, -1, 0, failed_cb, call);
 	if (!call->failed) {
 		free(call);
@@ -169,6 +172,36 @@ static struct js_call *fail_later(struct js_call *call, natsStatus st,
 	}
 	event_active(call->failed, 0, 0);
 	return call;
+}
+
+static struct js_call *fail_later(struct js_call *call, natsStatus st,
+                                  int len)
+{
+	err_from_send(&call->err, st, len);
+	return answer_later(call);
+}
+
+/* An API request that must not be sent (its subject would be cut, or
+ * name something else): refused like JetStream refuses a bad request,
+ * INVALID_ARGUMENT through fn. */
+static struct js_call *refuse(json_t *body, js_api_fn *fn, void *arg,
+                              const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static struct js_call *refuse(json_t *body, js_api_fn *fn, void *arg,
+                              const char *fmt, ...)
+{
+	json_decref(body);
+	struct js_call *call = calloc(1, sizeof(*call));
+	if (!call)
+		return NULL;
+	call->api_fn = fn;
+	call->arg = arg;
+	call->err.code = SHIP__CODE__INVALID_ARGUMENT;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(call->err.text, sizeof(call->err.text), fmt, ap);
+	va_end(ap);
+	return answer_later(call);
 }
 
 /* A JSON reply: an object, or an API error in it. */
@@ -218,7 +251,15 @@ static void api_done(void *arg, natsMsg *msg, natsStatus st)
 struct js_call *js_api(const char *what, json_t *body, uint32_t timeout_ms,
                        js_api_fn *fn, void *arg)
 {
-	char subject[512];
+	char subject[IPC_SUBJECT_MAX + 1];
+	/* A filter may end the subject (CONSUMER.CREATE.<s>.<c>.<filter>). */
+	if (!ipc_fmt_fits(subject, sizeof(subject), "%s.%s", JS_API, what) ||
+	    !ipc_subject_pattern_valid(subject))
+		return refuse(body, fn, arg,
+		              "not a JetStream API subject: %s.%.64s%s (at most "
+		              "%d characters, non-empty tokens without spaces)",
+		              JS_API, what, strlen(what) > 64 ? "..." : "",
+		              IPC_SUBJECT_MAX);
 	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
 	json_decref(body);
 	struct js_call *call = calloc(1, sizeof(*call));
@@ -230,7 +271,6 @@ struct js_call *js_api(const char *what, json_t *body, uint32_t timeout_ms,
 	call->api_fn = fn;
 	call->arg = arg;
 	call->wait = link_wait_new(timeout_ms, false, api_done, call);
-	snprintf(subject, sizeof(subject), "%s.%s", JS_API, what);
 	int len = text ? (int)strlen(text) : 0;
 	natsStatus s = call->wait ? natsConnection_PublishRequest(
 	                                    link_conn(), subject,
@@ -253,9 +293,19 @@ void js_cancel(struct js_call *call)
 
 /* ---- acknowledged publishes ---- */
 
+/* The stream named by the ack a js_pub_fn is called for, during it. */
+static const char *acked_stream = "";
+
+const char *js_acked_stream(void)
+{
+	return acked_stream;
+}
+
 /* The usual ack, {"stream":"S", "seq":N} or with "duplicate": true, read
- * without a JSON parser; anything else (errors) goes to jansson. */
-static bool quick_ack(natsMsg *msg, uint64_t *seq, bool *dup)
+ * without a JSON parser; anything else (errors, a stream name with
+ * escapes) goes to jansson. */
+static bool quick_ack(natsMsg *msg, uint64_t *seq, bool *dup, char *stream,
+                      size_t size)
 {
 	int len = natsMsg_GetDataLength(msg);
 	const char *d = natsMsg_GetData(msg);
@@ -266,6 +316,15 @@ static bool quick_ack(natsMsg *msg, uint64_t *seq, bool *dup)
 	buf[len] = '\0';
 	if (strstr(buf, "\"error\"") || buf[0] != '{')
 		return false;
+	const char *sp = strstr(buf, "\"stream\":\"");
+	if (!sp)
+		return false;
+	sp += 10;
+	size_t n = strcspn(sp, "\"\\");
+	if (sp[n] != '"' || n >= size)
+		return false;
+	memcpy(stream, sp, n);
+	stream[n] = '\0';
 	const char *p = strstr(buf, "\"seq\":");
 	if (!p)
 		return false;
@@ -278,6 +337,15 @@ static bool quick_ack(natsMsg *msg, uint64_t *seq, bool *dup)
 	return *seq > 0;
 }
 
+static void pub_answer(struct js_call *call, uint64_t seq, bool dup,
+                       const char *stream, const struct js_err *e)
+{
+	acked_stream = stream ? stream : "";
+	call->pub_fn(call->arg, seq, dup, e);
+	acked_stream = "";
+	free(call);
+}
+
 static void pub_done(void *arg, natsMsg *msg, natsStatus st)
 {
 	struct js_call *call = arg;
@@ -285,10 +353,11 @@ static void pub_done(void *arg, natsMsg *msg, natsStatus st)
 	json_t *j = NULL;
 	uint64_t seq = 0;
 	bool dup = false;
-	if (st == NATS_OK && quick_ack(msg, &seq, &dup)) {
+	char stream[JS_NAME_MAX + 1];
+	if (st == NATS_OK &&
+	    quick_ack(msg, &seq, &dup, stream, sizeof(stream))) {
 		natsMsg_Destroy(msg);
-		call->pub_fn(call->arg, seq, dup, NULL);
-		free(call);
+		pub_answer(call, seq, dup, stream, NULL);
 		return;
 	}
 	if (st != NATS_OK)
@@ -304,9 +373,10 @@ static void pub_done(void *arg, natsMsg *msg, natsStatus st)
 			snprintf(e.text, sizeof(e.text), "publish ack without a sequence");
 		}
 	}
-	call->pub_fn(call->arg, seq, dup, seq ? NULL : &e);
+	pub_answer(call, seq, dup,
+	           json_string_value(json_object_get(j, "stream")),
+	           seq ? NULL : &e);
 	json_decref(j);
-	free(call);
 }
 
 struct js_call *js_publish(natsMsg *msg, uint32_t timeout_ms, js_pub_fn *fn,
@@ -457,6 +527,24 @@ static bool stream_matches(const struct js_stream_cfg *c, json_t *config,
 	return why[0] == '\0';
 }
 
+/* $JS.API.<verb>.<stream>: a name that is no JetStream name would make
+ * another subject (cut, or with more tokens), so it is refused through
+ * fn, never sent. */
+static struct js_call *api_stream(const char *verb, const char *stream,
+                                  json_t *body, js_api_fn *fn, void *arg)
+{
+	char what[IPC_SUBJECT_MAX + 1];
+	if (!js_name_valid(stream) ||
+	    !ipc_fmt_fits(what, sizeof(what), "%s.%s", verb, stream))
+		return refuse(body, fn, arg,
+		              "stream name '%.64s%s' (%zu characters) is not a "
+		              "JetStream name: 1 to %d printable characters, no "
+		              "spaces, dots, wildcards or slashes",
+		              stream, strlen(stream) > 64 ? "..." : "",
+		              strlen(stream), JS_NAME_MAX);
+	return js_api(what, body, 5000, fn, arg);
+}
+
 static void ensure_created(void *arg, json_t *reply, const struct js_err *e)
 {
 	struct ensure *en = arg;
@@ -476,9 +564,8 @@ static void ensure_info(void *arg, json_t *reply, const struct js_err *e)
 {
 	struct ensure *en = arg;
 	if (e && e->err_code == 10059) {
-		char what[256];
-		snprintf(what, sizeof(what), "STREAM.CREATE.%s", en->cfg.name);
-		en->call = js_api(what, stream_json(&en->cfg), 5000, ensure_created, en);
+		en->call = api_stream("STREAM.CREATE", en->cfg.name,
+		                      stream_json(&en->cfg), ensure_created, en);
 		if (en->call)
 			return;
 		struct js_err ue = {.code = SHIP__CODE__UNAVAILABLE};
@@ -514,9 +601,7 @@ int js_stream_ensure(const struct js_stream_cfg *cfg, js_ensure_fn *fn,
 	}
 	en->fn = fn;
 	en->arg = arg;
-	char what[256];
-	snprintf(what, sizeof(what), "STREAM.INFO.%s", cfg->name);
-	en->call = js_api(what, NULL, 5000, ensure_info, en);
+	en->call = api_stream("STREAM.INFO", cfg->name, NULL, ensure_info, en);
 	if (!en->call) {
 		js_stream_cfg_finish(&en->cfg);
 		free(en);
@@ -559,10 +644,18 @@ static void ignore_reply(void *arg, json_t *reply, const struct js_err *e)
 
 void js_consumer_delete(const char *stream, const char *name)
 {
-	char what[512];
+	char what[IPC_SUBJECT_MAX + 1];
 	if (!link_connected())
 		return; /* an ephemeral one goes by itself when inactive */
-	snprintf(what, sizeof(what), "CONSUMER.DELETE.%s.%s", stream, name);
+	/* Cut or with dots, the subject would delete another consumer. */
+	if (!js_name_valid(stream) || !js_name_valid(name) ||
+	    !ipc_fmt_fits(what, sizeof(what), "CONSUMER.DELETE.%s.%s", stream,
+	                  name)) {
+		log_warnx("%s: not deleting consumer '%.64s' of stream '%.64s': "
+		          "not JetStream names",
+		          __func__, name, stream);
+		return;
+	}
 	js_api(what, NULL, 5000, ignore_reply, NULL);
 }
 
@@ -591,7 +684,7 @@ bool js_name_valid(const char *s)
 {
 	/* Stream, consumer and bucket names: no dots, wildcards, spaces or
 	 * path separators (they end up in API subjects and file names). */
-	if (!s || !*s || strlen(s) > 255)
+	if (!s || !*s || strlen(s) > JS_NAME_MAX)
 		return false;
 	for (const char *p = s; *p; p++) {
 		unsigned char ch = (unsigned char)*p;

@@ -589,6 +589,9 @@ struct js_call *js_publish_id(const char *subject, const char *msg_id,
                               const void *data, size_t len, uint32_t timeout_ms,
                               js_pub_fn *fn, void *arg);
 void js_cancel(struct js_call *call);
+/* During a js_pub_fn called without error: the stream that stored the
+ * message, as its ack names it ("" if it names none). */
+const char *js_acked_stream(void);
 Ship__Code js_code(int http, int err_code);
 
 struct js_stream_cfg {
