@@ -89,8 +89,7 @@ static bool check_bucket(struct client *c, uint64_t id, const char *b)
 	if (kv_bucket_valid(b))
 		return true;
 	client_error(c, id, SHIP__CODE__INVALID_ARGUMENT,
-	             "invalid bucket name '%.64s' (letters, digits, _ and - only)",
-	             b);
+	             "invalid bucket name '%.64s' (" KV_BUCKET_RULE ")", b);
 	return false;
 }
 

@@ -20,7 +20,8 @@
 
 bool kv_bucket_valid(const char *s)
 {
-	if (!s || !*s || strlen(s) > KV_NAME_MAX - 3)
+	/* "KV_" and the name make a stream name: at most 255. */
+	if (!s || !*s || strlen(s) > KV_BUCKET_MAX)
 		return false;
 	for (const char *p = s; *p; p++)
 		if (!isalnum((unsigned char)*p) && *p != '_' && *p != '-')
@@ -529,8 +530,8 @@ int kv_bucket_cfg(struct js_stream_cfg *cfg, const Ship__KvBucketConfig *bc,
 	static char *subjects[1];
 	if (!kv_bucket_valid(bc->bucket)) {
 		kv_set_err(err, SHIP__CODE__INVALID_ARGUMENT,
-		        "invalid bucket name '%.64s' (letters, digits, _ and - only)",
-		        bc->bucket);
+		           "invalid bucket name '%.64s' (" KV_BUCKET_RULE ")",
+		           bc->bucket);
 		return -1;
 	}
 	if (bc->history > KV_MAX_HISTORY) {

@@ -383,6 +383,9 @@ struct js_stream_cfg;
 
 #define KV_MAX_HISTORY 64
 #define KV_NAME_MAX 256
+#define KV_BUCKET_MAX 252 /* "KV_" + 252 = 255, a stream name's limit */
+#define KV_BUCKET_RULE \
+	"1 to 252 letters, digits, _ and -: with KV_ a stream name, at most 255"
 
 /* Names as nats.go checks them (nats.c 3.4.1 also accepts '\': not us). */
 bool kv_bucket_valid(const char *s);
