@@ -245,7 +245,7 @@ static void history_free(struct history *h)
 
 static void history_cancel(struct op *o)
 {
-	history_free((struct history *)o);
+	history_free(container_of(o, struct history, op));
 }
 
 static void history_reply(struct history *h)

@@ -100,7 +100,7 @@ void consumer_end(struct consumer *k, Ship__Code code, const char *why)
 /* Unacked messages are redelivered after their ack wait. */
 static void consumer_stream_end(struct stream *st)
 {
-	consumer_end((struct consumer *)st, SHIP__CODE__OK, NULL);
+	consumer_end(container_of(st, struct consumer, st), SHIP__CODE__OK, NULL);
 }
 
 static const struct stream_kind consumer_kind = {
@@ -111,7 +111,8 @@ static const struct stream_kind consumer_kind = {
 
 struct consumer *consumer_find(struct client *c, uint64_t id)
 {
-	return (struct consumer *)stream_find(c, id, &consumer_kind);
+	struct stream *st = stream_find(c, id, &consumer_kind);
+	return st ? container_of(st, struct consumer, st) : NULL;
 }
 
 /* ---- deliveries ---- */

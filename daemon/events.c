@@ -139,7 +139,7 @@ static void pending_free(struct pending *p)
  * with the same Nats-Msg-Id if it cares. */
 static void pending_cancel(struct op *o)
 {
-	pending_free((struct pending *)o);
+	pending_free(container_of(o, struct pending, op));
 }
 
 static void on_acked(void *arg, uint64_t seq, bool dup, const struct js_err *e)
@@ -856,7 +856,7 @@ static void listing_free(struct listing *l)
 
 static void listing_cancel(struct op *o)
 {
-	listing_free((struct listing *)o);
+	listing_free(container_of(o, struct listing, op));
 }
 
 static void listing_reply(struct listing *l)

@@ -55,7 +55,7 @@ static void op_free(struct kvop *o)
  * the link also runs at shutdown, frees it. */
 static void op_cancel(struct op *op)
 {
-	struct kvop *o = (struct kvop *)op;
+	struct kvop *o = container_of(op, struct kvop, op);
 	if (!o->ensuring)
 		op_free(o);
 }

@@ -624,12 +624,12 @@ static struct watch *watch_new(enum wmode mode, const struct kv_watch_spec *s)
 
 static void watch_stream_end(struct stream *st)
 {
-	watch_end((struct watch *)st, SHIP__CODE__OK, NULL);
+	watch_end(container_of(st, struct watch, st), SHIP__CODE__OK, NULL);
 }
 
 static void watch_stream_gone(struct stream *st)
 {
-	watch_free((struct watch *)st);
+	watch_free(container_of(st, struct watch, st));
 }
 
 static const struct stream_kind watch_kind = {
@@ -665,7 +665,7 @@ int kvwatch_stop(struct client *c, uint64_t id)
 	struct stream *st = stream_find(c, id, &watch_kind);
 	if (!st)
 		return -1;
-	watch_end((struct watch *)st, SHIP__CODE__OK, NULL);
+	watch_end(container_of(st, struct watch, st), SHIP__CODE__OK, NULL);
 	return 0;
 }
 

@@ -226,7 +226,7 @@ static void request_free(struct request *r)
 
 static void request_cancel(struct op *o)
 {
-	request_free((struct request *)o);
+	request_free(container_of(o, struct request, op));
 }
 
 static void request_done(void *arg, natsMsg *msg, natsStatus st);
@@ -448,7 +448,7 @@ static void sub_end(struct sub *s, Ship__Code code, const char *why)
 
 static void sub_stream_end(struct stream *st)
 {
-	sub_end((struct sub *)st, SHIP__CODE__OK, NULL);
+	sub_end(container_of(st, struct sub, st), SHIP__CODE__OK, NULL);
 }
 
 static const struct stream_kind sub_kind = {

@@ -115,7 +115,7 @@ static void rop_free(struct rop *o)
  * callback frees it. */
 static void rop_cancel(struct op *op)
 {
-	struct rop *o = (struct rop *)op;
+	struct rop *o = container_of(op, struct rop, base);
 	o->gone = true;
 	if (o->ka) {
 		if (o->ka->beat == o)

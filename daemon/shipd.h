@@ -5,6 +5,7 @@
 
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/queue.h>
@@ -15,6 +16,11 @@
 #include <nats/nats.h>
 
 #include "ipc.h"
+
+/* The structure a member is embedded in (an op or a stream in a block's
+ * own structure), wherever in it the member is. */
+#define container_of(ptr, type, member)                                    \
+	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
 
 #ifndef TAILQ_FOREACH_SAFE
 #define TAILQ_FOREACH_SAFE(var, head, field, tvar)                          \

@@ -170,6 +170,28 @@ static void wait_events(int fd)
 	ck_assert_int_eq(code, SHIP__CODE__OK);
 }
 
+/* Registry requests (their op is not the first member of its struct). */
+static void pack_registry(struct ipc_buf *b, uint64_t id)
+{
+	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
+	Ship__StoreRequest st = SHIP__STORE_REQUEST__INIT;
+	st.op = SHIP__STORE_OP__STORE_LIST;
+	f.id = id;
+	f.body_case = SHIP__CLIENT_FRAME__BODY_STORE;
+	f.store = &st;
+	raw_pack(b, &f);
+	Ship__BeingRequest br = SHIP__BEING_REQUEST__INIT;
+	br.op = SHIP__BEING_OP__BEING_LIST;
+	f.id = id + 1;
+	f.body_case = SHIP__CLIENT_FRAME__BODY_BEING;
+	f.being = &br;
+	raw_pack(b, &f);
+	br.op = SHIP__BEING_OP__BEING_GET;
+	br.being_id = "nobody";
+	f.id = id + 2;
+	raw_pack(b, &f);
+}
+
 static void send_and_close(int fd, struct ipc_buf *b)
 {
 	raw_send(fd, ipc_buf_head(b), ipc_buf_used(b));
@@ -191,6 +213,7 @@ START_TEST(answers_after_the_client_left)
 		pack_declare(&b, 3, name, subject);
 		pack_history(&b, 4);
 		pack_emit(&b, 5);
+		pack_registry(&b, 6);
 		send_and_close(fd, &b);
 	}
 	fx_sleep_ms(1500); /* the answers come, to nobody */
