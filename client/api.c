@@ -223,13 +223,15 @@ SHIPC_EXPORT int shipc_respond(struct shipc *h, const struct shipc_msg *req,
 
 /* ---- status and flush: a status request is the cheapest barrier ---- */
 
-static void status_reply(struct shipc *h, struct call *c,
-                         const Ship__ServerFrame *f)
+/* What a status call fills: either, or neither (out NULL: a flush). */
+struct status_out {
+	struct shipc_status *st;
+	struct shipc_limits *lim;
+	bool too_old; /* lim asked of a shipd that does not report them */
+};
+
+static void fill_status(struct shipc_status *st, const Ship__StatusReply *r)
 {
-	struct shipc_status *st = c->out;
-	if (c->err || !st || f->body_case != SHIP__SERVER_FRAME__BODY_STATUS)
-		return;
-	const Ship__StatusReply *r = f->status;
 	memset(st, 0, sizeof(*st));
 	snprintf(st->daemon_version, sizeof(st->daemon_version), "%s",
 	         r->daemon_version);
@@ -251,22 +253,68 @@ static void status_reply(struct shipc *h, struct call *c,
 	snprintf(st->socket, sizeof(st->socket), "%s", r->socket);
 }
 
-static int status_call(struct shipc *h, struct shipc_status *st, int timeout)
+static int fill_limits(struct shipc_limits *l, const Ship__StatusReply *r)
+{
+	/* Every limit is at least 1: 0 is a daemon from before them. */
+	if (r->max_clients == 0)
+		return ENOSYS;
+	memset(l, 0, sizeof(*l));
+	l->clients = r->clients;
+	l->max_clients = r->max_clients;
+	l->requests_in_flight = r->requests_in_flight;
+	l->max_requests_total = r->max_requests_total;
+	l->held = r->held_bytes;
+	l->memory_limit = r->memory_limit;
+	l->max_requests = r->max_requests;
+	l->max_subscriptions = r->max_subscriptions;
+	l->client_memory_limit = r->client_memory_limit;
+	l->client_output_limit = r->client_output_limit;
+	return 0;
+}
+
+static void status_reply(struct shipc *h, struct call *c,
+                         const Ship__ServerFrame *f)
+{
+	struct status_out *out = c->out;
+	if (c->err || !out)
+		return;
+	if (f->body_case != SHIP__SERVER_FRAME__BODY_STATUS) {
+		c->err = EPROTO;
+		return;
+	}
+	if (out->st)
+		fill_status(out->st, f->status);
+	if (out->lim) {
+		c->err = fill_limits(out->lim, f->status);
+		out->too_old = c->err == ENOSYS;
+	}
+}
+
+static int status_call(struct shipc *h, struct status_out *out, int timeout)
 {
 	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
 	Ship__StatusRequest sr = SHIP__STATUS_REQUEST__INIT;
 	f.body_case = SHIP__CLIENT_FRAME__BODY_STATUS;
 	f.status = &sr;
-	struct call c = {.waiter = true, .on_reply = status_reply, .out = st};
+	struct call c = {.waiter = true, .on_reply = status_reply, .out = out};
 	pthread_mutex_lock(&h->mu);
 	int r = call_start(h, &c, &f, timeout);
+	if (out && out->too_old)
+		set_error(h, "shipd is too old to report its limits");
 	pthread_mutex_unlock(&h->mu);
 	return r;
 }
 
 SHIPC_EXPORT int shipc_status(struct shipc *h, struct shipc_status *st)
 {
-	return status_call(h, st, 0);
+	struct status_out out = {.st = st};
+	return status_call(h, &out, 0);
+}
+
+SHIPC_EXPORT int shipc_limits(struct shipc *h, struct shipc_limits *out)
+{
+	struct status_out o = {.lim = out};
+	return status_call(h, &o, 0);
 }
 
 SHIPC_EXPORT int shipc_flush(struct shipc *h, int timeout_ms)
@@ -278,15 +326,54 @@ SHIPC_EXPORT int shipc_flush(struct shipc *h, int timeout_ms)
 
 /* ---- operator calls ---- */
 
-struct clients_out {
-	struct shipc_client *list;
-	size_t n;
+/* A list from shipc_clients() is the tail of a block that also keeps, by
+ * client id, what struct shipc_client has no room for. */
+struct client_extra {
+	uint64_t id;
+	uint64_t held;
 };
+
+struct clients_block {
+	size_t n;
+	struct client_extra *extra; /* n, sorted by id, after the list */
+	struct shipc_client list[];
+};
+
+static struct clients_block *block_of(const struct shipc_client *list)
+{
+	return (struct clients_block *)((char *)list -
+	                                offsetof(struct clients_block, list));
+}
+
+static int extra_cmp(const void *a, const void *b)
+{
+	uint64_t x = ((const struct client_extra *)a)->id;
+	uint64_t y = ((const struct client_extra *)b)->id;
+	return (x > y) - (x < y);
+}
+
+static void client_from(struct shipc_client *o, const Ship__ClientInfo *ci)
+{
+	o->id = ci->id;
+	o->pid = ci->pid;
+	o->uid = ci->uid;
+	o->gid = ci->gid;
+	snprintf(o->name, sizeof(o->name), "%s", ci->name);
+	o->subscriptions = ci->subscriptions;
+	o->requests = ci->requests;
+	o->bytes_in = ci->bytes_in;
+	o->bytes_out = ci->bytes_out;
+	o->frames_in = ci->frames_in;
+	o->frames_out = ci->frames_out;
+	o->dropped = ci->dropped;
+	o->connected_ms = ci->connected_ms;
+	o->queued = ci->queued;
+}
 
 static void clients_reply(struct shipc *h, struct call *c,
                           const Ship__ServerFrame *f)
 {
-	struct clients_out *out = c->out;
+	struct clients_block **out = c->out;
 	if (c->err)
 		return;
 	if (f->body_case != SHIP__SERVER_FRAME__BODY_CLIENTS) {
@@ -294,30 +381,22 @@ static void clients_reply(struct shipc *h, struct call *c,
 		return;
 	}
 	size_t n = f->clients->n_clients;
-	out->list = calloc(n ? n : 1, sizeof(*out->list));
-	if (!out->list) {
+	struct clients_block *b;
+	b = calloc(1, sizeof(*b) + n * (sizeof(b->list[0]) + sizeof(*b->extra)));
+	if (!b) {
 		c->err = ENOMEM;
 		return;
 	}
+	b->n = n;
+	b->extra = (struct client_extra *)&b->list[n];
 	for (size_t i = 0; i < n; i++) {
 		const Ship__ClientInfo *ci = f->clients->clients[i];
-		struct shipc_client *o = &out->list[i];
-		o->id = ci->id;
-		o->pid = ci->pid;
-		o->uid = ci->uid;
-		o->gid = ci->gid;
-		snprintf(o->name, sizeof(o->name), "%s", ci->name);
-		o->subscriptions = ci->subscriptions;
-		o->requests = ci->requests;
-		o->bytes_in = ci->bytes_in;
-		o->bytes_out = ci->bytes_out;
-		o->frames_in = ci->frames_in;
-		o->frames_out = ci->frames_out;
-		o->dropped = ci->dropped;
-		o->connected_ms = ci->connected_ms;
-		o->queued = ci->queued;
+		client_from(&b->list[i], ci);
+		b->extra[i].id = ci->id;
+		b->extra[i].held = ci->held;
 	}
-	out->n = n;
+	qsort(b->extra, n, sizeof(b->extra[0]), extra_cmp);
+	*out = b;
 }
 
 SHIPC_EXPORT int shipc_clients(struct shipc *h, struct shipc_client **list,
@@ -327,23 +406,39 @@ SHIPC_EXPORT int shipc_clients(struct shipc *h, struct shipc_client **list,
 	Ship__ClientsRequest cr = SHIP__CLIENTS_REQUEST__INIT;
 	f.body_case = SHIP__CLIENT_FRAME__BODY_CLIENTS;
 	f.clients = &cr;
-	struct clients_out out = {0};
-	struct call c = {.waiter = true, .on_reply = clients_reply, .out = &out};
+	struct clients_block *b = NULL;
+	struct call c = {.waiter = true, .on_reply = clients_reply, .out = &b};
 	pthread_mutex_lock(&h->mu);
 	int r = call_start(h, &c, &f, 0);
 	pthread_mutex_unlock(&h->mu);
 	if (r < 0) {
-		free(out.list);
+		free(b);
 		return -1;
 	}
-	*list = out.list;
-	*n = out.n;
+	*list = b->list;
+	*n = b->n;
 	return 0;
 }
 
 SHIPC_EXPORT void shipc_clients_free(struct shipc_client *list)
 {
-	free(list);
+	if (list)
+		free(block_of(list));
+}
+
+SHIPC_EXPORT uint64_t shipc_client_held(const struct shipc_client *list,
+                                        size_t i)
+{
+	if (!list || i >= block_of(list)->n)
+		return 0;
+	const struct clients_block *b = block_of(list);
+	const struct client_extra *e = &b->extra[i];
+	/* In the order shipd sent; else the app sorted the list since. */
+	if (e->id != list[i].id) {
+		struct client_extra key = {.id = list[i].id};
+		e = bsearch(&key, b->extra, b->n, sizeof(*e), extra_cmp);
+	}
+	return e ? e->held : 0;
 }
 
 struct text_out {

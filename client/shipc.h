@@ -220,6 +220,35 @@ struct shipc_status {
 /* Ask shipd for its state. Returns 0 or -1. */
 int shipc_status(struct shipc *h, struct shipc_status *st);
 
+/*
+ * What clients cause in shipd, against the limits it holds them to, as
+ * shipctl status shows it. Bytes held are what shipd keeps or reserves for
+ * requests in flight (collections, histories, lists) and for streams
+ * (watch entries waiting for the app). Not in struct shipc_status:
+ * programs allocate that one, so it never grows.
+ */
+struct shipc_limits {
+	uint32_t clients;            /* connected now */
+	uint32_t max_clients;
+	uint32_t requests_in_flight; /* all clients together */
+	uint32_t max_requests_total;
+	uint64_t held;               /* bytes held for all clients together */
+	uint64_t memory_limit;
+	/* Each client's own limits (its usage: shipc_clients()). */
+	uint32_t max_requests;       /* requests in flight */
+	uint32_t max_subscriptions;  /* subscriptions, consumers and watches */
+	uint64_t client_memory_limit; /* bytes held */
+	uint64_t client_output_limit; /* bytes queued to it before its
+	                               * messages are dropped */
+};
+
+/*
+ * Ask shipd for its usage and limits; *out is filled in one snapshot.
+ * Returns 0, or -1 with errno set: ENOSYS when shipd is too old to report
+ * its limits, or as for any call (ENOTCONN, ETIMEDOUT, ...).
+ */
+int shipc_limits(struct shipc *h, struct shipc_limits *out);
+
 /* One connected client, as shipd sees it. */
 struct shipc_client {
 	uint64_t id;
@@ -238,6 +267,14 @@ struct shipc_client {
  * owned by the caller: free it with shipc_clients_free(). Returns 0 or -1. */
 int shipc_clients(struct shipc *h, struct shipc_client **list, size_t *n);
 void shipc_clients_free(struct shipc_client *list);
+
+/*
+ * Bytes shipd holds for the client list[i] (its requests and streams),
+ * for a list from shipc_clients(), even sorted since. Kept beside the
+ * list, not in struct shipc_client: programs built before it index
+ * arrays of that struct. 0 when i is past the list.
+ */
+uint64_t shipc_client_held(const struct shipc_client *list, size_t i);
 
 /*
  * Ask shipd to re-read its configuration file (as SIGHUP does). buf gets

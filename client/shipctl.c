@@ -279,6 +279,83 @@ bool parse_uint(const char *s, uint64_t *out)
 
 /* ---- commands ---- */
 
+/* A size as people write limits: 256M, 64K, 1.2M, 512B. */
+static void size_str(char *buf, size_t size, uint64_t n)
+{
+	static const char units[] = "KMGT";
+	if (n < 1024) {
+		snprintf(buf, size, "%" PRIu64 "B", n);
+		return;
+	}
+	int u = 0;
+	while (u < 3 && n >= (1024ull << (10 * (u + 1))))
+		u++;
+	uint64_t unit = 1024ull << (10 * u);
+	if (n % unit == 0)
+		snprintf(buf, size, "%" PRIu64 "%c", n / unit, units[u]);
+	else
+		snprintf(buf, size, "%.1f%c", (double)n / (double)unit,
+		         units[u]);
+}
+
+static void status_json(const struct shipc_status *st,
+                        const struct shipc_limits *l)
+{
+	printf("{\"version\":\"%s\",\"uptime_ms\":%" PRIu64
+	       ",\"nats\":{\"state\":\"%s\",\"since_ms\":%" PRIu64
+	       ",\"url\":",
+	       st->daemon_version, st->uptime_ms, shipc_link_name(st->link),
+	       st->link_changed_ms);
+	json_str(stdout, st->server_url, strlen(st->server_url));
+	printf(",\"server_id\":");
+	json_str(stdout, st->server_id, strlen(st->server_id));
+	printf(",\"rtt_us\":%" PRIu64 ",\"reconnects\":%" PRIu64
+	       ",\"last_error\":",
+	       st->rtt_us, st->reconnects);
+	json_str(stdout, st->last_error, strlen(st->last_error));
+	printf("},\"clients\":%u,\"subscriptions\":%u,"
+	       "\"requests_in_flight\":%u,\"dropped\":%" PRIu64
+	       ",\"msgs_in\":%" PRIu64 ",\"msgs_out\":%" PRIu64
+	       ",\"pid\":%u,\"socket\":",
+	       st->clients, st->subscriptions, st->requests_in_flight,
+	       st->dropped, st->msgs_in, st->msgs_out, st->pid);
+	json_str(stdout, st->socket, strlen(st->socket));
+	if (l)
+		printf(",\"held\":%" PRIu64 ",\"limits\":{\"max_clients\":%u,"
+		       "\"max_requests_total\":%u,\"memory_limit\":%" PRIu64
+		       ",\"max_requests\":%u,\"max_subscriptions\":%u,"
+		       "\"client_memory_limit\":%" PRIu64
+		       ",\"client_output_limit\":%" PRIu64 "}",
+		       l->held, l->max_clients, l->max_requests_total,
+		       l->memory_limit, l->max_requests, l->max_subscriptions,
+		       l->client_memory_limit, l->client_output_limit);
+	fputs("}\n", stdout);
+}
+
+/* The budget lines; without limits (an older shipd), the usage alone. */
+static void status_budget(const struct shipc_status *st,
+                          const struct shipc_limits *l)
+{
+	if (!l) {
+		printf("clients:       %u\n", st->clients);
+		printf("subscriptions: %u\n", st->subscriptions);
+		printf("requests:      %u in flight\n", st->requests_in_flight);
+		return;
+	}
+	char held[32], mem[32], cmem[32], out[32];
+	size_str(held, sizeof(held), l->held);
+	size_str(mem, sizeof(mem), l->memory_limit);
+	size_str(cmem, sizeof(cmem), l->client_memory_limit);
+	size_str(out, sizeof(out), l->client_output_limit);
+	printf("clients:       %u of %u\n", l->clients, l->max_clients);
+	printf("subscriptions: %u (per client %u)\n", st->subscriptions,
+	       l->max_subscriptions);
+	printf("requests:      %u in flight of %u (per client %u)\n",
+	       l->requests_in_flight, l->max_requests_total, l->max_requests);
+	printf("memory:        %s held of %s (per client %s, output %s)\n",
+	       held, mem, cmem, out);
+}
+
 static int cmd_status(int argc, char **argv)
 {
 	if (argc > 1) {
@@ -286,31 +363,18 @@ static int cmd_status(int argc, char **argv)
 		return 2;
 	}
 	struct shipc_status st;
+	struct shipc_limits lim, *l = &lim;
 	if (open_handle() < 0)
 		return 1;
 	if (shipc_status(h, &st) < 0)
 		return fail("status", errno);
+	if (shipc_limits(h, &lim) < 0) {
+		if (errno != ENOSYS)
+			return fail("status", errno);
+		l = NULL;
+	}
 	if (json) {
-		printf("{\"version\":\"%s\",\"uptime_ms\":%" PRIu64
-		       ",\"nats\":{\"state\":\"%s\",\"since_ms\":%" PRIu64
-		       ",\"url\":",
-		       st.daemon_version, st.uptime_ms, shipc_link_name(st.link),
-		       st.link_changed_ms);
-		json_str(stdout, st.server_url, strlen(st.server_url));
-		printf(",\"server_id\":");
-		json_str(stdout, st.server_id, strlen(st.server_id));
-		printf(",\"rtt_us\":%" PRIu64 ",\"reconnects\":%" PRIu64
-		       ",\"last_error\":",
-		       st.rtt_us, st.reconnects);
-		json_str(stdout, st.last_error, strlen(st.last_error));
-		printf("},\"clients\":%u,\"subscriptions\":%u,"
-		       "\"requests_in_flight\":%u,\"dropped\":%" PRIu64
-		       ",\"msgs_in\":%" PRIu64 ",\"msgs_out\":%" PRIu64
-		       ",\"pid\":%u,\"socket\":",
-		       st.clients, st.subscriptions, st.requests_in_flight,
-		       st.dropped, st.msgs_in, st.msgs_out, st.pid);
-		json_str(stdout, st.socket, strlen(st.socket));
-		fputs("}\n", stdout);
+		status_json(&st, l);
 		return 0;
 	}
 	uint64_t up = st.uptime_ms / 1000;
@@ -325,9 +389,7 @@ static int cmd_status(int argc, char **argv)
 	if (st.rtt_us)
 		printf("rtt:           %.3f ms\n", (double)st.rtt_us / 1000.0);
 	printf("reconnects:    %" PRIu64 "\n", st.reconnects);
-	printf("clients:       %u\n", st.clients);
-	printf("subscriptions: %u\n", st.subscriptions);
-	printf("requests:      %u in flight\n", st.requests_in_flight);
+	status_budget(&st, l);
 	printf("messages:      %" PRIu64 " in, %" PRIu64 " out, %" PRIu64
 	       " dropped\n",
 	       st.msgs_in, st.msgs_out, st.dropped);
@@ -370,25 +432,28 @@ static int cmd_clients(int argc, char **argv)
 			       "\"bytes_in\":%" PRIu64 ",\"bytes_out\":%" PRIu64
 			       ",\"frames_in\":%" PRIu64 ",\"frames_out\":%" PRIu64
 			       ",\"dropped\":%" PRIu64 ",\"connected_ms\":%" PRIu64
-			       ",\"queued\":%" PRIu64 "}",
+			       ",\"queued\":%" PRIu64 ",\"held\":%" PRIu64 "}",
 			       c->subscriptions, c->requests, c->bytes_in,
 			       c->bytes_out, c->frames_in, c->frames_out, c->dropped,
-			       c->connected_ms, c->queued);
+			       c->connected_ms, c->queued,
+			       shipc_client_held(list, i));
 		}
 		fputs("]\n", stdout);
 	} else {
-		printf("%6s %7s %6s %-16s %5s %5s %8s %8s %8s %8s\n", "ID", "PID",
-		       "UID", "NAME", "SUBS", "REQS", "IN", "OUT", "DROPPED",
-		       "AGE");
+		printf("%6s %7s %6s %-16s %5s %5s %8s %8s %8s %8s %8s\n",
+		       "ID", "PID", "UID", "NAME", "SUBS", "REQS", "HELD", "IN",
+		       "OUT", "DROPPED", "AGE");
 		for (size_t i = 0; i < n; i++) {
 			const struct shipc_client *c = &list[i];
-			char in[16], out[16];
+			char held[16], in[16], out[16];
+			human_bytes(held, sizeof(held),
+			            shipc_client_held(list, i));
 			human_bytes(in, sizeof(in), c->bytes_in);
 			human_bytes(out, sizeof(out), c->bytes_out);
-			printf("%6" PRIu64 " %7u %6u %-16.16s %5u %5u %8s %8s %8" PRIu64
-			       " %7" PRIu64 "s\n",
+			printf("%6" PRIu64 " %7u %6u %-16.16s %5u %5u %8s %8s "
+			       "%8s %8" PRIu64 " %7" PRIu64 "s\n",
 			       c->id, c->pid, c->uid, c->name, c->subscriptions,
-			       c->requests, in, out, c->dropped,
+			       c->requests, held, in, out, c->dropped,
 			       c->connected_ms / 1000);
 		}
 	}

@@ -457,6 +457,14 @@ static void handle_status(struct client *c, uint64_t id)
 	r.msgs_out = stats.msgs_out;
 	r.pid = (uint32_t)getpid();
 	r.socket = (char *)control_socket_path();
+	r.max_clients = conf->max_clients;
+	r.max_requests_total = conf->max_requests_total;
+	r.held_bytes = ctl.held;
+	r.memory_limit = conf->memory_limit;
+	r.max_requests = conf->max_requests;
+	r.max_subscriptions = conf->max_subscriptions;
+	r.client_memory_limit = conf->client_memory_limit;
+	r.client_output_limit = conf->client_output_limit;
 	f.id = id;
 	f.body_case = SHIP__SERVER_FRAME__BODY_STATUS;
 	f.status = &r;
@@ -493,6 +501,7 @@ static void handle_clients(struct client *c, uint64_t id)
 		i->dropped = o->st.dropped;
 		i->connected_ms = now - o->connected_ms;
 		i->queued = ipc_buf_used(&o->out);
+		i->held = o->held;
 		ptrs[n++] = i;
 	}
 	Ship__ServerFrame f = SHIP__SERVER_FRAME__INIT;

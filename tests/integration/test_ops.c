@@ -34,8 +34,15 @@ static void setup(void)
 	ck_assert_int_eq(natsd_start(&nd, 0), 0);
 	snprintf(conf_path, sizeof(conf_path), "%s/shipd.conf", nd.dir);
 	write_conf("max_subscriptions = 3\nmax_clients_per_uid = 4\n");
-	/* -c after the fixture's own -c /dev/null: the last one counts. */
-	const char *extra[] = {"-c", conf_path, "-o", "socket_mode=0666", NULL};
+	/* -c after the fixture's own -c /dev/null: the last one counts. The
+	 * budget's limits are each unlike the default, to be told apart. */
+	const char *extra[] = {"-c", conf_path, "-o", "socket_mode=0666",
+	                       "-o", "max_clients=50",
+	                       "-o", "max_requests=17",
+	                       "-o", "max_requests_total=123",
+	                       "-o", "client_memory_limit=2097152",
+	                       "-o", "memory_limit=8388608",
+	                       "-o", "client_output_limit=262144", NULL};
 	ck_assert_int_eq(shipd_start(&sd, nd.url, extra), 0);
 	ck_assert(fx_wait_link(sd.sock, 10000));
 }
@@ -75,6 +82,9 @@ START_TEST(clients_lists_apps)
 		}
 	}
 	ck_assert(saw_alpha);
+	for (size_t i = 0; i < n; i++)
+		ck_assert_uint_eq(shipc_client_held(list, i), 0); /* idle */
+	ck_assert_uint_eq(shipc_client_held(list, n), 0);
 	shipc_clients_free(list);
 	struct shipc_status st;
 	ck_assert_int_eq(shipc_status(b, &st), 0);
@@ -133,6 +143,90 @@ START_TEST(limits_and_reload)
 			fx_sleep_ms(20);
 	}
 	ck_assert(limited); /* 5 open now: none more */
+	shipc_close(h);
+}
+END_TEST
+
+static bool read_limits(struct shipc *h, struct shipc_limits *l)
+{
+	return h && shipc_limits(h, l) == 0;
+}
+
+/* The budget shipctl status shows: the configured limits, and usage that
+ * a request in flight moves (a KV keys request reserves what its answer
+ * may take while NATS, stopped, cannot answer) and that comes back. */
+START_TEST(status_shows_the_budget)
+{
+	struct shipc *h = shipc_connect(sd.sock, "budget");
+	ck_assert_ptr_nonnull(h);
+	struct shipc_limits l;
+	ck_assert(read_limits(h, &l));
+	ck_assert_uint_eq(l.max_clients, 50);
+	ck_assert_uint_eq(l.max_requests_total, 123);
+	ck_assert_uint_eq(l.memory_limit, 8388608);
+	ck_assert_uint_eq(l.max_requests, 17);
+	ck_assert_uint_eq(l.max_subscriptions, 3); /* from the file */
+	ck_assert_uint_eq(l.client_memory_limit, 2097152);
+	ck_assert_uint_eq(l.client_output_limit, 262144);
+	ck_assert_uint_eq(l.clients, 1);
+	ck_assert_uint_eq(l.requests_in_flight, 0);
+	ck_assert_uint_eq(l.held, 0);
+	struct shipc_kv_config cfg = {.bucket = "budget", .memory = 1};
+	ck_assert_int_eq(shipc_kv_bucket_create(h, &cfg, NULL), 0);
+	ck_assert_int_eq(shipc_kv_put(h, "budget", "k", "v", 1, NULL), 0);
+	shipc_close(h); /* fork from a process without libshipc's threads */
+
+	ck_assert_int_eq(kill(nd.pid, SIGSTOP), 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		struct shipc *w = shipc_connect(sd.sock, "waiting");
+		char **keys;
+		size_t n;
+		bool ok = w && shipc_kv_keys(w, "budget", NULL, &keys, &n) == 0;
+		_exit(ok && n == 1 ? 0 : 1);
+	}
+	/* Read while NATS is stopped, assert once it runs again: a failed
+	 * assertion must not leave it stopped. */
+	h = shipc_connect(sd.sock, "budget");
+	bool in_flight = false;
+	for (int i = 0; i < 300 && !in_flight; i++) {
+		in_flight = read_limits(h, &l) && l.requests_in_flight > 0 &&
+		            l.held > 0;
+		if (!in_flight)
+			fx_sleep_ms(10);
+	}
+	struct shipc_client *list = NULL;
+	size_t n = 0;
+	int listed = h ? shipc_clients(h, &list, &n) : -1;
+	ck_assert_int_eq(kill(nd.pid, SIGCONT), 0);
+	ck_assert_msg(in_flight, "no request in flight: %u, %llu bytes held",
+	              l.requests_in_flight, (unsigned long long)l.held);
+	ck_assert_int_eq(fx_wait_exit(pid, 10000), 0); /* it got its keys */
+	ck_assert_uint_eq(l.clients, 2);
+	ck_assert_uint_le(l.held, l.client_memory_limit);
+	ck_assert_int_eq(listed, 0);
+	bool saw = false;
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(list[i].name, "waiting"))
+			continue;
+		saw = true;
+		ck_assert_uint_eq(list[i].requests, 1);
+		ck_assert_uint_gt(shipc_client_held(list, i), 0);
+	}
+	ck_assert(saw);
+	shipc_clients_free(list);
+
+	/* The answer given, everything reserved comes back. */
+	bool back = false;
+	for (int i = 0; i < 500 && !back; i++) {
+		back = read_limits(h, &l) && l.requests_in_flight == 0 &&
+		       l.held == 0 && l.clients == 1;
+		if (!back)
+			fx_sleep_ms(10);
+	}
+	ck_assert_msg(back, "%u in flight, %llu bytes held, %u clients",
+	              l.requests_in_flight, (unsigned long long)l.held,
+	              l.clients);
 	shipc_close(h);
 }
 END_TEST
@@ -241,6 +335,7 @@ int main(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, clients_lists_apps);
 	tcase_add_test(tc, limits_and_reload);
+	tcase_add_test(tc, status_shows_the_budget);
 	tcase_add_test(tc, per_uid_limit);
 	tcase_add_test(tc, reload_needs_privilege);
 	tcase_add_test(tc, socket_rules);

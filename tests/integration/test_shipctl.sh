@@ -38,7 +38,9 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 nats_pid=$!
 for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break; sleep 0.05; done
 export SHIP_SOCKET=$dir/shipd.sock
-"$SHIPD" -c /dev/null -s "$SHIP_SOCKET" --nats "nats://127.0.0.1:$port" >"$dir/shipd.log" 2>&1 &
+# Two limits unlike their defaults, for status to show.
+"$SHIPD" -c /dev/null -s "$SHIP_SOCKET" --nats "nats://127.0.0.1:$port" \
+	-o max_requests_total=123 -o client_memory_limit=2097152 >"$dir/shipd.log" 2>&1 &
 shipd_pid=$!
 for _ in $(seq 100); do [ -S "$SHIP_SOCKET" ] && "$SHIPCTL" status >/dev/null 2>&1 && break; sleep 0.05; done
 # Until NATS is connected and the default streams exist.
@@ -47,6 +49,30 @@ for _ in $(seq 100); do "$SHIPCTL" events emit warmup >/dev/null 2>&1 && break; 
 C=$SHIPCTL
 check "status" 0 "nats: +connected" -- $C status
 check "status --json" 0 '"nats":\{"state":"connected"' -- $C --json status
+# The budget against its limits, as people and as scripts read it.
+check "status clients of max" 0 '^clients: +[0-9]+ of [0-9]+$' -- $C status
+check "status requests of max" 0 \
+	'^requests: +[0-9]+ in flight of 123 \(per client [0-9]+\)$' -- $C status
+size='[0-9.]+[BKMGT]'
+check "status memory of max" 0 \
+	"^memory: +$size held of $size \\(per client 2M, output $size\\)\$" -- $C status
+check "status --json held" 0 '"held":[0-9]+,' -- $C --json status
+check "status --json limits" 0 '"limits":\{"max_clients":[0-9]+,' -- $C --json status
+for f in '"max_requests_total":123' '"memory_limit":[0-9]+' '"max_requests":[0-9]+' \
+	'"max_subscriptions":[0-9]+' '"client_memory_limit":2097152' \
+	'"client_output_limit":[0-9]+'; do
+	check "status --json limits $f" 0 "\"limits\":\\{.*$f" -- $C --json status
+done
+if command -v python3 >/dev/null; then
+	check "status --json parses" 0 '^ok$' -- python3 -c '
+import json, subprocess, sys
+s = json.loads(subprocess.check_output(sys.argv[1:]))
+l = s["limits"]
+assert s["held"] <= l["memory_limit"] and s["clients"] <= l["max_clients"]
+print("ok")' $C --json status
+fi
+check "clients shows held" 0 ' HELD ' -- $C clients
+check "clients --json held" 0 '"queued":[0-9]+,"held":[0-9]+\}' -- $C --json clients
 check "help of a command" 0 "usage: shipctl pub" -- $C pub --help
 check "unknown command" 2 "unknown command" -- $C frobnicate
 
