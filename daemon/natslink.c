@@ -432,21 +432,28 @@ static void wait_reply(uint64_t token, natsMsg *msg, bool via_sub)
 	fn(arg, msg, st);
 }
 
-/* The link went down: nothing in flight can be answered any more. */
+/* The link went down: nothing in flight can be answered any more. A
+ * callback may cancel other waits (a watch ends with its consumer's
+ * creation): each is looked up again by its token before it is failed,
+ * and waits made during the failing (a retry) are left to their timer. */
 static void waits_fail(void)
 {
-	struct link_wait *batch[256];
+	uint64_t last = next_token, batch[256];
 	size_t n;
 	do {
 		size_t pos = 0;
-		void *v;
+		uint64_t token;
 		n = 0;
-		while (n < 256 && ipc_idmap_next(&waits, &pos, NULL, &v))
-			batch[n++] = v;
+		while (n < 256 && ipc_idmap_next(&waits, &pos, &token, NULL))
+			if (token <= last)
+				batch[n++] = token;
 		for (size_t i = 0; i < n; i++) {
-			link_reply_fn *fn = batch[i]->fn;
-			void *arg = batch[i]->arg;
-			wait_free(batch[i]);
+			struct link_wait *w = ipc_idmap_get(&waits, batch[i]);
+			if (!w)
+				continue; /* cancelled by an earlier callback */
+			link_reply_fn *fn = w->fn;
+			void *arg = w->arg;
+			wait_free(w);
 			fn(arg, NULL, NATS_CONNECTION_DISCONNECTED);
 		}
 	} while (n == 256);

@@ -306,6 +306,46 @@ START_TEST(failed_emits_overflow_a_client_that_does_not_read)
 }
 END_TEST
 
+static unsigned count_exhausted(int fd, uint64_t first, unsigned n);
+
+/* KV watches whose consumer is being made when NATS dies: failing one
+ * wait ends its watch, which cancels the watch's other wait, still in
+ * the list of waits being failed. */
+START_TEST(waits_failed_together_cancel_each_other)
+{
+	struct shipc *h = shipc_connect(sd.sock, "watcher");
+	ck_assert_ptr_nonnull(h);
+	struct shipc_kv_config cfg = {.bucket = "dying", .memory = 1};
+	ck_assert_int_eq(shipc_kv_bucket_create(h, &cfg, NULL), 0);
+	shipc_close(h);
+	int fd = raw_open(sd.sock);
+	kill(nd.pid, SIGSTOP);
+	struct ipc_buf b = {0};
+	for (uint64_t i = 0; i < 20; i++) {
+		Ship__ClientFrame cf = SHIP__CLIENT_FRAME__INIT;
+		Ship__KvWatch w = SHIP__KV_WATCH__INIT;
+		w.bucket = "dying";
+		cf.id = 10 + i;
+		cf.body_case = SHIP__CLIENT_FRAME__BODY_KV_WATCH;
+		cf.kv_watch = &w;
+		raw_pack(&b, &cf);
+	}
+	raw_send(fd, ipc_buf_head(&b), ipc_buf_used(&b));
+	ipc_buf_finish(&b);
+	fx_sleep_ms(300);
+	kill(nd.pid, SIGKILL);
+	kill(nd.pid, SIGCONT);
+	fx_wait_exit(nd.pid, 5000);
+	nd.pid = 0;
+	/* Each watch is answered: failed, or (if it got its answer in)
+	 * ended. */
+	ck_assert_uint_eq(count_exhausted(fd, 10, 20), 0);
+	close(fd);
+	assert_serving();
+	ck_assert_int_eq(natsd_restart(&nd), 0);
+}
+END_TEST
+
 /* One id names one open stream, whatever its kind: a subscription's id
  * cannot open a KV watch or an event consumer too, and Unsubscribe ends
  * whichever it is. */
@@ -731,6 +771,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, stream_ends_before_its_answer);
 	tcase_add_test(tc, failed_emits_overflow_a_client_that_does_not_read);
 	tcase_add_test(tc, stream_ids_are_one_namespace);
+	tcase_add_test(tc, waits_failed_together_cancel_each_other);
 	tcase_add_test(tc, nul_in_strings_is_refused);
 	tcase_add_test(tc, repeated_fields_are_bounded_before_decoding);
 	suite_add_tcase(s, tc);
