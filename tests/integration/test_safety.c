@@ -192,6 +192,28 @@ static void pack_registry(struct ipc_buf *b, uint64_t id)
 	raw_pack(b, &f);
 }
 
+/* n KV watches or keys requests on bucket, ids first.., in one write. */
+static void send_kv_many(int fd, Ship__ClientFrame__BodyCase kind,
+                         const char *bucket, uint64_t first, unsigned n)
+{
+	struct ipc_buf b = {0};
+	for (uint64_t i = 0; i < n; i++) {
+		Ship__ClientFrame cf = SHIP__CLIENT_FRAME__INIT;
+		Ship__KvWatch w = SHIP__KV_WATCH__INIT;
+		Ship__KvKeys k = SHIP__KV_KEYS__INIT;
+		w.bucket = k.bucket = (char *)bucket;
+		cf.id = first + i;
+		cf.body_case = kind;
+		if (kind == SHIP__CLIENT_FRAME__BODY_KV_WATCH)
+			cf.kv_watch = &w;
+		else
+			cf.kv_keys = &k;
+		raw_pack(&b, &cf);
+	}
+	raw_send(fd, ipc_buf_head(&b), ipc_buf_used(&b));
+	ipc_buf_finish(&b);
+}
+
 static void send_and_close(int fd, struct ipc_buf *b)
 {
 	raw_send(fd, ipc_buf_head(b), ipc_buf_used(b));
@@ -320,18 +342,7 @@ START_TEST(waits_failed_together_cancel_each_other)
 	shipc_close(h);
 	int fd = raw_open(sd.sock);
 	kill(nd.pid, SIGSTOP);
-	struct ipc_buf b = {0};
-	for (uint64_t i = 0; i < 20; i++) {
-		Ship__ClientFrame cf = SHIP__CLIENT_FRAME__INIT;
-		Ship__KvWatch w = SHIP__KV_WATCH__INIT;
-		w.bucket = "dying";
-		cf.id = 10 + i;
-		cf.body_case = SHIP__CLIENT_FRAME__BODY_KV_WATCH;
-		cf.kv_watch = &w;
-		raw_pack(&b, &cf);
-	}
-	raw_send(fd, ipc_buf_head(&b), ipc_buf_used(&b));
-	ipc_buf_finish(&b);
+	send_kv_many(fd, SHIP__CLIENT_FRAME__BODY_KV_WATCH, "dying", 10, 20);
 	fx_sleep_ms(300);
 	kill(nd.pid, SIGKILL);
 	kill(nd.pid, SIGCONT);
@@ -729,18 +740,7 @@ START_TEST(client_memory_is_reserved)
 	shipc_close(h);
 	int fd = raw_open(sd.sock);
 	kill(nd.pid, SIGSTOP);
-	struct ipc_buf b = {0};
-	for (uint64_t i = 0; i < 20; i++) {
-		Ship__ClientFrame cf = SHIP__CLIENT_FRAME__INIT;
-		Ship__KvKeys k = SHIP__KV_KEYS__INIT;
-		k.bucket = "mem";
-		cf.id = 100 + i;
-		cf.body_case = SHIP__CLIENT_FRAME__BODY_KV_KEYS;
-		cf.kv_keys = &k;
-		raw_pack(&b, &cf);
-	}
-	raw_send(fd, ipc_buf_head(&b), ipc_buf_used(&b));
-	ipc_buf_finish(&b);
+	send_kv_many(fd, SHIP__CLIENT_FRAME__BODY_KV_KEYS, "mem", 100, 20);
 	struct timeval tv = {2, 0};
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	for (int n = 0; n < 4; n++) {
@@ -757,6 +757,66 @@ START_TEST(client_memory_is_reserved)
 	ck_assert_uint_eq(count_exhausted(fd, 100, 16), 0);
 	close(fd);
 	assert_serving();
+}
+END_TEST
+
+/* 60,000 channel histories from one client (they once took shipd to
+ * 325 MB and left thousands of consumers on the server): only what the
+ * client's memory budget holds run at once, the rest are refused, shipd
+ * stays small and another client's KV puts go on. */
+/* Read one answer; count it. */
+static void flood_read(int fd, unsigned *answered, unsigned *refused)
+{
+	Ship__ServerFrame *f = raw_read(fd);
+	ck_assert_msg(f != NULL, "no answer after %u", *answered);
+	(*answered)++;
+	*refused += f->code == SHIP__CODE__RESOURCE_EXHAUSTED;
+	ship__server_frame__free_unpacked(f, NULL);
+}
+
+START_TEST(history_flood_is_bounded)
+{
+	struct shipc *other = shipc_connect(sd.sock, "other");
+	ck_assert_ptr_nonnull(other);
+	struct shipc_kv_config cfg = {.bucket = "calm", .memory = 1};
+	ck_assert_int_eq(shipc_kv_bucket_create(other, &cfg, NULL), 0);
+	long before = fx_rss_kib(sd.pid);
+	int fd = raw_open(sd.sock);
+	struct timeval tv = {15, 0};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	unsigned n = 60000, sent = 0, answered = 0, refused = 0;
+	/* Batches of 1,000 in one write each, read back as they come: the
+	 * requests in flight at once are what the budget lets run. */
+	while (sent < n) {
+		struct ipc_buf b = {0};
+		for (unsigned k = 0; k < 1000; k++, sent++)
+			pack_history(&b, 1000 + sent);
+		raw_send(fd, ipc_buf_head(&b), ipc_buf_used(&b));
+		ipc_buf_finish(&b);
+		while (answered + 64 < sent)
+			flood_read(fd, &answered, &refused);
+		if (sent == n / 2) {
+			/* Meanwhile another app's KV put goes on. */
+			uint64_t t0 = fx_now_ms();
+			ck_assert_int_eq(shipc_kv_put(other, "calm", "k", "v", 1,
+			                              NULL), 0);
+			ck_assert_msg(fx_now_ms() - t0 < 3000, "a put took %llu ms",
+			              (unsigned long long)(fx_now_ms() - t0));
+		}
+	}
+	while (answered < n)
+		flood_read(fd, &answered, &refused);
+	long after = fx_rss_kib(sd.pid);
+	ck_assert_uint_gt(refused, n * 3 / 4);
+#ifndef SHIP_SANITIZED
+	ck_assert_msg(after - before < 64 * 1024, "shipd grew by %ld KiB",
+	              after - before);
+#else
+	(void)before;
+	(void)after;
+#endif
+	close(fd);
+	shipc_close(other);
 }
 END_TEST
 
@@ -786,6 +846,7 @@ static Suite *suite(void)
 	tcase_add_test(held, keepalives_are_bounded);
 	tcase_add_test(held, ack_tokens_are_bounded);
 	tcase_add_test(held, big_history_is_paged);
+	tcase_add_test(held, history_flood_is_bounded);
 	suite_add_tcase(s, held);
 	TCase *mem = tcase_create("memory");
 	tcase_set_timeout(mem, 120);
