@@ -38,6 +38,13 @@ static void setup_small_memory(void)
 	setup_with(extra);
 }
 
+static void setup_client_memory(void)
+{
+	static const char *const extra[] = {"-o", "client_memory_limit=1048576",
+	                                    NULL};
+	setup_with(extra);
+}
+
 static void setup_tight(void)
 {
 	static const char *const extra[] = {"-o", "max_requests=8", NULL};
@@ -683,6 +690,48 @@ START_TEST(repeated_fields_are_bounded_before_decoding)
 }
 END_TEST
 
+/* Watches of an app that stopped reading queue entries for it: each up
+ * to its own bound (4 x the 1 MiB output limit), and all of them
+ * together up to the client's memory (1 MiB here), after which a watch
+ * ends saying so. */
+START_TEST(watch_queues_share_the_client_budget)
+{
+	struct shipc *h = shipc_connect(sd.sock, "writer");
+	ck_assert_ptr_nonnull(h);
+	struct shipc_kv_config cfg = {.bucket = "wide", .memory = 1};
+	ck_assert_int_eq(shipc_kv_bucket_create(h, &cfg, NULL), 0);
+	static char value[30000];
+	memset(value, 'w', sizeof(value));
+	for (int i = 0; i < 100; i++) {
+		char key[16];
+		snprintf(key, sizeof(key), "k%d", i);
+		ck_assert_int_eq(shipc_kv_put(h, "wide", key, value,
+		                              sizeof(value), NULL), 0);
+	}
+	int fd = raw_open(sd.sock);
+	int rcv = 4096;
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
+	send_kv_many(fd, SHIP__CLIENT_FRAME__BODY_KV_WATCH, "wide", 10, 3);
+	fx_sleep_ms(2000); /* the watches fill, nobody reads */
+	bool budget_named = false;
+	for (int n = 0; n < 100000; n++) {
+		Ship__ServerFrame *f = raw_read(fd);
+		if (!f)
+			break;
+		if (f->body_case == SHIP__SERVER_FRAME__BODY_END && f->error &&
+		    strstr(f->error, "client_memory_limit"))
+			budget_named = true;
+		ship__server_frame__free_unpacked(f, NULL);
+		if (budget_named)
+			break;
+	}
+	ck_assert(budget_named);
+	close(fd);
+	shipc_close(h);
+	assert_serving();
+}
+END_TEST
+
 /* A channel history larger than a frame (20 x 900 kB) is paged: each
  * answer fits what the app may be sent, and paging back gives every
  * message once, in order. Before, the client was closed. */
@@ -852,7 +901,13 @@ static Suite *suite(void)
 	tcase_set_timeout(mem, 120);
 	tcase_add_checked_fixture(mem, setup_small_memory, teardown);
 	tcase_add_test(mem, client_memory_is_reserved);
+
 	suite_add_tcase(s, mem);
+	TCase *watch = tcase_create("watch-memory");
+	tcase_set_timeout(watch, 120);
+	tcase_add_checked_fixture(watch, setup_client_memory, teardown);
+	tcase_add_test(watch, watch_queues_share_the_client_budget);
+	suite_add_tcase(s, watch);
 	return s;
 }
 
