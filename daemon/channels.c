@@ -331,8 +331,10 @@ static void on_history_msg(void *arg, natsMsg *msg, natsStatus st)
 	const char *status = NULL;
 	if (natsMsg_GetDataLength(msg) == 0 &&
 	    natsMsgHeader_Get(msg, "Status", &status) == NATS_OK) {
+		/* status points into msg: read it before msg goes. */
+		bool heartbeat = status && !strcmp(status, "100");
 		natsMsg_Destroy(msg);
-		if (status && !strcmp(status, "100"))
+		if (heartbeat)
 			return;
 		/* 404/408: nothing more now. */
 		history_reply(h);
