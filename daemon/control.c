@@ -250,9 +250,10 @@ void stream_unhold(struct stream *s, size_t n)
 bool stream_open(struct stream *s, const struct stream_kind *k,
                  struct client *c, uint64_t id)
 {
-	if (id == 0) {
+	/* The id map keeps UINT64_MAX for itself. */
+	if (id == 0 || id == UINT64_MAX) {
 		client_error(c, id, SHIP__CODE__INVALID_ARGUMENT,
-		             "a %s needs an id", k->name);
+		             "a %s needs an id from 1 to 2^64 - 2", k->name);
 		return false;
 	}
 	if (ipc_idmap_get(&c->streams, id)) {

@@ -71,6 +71,7 @@ static const struct js_code_entry {
 	{10054, NULL, SHIP__CODE__INVALID_ARGUMENT}, /* message too large */
 	{10052, NULL, SHIP__CODE__INVALID_ARGUMENT}, /* stream config (500) */
 	{10074, NULL, SHIP__CODE__INVALID_ARGUMENT}, /* replicas (500) */
+	{10111, NULL, SHIP__CODE__INVALID_ARGUMENT}, /* rollup not permitted */
 	/* JetStream is off or busy: retry later. */
 	{10039, NULL, SHIP__CODE__UNAVAILABLE}, /* not enabled for account */
 	{10076, NULL, SHIP__CODE__UNAVAILABLE}, /* not enabled */

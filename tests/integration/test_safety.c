@@ -6,6 +6,7 @@
 #include <check.h>
 #include <errno.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -412,6 +413,16 @@ START_TEST(stream_ids_are_one_namespace)
 	ship__server_frame__free_unpacked(f, NULL);
 	f = raw_reply(fd, 8);
 	ck_assert_int_eq(f->code, SHIP__CODE__OK);
+	ship__server_frame__free_unpacked(f, NULL);
+	/* The largest id is the id map's own: refused, not "out of
+	 * memory". */
+	b = (struct ipc_buf){0};
+	pack_subscribe(&b, UINT64_MAX, "ns.max", 0);
+	raw_send(fd, ipc_buf_head(&b), ipc_buf_used(&b));
+	ipc_buf_finish(&b);
+	f = raw_reply(fd, UINT64_MAX);
+	ck_assert_int_eq(f->code, SHIP__CODE__INVALID_ARGUMENT);
+	ck_assert_ptr_nonnull(strstr(f->error, "2^64"));
 	ship__server_frame__free_unpacked(f, NULL);
 	/* And again: nothing is open under that id any more. */
 	b = (struct ipc_buf){0};
