@@ -517,9 +517,17 @@ static void handle_clients(struct client *c, uint64_t id)
 	free(ptrs);
 }
 
+/* Root and shipd's own user: they may reload, and they get in even when
+ * apps took every slot (with max_clients of 2 or more, the last one is
+ * theirs; max_clients stays the bound on descriptors). */
+static bool privileged(uid_t uid)
+{
+	return uid == 0 || uid == geteuid();
+}
+
 static void handle_reload(struct client *c, uint64_t id)
 {
-	if (c->uid != 0 && c->uid != geteuid()) {
+	if (!privileged(c->uid)) {
 		client_error(c, id, SHIP__CODE__PERMISSION_DENIED,
 		             "only root or shipd's own user may reload");
 		return;
@@ -812,14 +820,6 @@ static unsigned clients_of_uid(uid_t uid)
 	TAILQ_FOREACH(c, &ctl.clients, entry)
 		n += c->uid == uid;
 	return n;
-}
-
-/* Root and shipd's own user (shipctl status, reload) get in even when
- * apps took every slot: with max_clients of 2 or more, the last one is
- * theirs. max_clients stays the bound on descriptors. */
-static bool privileged(uid_t uid)
-{
-	return uid == 0 || uid == geteuid();
 }
 
 static unsigned clients_max(uid_t uid)
