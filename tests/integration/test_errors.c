@@ -268,8 +268,9 @@ START_TEST(js_code_table)
 }
 END_TEST
 
-static Ship__ServerFrame *declare(const char *name, const char *subject,
-                                  uint32_t replicas)
+/* StreamDeclare of a memory stream; replicas and max_bytes 0: defaults. */
+static Ship__ServerFrame *declare_with(const char *name, const char *subject,
+                                       uint32_t replicas, int64_t max_bytes)
 {
 	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
 	Ship__StreamDeclare d = SHIP__STREAM_DECLARE__INIT;
@@ -279,9 +280,16 @@ static Ship__ServerFrame *declare(const char *name, const char *subject,
 	d.n_subjects = 1;
 	d.memory = true;
 	d.replicas = replicas;
+	d.max_bytes = max_bytes;
 	f.body_case = SHIP__CLIENT_FRAME__BODY_STREAM_DECLARE;
 	f.stream_declare = &d;
 	return ask(&f);
+}
+
+static Ship__ServerFrame *declare(const char *name, const char *subject,
+                                  uint32_t replicas)
+{
+	return declare_with(name, subject, replicas, 0);
 }
 
 START_TEST(declare_refused_by_server)
@@ -320,17 +328,7 @@ static void setup_small(void)
 static Ship__ServerFrame *declare_mem(const char *name, const char *subject,
                                       int64_t max_bytes)
 {
-	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
-	Ship__StreamDeclare d = SHIP__STREAM_DECLARE__INIT;
-	char *subjects[] = {(char *)subject};
-	d.name = (char *)name;
-	d.subjects = subjects;
-	d.n_subjects = 1;
-	d.memory = true;
-	d.max_bytes = max_bytes;
-	f.body_case = SHIP__CLIENT_FRAME__BODY_STREAM_DECLARE;
-	f.stream_declare = &d;
-	return ask(&f);
+	return declare_with(name, subject, 0, max_bytes);
 }
 
 START_TEST(server_out_of_memory_store)
