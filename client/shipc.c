@@ -112,6 +112,8 @@ int code_errno(Ship__Code code)
 		return ESRCH;
 	case SHIP__CODE__UNIMPLEMENTED:
 		return ENOSYS;
+	case SHIP__CODE__CONFLICT:
+		return EBUSY;
 	default:
 		return EIO;
 	}

@@ -39,6 +39,7 @@ extern "C" {
  *   EACCES   permission denied    EAGAIN  NATS unavailable
  *   ETIMEDOUT timeout             ENOBUFS resource exhausted
  *   ESRCH    no responders        EIO     internal error in shipd
+ *   EBUSY    conflict: exists with other settings, or in use by another app
  *   ENOTCONN not connected to shipd (reconnecting, or the handle is closed)
  *   EPROTO   shipd broke the protocol
  * shipc_last_error() gives the message of the last failure on the handle.

@@ -29,6 +29,8 @@ const char *ipc_code_name(Ship__Code c)
 		return "no responders";
 	case SHIP__CODE__UNIMPLEMENTED:
 		return "unimplemented";
+	case SHIP__CODE__CONFLICT:
+		return "conflict";
 	default:
 		return "unknown status";
 	}
