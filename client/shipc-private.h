@@ -78,6 +78,7 @@ struct shipc {
 	pthread_t bg;
 	bool bg_started;
 	char last_error[256];
+	bool outcome_unknown; /* of the failure in last_error */
 };
 
 /* shipc.c */

@@ -53,6 +53,22 @@ void set_error(struct shipc *h, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(h->last_error, sizeof(h->last_error), fmt, ap);
 	va_end(ap);
+	h->outcome_unknown = false;
+}
+
+/* The error of an answer from shipd (lock held). */
+static void set_error_from(struct shipc *h, const Ship__ServerFrame *f)
+{
+	set_error(h, "%s", f->error);
+	h->outcome_unknown = f->outcome_unknown;
+}
+
+SHIPC_EXPORT int shipc_outcome_unknown(struct shipc *h)
+{
+	pthread_mutex_lock(&h->mu);
+	int r = h->outcome_unknown;
+	pthread_mutex_unlock(&h->mu);
+	return r;
 }
 
 SHIPC_EXPORT const char *shipc_last_error(struct shipc *h, char *buf,
@@ -591,7 +607,7 @@ static int handle_frame(struct shipc *h, const Ship__ServerFrame *f)
 			return 0;
 		if (f->body_case == SHIP__SERVER_FRAME__BODY_END) {
 			if (f->code != SHIP__CODE__OK)
-				set_error(h, "%s", f->error);
+				set_error_from(h, f);
 			return end_sub(h, s, code_errno(f->code));
 		}
 		if (f->body_case == SHIP__SERVER_FRAME__BODY_EVENT)
@@ -602,7 +618,7 @@ static int handle_frame(struct shipc *h, const Ship__ServerFrame *f)
 	if (c) {
 		c->err = code_errno(f->code);
 		if (c->err)
-			set_error(h, "%s", f->error);
+			set_error_from(h, f);
 		pthread_mutex_unlock(&h->mu);
 		if (c->on_reply)
 			c->on_reply(h, c, f);
@@ -622,14 +638,14 @@ static int handle_frame(struct shipc *h, const Ship__ServerFrame *f)
 			s->confirmed = true;
 			return 0;
 		}
-		set_error(h, "%s", f->error);
+		set_error_from(h, f);
 		shipc_log(LOG_WARNING, "libshipc: re-open %s: %s", s->what,
 		          f->error);
 		return end_sub(h, s, code_errno(f->code));
 	}
 	if (f->code != SHIP__CODE__OK) {
 		/* A fire-and-forget request failed. */
-		set_error(h, "%s", f->error);
+		set_error_from(h, f);
 		shipc_log(LOG_WARNING, "libshipc: shipd: %s", f->error);
 	}
 	return 0;

@@ -294,6 +294,15 @@ const char *shipc_link_name(enum shipc_link link);
  */
 const char *shipc_last_error(struct shipc *h, char *buf, size_t size);
 
+/*
+ * 1 if the last failure on this handle (ETIMEDOUT or EAGAIN from shipd)
+ * was of an operation that reached NATS and got no answer, so it may have
+ * been applied all the same (a KV write, an emit, a request's responder):
+ * check, or retry with the same id (an emit's msg_id). 0 otherwise, also
+ * for a failure that happened before anything was sent.
+ */
+int shipc_outcome_unknown(struct shipc *h);
+
 /* 1 while connected to shipd, 0 while reconnecting or closed. */
 int shipc_is_connected(struct shipc *h);
 
@@ -400,11 +409,30 @@ struct shipc_event {
 typedef void shipc_event_fn(struct shipc *h, const struct shipc_event *ev,
                             int err, void *arg);
 
-/* Subscribe to events; returns the subscription's id (end it with
+/*
+ * Subscribe to events; returns the subscription's id (end it with
  * shipc_unsubscribe()) or 0 with errno set. Deliveries come as credit
- * allows: grant more with shipc_event_credit(). */
+ * allows: grant more with shipc_event_credit().
+ *
+ * A durable that exists is resumed by its name alone: deliver, start_seq
+ * and start_time_ms only apply when it is created. Other settings that
+ * differ from the durable's (pattern, ack_wait_ms, max_deliver,
+ * backoff_ms) fail with EBUSY, shipc_last_error() naming each with both
+ * values; so does a durable another subscription (of any app) has open.
+ */
 uint64_t shipc_event_subscribe(struct shipc *h, const struct shipc_event_sub *s,
                                shipc_event_fn *cb, void *arg);
+
+/* Flags of shipc_event_subscribe_flags(). */
+#define SHIPC_EVENT_UPDATE 0x1 /* change an existing durable's settings to
+                                * these (its start stays) */
+#define SHIPC_EVENT_SHARED 0x2 /* share the durable with the others that
+                                * set it: each message goes to one of them */
+/* shipc_event_subscribe() with flags (0: the same). */
+uint64_t shipc_event_subscribe_flags(struct shipc *h,
+                                     const struct shipc_event_sub *s,
+                                     int flags, shipc_event_fn *cb,
+                                     void *arg);
 int shipc_event_credit(struct shipc *h, uint64_t sub, uint32_t credit);
 
 enum shipc_ack {
@@ -423,7 +451,9 @@ int shipc_channel_send(struct shipc *h, const char *channel,
                        const char *metadata_json,
                        struct shipc_emit_result *res);
 /* Listen on a channel as agent (durable consumer <agent>_<channel>),
- * without the agent's own messages; acknowledged by shipd. */
+ * without the agent's own messages; acknowledged by shipd. One listener
+ * per agent and channel: another one fails with EBUSY while it lives.
+ * replay applies when the durable is created; one that exists resumes. */
 uint64_t shipc_channel_listen(struct shipc *h, const char *channel,
                               const char *agent, int replay, uint32_t credit,
                               shipc_event_fn *cb, void *arg);

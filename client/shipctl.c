@@ -62,10 +62,17 @@ int fail(const char *what, int err)
 	default:
 		why = strerror(err);
 	}
+	/* It may have been applied: say so, the operator checks. */
+	const char *unknown = h && (err == ETIMEDOUT || err == EAGAIN) &&
+	                              shipc_outcome_unknown(h)
+	                      ? " (outcome unknown)"
+	                      : "";
 	if (buf[0] && strstr(buf, why) == NULL)
-		fprintf(stderr, "shipctl: %s: %s (%s)\n", what, why, buf);
+		fprintf(stderr, "shipctl: %s: %s (%s)%s\n", what, why, buf,
+		        unknown);
 	else
-		fprintf(stderr, "shipctl: %s: %s\n", what, buf[0] ? buf : why);
+		fprintf(stderr, "shipctl: %s: %s%s\n", what, buf[0] ? buf : why,
+		        unknown);
 	return 1;
 }
 

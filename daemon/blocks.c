@@ -17,6 +17,7 @@ static const struct block *const blocks[] = {
 #define N_BLOCKS (sizeof(blocks) / sizeof(blocks[0]))
 
 static block_request_fn *handlers[KINDS_MAX];
+static bool payloads[KINDS_MAX];
 
 void blocks_init(void)
 {
@@ -28,6 +29,7 @@ void blocks_init(void)
 				       "out of range",
 				       __func__, blocks[i]->name, (int)r->kind);
 			handlers[r->kind] = r->fn;
+			payloads[r->kind] = r->payload;
 		}
 	}
 }
@@ -35,6 +37,11 @@ void blocks_init(void)
 block_request_fn *blocks_handler(int kind)
 {
 	return kind > 0 && kind < KINDS_MAX ? handlers[kind] : NULL;
+}
+
+bool blocks_payload(int kind)
+{
+	return kind > 0 && kind < KINDS_MAX && payloads[kind];
 }
 
 void blocks_client_gone(struct client *c)

@@ -55,6 +55,8 @@ static const struct ckey keys[] = {
 	 3600000, "longest wait between reconnect attempts", false},
 	{"nats_reconnect_buffer", C_UINT, O(nats_reconnect_buffer), 0, 1u << 30,
 	 "bytes of publishes kept while reconnecting", false},
+	{"nats_dead_after_ms", C_UINT, O(nats_dead_after_ms), 1000, 600000,
+	 "a link that answers nothing this long is dropped and made again", false},
 	{"max_frame", C_UINT, O(max_frame), 4096, IPC_FRAME_LIMIT + IPC_HDR_LEN,
 	 "largest frame a client may send, bytes", true},
 	{"client_output_limit", C_UINT, O(client_output_limit), 65536, 1u << 30,
@@ -99,6 +101,7 @@ void config_defaults(struct config *c)
 	c->nats_reconnect_wait_min_ms = 100;
 	c->nats_reconnect_wait_max_ms = 5000;
 	c->nats_reconnect_buffer = 8u << 20;
+	c->nats_dead_after_ms = 5000;
 	c->max_frame = 2u << 20;
 	c->client_output_limit = 1u << 20;
 	c->max_clients = 4096;

@@ -46,6 +46,7 @@ static struct {
 	size_t held;    /* bytes held for all clients' ops and streams */
 	uint64_t next_cid;
 	struct ipc_arena arena;
+	bool early_close; /* the backend tells a peer's close (EV_CLOSED) */
 } ctl = {.fd = -1};
 
 static void client_close(struct client *c);
@@ -128,23 +129,58 @@ int client_send(struct client *c, const Ship__ServerFrame *f)
 	return 0;
 }
 
-void client_error(struct client *c, uint64_t id, Ship__Code code,
-                  const char *fmt, ...)
+/* What an answer with outcome_unknown adds to its message. */
+#define OUTCOME_UNKNOWN_TEXT                                                \
+	"outcome unknown: it may have been applied; check, or retry with "  \
+	"the same msg id"
+
+static void send_error(struct client *c, uint64_t id, Ship__Code code,
+                       bool unknown, const char *fmt, va_list ap)
 {
 	char msg[512];
-	va_list ap;
 	if (!c)
 		return; /* the app left: nobody to tell */
-	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
+	/* Only a request that got no answer can have an unknown outcome;
+	 * any other code is the server's (or shipd's) own word. */
+	unknown = unknown && (code == SHIP__CODE__TIMEOUT ||
+	                      code == SHIP__CODE__UNAVAILABLE);
+	if (unknown && !strstr(msg, "outcome unknown")) {
+		size_t n = strlen(msg);
+		snprintf(msg + n, sizeof(msg) - n, "%s" OUTCOME_UNKNOWN_TEXT,
+		         n ? "; " : "");
+	}
 	log_debug("client %" PRIu64 " request %" PRIu64 ": %s: %s", c->cid, id,
 	          ipc_code_name(code), msg);
 	Ship__ServerFrame f = SHIP__SERVER_FRAME__INIT;
 	f.id = id;
 	f.code = code;
 	f.error = msg;
+	f.outcome_unknown = unknown;
 	client_send(c, &f);
+}
+
+void client_error(struct client *c, uint64_t id, Ship__Code code,
+                  const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	send_error(c, id, code, false, fmt, ap);
+	va_end(ap);
+}
+
+void client_error_ex(struct client *c, uint64_t id, Ship__Code code,
+                     bool unknown, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	send_error(c, id, code, unknown, fmt, ap);
+	va_end(ap);
+}
+
+void client_js_error(struct client *c, uint64_t id, const struct js_err *e)
+{
+	client_error_ex(c, id, e->code, e->unknown, "%s", e->text);
 }
 
 /* ---- operations in flight ---- */
@@ -579,11 +615,11 @@ static void req_reload(struct client *c, const Ship__ClientFrame *f)
 const struct block admin_block = {
 	.name = "admin",
 	.requests = (const struct block_request[]){
-		{SHIP__CLIENT_FRAME__BODY_UNSUBSCRIBE, req_unsubscribe},
-		{SHIP__CLIENT_FRAME__BODY_STATUS, req_status},
-		{SHIP__CLIENT_FRAME__BODY_CLIENTS, req_clients},
-		{SHIP__CLIENT_FRAME__BODY_RELOAD, req_reload},
-		{0, NULL},
+		{SHIP__CLIENT_FRAME__BODY_UNSUBSCRIBE, req_unsubscribe, false},
+		{SHIP__CLIENT_FRAME__BODY_STATUS, req_status, false},
+		{SHIP__CLIENT_FRAME__BODY_CLIENTS, req_clients, false},
+		{SHIP__CLIENT_FRAME__BODY_RELOAD, req_reload, false},
+		{0, NULL, false},
 	},
 };
 
@@ -622,12 +658,71 @@ static uint64_t frame_id(const uint8_t *p, size_t n)
 	return 0;
 }
 
-/* Handle the whole frames in data; returns the bytes used. */
+/* ---- reading, and pausing what NATS cannot take ---- */
+
+static void arm_resume(void)
+{
+	if (!evtimer_pending(ctl.ev_resume_reads, NULL)) {
+		struct timeval tv = {0, RESUME_CHECK_MS * 1000};
+		evtimer_add(ctl.ev_resume_reads, &tv);
+	}
+}
+
+/* Only a connected link pushes back: while it is down, publishes are kept
+ * by the link within nats_reconnect_buffer and refused past it. */
+static bool nats_backlogged(size_t limit)
+{
+	return link_connected() && link_buffered() > limit;
+}
+
+static void client_read_cb(evutil_socket_t fd, short what, void *arg);
+
+/* Watch c's socket for what it is read for: data, or, while c is paused,
+ * only its peer closing (the data waits in the socket meanwhile). */
+static void watch_reads(struct client *c, bool paused)
+{
+	event_del(c->ev_read);
+	event_assign(c->ev_read, base, c->fd,
+	             (paused ? EV_CLOSED : EV_READ) | EV_PERSIST, client_read_cb,
+	             c);
+	if (!paused || ctl.early_close)
+		event_add(c->ev_read, NULL);
+}
+
+/* c's next frame carries a payload to NATS, which takes nothing more: c
+ * is not read until it does, the frame and what follows stay in c->in
+ * (one read chunk at most, and one frame cut in two). Other clients go
+ * on. */
+static void pause_client(struct client *c)
+{
+	if (c->paused)
+		return;
+	c->paused = true;
+	TAILQ_INSERT_TAIL(&ctl.paused, c, paused_entry);
+	watch_reads(c, true);
+	arm_resume();
+}
+
+/* Whether NATS takes nothing more (state: -1 until looked up, once per
+ * batch of frames: one read chunk passes the limit at most); if so, c is
+ * paused before the frame that would add to it. */
+static bool hold_back(struct client *c, int *state)
+{
+	if (*state < 0)
+		*state = nats_backlogged(NATS_BACKLOG_MAX);
+	if (*state)
+		pause_client(c);
+	return *state;
+}
+
+/* Handle the whole frames in data; returns the bytes used. A frame that
+ * pauses c is not used: it stays, with what follows, in c's input. */
 static size_t read_frames(struct client *c, const uint8_t *data, size_t len)
 {
 	size_t max_body = conf->max_frame - IPC_HDR_LEN;
 	size_t used = 0;
-	while (!c->closing) {
+	int backlog = -1;
+	while (!c->closing && !c->paused) {
 		const uint8_t *body;
 		size_t blen, flen;
 		enum ipc_frame_status st = ipc_frame_peek(
@@ -646,10 +741,12 @@ static size_t read_frames(struct client *c, const uint8_t *data, size_t len)
 			c->closing = true;
 			break;
 		}
-		used += flen;
-		c->st.frames_in++;
 		struct ipc_publish_view pv;
 		if (c->hello && ipc_parse_publish(body, blen, &pv)) {
+			if (hold_back(c, &backlog))
+				break;
+			used += flen;
+			c->st.frames_in++;
 			pubsub_publish_view(c, &pv);
 			continue;
 		}
@@ -658,12 +755,22 @@ static size_t read_frames(struct client *c, const uint8_t *data, size_t len)
 		char why[160];
 		if (ipc_pb_check(&ship__client_frame__descriptor, body, blen,
 		                 NULL, why, sizeof(why)) < 0) {
+			used += flen;
+			c->st.frames_in++;
 			client_error(c, frame_id(body, blen),
 			             SHIP__CODE__INVALID_ARGUMENT, "%s", why);
 			continue;
 		}
 		Ship__ClientFrame *f = ship__client_frame__unpack(&ctl.arena.pb,
 		                                                  blen, body);
+		/* Decoded again when c is resumed: once per pause. */
+		if (f && c->hello && blocks_payload(f->body_case) &&
+		    hold_back(c, &backlog)) {
+			ipc_arena_reset(&ctl.arena);
+			break;
+		}
+		used += flen;
+		c->st.frames_in++;
 		if (!f) {
 			/* The framing is intact, so the client may go on. */
 			client_error(c, 0, SHIP__CODE__INVALID_ARGUMENT,
@@ -676,17 +783,27 @@ static size_t read_frames(struct client *c, const uint8_t *data, size_t len)
 	return used;
 }
 
-static void arm_resume(void)
+/* Handle the whole frames c->in holds (what a pause left there). */
+static void read_input(struct client *c)
 {
-	struct timeval tv = {0, RESUME_CHECK_MS * 1000};
-	evtimer_add(ctl.ev_resume_reads, &tv);
+	ipc_buf_consume(&c->in, read_frames(c, ipc_buf_head(&c->in),
+	                                    ipc_buf_used(&c->in)));
+	if (ipc_buf_used(&c->in) == 0)
+		ipc_buf_reset(&c->in, 0);
 }
 
-/* Only a connected link pushes back: while reconnecting, nats.c's own
- * bounded reconnect buffer takes publishes and refuses past its size. */
-static bool nats_backlogged(size_t limit)
+/* What a client is left with after a turn of reading: a client that
+ * must go stops being read and has its answers written. */
+static void after_read(struct client *c)
 {
-	return link_connected() && link_buffered() > limit;
+	if (c->closing && !c->dead) {
+		if (c->paused) {
+			TAILQ_REMOVE(&ctl.paused, c, paused_entry);
+			c->paused = false;
+		}
+		event_del(c->ev_read);
+		mark_dirty(c);
+	}
 }
 
 static void resume_reads_cb(evutil_socket_t fd, short what, void *arg)
@@ -695,28 +812,36 @@ static void resume_reads_cb(evutil_socket_t fd, short what, void *arg)
 		arm_resume();
 		return;
 	}
+	/* Those paused now, in order; one that pauses again meanwhile goes
+	 * to the tail and waits for the next turn. */
 	struct client *c;
-	while ((c = TAILQ_FIRST(&ctl.paused))) {
+	for (size_t n = 0, max = ctl.n_clients;
+	     n < max && (c = TAILQ_FIRST(&ctl.paused)); n++) {
 		TAILQ_REMOVE(&ctl.paused, c, paused_entry);
 		c->paused = false;
-		if (!c->closing)
-			event_add(c->ev_read, NULL);
+		/* Its input may hold whole frames, and no more may ever
+		 * come: they are handled now, not on a read event. */
+		read_input(c);
+		if (!c->paused && !c->closing)
+			watch_reads(c, false);
+		after_read(c);
 	}
 }
 
 static void client_read_cb(evutil_socket_t fd, short what, void *arg)
 {
 	/* Reads land in one buffer shared by all clients; a client keeps
-	 * bytes of its own only for a frame cut in two, so an idle client
-	 * holds no buffer at all. */
+	 * bytes of its own only for a frame cut in two, or the frames a
+	 * pause left unread, so an idle client holds no buffer at all. */
 	static uint8_t scratch[READ_CHUNK];
 	struct client *c = arg;
-	if (nats_backlogged(NATS_BACKLOG_MAX)) {
-		/* Backpressure: the app's socket fills and its writes wait. */
-		event_del(c->ev_read);
-		c->paused = true;
-		TAILQ_INSERT_TAIL(&ctl.paused, c, paused_entry);
-		arm_resume();
+	if (c->paused) {
+		/* Only its peer closing wakes a paused client: what it
+		 * wrote and shipd did not take is dropped with it. */
+		log_debug("%s: client %" PRIu64 " closed while paused, %zu "
+		          "bytes unread",
+		          __func__, c->cid, ipc_buf_used(&c->in));
+		client_close(c);
 		return;
 	}
 	bool own = ipc_buf_used(&c->in) > 0;
@@ -739,8 +864,7 @@ static void client_read_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	c->st.bytes_in += (size_t)n;
 	if (own) {
-		ipc_buf_consume(&c->in, read_frames(c, ipc_buf_head(&c->in),
-		                                    ipc_buf_used(&c->in)));
+		read_input(c);
 	} else {
 		size_t used = read_frames(c, scratch, (size_t)n);
 		if (!c->closing && used < (size_t)n &&
@@ -749,12 +873,7 @@ static void client_read_cb(evutil_socket_t fd, short what, void *arg)
 			c->closing = true;
 		}
 	}
-	if (c->closing) {
-		event_del(c->ev_read);
-		mark_dirty(c);
-	}
-	if (ipc_buf_used(&c->in) == 0)
-		ipc_buf_reset(&c->in, 0);
+	after_read(c);
 }
 
 /* ---- clients ---- */
@@ -782,6 +901,8 @@ static void client_close(struct client *c)
 static void client_free(struct client *c)
 {
 	log_debug("client %" PRIu64 " (%s) gone", c->cid, c->name);
+	if (c->paused) /* at shutdown, not closed first */
+		TAILQ_REMOVE(&ctl.paused, c, paused_entry);
 	ops_cancel(c);
 	streams_gone(c);
 	blocks_client_gone(c);
@@ -1111,6 +1232,8 @@ int control_init(struct event_base *b, const struct config *c)
 		ctl.name = strdup(c->socket_path);
 	}
 	ctl.fd = fd;
+	/* Without it a paused client that left is found when resumed. */
+	ctl.early_close = event_base_get_features(b) & EV_FEATURE_EARLY_CLOSE;
 	ctl.ev_accept = event_new(b, fd, EV_READ | EV_PERSIST, accept_cb, NULL);
 	ctl.ev_resume = evtimer_new(b, resume_cb, NULL);
 	ctl.ev_flush = event_new(b, -1, 0, flush_cb, NULL);

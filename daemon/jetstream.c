@@ -21,6 +21,7 @@ struct js_call {
 	struct link_wait *wait;
 	struct event *failed; /* it never left: err is reported from here */
 	struct js_err err;
+	bool writes; /* unanswered, it may have been applied */
 };
 
 #define NITEMS(a) (sizeof(a) / sizeof((a)[0]))
@@ -110,8 +111,27 @@ Ship__Code js_code(int http, int err_code)
 	return code_of(http, err_code, NULL);
 }
 
-static void err_from_status(struct js_err *e, natsStatus st)
+/* The API calls that change something; the others (info, names, lists,
+ * gets, and consumers, which reads create) only read. */
+static const char *const write_verbs[] = {
+	"STREAM.CREATE.", "STREAM.UPDATE.",     "STREAM.DELETE.",
+	"STREAM.PURGE.",  "STREAM.MSG.DELETE.", "CONSUMER.DELETE.",
+};
+
+static bool api_writes(const char *what)
 {
+	for (size_t i = 0; i < NITEMS(write_verbs); i++)
+		if (!strncmp(what, write_verbs[i], strlen(write_verbs[i])))
+			return true;
+	return false;
+}
+
+/* A request that was sent and got no answer (st): for a write the
+ * outcome is unknown (client_js_error says so). No responders means
+ * nobody took it. */
+static void err_from_status(struct js_err *e, natsStatus st, bool writes)
+{
+	e->unknown = writes && st != NATS_NO_RESPONDERS;
 	switch (st) {
 	case NATS_TIMEOUT:
 		e->code = SHIP__CODE__TIMEOUT;
@@ -240,7 +260,7 @@ static void api_done(void *arg, natsMsg *msg, natsStatus st)
 	struct js_err e = {0};
 	json_t *j = NULL;
 	if (st != NATS_OK)
-		err_from_status(&e, st);
+		err_from_status(&e, st, call->writes);
 	else
 		j = parse_reply(msg, &e);
 	natsMsg_Destroy(msg);
@@ -271,6 +291,7 @@ struct js_call *js_api(const char *what, json_t *body, uint32_t timeout_ms,
 	}
 	call->api_fn = fn;
 	call->arg = arg;
+	call->writes = api_writes(what);
 	call->wait = link_wait_new(timeout_ms, false, api_done, call);
 	int len = text ? (int)strlen(text) : 0;
 	natsStatus s = call->wait ? natsConnection_PublishRequest(
@@ -362,7 +383,7 @@ static void pub_done(void *arg, natsMsg *msg, natsStatus st)
 		return;
 	}
 	if (st != NATS_OK)
-		err_from_status(&e, st);
+		err_from_status(&e, st, call->writes);
 	else
 		j = parse_reply(msg, &e);
 	natsMsg_Destroy(msg);
@@ -391,6 +412,7 @@ struct js_call *js_publish(natsMsg *msg, uint32_t timeout_ms, js_pub_fn *fn,
 	}
 	call->pub_fn = fn;
 	call->arg = arg;
+	call->writes = true;
 	call->wait = link_wait_new(timeout_ms, false, pub_done, call);
 	natsStatus s = NATS_NO_MEMORY;
 	if (call->wait) {
@@ -433,6 +455,7 @@ struct js_call *js_publish_id(const char *subject, const char *msg_id,
 	}
 	call->pub_fn = fn;
 	call->arg = arg;
+	call->writes = true;
 	call->wait = link_wait_new(timeout_ms, false, pub_done, call);
 	natsMsg *msg = NULL;
 	natsStatus s = call->wait ? natsMsg_Create(&msg, subject,

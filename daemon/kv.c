@@ -78,9 +78,10 @@ static struct kvop *op_new(struct client *c, uint64_t id, enum op_kind kind,
 	return o;
 }
 
+/* A write that got no answer says its outcome is unknown (e->unknown). */
 static void op_fail(struct kvop *o, const struct js_err *e)
 {
-	client_error(o->op.c, o->op.id, e->code, "%s", e->text);
+	client_js_error(o->op.c, o->op.id, e);
 	op_free(o);
 }
 
@@ -648,17 +649,17 @@ static void finish(void)
 const struct block kv_block = {
 	.name = "kv",
 	.requests = (const struct block_request[]){
-		{SHIP__CLIENT_FRAME__BODY_KV_BUCKET_CREATE, req_bucket_create},
-		{SHIP__CLIENT_FRAME__BODY_KV_BUCKET_INFO, req_bucket_info},
-		{SHIP__CLIENT_FRAME__BODY_KV_BUCKET_LIST, req_bucket_list},
-		{SHIP__CLIENT_FRAME__BODY_KV_BUCKET_DELETE, req_bucket_delete},
-		{SHIP__CLIENT_FRAME__BODY_KV_GET, req_get},
-		{SHIP__CLIENT_FRAME__BODY_KV_WRITE, req_write},
-		{SHIP__CLIENT_FRAME__BODY_KV_WATCH, req_watch},
-		{SHIP__CLIENT_FRAME__BODY_KV_WATCH_STOP, req_watch_stop},
-		{SHIP__CLIENT_FRAME__BODY_KV_KEYS, req_keys},
-		{SHIP__CLIENT_FRAME__BODY_KV_HISTORY, req_history},
-		{0, NULL},
+		{SHIP__CLIENT_FRAME__BODY_KV_BUCKET_CREATE, req_bucket_create, false},
+		{SHIP__CLIENT_FRAME__BODY_KV_BUCKET_INFO, req_bucket_info, false},
+		{SHIP__CLIENT_FRAME__BODY_KV_BUCKET_LIST, req_bucket_list, false},
+		{SHIP__CLIENT_FRAME__BODY_KV_BUCKET_DELETE, req_bucket_delete, false},
+		{SHIP__CLIENT_FRAME__BODY_KV_GET, req_get, false},
+		{SHIP__CLIENT_FRAME__BODY_KV_WRITE, req_write, true},
+		{SHIP__CLIENT_FRAME__BODY_KV_WATCH, req_watch, false},
+		{SHIP__CLIENT_FRAME__BODY_KV_WATCH_STOP, req_watch_stop, false},
+		{SHIP__CLIENT_FRAME__BODY_KV_KEYS, req_keys, false},
+		{SHIP__CLIENT_FRAME__BODY_KV_HISTORY, req_history, false},
+		{0, NULL, false},
 	},
 	.link_changed = kvwatch_link_changed,
 	.finish = finish,

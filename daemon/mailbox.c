@@ -2,6 +2,7 @@
 /* The one queue by which nats.c threads hand work to the loop thread. */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -110,8 +111,17 @@ size_t mailbox_queued_bytes(void)
 	return n;
 }
 
+static _Atomic uint64_t msgs_seen;
+
+uint64_t mailbox_msgs_seen(void)
+{
+	return atomic_load(&msgs_seen);
+}
+
 int mailbox_post(const struct mail *m, bool droppable)
 {
+	if (m->msg)
+		atomic_fetch_add(&msgs_seen, 1);
 	pthread_mutex_lock(&mb.mu);
 	if (mb.closed) {
 		/* nats.c's threads run on while shipd stops: the message goes

@@ -1,6 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /* The host's NATS connection: connect off the loop, reconnect forever,
- * report its state, and route the reply inbox. */
+ * report its state, and route the reply inbox.
+ *
+ * Every connection is made new, on a thread of its own, and nats.c never
+ * reconnects one: a connection that fails is closed and a new one made.
+ * nats.c 3.4.1 keeps its protocol parser across its own reconnects in
+ * event-loop mode, so a reconnect that cut a message in two left the new
+ * connection parsing the server's bytes as the rest of the old message
+ * (dead while "connected"); and its reconnect thread holds the connection's
+ * lock across a whole attempt, which every call from the loop would wait
+ * on. A new connection has a new parser, and the loop touches a connection
+ * only once it is connected. */
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -8,32 +18,48 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "shipd.h"
 
 
-#define RTT_INTERVAL_MS 10000
-#define CONNECT_RETRY_MS 1000
+#define PROBE_INTERVAL_MS 1000
+#define MAX_DYING 8
+
+/* A publish kept while the link is down. */
+struct held {
+	TAILQ_ENTRY(held) entry;
+	natsMsg *msg;
+	size_t bytes;
+};
 
 static struct {
 	const struct config *conf;
 	natsOptions *opts;
-	natsConnection *nc;
+	natsConnection *nc; /* only while connected */
 	natsSubscription *inbox_sub;
 	char inbox[64];
 	struct link_info info;
 	bool ever_connected;
 	bool connecting; /* the connect thread runs */
 	natsConnection *connected_nc; /* what it made, until the loop takes it */
+	/* Dropped by shipd before nats.c closed them: destroyed once closed. */
+	natsConnection *dying[MAX_DYING];
 	pthread_t thread;
-	struct event *rtt_timer;
+	unsigned attempts; /* failed connects since the last success */
+	struct event *probe_timer;
 	struct event *retry_timer;
 	uint64_t rtt_sent_us;
 	bool rtt_pending;
+	uint64_t alive_us;   /* when the link last proved it reads */
+	uint64_t msgs_seen;  /* mailbox_msgs_seen() at the last probe tick */
+	TAILQ_HEAD(, held) held;
+	size_t held_bytes;
+	uint64_t held_dropped;
 	char connect_error[256]; /* written by the connect thread, read after */
-} L;
+} L = {.held = TAILQ_HEAD_INITIALIZER(L.held)};
 
 static uint64_t now_us(void)
 {
@@ -59,36 +85,26 @@ const char *link_state_name(enum link_state s)
 
 /* ---- callbacks on nats.c threads: they only post mail ---- */
 
-static void post_event(enum link_event ev)
+static void post_event(natsConnection *nc, enum link_event ev)
 {
-	struct mail m = {.kind = MAIL_LINK_EVENT, .arg = ev};
+	struct mail m = {.kind = MAIL_LINK_EVENT, .ptr = nc, .arg = ev};
 	mailbox_post(&m, false);
-}
-
-static void on_connected(natsConnection *nc, void *arg)
-{
-	post_event(LINK_EV_CONNECTED);
 }
 
 static void on_disconnected(natsConnection *nc, void *arg)
 {
-	post_event(LINK_EV_DISCONNECTED);
-}
-
-static void on_reconnected(natsConnection *nc, void *arg)
-{
-	post_event(LINK_EV_RECONNECTED);
+	post_event(nc, LINK_EV_DISCONNECTED);
 }
 
 static void on_closed(natsConnection *nc, void *arg)
 {
-	post_event(LINK_EV_CLOSED);
+	post_event(nc, LINK_EV_CLOSED);
 }
 
 static void on_error(natsConnection *nc, natsSubscription *sub,
                      natsStatus err, void *arg)
 {
-	struct mail m = {.kind = MAIL_LINK_EVENT,
+	struct mail m = {.kind = MAIL_LINK_EVENT, .ptr = nc,
 	                 .arg = (uint64_t)LINK_EV_ERROR | (uint64_t)err << 8};
 	mailbox_post(&m, false);
 }
@@ -112,9 +128,40 @@ static void on_wait_msg(natsConnection *nc, natsSubscription *sub,
 
 struct evlink {
 	natsConnection *nc;
+	evutil_socket_t fd;
+	bool stopped; /* nats.c stopped polling: fd may be closed (and reused) */
 	struct event *read;
 	struct event *write;
+	struct evlink *next;
 };
+
+/* The live ones, to find a connection's socket: nats.c attaches and
+ * detaches from its threads too. */
+static pthread_mutex_t evlinks_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct evlink *evlinks;
+
+static void evlinks_remove(struct evlink *e)
+{
+	for (struct evlink **p = &evlinks; *p; p = &(*p)->next)
+		if (*p == e) {
+			*p = e->next;
+			break;
+		}
+}
+
+/* End a connection nats.c still thinks alive, without the flush that
+ * natsConnection_Close does (it would wait on the loop for a PONG): its
+ * next read sees the end of the stream, and nats.c closes it. */
+static void evlink_shutdown(natsConnection *nc)
+{
+	pthread_mutex_lock(&evlinks_mu);
+	for (struct evlink *e = evlinks; e; e = e->next)
+		if (e->nc == nc && !e->stopped) {
+			shutdown(e->fd, SHUT_RDWR);
+			event_active(e->read, EV_READ, 0);
+		}
+	pthread_mutex_unlock(&evlinks_mu);
+}
 
 static void on_inbox_msg(natsConnection *nc, natsSubscription *sub,
                          natsMsg *msg, void *arg)
@@ -138,21 +185,29 @@ static natsStatus evlink_attach(void **data, void *loop, natsConnection *nc,
                                 natsSock fd)
 {
 	struct evlink *e = *data;
+	pthread_mutex_lock(&evlinks_mu);
 	if (!e) {
-		if (!(e = calloc(1, sizeof(*e))))
+		if (!(e = calloc(1, sizeof(*e)))) {
+			pthread_mutex_unlock(&evlinks_mu);
 			return NATS_NO_MEMORY;
+		}
 		e->nc = nc;
+		e->next = evlinks;
+		evlinks = e;
 	} else {
-		/* A reconnect: a new socket. */
+		/* nats.c never reconnects a connection of ours; be safe. */
 		event_free(e->read);
 		event_free(e->write);
 	}
+	e->fd = fd;
 	e->read = event_new(loop, fd, EV_READ | EV_PERSIST, evlink_cb, e);
 	e->write = event_new(loop, fd, EV_WRITE | EV_PERSIST, evlink_cb, e);
-	if (!e->read || !e->write || event_add(e->read, NULL) < 0)
-		return NATS_NO_MEMORY;
 	*data = e;
-	return NATS_OK;
+	natsStatus s = !e->read || !e->write || event_add(e->read, NULL) < 0
+	                       ? NATS_NO_MEMORY
+	                       : NATS_OK;
+	pthread_mutex_unlock(&evlinks_mu);
+	return s;
 }
 
 static natsStatus evlink_arm(struct event *ev, bool add)
@@ -163,7 +218,12 @@ static natsStatus evlink_arm(struct event *ev, bool add)
 
 static natsStatus evlink_read(void *data, bool add)
 {
-	return evlink_arm(((struct evlink *)data)->read, add);
+	struct evlink *e = data;
+	/* nats.c stops reading right before it closes the socket. */
+	pthread_mutex_lock(&evlinks_mu);
+	e->stopped = !add;
+	pthread_mutex_unlock(&evlinks_mu);
+	return evlink_arm(e->read, add);
 }
 
 static natsStatus evlink_write(void *data, bool add)
@@ -174,22 +234,27 @@ static natsStatus evlink_write(void *data, bool add)
 static natsStatus evlink_detach(void *data)
 {
 	struct evlink *e = data;
-	event_free(e->read);
-	event_free(e->write);
+	pthread_mutex_lock(&evlinks_mu);
+	evlinks_remove(e);
+	pthread_mutex_unlock(&evlinks_mu);
+	if (e->read)
+		event_free(e->read);
+	if (e->write)
+		event_free(e->write);
 	free(e);
 	return NATS_OK;
 }
 
-static int64_t reconnect_delay(natsConnection *nc, int attempts, void *arg)
+static uint64_t reconnect_delay(unsigned attempts)
 {
 	const struct config *c = L.conf;
 	uint64_t d = c->nats_reconnect_wait_min_ms;
-	for (int i = 1; i < attempts && d < c->nats_reconnect_wait_max_ms; i++)
+	for (unsigned i = 1; i < attempts && d < c->nats_reconnect_wait_max_ms; i++)
 		d *= 2;
 	if (d > c->nats_reconnect_wait_max_ms)
 		d = c->nats_reconnect_wait_max_ms;
 	/* Up to 10% jitter so a fleet does not reconnect in step. */
-	return (int64_t)(d + (uint64_t)rand() % (d / 10 + 1));
+	return d + (uint64_t)rand() % (d / 10 + 1);
 }
 
 static void *connect_thread(void *arg)
@@ -202,7 +267,7 @@ static void *connect_thread(void *arg)
 	snprintf(L.connect_error, sizeof(L.connect_error), "%s",
 	         why && *why ? why : natsStatus_GetText(s));
 	struct mail m = {.kind = MAIL_LINK_READY, .ptr = nc, .arg = s};
-	if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED) {
+	if (s != NATS_OK) {
 		natsConnection_Destroy(nc);
 		m.ptr = NULL;
 	}
@@ -249,16 +314,13 @@ static int build_options(const struct config *c)
 	s |= natsOptions_SetServers(o, (const char **)c->nats_urls,
 	                            c->n_nats_urls);
 	s |= natsOptions_SetName(o, c->nats_name ? c->nats_name : name);
-	s |= natsOptions_SetMaxReconnect(o, -1);
-	s |= natsOptions_SetCustomReconnectDelay(o, reconnect_delay, NULL);
-	s |= natsOptions_SetReconnectBufSize(o, (int)c->nats_reconnect_buffer);
-	s |= natsOptions_SetRetryOnFailedConnect(o, true, on_connected, NULL);
+	/* shipd makes every connection new (see the top of this file). */
+	s |= natsOptions_SetAllowReconnect(o, false);
 	s |= natsOptions_SetTimeout(o, c->nats_connect_timeout_ms);
 	s |= natsOptions_SetPingInterval(o, 10000);
 	s |= natsOptions_SetMaxPingsOut(o, 3);
 	s |= natsOptions_UseGlobalMessageDelivery(o, true);
 	s |= natsOptions_SetDisconnectedCB(o, on_disconnected, NULL);
-	s |= natsOptions_SetReconnectedCB(o, on_reconnected, NULL);
 	s |= natsOptions_SetClosedCB(o, on_closed, NULL);
 	s |= natsOptions_SetErrorHandler(o, on_error, NULL);
 	s |= natsOptions_SetEventLoop(o, base, evlink_attach, evlink_read,
@@ -323,8 +385,9 @@ struct link_wait {
 	uint64_t token;
 	bool multi;
 	/* JetStream delivers consumer messages under their own subjects, so
-	 * a multi wait listens on its inbox with a subscription of its own
-	 * and its messages are routed by token, not by subject. */
+	 * a multi wait listens on an inbox of its own (<inbox>.m.<token>,
+	 * which the single waits' <inbox>.* does not match: each message
+	 * comes once) and its messages are routed by token, not subject. */
 	natsSubscription *sub;
 	link_reply_fn *fn;
 	void *arg;
@@ -339,6 +402,7 @@ static void wait_free(struct link_wait *w)
 {
 	ipc_idmap_del(&waits, w->token);
 	if (w->sub) {
+		/* Its connection may be gone already: that ended it too. */
 		natsSubscription_Unsubscribe(w->sub);
 		natsSubscription_Destroy(w->sub);
 	}
@@ -365,6 +429,10 @@ void link_wait_rearm(struct link_wait *w, uint32_t timeout_ms)
 struct link_wait *link_wait_new(uint32_t timeout_ms, bool multi,
                                 link_reply_fn *fn, void *arg)
 {
+	/* A multi wait needs its subscription now; a single one is only
+	 * useful with a request sent now. */
+	if (!L.nc)
+		return NULL;
 	struct link_wait *w = calloc(1, sizeof(*w));
 	if (!w)
 		return NULL;
@@ -372,7 +440,8 @@ struct link_wait *link_wait_new(uint32_t timeout_ms, bool multi,
 	w->multi = multi;
 	w->fn = fn;
 	w->arg = arg;
-	snprintf(w->inbox, sizeof(w->inbox), "%s.%" PRIu64, L.inbox, w->token);
+	snprintf(w->inbox, sizeof(w->inbox), "%s.%s%" PRIu64, L.inbox,
+	         multi ? "m." : "", w->token);
 	w->timer = evtimer_new(base, wait_timeout, w);
 	if (!w->timer || ipc_idmap_put(&waits, w->token, w) < 0) {
 		if (w->timer)
@@ -380,10 +449,9 @@ struct link_wait *link_wait_new(uint32_t timeout_ms, bool multi,
 		free(w);
 		return NULL;
 	}
-	if (multi && (!L.nc ||
-	              natsConnection_Subscribe(&w->sub, L.nc, w->inbox, on_wait_msg,
-	                                       (void *)(uintptr_t)w->token) !=
-	                      NATS_OK)) {
+	if (multi && natsConnection_Subscribe(&w->sub, L.nc, w->inbox, on_wait_msg,
+	                                      (void *)(uintptr_t)w->token) !=
+	                     NATS_OK) {
 		wait_free(w);
 		return NULL;
 	}
@@ -410,12 +478,10 @@ void link_wait_cancel(struct link_wait *w)
 		wait_free(w);
 }
 
-static void wait_reply(uint64_t token, natsMsg *msg, bool via_sub)
+static void wait_reply(uint64_t token, natsMsg *msg)
 {
 	struct link_wait *w = ipc_idmap_get(&waits, token);
-	/* A wait with its own subscription also matches the inbox wildcard:
-	 * take each message once, from the subscription. */
-	if (!w || (w->sub && !via_sub)) {
+	if (!w) {
 		natsMsg_Destroy(msg); /* late: timed out or cancelled */
 		return;
 	}
@@ -459,10 +525,79 @@ static void waits_fail(void)
 	} while (n == 256);
 }
 
+/* ---- publishes kept while the link is down ---- */
+
+natsStatus link_hold(natsMsg *msg)
+{
+	size_t bytes = (size_t)natsMsg_GetDataLength(msg) +
+	               strlen(natsMsg_GetSubject(msg)) + 128;
+	const char **keys = NULL;
+	int nk = 0;
+	if (natsMsgHeader_Keys(msg, &keys, &nk) == NATS_OK) {
+		/* Headers cost about what their keys and values do. */
+		for (int i = 0; i < nk; i++) {
+			const char *v = NULL;
+			natsMsgHeader_Get(msg, keys[i], &v);
+			bytes += strlen(keys[i]) + (v ? strlen(v) : 0) + 4;
+		}
+		free((void *)keys);
+	}
+	struct held *h;
+	if (L.held_bytes + bytes > L.conf->nats_reconnect_buffer ||
+	    !(h = malloc(sizeof(*h)))) {
+		natsMsg_Destroy(msg);
+		return NATS_INSUFFICIENT_BUFFER;
+	}
+	h->msg = msg;
+	h->bytes = bytes;
+	TAILQ_INSERT_TAIL(&L.held, h, entry);
+	L.held_bytes += bytes;
+	return NATS_OK;
+}
+
+size_t link_held_bytes(void)
+{
+	return L.held_bytes;
+}
+
+/* Send what was kept, in order, before anything else goes out. */
+static void held_send(void)
+{
+	struct held *h;
+	uint64_t sent = 0, failed = 0;
+	while ((h = TAILQ_FIRST(&L.held))) {
+		TAILQ_REMOVE(&L.held, h, entry);
+		L.held_bytes -= h->bytes;
+		if (L.nc && natsConnection_PublishMsg(L.nc, h->msg) == NATS_OK)
+			sent++;
+		else
+			failed++; /* over this server's max_payload */
+		natsMsg_Destroy(h->msg);
+		free(h);
+	}
+	L.held_dropped += failed;
+	if (sent || failed)
+		log_info("sent %" PRIu64 " publishes kept while NATS was away"
+		         "%s%" PRIu64 " refused by the server",
+		         sent, failed ? "; " : "; none ", failed);
+}
+
+static void held_free(void)
+{
+	struct held *h;
+	while ((h = TAILQ_FIRST(&L.held))) {
+		TAILQ_REMOVE(&L.held, h, entry);
+		natsMsg_Destroy(h->msg);
+		free(h);
+	}
+	L.held_bytes = 0;
+}
+
 /* ---- loop side ---- */
 
 static void start_connect(void)
 {
+	L.connect_error[0] = '\0';
 	if (pthread_create(&L.thread, NULL, connect_thread, NULL) != 0)
 		fatal("%s: pthread_create", __func__);
 	L.connecting = true;
@@ -473,6 +608,13 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg)
 	start_connect();
 }
 
+static void schedule_connect(void)
+{
+	uint64_t ms = L.attempts ? reconnect_delay(L.attempts) : 0;
+	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000 * 1000)};
+	evtimer_add(L.retry_timer, &tv);
+}
+
 static void set_state(enum link_state st)
 {
 	if (L.info.state != st) {
@@ -481,12 +623,11 @@ static void set_state(enum link_state st)
 	}
 }
 
-static void measure_rtt(void)
+static void probe_send(void)
 {
-	if (!L.nc || L.rtt_pending || L.info.state != LINK_CONNECTED)
-		return;
-	/* A message to our own inbox comes back after one server round trip:
-	 * an RTT that never waits on the loop. */
+	/* A message to our own inbox comes back after one server round
+	 * trip: an RTT that never waits on the loop, and proof that the
+	 * link reads. */
 	char subj[96];
 	snprintf(subj, sizeof(subj), "%s.rtt", L.inbox);
 	L.rtt_sent_us = now_us();
@@ -494,15 +635,33 @@ static void measure_rtt(void)
 		L.rtt_pending = true;
 }
 
-static void rtt_cb(evutil_socket_t fd, short what, void *arg)
+static void link_lost(const char *why);
+
+static void probe_cb(evutil_socket_t fd, short what, void *arg)
 {
-	L.rtt_pending = false; /* a lost probe must not stop the next */
-	measure_rtt();
+	if (!L.nc)
+		return;
+	uint64_t now = now_us(), seen = mailbox_msgs_seen();
+	if (seen != L.msgs_seen) {
+		/* nats.c parsed messages since the last tick: it reads. */
+		L.msgs_seen = seen;
+		L.alive_us = now;
+	}
+	if (now - L.alive_us >= (uint64_t)L.conf->nats_dead_after_ms * 1000) {
+		char why[128];
+		snprintf(why, sizeof(why),
+		         "no answer from the server for %" PRIu64 " ms",
+		         (now - L.alive_us) / 1000);
+		link_lost(why);
+		control_flush();
+		return;
+	}
+	if (!L.rtt_pending)
+		probe_send();
 }
 
 static void refresh_info(void)
 {
-	natsStatistics *st;
 	char buf[256];
 	if (natsConnection_GetConnectedUrl(L.nc, buf, sizeof(buf)) == NATS_OK &&
 	    buf[0])
@@ -512,12 +671,68 @@ static void refresh_info(void)
 	    buf[0])
 		snprintf(L.info.server_id, sizeof(L.info.server_id), "%.63s", buf);
 	L.info.max_payload = natsConnection_GetMaxPayload(L.nc);
-	if (natsStatistics_Create(&st) == NATS_OK) {
-		if (natsConnection_GetStats(L.nc, st) == NATS_OK)
-			natsStatistics_GetCounts(st, NULL, NULL, NULL, NULL,
-			                         &L.info.reconnects);
-		natsStatistics_Destroy(st);
+}
+
+static void dying_add(natsConnection *nc)
+{
+	for (int i = 0; i < MAX_DYING; i++)
+		if (!L.dying[i]) {
+			L.dying[i] = nc;
+			return;
+		}
+	/* Never expected: nats.c closes a shut-down socket's connection on
+	 * its next read. Destroying it now may wait for a flush. */
+	log_warnx("%s: too many NATS connections closing", __func__);
+	natsConnection_Destroy(nc);
+}
+
+static bool dying_end(natsConnection *nc)
+{
+	for (int i = 0; i < MAX_DYING; i++)
+		if (L.dying[i] == nc) {
+			L.dying[i] = NULL;
+			natsConnection_Destroy(nc);
+			return true;
+		}
+	return false;
+}
+
+/* The connection is gone or useless: end everything on it, and make a
+ * new one. */
+static void link_lost(const char *why)
+{
+	natsConnection *nc = L.nc;
+	enum link_state old = L.info.state;
+	L.nc = NULL;
+	L.rtt_pending = false;
+	snprintf(L.info.last_error, sizeof(L.info.last_error), "%s", why);
+	set_state(L.ever_connected ? LINK_RECONNECTING : LINK_CONNECTING);
+	log_warnx("NATS link %s (was %s): %s", link_state_name(L.info.state),
+	          link_state_name(old), why);
+	natsSubscription_Destroy(L.inbox_sub);
+	L.inbox_sub = NULL;
+	waits_fail();
+	blocks_link_changed(false);
+	if (natsConnection_Status(nc) == NATS_CONN_STATUS_CLOSED) {
+		natsConnection_Destroy(nc);
+	} else {
+		evlink_shutdown(nc);
+		dying_add(nc);
 	}
+	L.attempts = 0;
+	schedule_connect();
+}
+
+static void connect_failed(const char *why)
+{
+	L.attempts++;
+	snprintf(L.info.last_error, sizeof(L.info.last_error), "%s", why);
+	/* The first failure says it; the next ones are the same story. */
+	if (L.attempts == 1)
+		log_warnx("connect to NATS: %s; retrying", why);
+	else
+		log_debug("connect to NATS (attempt %u): %s", L.attempts, why);
+	schedule_connect();
 }
 
 static void link_ready(struct mail *m)
@@ -525,106 +740,89 @@ static void link_ready(struct mail *m)
 	pthread_join(L.thread, NULL);
 	L.connecting = false;
 	L.connected_nc = NULL; /* the loop has it now */
-	natsStatus s = (natsStatus)m->arg;
 	if (!m->ptr) {
-		snprintf(L.info.last_error, sizeof(L.info.last_error), "%s",
-		         L.connect_error);
-		log_warnx("%s: connect to NATS: %s; retrying", __func__,
-		          L.connect_error);
-		struct timeval tv = {CONNECT_RETRY_MS / 1000,
-		                     CONNECT_RETRY_MS % 1000 * 1000};
-		evtimer_add(L.retry_timer, &tv);
+		connect_failed(L.connect_error);
 		return;
 	}
 	natsConnection *nc = m->ptr;
-	char *inbox = NULL;
-	if (natsInbox_Create(&inbox) != NATS_OK)
-		fatalx("%s: cannot create an inbox", __func__);
-	snprintf(L.inbox, sizeof(L.inbox), "%s", inbox);
-	natsInbox_Destroy(inbox);
+	if (!L.inbox[0]) {
+		char *inbox = NULL;
+		if (natsInbox_Create(&inbox) != NATS_OK)
+			fatalx("%s: cannot create an inbox", __func__);
+		snprintf(L.inbox, sizeof(L.inbox), "%s", inbox);
+		natsInbox_Destroy(inbox);
+	}
 	char subj[96];
 	snprintf(subj, sizeof(subj), "%s.*", L.inbox);
-	if (natsConnection_Subscribe(&L.inbox_sub, nc, subj, on_inbox_msg,
+	if (natsConnection_Status(nc) != NATS_CONN_STATUS_CONNECTED ||
+	    natsConnection_Subscribe(&L.inbox_sub, nc, subj, on_inbox_msg,
 	                             NULL) != NATS_OK) {
-		/* nats.c gave up on this connection (an authorization error
-		 * closes it): say why, and start over later. */
+		/* Lost already, or nats.c gave up on it (an authorization
+		 * error closes it): say why, and start over. */
 		const char *e = NULL;
+		char why[256];
 		natsConnection_GetLastError(nc, &e);
-		snprintf(L.info.last_error, sizeof(L.info.last_error), "%s",
-		         e && *e ? e : L.connect_error);
-		log_warnx("%s: NATS connection failed: %s; retrying", __func__,
-		          L.info.last_error);
-		natsConnection_Destroy(nc);
-		struct timeval tv = {CONNECT_RETRY_MS / 1000,
-		                     CONNECT_RETRY_MS % 1000 * 1000};
-		evtimer_add(L.retry_timer, &tv);
+		snprintf(why, sizeof(why), "%s",
+		         e && *e ? e : "connection lost right after connecting");
+		natsSubscription_Destroy(L.inbox_sub);
+		L.inbox_sub = NULL;
+		if (natsConnection_Status(nc) == NATS_CONN_STATUS_CLOSED) {
+			natsConnection_Destroy(nc);
+		} else {
+			evlink_shutdown(nc);
+			dying_add(nc);
+		}
+		connect_failed(why);
 		return;
 	}
-	L.nc = nc;
 	natsSubscription_SetPendingLimits(L.inbox_sub, -1, -1);
-	if (s == NATS_OK) {
-		L.ever_connected = true;
-		set_state(LINK_CONNECTED);
-		refresh_info();
-		log_info("connected to %s", L.info.url);
-		measure_rtt();
-	} else {
-		log_warnx("NATS at %s not reachable yet; retrying in the background",
-		          L.conf->nats_urls[0]);
-	}
-	pubsub_link_ready();
-	if (s == NATS_OK)
-		blocks_link_changed(true);
+	L.nc = nc;
+	if (L.ever_connected)
+		L.info.reconnects++;
+	L.ever_connected = true;
+	L.attempts = 0;
+	L.alive_us = now_us();
+	L.msgs_seen = mailbox_msgs_seen();
+	set_state(LINK_CONNECTED);
+	refresh_info();
+	log_info("connected to %s%s", L.info.url,
+	         L.info.reconnects ? " (reconnected)" : "");
+	probe_send();
+	/* Subscriptions first, as nats.c does on a reconnect: an app that
+	 * published to itself while NATS was away gets its message. */
+	blocks_link_changed(true);
+	held_send();
+	control_flush();
 }
 
-static void link_event(enum link_event ev, natsStatus err)
+static void link_event(natsConnection *nc, enum link_event ev, natsStatus err)
 {
 	if (ev == LINK_EV_ERROR) {
-		snprintf(L.info.last_error, sizeof(L.info.last_error), "%s",
-		         natsStatus_GetText(err));
+		if (nc == L.nc)
+			snprintf(L.info.last_error, sizeof(L.info.last_error),
+			         "%s", natsStatus_GetText(err));
 		log_debug("%s: NATS: %s", __func__, natsStatus_GetText(err));
 		return;
 	}
-	if (!L.nc)
+	if (ev == LINK_EV_CLOSED && dying_end(nc))
 		return;
-	/* Callbacks run late; trust the connection's present state. */
-	natsConnStatus cs = natsConnection_Status(L.nc);
-	enum link_state old = L.info.state;
-	if (cs == NATS_CONN_STATUS_CONNECTED) {
-		L.ever_connected = true;
-		set_state(LINK_CONNECTED);
-		refresh_info();
-	} else if (cs == NATS_CONN_STATUS_CLOSED) {
-		set_state(LINK_CLOSED);
-	} else {
-		set_state(L.ever_connected ? LINK_RECONNECTING : LINK_CONNECTING);
-	}
-	if (old == L.info.state)
-		return;
-	if (L.info.state == LINK_CONNECTED) {
-		log_info("connected to %s (%s)", L.info.url,
-		         ev == LINK_EV_RECONNECTED ? "reconnected" : "first time");
-		L.rtt_pending = false;
-		measure_rtt();
-	} else {
-		const char *e = NULL;
-		natsConnection_GetLastError(L.nc, &e);
-		if (e && *e)
-			snprintf(L.info.last_error, sizeof(L.info.last_error),
-			         "%s", e);
-		log_warnx("NATS link %s (was %s)", link_state_name(L.info.state),
-		          link_state_name(old));
-	}
-	if (L.info.state != LINK_CONNECTED)
-		waits_fail();
-	blocks_link_changed(L.info.state == LINK_CONNECTED);
+	if (!nc || nc != L.nc)
+		return; /* an old connection's news */
+	const char *e = NULL;
+	char why[256];
+	natsConnection_GetLastError(nc, &e);
+	snprintf(why, sizeof(why), "connection lost%s%s", e && *e ? ": " : "",
+	         e && *e ? e : "");
+	link_lost(why);
+	if (ev == LINK_EV_CLOSED)
+		dying_end(nc); /* closed already: link_lost kept it */
 	control_flush();
 }
 
 static void inbox_msg(natsMsg *msg, uint64_t sub_token)
 {
 	if (sub_token) {
-		wait_reply(sub_token, msg, true);
+		wait_reply(sub_token, msg);
 		return;
 	}
 	const char *subj = natsMsg_GetSubject(msg);
@@ -635,8 +833,10 @@ static void inbox_msg(natsMsg *msg, uint64_t sub_token)
 	}
 	tok++;
 	if (strcmp(tok, "rtt") == 0) {
-		if (L.rtt_pending)
+		if (L.rtt_pending) {
 			L.info.rtt_us = now_us() - L.rtt_sent_us;
+			L.alive_us = now_us();
+		}
 		L.rtt_pending = false;
 		natsMsg_Destroy(msg);
 		return;
@@ -647,7 +847,7 @@ static void inbox_msg(natsMsg *msg, uint64_t sub_token)
 		natsMsg_Destroy(msg);
 		return;
 	}
-	wait_reply(token, msg, false);
+	wait_reply(token, msg);
 }
 
 void link_handle_mail(struct mail *m)
@@ -657,7 +857,7 @@ void link_handle_mail(struct mail *m)
 		link_ready(m);
 		break;
 	case MAIL_LINK_EVENT:
-		link_event((enum link_event)(m->arg & 0xff),
+		link_event(m->ptr, (enum link_event)(m->arg & 0xff),
 		           (natsStatus)(m->arg >> 8));
 		break;
 	case MAIL_INBOX_MSG:
@@ -677,9 +877,11 @@ int link_start(const struct config *c)
 	if (build_options(c) < 0)
 		return -1;
 	L.retry_timer = evtimer_new(base, retry_cb, NULL);
-	L.rtt_timer = event_new(base, -1, EV_PERSIST, rtt_cb, NULL);
-	struct timeval tv = {RTT_INTERVAL_MS / 1000, 0};
-	if (!L.retry_timer || !L.rtt_timer || evtimer_add(L.rtt_timer, &tv) < 0)
+	L.probe_timer = event_new(base, -1, EV_PERSIST, probe_cb, NULL);
+	struct timeval tv = {PROBE_INTERVAL_MS / 1000,
+	                     PROBE_INTERVAL_MS % 1000 * 1000};
+	if (!L.retry_timer || !L.probe_timer ||
+	    evtimer_add(L.probe_timer, &tv) < 0)
 		return -1;
 	start_connect();
 	return 0;
@@ -734,13 +936,18 @@ void link_finish(void)
 	ipc_idmap_finish(&waits);
 	natsConnection_Destroy(L.nc);
 	L.nc = NULL;
+	for (int i = 0; i < MAX_DYING; i++) {
+		natsConnection_Destroy(L.dying[i]);
+		L.dying[i] = NULL;
+	}
+	held_free();
 	natsOptions_Destroy(L.opts);
 	L.opts = NULL;
-	if (L.rtt_timer)
-		event_free(L.rtt_timer);
+	if (L.probe_timer)
+		event_free(L.probe_timer);
 	if (L.retry_timer)
 		event_free(L.retry_timer);
-	L.rtt_timer = L.retry_timer = NULL;
+	L.probe_timer = L.retry_timer = NULL;
 }
 
 size_t link_buffered(void)
@@ -756,7 +963,7 @@ natsConnection *link_conn(void)
 
 bool link_connected(void)
 {
-	return L.nc && L.info.state == LINK_CONNECTED;
+	return L.nc != NULL;
 }
 
 const struct link_info *link_info(void)

@@ -27,7 +27,12 @@ struct sub {
 	uint64_t unreported; /* dropped since the last delivery */
 	_Atomic uint64_t dropped_early; /* refused by the mailbox */
 	uint64_t nats_dropped;          /* nats.c's count, last seen */
-	natsSubscription *ns; /* until nats.c says it is complete */
+	natsSubscription *ns; /* on the present connection */
+	uint64_t ticket;      /* ns's, in `tickets` */
+	/* natsSubscriptions made for it that nats.c has not completed yet
+	 * (ns, and those of connections gone): until then nats.c may still
+	 * call back with it, so it stays. */
+	unsigned live;
 	bool ended;
 };
 
@@ -43,6 +48,10 @@ struct request {
 
 static TAILQ_HEAD(, sub) subs = TAILQ_HEAD_INITIALIZER(subs);
 static uint32_t n_subs;
+/* One per natsSubscription: its completion names it, so the completion
+ * of one on a connection gone is not taken for the present one's. */
+static struct ipc_idmap tickets;
+static uint64_t next_ticket;
 
 Ship__Code pubsub_code(natsStatus s)
 {
@@ -138,11 +147,26 @@ static bool check_msg(struct client *c, uint64_t id, const Ship__Msg *m)
 	       check_headers(c, id, m);
 }
 
-/* Build and send a message, with headers if it has any (m may be NULL). */
+/* Build and send a message, with headers if it has any (m may be NULL);
+ * while the link is down it is kept for later. */
 static natsStatus send_msg(const char *subject, const char *reply,
                            const void *data, size_t len, const Ship__Msg *m)
 {
 	natsConnection *nc = link_conn();
+	if (!nc) {
+		natsMsg *msg;
+		natsStatus s = natsMsg_Create(&msg, subject,
+		                              reply[0] ? reply : NULL, data,
+		                              (int)len);
+		for (size_t i = 0; s == NATS_OK && m && i < m->n_headers; i++)
+			s = natsMsgHeader_Add(msg, m->headers[i]->key,
+			                      m->headers[i]->value);
+		if (s != NATS_OK) {
+			natsMsg_Destroy(msg);
+			return s;
+		}
+		return link_hold(msg);
+	}
 	if ((!m || m->n_headers == 0) && !reply[0])
 		return natsConnection_Publish(nc, subject, data, (int)len);
 	if (!m || m->n_headers == 0)
@@ -164,13 +188,21 @@ static void publish(struct client *c, uint64_t id, const char *subject,
                     const char *reply, const void *data, size_t len,
                     const Ship__Msg *m, bool fail_if_disconnected)
 {
-	if (!link_conn() || (fail_if_disconnected && !link_connected())) {
+	if (fail_if_disconnected && !link_connected()) {
 		client_error(c, id, SHIP__CODE__UNAVAILABLE,
 		             "NATS is not connected (%s)",
 		             link_state_name(link_info()->state));
 		return;
 	}
 	natsStatus s = send_msg(subject, reply, data, len, m);
+	if (s == NATS_INSUFFICIENT_BUFFER && !link_connected()) {
+		client_error(c, id, SHIP__CODE__UNAVAILABLE,
+		             "NATS is not connected (%s) and the %u bytes kept "
+		             "for it are full",
+		             link_state_name(link_info()->state),
+		             conf->nats_reconnect_buffer);
+		return;
+	}
 	if (s != NATS_OK) {
 		client_error(c, id, pubsub_code(s), "publish to '%.128s': %s",
 		             subject, natsStatus_GetText(s));
@@ -372,11 +404,12 @@ static void request_done(void *arg, natsMsg *msg, natsStatus st)
 		client_error(c, r->op.id, SHIP__CODE__NO_RESPONDERS,
 		             "no responders on '%.128s'", r->subject);
 	} else if (st == NATS_TIMEOUT) {
-		client_error(c, r->op.id, SHIP__CODE__TIMEOUT,
-		             "no reply on '%.128s' in time", r->subject);
+		/* A responder may have acted and not answered in time. */
+		client_error_ex(c, r->op.id, SHIP__CODE__TIMEOUT, true,
+		                "no reply on '%.128s' in time", r->subject);
 	} else {
-		client_error(c, r->op.id, SHIP__CODE__UNAVAILABLE,
-		             "NATS connection lost during the request");
+		client_error_ex(c, r->op.id, SHIP__CODE__UNAVAILABLE, true,
+		                "NATS connection lost during the request");
 	}
 	natsMsg_Destroy(msg);
 	request_free(r);
@@ -406,12 +439,15 @@ static void sub_msg_cb(natsConnection *nc, natsSubscription *ns, natsMsg *msg,
 
 static void sub_complete_cb(void *arg)
 {
-	struct mail m = {.kind = MAIL_SUB_COMPLETE, .ptr = arg};
+	struct mail m = {.kind = MAIL_SUB_COMPLETE,
+	                 .arg = (uint64_t)(uintptr_t)arg};
 	mailbox_post(&m, false);
 }
 
 static void sub_free(struct sub *s)
 {
+	if (s->ticket)
+		ipc_idmap_del(&tickets, s->ticket);
 	TAILQ_REMOVE(&subs, s, entry);
 	free(s->subject);
 	free(s->queue);
@@ -442,7 +478,7 @@ static void sub_end(struct sub *s, Ship__Code code, const char *why)
 	}
 	if (s->ns)
 		natsSubscription_Unsubscribe(s->ns); /* completes later */
-	else
+	else if (!s->live)
 		sub_free(s);
 }
 
@@ -460,19 +496,33 @@ static const struct stream_kind sub_kind = {
 static natsStatus sub_open(struct sub *s)
 {
 	natsConnection *nc = link_conn();
+	uint64_t ticket = ++next_ticket;
+	if (ipc_idmap_put(&tickets, ticket, s) < 0)
+		return NATS_NO_MEMORY;
 	natsStatus st =
 		s->queue[0] ? natsConnection_QueueSubscribe(&s->ns, nc, s->subject,
 		                                            s->queue, sub_msg_cb, s)
 		            : natsConnection_Subscribe(&s->ns, nc, s->subject,
 		                                       sub_msg_cb, s);
-	if (st != NATS_OK)
+	if (st == NATS_OK)
+		st = natsSubscription_SetOnCompleteCB(
+			s->ns, sub_complete_cb, (void *)(uintptr_t)ticket);
+	if (st != NATS_OK) {
+		ipc_idmap_del(&tickets, ticket);
+		natsSubscription_Destroy(s->ns);
+		s->ns = NULL;
 		return st;
+	}
+	s->ticket = ticket;
+	s->live++;
+	s->nats_dropped = 0; /* a new natsSubscription counts from 0 */
 	/* Messages nats.c read but its delivery thread has not handed over
 	 * yet are bounded too; what it drops there is counted below. */
 	natsSubscription_SetPendingLimits(s->ns, 16384, 2 << 20);
-	natsSubscription_SetOnCompleteCB(s->ns, sub_complete_cb, s);
-	if (s->max_msgs && s->max_msgs <= INT32_MAX)
-		natsSubscription_AutoUnsubscribe(s->ns, (int)s->max_msgs);
+	/* After a reconnect, only what is left of max_msgs. */
+	uint64_t left = s->max_msgs > s->received ? s->max_msgs - s->received : 1;
+	if (s->max_msgs && left <= INT32_MAX)
+		natsSubscription_AutoUnsubscribe(s->ns, (int)left);
 	return NATS_OK;
 }
 
@@ -536,7 +586,6 @@ static void handle_subscribe(struct client *c, uint64_t id,
 			/* No stream was opened: drop it without a StreamEnd. */
 			stream_close(&s->st);
 			n_subs--;
-			natsSubscription_Destroy(s->ns);
 			sub_free(s);
 			return;
 		}
@@ -595,20 +644,34 @@ static void sub_deliver(struct sub *s, natsMsg *msg)
 		sub_end(s, SHIP__CODE__OK, NULL);
 }
 
-static void sub_complete(struct sub *s)
+static void sub_complete(uint64_t ticket)
 {
+	struct sub *s = ipc_idmap_del(&tickets, ticket);
+	if (!s)
+		return;
+	s->live--;
+	if (ticket != s->ticket) {
+		/* One of a connection gone: ended when that connection did. */
+		if (s->ended && !s->live && !s->ns)
+			sub_free(s);
+		return;
+	}
+	s->ticket = 0;
 	natsSubscription_Destroy(s->ns);
 	s->ns = NULL;
-	if (!s->ended) {
-		/* nats.c ended it: max_msgs reached while some were dropped
-		 * early, or the connection closed. */
-		uint64_t early = atomic_exchange(&s->dropped_early, 0);
-		s->dropped += early;
-		stats.dropped += early;
-		sub_end(s, SHIP__CODE__OK, NULL);
-	} else {
-		sub_free(s);
+	if (s->ended) {
+		if (!s->live)
+			sub_free(s);
+		return;
 	}
+	natsConnection *nc = link_conn();
+	if (!nc || natsConnection_Status(nc) != NATS_CONN_STATUS_CONNECTED)
+		return; /* the connection closed: made again on the next */
+	/* nats.c ended it: max_msgs reached while some were dropped early. */
+	uint64_t early = atomic_exchange(&s->dropped_early, 0);
+	s->dropped += early;
+	stats.dropped += early;
+	sub_end(s, SHIP__CODE__OK, NULL);
 }
 
 void pubsub_handle_mail(struct mail *m)
@@ -616,15 +679,34 @@ void pubsub_handle_mail(struct mail *m)
 	if (m->kind == MAIL_SUB_MSG)
 		sub_deliver(m->ptr, m->msg);
 	else if (m->kind == MAIL_SUB_COMPLETE)
-		sub_complete(m->ptr);
+		sub_complete(m->arg);
 }
 
-void pubsub_link_ready(void)
+/* The connection is gone: its natsSubscriptions with it. Each completes
+ * later under its own ticket; the streams go on, and are subscribed again
+ * on the next connection. */
+static void link_lost(void)
+{
+	struct sub *s;
+	TAILQ_FOREACH(s, &subs, entry) {
+		if (!s->ns)
+			continue;
+		natsSubscription_Destroy(s->ns);
+		s->ns = NULL;
+		s->ticket = 0;
+	}
+}
+
+static void link_up(void)
 {
 	struct sub *s, *tmp;
 	TAILQ_FOREACH_SAFE(s, &subs, entry, tmp) {
 		if (s->ended || s->ns)
 			continue;
+		if (s->max_msgs && s->received >= s->max_msgs) {
+			sub_end(s, SHIP__CODE__OK, NULL);
+			continue;
+		}
 		natsStatus st = sub_open(s);
 		if (st != NATS_OK) {
 			char why[160];
@@ -652,13 +734,22 @@ static void req_request(struct client *c, const Ship__ClientFrame *f)
 	handle_request(c, f->id, f->request);
 }
 
+static void pubsub_link_changed(bool up)
+{
+	if (up)
+		link_up();
+	else
+		link_lost();
+}
+
 const struct block pubsub_block = {
 	.name = "pubsub",
+	.link_changed = pubsub_link_changed,
 	.requests = (const struct block_request[]){
-		{SHIP__CLIENT_FRAME__BODY_PUBLISH, req_publish},
-		{SHIP__CLIENT_FRAME__BODY_SUBSCRIBE, req_subscribe},
-		{SHIP__CLIENT_FRAME__BODY_REQUEST, req_request},
-		{0, NULL},
+		{SHIP__CLIENT_FRAME__BODY_PUBLISH, req_publish, true},
+		{SHIP__CLIENT_FRAME__BODY_SUBSCRIBE, req_subscribe, false},
+		{SHIP__CLIENT_FRAME__BODY_REQUEST, req_request, true},
+		{0, NULL, false},
 	},
 };
 
@@ -676,4 +767,5 @@ void pubsub_finish(void)
 	struct sub *s;
 	while ((s = TAILQ_FIRST(&subs)))
 		sub_free(s);
+	ipc_idmap_finish(&tickets);
 }

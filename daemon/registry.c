@@ -131,12 +131,19 @@ static void backoff_cb(evutil_socket_t fd, short what, void *arg)
 	step(arg);
 }
 
-static void reply_error(struct rop *o, Ship__Code code, const char *text)
+static void reply_js_error(struct rop *o, const struct js_err *e)
 {
 	if (o->base.c)
-		client_error(o->base.c, o->base.id, code, "%s", text);
-	else if (code != SHIP__CODE__OK)
-		log_debug("registry: %s %s: %s", o->bucket, o->key, text);
+		client_js_error(o->base.c, o->base.id, e);
+	else if (e->code != SHIP__CODE__OK)
+		log_debug("registry: %s %s: %s", o->bucket, o->key, e->text);
+}
+
+static void reply_error(struct rop *o, Ship__Code code, const char *text)
+{
+	struct js_err e = {.code = code};
+	snprintf(e.text, sizeof(e.text), "%s", text);
+	reply_js_error(o, &e);
 }
 
 static void ka_free(struct keepalive *k);
@@ -148,7 +155,7 @@ static void rop_fail(struct rop *o, const struct js_err *e)
 	                                      o->kind == R_BEING
 	                              ? o->ka
 	                              : NULL;
-	reply_error(o, e->code, e->text);
+	reply_js_error(o, e);
 	rop_free(o);
 	if (k)
 		ka_free(k);
@@ -163,7 +170,11 @@ static void on_ensured(void *arg, const struct js_err *e)
 		return;
 	}
 	if (e) {
-		rop_fail(o, e);
+		/* The store's own write was never sent: its outcome is
+		 * known, whatever became of the bucket. */
+		struct js_err known = *e;
+		known.unknown = false;
+		rop_fail(o, &known);
 		return;
 	}
 	ensured[store_index(o->bucket)] = true;
@@ -559,7 +570,7 @@ static void store_read(void *arg, const struct kv_entry *e,
 			reply_error(o, SHIP__CODE__NOT_FOUND, "key not found");
 		}
 	} else {
-		reply_error(o, err->code, err->text);
+		reply_js_error(o, err);
 	}
 	rop_free(o);
 }
@@ -906,9 +917,9 @@ static void req_store(struct client *c, const Ship__ClientFrame *f)
 const struct block registry_block = {
 	.name = "registry",
 	.requests = (const struct block_request[]){
-		{SHIP__CLIENT_FRAME__BODY_BEING, req_being},
-		{SHIP__CLIENT_FRAME__BODY_STORE, req_store},
-		{0, NULL},
+		{SHIP__CLIENT_FRAME__BODY_BEING, req_being, true},
+		{SHIP__CLIENT_FRAME__BODY_STORE, req_store, true},
+		{0, NULL, false},
 	},
 	.client_gone = client_gone,
 	.link_changed = link_changed,

@@ -82,6 +82,7 @@ struct config {
 	uint32_t nats_reconnect_wait_min_ms;
 	uint32_t nats_reconnect_wait_max_ms;
 	uint32_t nats_reconnect_buffer;  /* bytes kept while reconnecting */
+	uint32_t nats_dead_after_ms;     /* silence that proves a link dead */
 	uint32_t max_frame;              /* bytes, header included */
 	uint32_t client_output_limit;    /* bytes queued to one client */
 	uint32_t max_clients;
@@ -124,9 +125,9 @@ char *config_read_secret(const char *path);
 
 enum mail_kind {
 	MAIL_SUB_MSG,      /* ptr: struct sub; msg */
-	MAIL_SUB_COMPLETE, /* ptr: struct sub */
+	MAIL_SUB_COMPLETE, /* arg: the natsSubscription's ticket (pubsub.c) */
 	MAIL_INBOX_MSG,    /* msg on the reply inbox */
-	MAIL_LINK_EVENT,   /* arg: enum link_event */
+	MAIL_LINK_EVENT,   /* ptr: natsConnection; arg: enum link_event */
 	MAIL_LINK_READY,   /* the connect thread finished; ptr: natsConnection */
 };
 
@@ -150,6 +151,9 @@ void mailbox_discard(void);
 int mailbox_post(const struct mail *m, bool droppable);
 void mailbox_set_limit(size_t max_bytes);
 size_t mailbox_queued_bytes(void);
+/* Messages nats.c has handed over since start (taken or dropped): proof
+ * that its reader parses what the server sends. */
+uint64_t mailbox_msgs_seen(void);
 
 /* ---- natslink.c: the NATS connection ---- */
 
@@ -182,9 +186,14 @@ struct link_info {
 /* Starts the connect thread; never blocks the loop. */
 int link_start(const struct config *conf);
 void link_stop(void);
-/* The connection, or NULL before the first connect attempt finished. */
+/* The connection while it is connected, else NULL: nothing on the loop
+ * calls nats.c on a connection that is not. */
 natsConnection *link_conn(void);
 bool link_connected(void);
+/* Keep a publish (ownership passes) until the link is back, within
+ * nats_reconnect_buffer bytes; NATS_INSUFFICIENT_BUFFER past it. */
+natsStatus link_hold(natsMsg *msg);
+size_t link_held_bytes(void);
 /* Bytes written to the connection that the server has not taken yet. */
 size_t link_buffered(void);
 const struct link_info *link_info(void);
@@ -297,6 +306,15 @@ int client_send(struct client *c, const Ship__ServerFrame *f);
 int client_push(struct client *c, const Ship__ServerFrame *f);
 void client_error(struct client *c, uint64_t id, Ship__Code code,
                   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* The same for an operation that may have reached NATS: with unknown (and
+ * code TIMEOUT or UNAVAILABLE) the answer has outcome_unknown set and its
+ * message says the operation may have been applied. */
+void client_error_ex(struct client *c, uint64_t id, Ship__Code code,
+                     bool unknown, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+struct js_err;
+/* Answer e (its code and text; e->unknown sets outcome_unknown). */
+void client_js_error(struct client *c, uint64_t id, const struct js_err *e);
 void client_ok(struct client *c, uint64_t id);
 /* Start o as request id of c, or refuse it, answered, at max_requests. */
 bool op_begin(struct op *o, struct client *c, uint64_t id,
@@ -341,6 +359,10 @@ typedef void block_request_fn(struct client *c, const Ship__ClientFrame *f);
 struct block_request {
 	Ship__ClientFrame__BodyCase kind;
 	block_request_fn *fn;
+	/* It carries a payload to NATS (publish, KV write, emit, ...): while
+	 * NATS takes nothing, a client whose next frame is one is paused
+	 * there, and the other clients go on. */
+	bool payload;
 };
 
 /* A building block. Its requests' ops and its streams are the socket
@@ -362,6 +384,8 @@ extern const struct block admin_block, pubsub_block, kv_block,
 void blocks_init(void);
 /* The handler of a request kind, or NULL. */
 block_request_fn *blocks_handler(int kind);
+/* Whether a request kind carries a payload to NATS. */
+bool blocks_payload(int kind);
 void blocks_client_gone(struct client *c);
 void blocks_link_changed(bool up);
 void blocks_finish(void);
@@ -375,7 +399,6 @@ void pubsub_publish_view(struct client *c, const struct ipc_publish_view *v);
 void pubsub_handle_mail(struct mail *m);
 Ship__Code pubsub_code(natsStatus s);
 /* The link has a connection: create what waited for it. */
-void pubsub_link_ready(void);
 /* At shutdown: drop nats.c objects, then (after nats.c stopped) free. */
 void pubsub_release_nats(void);
 void pubsub_finish(void);
@@ -530,6 +553,10 @@ struct consumer_spec {
 	consumer_describe_fn *describe;
 	consumer_free_fn *free_delivery;
 	consumer_skip_fn *skip;
+	bool update;         /* a durable's other settings are applied */
+	bool shared;         /* a durable may be pulled by others that share */
+	bool fixed;          /* the app names no settings (channels): no
+	                      * update or shared to suggest in errors */
 };
 
 struct consumer {
@@ -551,11 +578,24 @@ struct consumer {
 	uint64_t next_token;
 	struct ipc_idmap acks; /* token -> ack subject */
 	struct js_call *create_call;
+	/* One wait (one NATS subscription) for the consumer's pulls, kept
+	 * from pull to pull; gone when the link fails it, made again. */
 	struct link_wait *pull_wait;
 	struct event *later; /* pull again once the app's socket drains */
+	struct event *retry; /* look the consumer up again (backoff) */
 	consumer_describe_fn *describe;
 	consumer_free_fn *free_delivery;
 	consumer_skip_fn *skip;
+	bool update, shared, fixed; /* from the spec */
+	bool updating;        /* the create in flight changes a durable */
+	bool stream_new;      /* the stream was found missing: when it is
+	                       * back it is another one */
+	uint64_t created_ns;  /* when the server made the consumer */
+	uint64_t last_seq;    /* stream seq of the last delivery */
+	uint64_t lost_ms;     /* since when the stream is missing, or 0 */
+	unsigned fails;       /* lookups in a row without a delivery */
+	struct durable *use;  /* the durable in use by it (consumer.c) */
+	TAILQ_ENTRY(consumer) use_entry; /* its other users */
 };
 
 /* Open a consumer as stream id of c; answers the app (OK once it exists
@@ -571,12 +611,46 @@ void consumer_end(struct consumer *k, Ship__Code code, const char *why);
 void consumer_link_changed(bool up);
 void consumer_finish(void);
 
+/* ---- durable.c: durables in use, and their settings ---- */
+
+/* A durable (stream and consumer name) that consumers of this shipd pull:
+ * one app's, or shared by all of them if each asked for it. */
+struct durable;
+struct durable *durable_find(const char *stream, const char *name);
+/* k (its stream and name set) is one more user; -1 if out of memory. */
+int durable_take(struct consumer *k, bool shared);
+/* k is no user any more; NULL-safe about k->use. */
+void durable_release(struct consumer *k);
+/* Another subscription has sp's durable and they do not both share it:
+ * refused, answered with CONFLICT, true. */
+bool durable_busy(struct client *c, uint64_t id,
+                  const struct consumer_spec *sp);
+void durable_finish(void);
+
+/* What differs between a durable's settings (have, its config as the
+ * server gives it) and a request's (want): the settings an app names,
+ * not its start. fixed: some difference no update can change. */
+struct durable_diff {
+	char text[400];
+	size_t n;
+	unsigned count;
+	bool fixed;
+};
+void durable_diff(json_t *have, json_t *want, struct durable_diff *d);
+/* have with want's settings: what an update sends (its start kept). */
+json_t *durable_updated_config(json_t *have, json_t *want);
+/* A string member of a JSON object, "" if there is none. */
+const char *durable_str(json_t *obj, const char *key);
+
 /* ---- jetstream.c: JetStream calls that never block the loop ---- */
 
 struct js_err {
 	Ship__Code code;
 	int err_code; /* JetStream's own, 0 if none */
 	char text[256];
+	/* A write was sent and no answer came (TIMEOUT, or the connection
+	 * lost): it may have been applied. */
+	bool unknown;
 };
 
 struct js_call;

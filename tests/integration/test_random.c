@@ -754,6 +754,7 @@ static const char *const code_names[] = {
 	"ALREADY_EXISTS", "WRONG_REVISION",  "PERMISSION_DENIED",
 	"UNAVAILABLE", "TIMEOUT",            "RESOURCE_EXHAUSTED",
 	"INTERNAL",    "NO_RESPONDERS",      "UNIMPLEMENTED",
+	"CONFLICT",
 };
 
 struct tally {

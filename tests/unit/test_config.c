@@ -840,7 +840,7 @@ START_TEST(test_print_round_trip)
 		              p);
 	/* One line per key, in the documented order. */
 	static const char tail[] = "\nlog_level = debug\n# stream = (none)\n";
-	ck_assert_int_eq(count_lines(p), 33);
+	ck_assert_int_eq(count_lines(p), 34);
 	ck_assert_ptr_eq(strstr(p, "socket = "), p);
 	ck_assert_uint_gt(strlen(p), strlen(tail));
 	ck_assert_str_eq(p + strlen(p) - strlen(tail), tail);
