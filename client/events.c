@@ -294,9 +294,19 @@ SHIPC_EXPORT uint64_t shipc_event_subscribe(struct shipc *h,
                                             const struct shipc_event_sub *s,
                                             shipc_event_fn *cb, void *arg)
 {
+	return shipc_event_subscribe_flags(h, s, 0, cb, arg);
+}
+
+/* The options struct is the app's and has no size: new options are
+ * flags here, so that it never grows under an older binary. */
+SHIPC_EXPORT uint64_t shipc_event_subscribe_flags(struct shipc *h,
+                                                  const struct shipc_event_sub *s,
+                                                  int flags, shipc_event_fn *cb,
+                                                  void *arg)
+{
 	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
 	Ship__EventSubscribe m = SHIP__EVENT_SUBSCRIBE__INIT;
-	if (!s) {
+	if (!s || (flags & ~(SHIPC_EVENT_UPDATE | SHIPC_EVENT_SHARED))) {
 		errno = EINVAL;
 		return 0;
 	}
@@ -313,6 +323,8 @@ SHIPC_EXPORT uint64_t shipc_event_subscribe(struct shipc *h,
 	m.credit = s->credit;
 	m.stream = (char *)or_empty(s->stream);
 	m.prefix = (char *)or_empty(s->prefix);
+	m.update = (flags & SHIPC_EVENT_UPDATE) != 0;
+	m.shared = (flags & SHIPC_EVENT_SHARED) != 0;
 	f.body_case = SHIP__CLIENT_FRAME__BODY_EVENT_SUBSCRIBE;
 	f.event_subscribe = &m;
 	return open_consumer(h, &f, s->pattern ? s->pattern : ">", cb, arg);

@@ -154,10 +154,14 @@ static int cmd_tail(int argc, char **argv)
 		{"count", required_argument, NULL, 'c'},
 		{"stream", required_argument, NULL, 't'},
 		{"prefix", required_argument, NULL, 'p'},
+		{"update", no_argument, NULL, 'u'},
+		{"shared", no_argument, NULL, 'H'},
 		{NULL, 0, NULL, 0}};
+	/* New events by default; a durable that exists resumes where it
+	 * was whatever the start option says. */
 	struct shipc_event_sub s = {.deliver = SHIPC_DELIVER_NEW, .credit = 64};
 	struct tail t = {0};
-	int ch;
+	int ch, flags = 0;
 	while ((ch = getopt_long(argc, argv, "c:", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'd':
@@ -184,24 +188,31 @@ static int cmd_tail(int argc, char **argv)
 		case 'p':
 			s.prefix = optarg;
 			break;
+		case 'u':
+			flags |= SHIPC_EVENT_UPDATE;
+			break;
+		case 'H':
+			flags |= SHIPC_EVENT_SHARED;
+			break;
 		default:
 			goto usage;
 		}
 	}
-	if (argc - optind > 1)
+	if (argc - optind > 1 || (flags && !s.durable))
 		goto usage;
 	s.pattern = argc - optind == 1 ? argv[optind] : ">";
 	if (t.max && t.max < s.credit)
 		s.credit = (uint32_t)t.max;
 	if (open_handle() < 0)
 		return 1;
-	t.sub = shipc_event_subscribe(h, &s, on_tail, &t);
+	t.sub = shipc_event_subscribe_flags(h, &s, flags, on_tail, &t);
 	if (!t.sub)
 		return fail("subscribe", errno);
 	return run_tail(&t);
 usage:
-	fprintf(stderr, "usage: shipctl events tail [PATTERN] [--durable NAME] "
-	                "[--all|--new|--since-seq N] [-c N]\n");
+	fprintf(stderr, "usage: shipctl events tail [PATTERN] [--durable NAME "
+	                "[--update] [--shared]] [--all|--new|--since-seq N] "
+	                "[-c N]\n");
 	return 2;
 }
 

@@ -219,6 +219,8 @@ static void handle_listen(struct client *c, uint64_t id,
 		.describe = describe_channel,
 		.free_delivery = events_free_delivery,
 		.skip = own_message,
+		/* One listener per agent and channel; resumed as it is. */
+		.fixed = true,
 	};
 	if (cfg)
 		consumer_open(c, id, &spec);
@@ -353,11 +355,8 @@ static void on_history_msg(void *arg, natsMsg *msg, natsStatus st)
 		history_reply(h);
 		return;
 	}
-	if (h->outstanding == 0) {
-		link_wait_cancel(h->wait);
-		h->wait = NULL;
-		history_pull(h);
-	}
+	if (h->outstanding == 0)
+		history_pull(h); /* on the same wait */
 }
 
 static void history_pull(struct history *h)
@@ -371,9 +370,14 @@ static void history_pull(struct history *h)
 	char body[64];
 	snprintf(body, sizeof(body), "{\"batch\":%u,\"no_wait\":true}",
 	         h->batch);
-	h->wait = link_wait_new(API_TIMEOUT_MS, true, on_history_msg, h);
-	if (!h->wait ||
-	    natsConnection_PublishRequestString(link_conn(), subject,
+	/* One wait (one subscription) for all of the history's pulls. */
+	if (h->wait)
+		link_wait_rearm(h->wait, API_TIMEOUT_MS);
+	else
+		h->wait = link_wait_new(API_TIMEOUT_MS, true, on_history_msg, h);
+	natsConnection *nc = link_conn();
+	if (!h->wait || !nc ||
+	    natsConnection_PublishRequestString(nc, subject,
 	                                        link_wait_inbox(h->wait),
 	                                        body) != NATS_OK) {
 		history_fail(h, SHIP__CODE__UNAVAILABLE, "NATS is not connected");
@@ -477,9 +481,9 @@ static void req_history(struct client *c, const Ship__ClientFrame *f)
 const struct block channels_block = {
 	.name = "channels",
 	.requests = (const struct block_request[]){
-		{SHIP__CLIENT_FRAME__BODY_CHANNEL_SEND, req_send},
-		{SHIP__CLIENT_FRAME__BODY_CHANNEL_LISTEN, req_listen},
-		{SHIP__CLIENT_FRAME__BODY_CHANNEL_HISTORY, req_history},
-		{0, NULL},
+		{SHIP__CLIENT_FRAME__BODY_CHANNEL_SEND, req_send, true},
+		{SHIP__CLIENT_FRAME__BODY_CHANNEL_LISTEN, req_listen, false},
+		{SHIP__CLIENT_FRAME__BODY_CHANNEL_HISTORY, req_history, false},
+		{0, NULL, false},
 	},
 };

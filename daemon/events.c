@@ -154,10 +154,10 @@ static void on_acked(void *arg, uint64_t seq, bool dup, const struct js_err *e)
 	} else if (e && (e->code == SHIP__CODE__UNAVAILABLE ||
 	                 e->code == SHIP__CODE__TIMEOUT)) {
 		/* Maybe stored: the id makes a retry safe. */
-		client_error(p->op.c, p->op.id, e->code,
-		             "%s (Nats-Msg-Id %s; retrying with the same id is "
-		             "safe)",
-		             e->text, p->msg_id);
+		client_error_ex(p->op.c, p->op.id, e->code, e->unknown,
+		                "%s (Nats-Msg-Id %s; retrying with the same id "
+		                "is safe)",
+		                e->text, p->msg_id);
 	} else if (e) {
 		client_error(p->op.c, p->op.id, e->code, "%s (Nats-Msg-Id %s)",
 		             e->text, p->msg_id);
@@ -365,7 +365,7 @@ static void on_declared(void *arg, const struct js_err *e, bool created)
 	} else if (!d->op.c) {
 		/* The app left; the declaration went on without it. */
 	} else if (e) {
-		client_error(d->op.c, d->op.id, e->code, "%s", e->text);
+		client_js_error(d->op.c, d->op.id, e);
 	} else {
 		client_ok(d->op.c, d->op.id);
 	}
@@ -703,6 +703,8 @@ static void handle_subscribe(struct client *c, uint64_t id,
 		.config = cfg,
 		.describe = describe_event,
 		.free_delivery = events_free_delivery,
+		.update = s->update,
+		.shared = s->shared,
 	};
 	if (cfg)
 		consumer_open(c, id, &spec);
@@ -984,13 +986,13 @@ static void link_changed(bool up)
 const struct block events_block = {
 	.name = "events",
 	.requests = (const struct block_request[]){
-		{SHIP__CLIENT_FRAME__BODY_STREAM_DECLARE, req_declare},
-		{SHIP__CLIENT_FRAME__BODY_EMIT, req_emit},
-		{SHIP__CLIENT_FRAME__BODY_EVENT_SUBSCRIBE, req_subscribe},
-		{SHIP__CLIENT_FRAME__BODY_EVENT_CREDIT, req_credit},
-		{SHIP__CLIENT_FRAME__BODY_EVENT_ACK, req_ack},
-		{SHIP__CLIENT_FRAME__BODY_STREAMS, req_streams},
-		{0, NULL},
+		{SHIP__CLIENT_FRAME__BODY_STREAM_DECLARE, req_declare, false},
+		{SHIP__CLIENT_FRAME__BODY_EMIT, req_emit, true},
+		{SHIP__CLIENT_FRAME__BODY_EVENT_SUBSCRIBE, req_subscribe, false},
+		{SHIP__CLIENT_FRAME__BODY_EVENT_CREDIT, req_credit, false},
+		{SHIP__CLIENT_FRAME__BODY_EVENT_ACK, req_ack, false},
+		{SHIP__CLIENT_FRAME__BODY_STREAMS, req_streams, false},
+		{0, NULL, false},
 	},
 	.link_changed = link_changed,
 	.finish = consumer_finish,

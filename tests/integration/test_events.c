@@ -11,6 +11,8 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -80,8 +82,11 @@ struct got {
 	char last_content[256];
 	uint64_t sub;
 	bool ack; /* ack everything at once */
+	bool recredit; /* and grant one more delivery for each */
 	unsigned char *seen; /* by stream seq, for the fault test */
 	size_t seen_cap;
+	uint64_t seqs[64]; /* the first stream seqs received, in order */
+	unsigned nseqs;
 };
 
 #define GOT_INIT {.mu = PTHREAD_MUTEX_INITIALIZER}
@@ -115,13 +120,18 @@ static void on_event(struct shipc *h, const struct shipc_event *ev, int err,
 	if (ev->content)
 		snprintf(g->last_content, sizeof(g->last_content), "%s",
 		         ev->content);
-	if (g->seen && ev->stream_seq < g->seen_cap)
-		g->seen[ev->stream_seq] = 1;
-	bool ack = g->ack;
+	if (g->seen && ev->stream_seq < g->seen_cap &&
+	    g->seen[ev->stream_seq] < 255)
+		g->seen[ev->stream_seq]++; /* how often */
+	if (g->nseqs < sizeof(g->seqs) / sizeof(g->seqs[0]))
+		g->seqs[g->nseqs++] = ev->stream_seq;
+	bool ack = g->ack, recredit = g->recredit;
 	uint64_t sub = g->sub;
 	pthread_mutex_unlock(&g->mu);
 	if (ack && ev->token)
 		shipc_event_ack(h, sub, ev->token, SHIPC_ACK, 0);
+	if (recredit)
+		shipc_event_credit(h, sub, 1);
 }
 
 static unsigned got_n(struct got *g)
@@ -1264,6 +1274,499 @@ START_TEST(durable_resumes_after_shipd_killed)
 }
 END_TEST
 
+/* ---- durables: resume, settings, sharing, a stream made again ---- */
+
+static uint64_t sub_ok(struct shipc *h, const struct shipc_event_sub *s,
+                       int flags, struct got *g)
+{
+	char why[512];
+	g->sub = shipc_event_subscribe_flags(h, s, flags, on_event, g);
+	ck_assert_msg(g->sub != 0, "subscribe %s: %s", s->durable ? s->durable : "",
+	              shipc_last_error(h, why, sizeof(why)));
+	return g->sub;
+}
+
+/* A subscribe that must fail: its errno, the message in why. */
+static int sub_err(struct shipc *h, const struct shipc_event_sub *s, int flags,
+                   struct got *g, char *why, size_t size)
+{
+	g->sub = shipc_event_subscribe_flags(h, s, flags, on_event, g);
+	int err = errno;
+	ck_assert_msg(g->sub == 0, "subscribe %s was accepted",
+	              s->durable ? s->durable : "");
+	shipc_last_error(h, why, size);
+	return err;
+}
+
+/* Acks handed to shipd and on to NATS, then the subscription ended. */
+static void sub_end(struct shipc *h, struct got *g)
+{
+	ck_assert_int_eq(shipc_flush(h, 5000), 0);
+	settle(h, 200);
+	ck_assert_int_eq(shipc_unsubscribe(h, g->sub), 0);
+	settle(h, 100);
+}
+
+/* g received exactly the n seqs of want, each once (waiting for them,
+ * then a little longer for anything more). The order is not checked: a
+ * message NAKed by a pull that outlived its subscription comes back
+ * after the ones behind it. */
+static void got_exactly(struct shipc *h, struct got *g, const uint64_t *want,
+                        unsigned n, const char *what)
+{
+	wait_n(h, g, n, 5000);
+	settle(h, 300);
+	pthread_mutex_lock(&g->mu);
+	unsigned got = g->n;
+	char list[256] = "";
+	for (unsigned i = 0, used = 0; i < g->nseqs && used < sizeof(list); i++)
+		used += (unsigned)snprintf(list + used, sizeof(list) - used, " %llu",
+		                           (unsigned long long)g->seqs[i]);
+	ck_assert_msg(got == n, "%s: received %u events (%s), expected %u",
+	              what, got, list, n);
+	for (unsigned i = 0; i < n; i++) {
+		bool found = false;
+		for (unsigned j = 0; j < g->nseqs; j++)
+			found |= g->seqs[j] == want[i];
+		ck_assert_msg(found, "%s: seq %llu not received (got%s)", what,
+		              (unsigned long long)want[i], list);
+	}
+	pthread_mutex_unlock(&g->mu);
+}
+
+static uint64_t emit_seq(struct shipc *h, const char *type)
+{
+	struct shipc_emit_result r;
+	emit_ok(h, type, "1", NULL, &r);
+	return r.seq;
+}
+
+/* Created with each start option, then resumed by its name alone, with
+ * the same options again, and with another start: always from where it
+ * was, never refused. */
+START_TEST(durable_resumes_by_name)
+{
+	struct shipc *h = conn("resume");
+	static const struct {
+		const char *name;
+		enum shipc_deliver deliver;
+	} v[] = {
+		{"all", SHIPC_DELIVER_ALL},
+		{"new", SHIPC_DELIVER_NEW},
+		{"seq", SHIPC_DELIVER_BY_SEQ},
+		{"time", SHIPC_DELIVER_BY_TIME},
+	};
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		char type[32], dur[32];
+		snprintf(type, sizeof(type), "rs.%s", v[i].name);
+		snprintf(dur, sizeof(dur), "rs_%s", v[i].name);
+		uint64_t a[3];
+		a[0] = emit_seq(h, type);
+		a[1] = emit_seq(h, type);
+		fx_sleep_ms(30);
+		struct timeval tv; /* between a[1] and a[2]: by time */
+		gettimeofday(&tv, NULL);
+		uint64_t mark = (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+		fx_sleep_ms(30);
+		a[2] = emit_seq(h, type);
+		struct shipc_event_sub s = {.pattern = type, .durable = dur,
+		                            .deliver = v[i].deliver,
+		                            .start_seq = a[1],
+		                            .start_time_ms = mark, .credit = 100};
+		/* What the start option gives when the durable is made. */
+		struct got g1 = GOT_INIT;
+		g1.ack = true;
+		sub_ok(h, &s, 0, &g1);
+		switch (v[i].deliver) {
+		case SHIPC_DELIVER_ALL:
+			got_exactly(h, &g1, a, 3, type);
+			break;
+		case SHIPC_DELIVER_NEW:
+			got_exactly(h, &g1, NULL, 0, type);
+			break;
+		case SHIPC_DELIVER_BY_SEQ:
+			got_exactly(h, &g1, a + 1, 2, type);
+			break;
+		default:
+			got_exactly(h, &g1, a + 2, 1, type);
+			break;
+		}
+		sub_end(h, &g1);
+
+		/* Its name alone: where it was. */
+		uint64_t b[2] = {emit_seq(h, type), emit_seq(h, type)};
+		struct shipc_event_sub byname = {.pattern = type, .durable = dur,
+		                                 .credit = 100};
+		struct got g2 = GOT_INIT;
+		g2.ack = true;
+		sub_ok(h, &byname, 0, &g2);
+		got_exactly(h, &g2, b, 2, "by name");
+		sub_end(h, &g2);
+
+		/* The same options again. */
+		uint64_t c = emit_seq(h, type);
+		struct got g3 = GOT_INIT;
+		g3.ack = true;
+		sub_ok(h, &s, 0, &g3);
+		got_exactly(h, &g3, &c, 1, "same options");
+		sub_end(h, &g3);
+
+		/* Another start (shipctl's default, new): where it was. */
+		uint64_t d = emit_seq(h, type);
+		struct shipc_event_sub other = byname;
+		other.deliver = SHIPC_DELIVER_NEW;
+		struct got g4 = GOT_INIT;
+		g4.ack = true;
+		sub_ok(h, &other, 0, &g4);
+		got_exactly(h, &g4, &d, 1, "another start");
+		sub_end(h, &g4);
+	}
+	shipc_close(h);
+}
+END_TEST
+
+static jsConsumerInfo *consumer_info(const char *stream, const char *name)
+{
+	natsConnection *nc;
+	jsCtx *js;
+	jsConsumerInfo *ci = NULL;
+	jsErrCode jerr = 0;
+	ck_assert_int_eq(natsConnection_ConnectTo(&nc, nd.url), NATS_OK);
+	ck_assert_int_eq(natsConnection_JetStream(&js, nc, NULL), NATS_OK);
+	ck_assert_int_eq(js_GetConsumerInfo(&ci, js, stream, name, NULL, &jerr),
+	                 NATS_OK);
+	jsCtx_Destroy(js);
+	natsConnection_Destroy(nc);
+	return ci;
+}
+
+#define MS_NS 1000000LL
+
+START_TEST(durable_settings_conflict_unless_update)
+{
+	struct shipc *h = conn("settings");
+	emit_ok(h, "other", NULL, NULL, NULL); /* the stream is there */
+	struct shipc_event_sub s = {.pattern = "cf.a.>", .durable = "cfl",
+	                            .credit = 10};
+	struct got g = GOT_INIT;
+	sub_ok(h, &s, 0, &g);
+	sub_end(h, &g);
+	char why[512];
+
+	/* Each setting that differs, refused with both values. */
+	struct shipc_event_sub w = s;
+	w.ack_wait_ms = 5000;
+	ck_assert_int_eq(sub_err(h, &w, 0, &g, why, sizeof(why)), EBUSY);
+	ck_assert_msg(strstr(why, "ack_wait 30000 ms (asked 5000 ms)") &&
+	                      strstr(why, "cfl") && strstr(why, "update"),
+	              "%s", why);
+	w = s;
+	w.pattern = "cf.>";
+	ck_assert_int_eq(sub_err(h, &w, 0, &g, why, sizeof(why)), EBUSY);
+	ck_assert_msg(strstr(why, "filter 'ship.events.cf.a.>' (asked "
+	                          "'ship.events.cf.>')"),
+	              "%s", why);
+	w = s;
+	w.max_deliver = 5;
+	ck_assert_int_eq(sub_err(h, &w, 0, &g, why, sizeof(why)), EBUSY);
+	ck_assert_msg(strstr(why, "max_deliver unlimited (asked 5)"), "%s", why);
+	static const uint32_t bo[] = {1000, 2000};
+	w = s;
+	w.max_deliver = 5;
+	w.backoff_ms = bo;
+	w.n_backoff = 2;
+	ck_assert_int_eq(sub_err(h, &w, 0, &g, why, sizeof(why)), EBUSY);
+	ck_assert_msg(strstr(why, "backoff none (asked [1000,2000] ms)") &&
+	                      strstr(why, "max_deliver"),
+	              "%s", why);
+	/* Several at once: each named. */
+	w = s;
+	w.pattern = "cf.>";
+	w.ack_wait_ms = 5000;
+	ck_assert_int_eq(sub_err(h, &w, 0, &g, why, sizeof(why)), EBUSY);
+	ck_assert_msg(strstr(why, "ack_wait") && strstr(why, "filter"), "%s", why);
+
+	/* Nothing changed on the server. */
+	jsConsumerInfo *ci = consumer_info("SHIP_EVENTS", "cfl");
+	ck_assert_int_eq(ci->Config->AckWait, 30000 * MS_NS);
+	ck_assert_str_eq(ci->Config->FilterSubject, "ship.events.cf.a.>");
+	ck_assert_int_eq(ci->Config->MaxDeliver, -1);
+	ck_assert_int_eq(ci->Config->BackOffLen, 0);
+	jsConsumerInfo_Destroy(ci);
+
+	/* Asked to update: applied. */
+	w = s;
+	w.pattern = "cf.>";
+	w.ack_wait_ms = 5000;
+	w.max_deliver = 5;
+	sub_ok(h, &w, SHIPC_EVENT_UPDATE, &g);
+	sub_end(h, &g);
+	ci = consumer_info("SHIP_EVENTS", "cfl");
+	ck_assert_int_eq(ci->Config->AckWait, 5000 * MS_NS);
+	ck_assert_str_eq(ci->Config->FilterSubject, "ship.events.cf.>");
+	ck_assert_int_eq(ci->Config->MaxDeliver, 5);
+	jsConsumerInfo_Destroy(ci);
+	w.backoff_ms = bo;
+	w.n_backoff = 2;
+	sub_ok(h, &w, SHIPC_EVENT_UPDATE, &g);
+	sub_end(h, &g);
+	ci = consumer_info("SHIP_EVENTS", "cfl");
+	ck_assert_int_eq(ci->Config->BackOffLen, 2);
+	ck_assert_int_eq(ci->Config->BackOff[1], 2000 * MS_NS);
+	jsConsumerInfo_Destroy(ci);
+	/* Now these are its settings: the same again is no conflict. */
+	sub_ok(h, &w, 0, &g);
+	sub_end(h, &g);
+	/* JetStream 2.9.10 delivers nothing more once a subject filter is
+	 * updated to a wildcard: refused even with update. */
+	struct shipc_event_sub lit = {.pattern = "cf.lit", .durable = "lit",
+	                              .credit = 10};
+	sub_ok(h, &lit, 0, &g);
+	sub_end(h, &g);
+	lit.pattern = "cf.*";
+	ck_assert_int_eq(sub_err(h, &lit, SHIPC_EVENT_UPDATE, &g, why,
+	                         sizeof(why)),
+	                 EBUSY);
+	ck_assert_msg(strstr(why, "filter 'ship.events.cf.lit'") &&
+	                      strstr(why, "cannot be changed"),
+	              "%s", why);
+	/* And the update kept its position: what came since is there. */
+	uint64_t seq = emit_seq(h, "cf.b");
+	struct got g2 = GOT_INIT;
+	g2.ack = true;
+	sub_ok(h, &w, 0, &g2);
+	got_exactly(h, &g2, &seq, 1, "after update");
+	sub_end(h, &g2);
+	shipc_close(h);
+}
+END_TEST
+
+START_TEST(durable_one_app_unless_shared)
+{
+	struct shipc *a = conn("app-a"), *b = conn("app-b"), *p = conn("producer");
+	emit_ok(p, "other", NULL, NULL, NULL); /* the stream is there */
+	struct shipc_event_sub s = {.pattern = "two.>", .durable = "two",
+	                            .credit = 1};
+	struct got ga = GOT_INIT, gb = GOT_INIT;
+	char why[512];
+	sub_ok(a, &s, 0, &ga);
+	/* A second app on it: refused, the first one unharmed. */
+	ck_assert_int_eq(sub_err(b, &s, 0, &gb, why, sizeof(why)), EBUSY);
+	ck_assert_msg(strstr(why, "in use") && strstr(why, "shared"), "%s", why);
+	/* Only one of the two asking to share is not enough. */
+	ck_assert_int_eq(sub_err(b, &s, SHIPC_EVENT_SHARED, &gb, why, sizeof(why)),
+	                 EBUSY);
+	ck_assert_int_eq(shipc_unsubscribe(a, ga.sub), 0);
+	settle(a, 100);
+
+	/* Both shared: each message to one of them, all of them once. */
+	enum { N = 30 };
+	unsigned char sa[N + 64] = {0}, sb[N + 64] = {0};
+	ga = (struct got)GOT_INIT;
+	gb = (struct got)GOT_INIT;
+	ga.ack = gb.ack = ga.recredit = gb.recredit = true;
+	ga.seen = sa;
+	gb.seen = sb;
+	ga.seen_cap = gb.seen_cap = sizeof(sa);
+	sub_ok(a, &s, SHIPC_EVENT_SHARED, &ga);
+	sub_ok(b, &s, SHIPC_EVENT_SHARED, &gb);
+	settle(a, 100);
+	settle(b, 100);
+	uint64_t first = 0;
+	for (int i = 0; i < N; i++) {
+		uint64_t seq = emit_seq(p, "two.x");
+		if (!first)
+			first = seq;
+		shipc_dispatch(a, 5);
+		shipc_dispatch(b, 5);
+	}
+	uint64_t end = fx_now_ms() + 10000;
+	while (got_n(&ga) + got_n(&gb) < N && fx_now_ms() < end) {
+		shipc_dispatch(a, 10);
+		shipc_dispatch(b, 10);
+	}
+	settle(a, 200);
+	settle(b, 200);
+	ck_assert_uint_gt(got_n(&ga), 0);
+	ck_assert_uint_gt(got_n(&gb), 0);
+	ck_assert_uint_eq(got_n(&ga) + got_n(&gb), N);
+	for (uint64_t q = first; q < first + N; q++)
+		ck_assert_msg(sa[q] + sb[q] == 1, "seq %llu received %d times",
+		              (unsigned long long)q, sa[q] + sb[q]);
+	/* A third that does not share: refused while they live. */
+	struct got gc = GOT_INIT;
+	ck_assert_int_eq(sub_err(p, &s, 0, &gc, why, sizeof(why)), EBUSY);
+
+	/* Both end (one app gone, one unsubscribed): it is free again. */
+	shipc_close(a);
+	sub_end(b, &gb);
+	sub_ok(p, &s, 0, &gc);
+	sub_end(p, &gc);
+
+	/* A channel listener is one agent's too. */
+	struct got l1 = GOT_INIT, l2 = GOT_INIT;
+	uint64_t id1 = shipc_channel_listen(b, "ops", "carol", 0, 0, on_event, &l1);
+	ck_assert_uint_gt(id1, 0);
+	ck_assert_uint_eq(shipc_channel_listen(p, "ops", "carol", 0, 0, on_event,
+	                                       &l2),
+	                  0);
+	ck_assert_int_eq(errno, EBUSY);
+	ck_assert_ptr_nonnull(strstr(shipc_last_error(p, why, sizeof(why)),
+	                             "carol_ops"));
+	ck_assert_int_eq(shipc_unsubscribe(b, id1), 0);
+	settle(b, 100);
+	/* Resumed (replay or not, it exists) once the first one left. */
+	uint64_t id2 = shipc_channel_listen(p, "ops", "carol", 1, 0, on_event, &l2);
+	ck_assert_uint_gt(id2, 0);
+	struct shipc_emit_result r;
+	ck_assert_int_eq(shipc_channel_send(b, "ops", "dave", "hi", NULL, &r), 0);
+	ck_assert(wait_n(p, &l2, 1, 5000));
+	ck_assert_str_eq(l2.last_content, "hi");
+	shipc_close(b);
+	shipc_close(p);
+}
+END_TEST
+
+/* An app's stream deleted and declared again under a running durable. */
+START_TEST(durable_survives_stream_recreated)
+{
+	struct shipc *h = conn("recreated");
+	const char *subs[] = {"recr.>"};
+	struct shipc_stream_decl d = {.name = "RECR", .subjects = subs,
+	                              .n_subjects = 1};
+	ck_assert_int_eq(shipc_stream_declare(h, &d), 0);
+	struct shipc_emit e = {.event_type = "x", .payload_json = "1",
+	                       .stream = "RECR", .prefix = "recr"};
+	struct shipc_emit_result r;
+	ck_assert_int_eq(shipc_emit(h, &e, &r), 0);
+	ck_assert_int_eq(shipc_emit(h, &e, &r), 0);
+	struct got g = GOT_INIT;
+	g.ack = true;
+	struct shipc_event_sub s = {.durable = "rd", .stream = "RECR",
+	                            .prefix = "recr", .credit = 100};
+	sub_ok(h, &s, 0, &g);
+	ck_assert(wait_n(h, &g, 2, 5000));
+
+	natsConnection *nc;
+	jsCtx *js;
+	ck_assert_int_eq(natsConnection_ConnectTo(&nc, nd.url), NATS_OK);
+	ck_assert_int_eq(natsConnection_JetStream(&js, nc, NULL), NATS_OK);
+	ck_assert_int_eq(js_DeleteStream(js, "RECR", NULL, NULL), NATS_OK);
+	jsCtx_Destroy(js);
+	natsConnection_Destroy(nc);
+	settle(h, 1500); /* gone a while: the subscription waits */
+	ck_assert(!g.ended);
+	ck_assert_int_eq(shipc_stream_declare(h, &d), 0);
+	e.payload_json = "2";
+	ck_assert_int_eq(shipc_emit(h, &e, &r), 0);
+	ck_assert_uint_eq(r.seq, 1); /* a new stream */
+	e.payload_json = "3";
+	ck_assert_int_eq(shipc_emit(h, &e, &r), 0);
+	ck_assert_msg(wait_n(h, &g, 4, 10000), "received %u of 4, ended %d (%d)",
+	              got_n(&g), g.ended, g.err);
+	settle(h, 300);
+	ck_assert_uint_eq(got_n(&g), 4);
+	ck_assert_str_eq(g.last_payload, "3");
+	ck_assert_uint_eq(g.seqs[2], 1);
+	ck_assert_uint_eq(g.seqs[3], 2);
+	ck_assert(!g.ended);
+	shipc_close(h);
+}
+END_TEST
+
+/* NATS back with an empty store: shipd declares SHIP_EVENTS again and a
+ * running durable goes on in it. */
+START_TEST(durable_survives_nats_store_lost)
+{
+	struct shipc *h = conn("store-lost");
+	emit_ok(h, "lost.x", "1", NULL, NULL);
+	struct got g = GOT_INIT;
+	g.ack = true;
+	struct shipc_event_sub s = {.pattern = "lost.x", .durable = "lost",
+	                            .credit = 100};
+	sub_ok(h, &s, 0, &g);
+	ck_assert(wait_n(h, &g, 1, 5000));
+	natsd_stop(&nd);
+	char cmd[400];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s/js'", nd.dir);
+	ck_assert_int_eq(system(cmd), 0);
+	settle(h, 500);
+	ck_assert_int_eq(natsd_restart(&nd), 0);
+	emit_ok(h, "lost.x", "2", NULL, NULL);
+	emit_ok(h, "lost.x", "3", NULL, NULL);
+	ck_assert_msg(wait_n(h, &g, 3, 15000), "received %u of 3, ended %d (%d)",
+	              got_n(&g), g.ended, g.err);
+	ck_assert_str_eq(g.last_payload, "3");
+	ck_assert(!g.ended);
+	shipc_close(h);
+}
+END_TEST
+
+/* ---- pulls reuse their subscription ---- */
+
+static char monitor_port[16];
+static const char *monitor_args[] = {"-m", monitor_port, NULL};
+
+static void setup_monitored(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	snprintf(monitor_port, sizeof(monitor_port), "%d", fx_free_port());
+	ck_assert_int_eq(natsd_start_args(&nd, 0, monitor_args), 0);
+	ck_assert_int_eq(shipd_start(&sd, nd.url, NULL), 0);
+	ck_assert(fx_wait_link(sd.sock, 10000));
+}
+
+/* Subscriptions the server has inserted since it started (/subsz). */
+static long long server_sub_inserts(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+	                         .sin_port = htons((uint16_t)atoi(monitor_port)),
+	                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	const char *req = "GET /subsz HTTP/1.0\r\nHost: localhost\r\n\r\n";
+	ck_assert_int_eq(write(fd, req, strlen(req)), (ssize_t)strlen(req));
+	char buf[8192];
+	size_t n = 0;
+	ssize_t r;
+	while (n < sizeof(buf) - 1 && (r = read(fd, buf + n, sizeof(buf) - 1 - n)) > 0)
+		n += (size_t)r;
+	close(fd);
+	buf[n] = '\0';
+	char *body = strstr(buf, "\r\n\r\n");
+	ck_assert_ptr_nonnull(body);
+	json_t *j = json_loads(body + 4, 0, NULL);
+	ck_assert_ptr_nonnull(j);
+	json_t *v = json_object_get(j, "num_inserts");
+	ck_assert(json_is_integer(v));
+	long long ins = json_integer_value(v);
+	json_decref(j);
+	return ins;
+}
+
+/* A consumer fed one credit at a time pulls once per message: all on one
+ * subscription, not one made and torn down per pull. */
+START_TEST(pulls_reuse_their_subscription)
+{
+	struct shipc *h = conn("puller");
+	enum { N = 40 };
+	for (int i = 0; i < N; i++)
+		emit_ok(h, "pull.x", "1", NULL, NULL);
+	struct got g = GOT_INIT;
+	g.ack = g.recredit = true;
+	struct shipc_event_sub s = {.pattern = "pull.x", .durable = "puller",
+	                            .deliver = SHIPC_DELIVER_ALL, .credit = 1};
+	sub_ok(h, &s, 0, &g);
+	ck_assert(wait_n(h, &g, 1, 5000));
+	long long before = server_sub_inserts();
+	ck_assert(wait_n(h, &g, N, 10000));
+	long long made = server_sub_inserts() - before;
+	ck_assert_msg(made <= 3, "%lld subscriptions made for %d pulls", made,
+	              N - 1);
+	shipc_close(h);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("events");
@@ -1287,13 +1790,23 @@ int main(void)
 	tcase_add_test(tc, msg_ids_are_printable);
 	tcase_add_test(tc, numbers_out_of_range_refused);
 	tcase_add_test(tc, envelope_json_always_valid);
+	tcase_add_test(tc, durable_resumes_by_name);
+	tcase_add_test(tc, durable_settings_conflict_unless_update);
+	tcase_add_test(tc, durable_one_app_unless_shared);
+	tcase_add_test(tc, durable_survives_stream_recreated);
 	suite_add_tcase(s, tc);
+	TCase *pulls = tcase_create("pulls");
+	tcase_add_checked_fixture(pulls, setup_monitored, teardown);
+	tcase_set_timeout(pulls, 60);
+	tcase_add_test(pulls, pulls_reuse_their_subscription);
+	suite_add_tcase(s, pulls);
 	TCase *faults = tcase_create("faults");
 	tcase_add_checked_fixture(faults, setup, teardown);
 	tcase_set_timeout(faults, 180);
 	tcase_add_test(faults, emits_survive_nats_restart);
 	tcase_add_test(faults, durable_resumes_after_shipd_killed);
 	tcase_add_test(faults, subscription_survives_nats_restart);
+	tcase_add_test(faults, durable_survives_nats_store_lost);
 	suite_add_tcase(s, faults);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
