@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <inttypes.h>
+#include <pwd.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include <unistd.h>
 
 #include <systemd/sd-daemon.h>
+#include <systemd/sd-login.h>
 
 #include "config.h"
 #include "shipd.h"
@@ -181,6 +183,44 @@ void client_error_ex(struct client *c, uint64_t id, Ship__Code code,
 void client_js_error(struct client *c, uint64_t id, const struct js_err *e)
 {
 	client_error_ex(c, id, e->code, e->unknown, "%s", e->text);
+}
+
+/* ---- access control ---- */
+
+static uint32_t hash32(uint32_t h, const char *s)
+{
+	for (; *s; s++)
+		h = (h ^ (uint8_t)*s) * 16777619u;
+	return h;
+}
+
+bool client_allowed(struct client *c, uint64_t id, enum pol_op op,
+                    const char *resource)
+{
+	char why[512];
+	if (policy_allows(c->pol, op, resource, why, sizeof(why)))
+		return true;
+	c->denied++;
+	stats.denied++;
+	/* Logged once per client and denial: an app that retries in a loop
+	 * does not flood the journal. */
+	uint32_t h = hash32(hash32(2166136261u, pol_op_name(op)), resource) | 1;
+	bool seen = false;
+	for (size_t i = 0; i < NITEMS(c->denied_seen); i++)
+		if (c->denied_seen[i] == h)
+			seen = true;
+	if (!seen) {
+		c->denied_seen[c->denied % NITEMS(c->denied_seen)] = h;
+		log_info("client %" PRIu64 " (%s, uid %u%s%s): denied %s on "
+		         "'%.200s': %s",
+		         c->cid, c->name[0] ? c->name : "?", (unsigned)c->id.uid,
+		         c->id.unit[0] ? ", unit " : "", c->id.unit,
+		         pol_op_name(op), resource, why);
+	}
+	client_error(c, id, SHIP__CODE__PERMISSION_DENIED,
+	             "%s on '%.200s' is not allowed: %s", pol_op_name(op),
+	             resource, why);
+	return false;
 }
 
 /* ---- operations in flight ---- */
@@ -914,6 +954,7 @@ static void client_free(struct client *c)
 	ipc_buf_finish(&c->in);
 	ipc_buf_finish(&c->out);
 	ipc_idmap_finish(&c->streams);
+	policy_view_free(c->pol);
 	free(c);
 	if (!event_pending(ctl.ev_accept, EV_READ, NULL) &&
 	    !evtimer_pending(ctl.ev_resume, NULL) && ctl.fd >= 0)
@@ -932,6 +973,37 @@ static void reap(void)
 static void reap_cb(evutil_socket_t fd, short what, void *arg)
 {
 	reap();
+}
+
+#ifndef SO_PEERGROUPS
+#define SO_PEERGROUPS 59
+#endif
+
+/* Who the peer is, from the kernel, once: its credentials, supplementary
+ * groups, user name and systemd unit. */
+static void identity_read(int fd, const struct ucred *cr, struct identity *id)
+{
+	memset(id, 0, sizeof(*id));
+	id->uid = cr->uid;
+	id->gid = cr->gid;
+	id->pid = cr->pid;
+	id->privileged = privileged(cr->uid);
+	socklen_t len = sizeof(id->groups);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, id->groups, &len) == 0)
+		id->n_groups = (int)(len / sizeof(gid_t));
+	/* (more than 64 groups: ERANGE, and only the primary one counts) */
+	struct passwd pw, *res = NULL;
+	char buf[1024];
+	if (getpwuid_r(cr->uid, &pw, buf, sizeof(buf), &res) == 0 && res)
+		snprintf(id->user, sizeof(id->user), "%s", pw.pw_name);
+	else
+		snprintf(id->user, sizeof(id->user), "%u", (unsigned)cr->uid);
+	char *unit = NULL;
+	if (cr->pid > 0 && (sd_pid_get_unit(cr->pid, &unit) >= 0 ||
+	                    sd_pid_get_user_unit(cr->pid, &unit) >= 0)) {
+		snprintf(id->unit, sizeof(id->unit), "%s", unit);
+		free(unit);
+	}
 }
 
 static unsigned clients_of_uid(uid_t uid)
@@ -1024,6 +1096,8 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
 	c->uid = cr.uid;
 	c->gid = cr.gid;
 	c->pid = cr.pid;
+	identity_read(fd, &cr, &c->id);
+	c->pol = policy_bind(conf->policy, &c->id);
 	c->connected_ms = now_ms();
 	snprintf(c->name, sizeof(c->name), "?");
 	TAILQ_INIT(&c->ops);

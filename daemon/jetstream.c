@@ -24,7 +24,6 @@ struct js_call {
 	bool writes; /* unanswered, it may have been applied */
 };
 
-#define NITEMS(a) (sizeof(a) / sizeof((a)[0]))
 /* Stream, consumer and bucket names at most (js_name_valid): two of them
  * and an API verb fit in any subject. */
 #define JS_NAME_MAX 255

@@ -19,6 +19,7 @@
 
 /* The structure a member is embedded in (an op or a stream in a block's
  * own structure), wherever in it the member is. */
+#define NITEMS(a) (sizeof(a) / sizeof((a)[0]))
 #define container_of(ptr, type, member)                                    \
 	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
 
@@ -98,6 +99,7 @@ struct config {
 	int log_level;                   /* 0 info, 1 debug */
 	struct config_stream streams[CONFIG_MAX_STREAMS];
 	int n_streams;
+	struct policy *policy;  /* the "allow" rules; NULL: none */
 };
 
 void config_defaults(struct config *c);
@@ -221,6 +223,68 @@ void link_wait_retarget(struct link_wait *w, link_reply_fn *fn, void *arg);
 void link_finish(void);
 const char *link_state_name(enum link_state s);
 
+/* ---- policy.c: who may do what ---- */
+
+/* An app's identity, read from the kernel when it connects and fixed for
+ * the connection's life. */
+struct identity {
+	uid_t uid;
+	gid_t gid;
+	pid_t pid;
+	int n_groups;
+	gid_t groups[64];   /* supplementary (SO_PEERGROUPS) */
+	char user[64];      /* uid's name, or the number */
+	char unit[256];     /* systemd unit of pid at connect, "" if none */
+	bool privileged;    /* root or shipd's own user: may do everything */
+};
+
+/* The operations rules grant, and what their resource is. */
+enum pol_op {
+	POL_PUBLISH,      /* subject */
+	POL_SUBSCRIBE,    /* subject pattern: a rule must cover all of it */
+	POL_REQUEST,      /* subject */
+	POL_EMIT,         /* the event's subject (prefix.type) */
+	POL_CONSUME,      /* the subscription's subject pattern (prefix.pattern) */
+	POL_CHANNEL,      /* channel name: send, listen, history */
+	POL_KV_READ,      /* bucket: get, keys, history, watch, info */
+	POL_KV_WRITE,     /* bucket: put, create, update, delete, purge */
+	POL_KV_ADMIN,     /* bucket: create, delete */
+	POL_STREAM_ADMIN, /* stream name: declare */
+	POL_BEING,        /* being id: register, update, heartbeat, unregister */
+	POL_OBJ_READ,     /* object bucket */
+	POL_OBJ_WRITE,
+	POL_OBJ_ADMIN,
+	POL_JOBS,         /* job queue */
+	POL_SERVICE,      /* service name: host */
+	POL_ADMIN,        /* "reload", "clients", "policy" */
+	POL_N
+};
+const char *pol_op_name(enum pol_op op);
+int pol_op_parse(const char *name); /* -1 if unknown */
+
+struct policy;      /* the rules of a configuration */
+struct policy_view; /* the rules that name one identity */
+
+/* An "allow" line of the configuration (file and line kept for show and
+ * check); -1 with err on a malformed rule. */
+int policy_add_rule(struct policy **p, const char *value, const char *file,
+                    int line, char *err, size_t errlen);
+void policy_free(struct policy *p);
+/* The rules in the file's syntax, one "allow = ..." line each. */
+void policy_print(const struct policy *p, FILE *f);
+/* Rules as text, with their file:line ("file:12: allow = ..."); n set. */
+char **policy_rules(const struct policy *p, size_t *n);
+bool policy_enforced(const struct policy *p);
+/* A connection's snapshot (NULL p: no rules, all allowed). */
+struct policy_view *policy_bind(const struct policy *p,
+                                const struct identity *id);
+void policy_view_free(struct policy_view *v);
+/* Whether op on resource is allowed; rule gets the rule that allows it or
+ * why not (e.g. "no rule grants publish on 'a.b' to user alice, unit
+ * driver.service"). rule may be NULL. */
+bool policy_allows(const struct policy_view *v, enum pol_op op,
+                   const char *resource, char *rule, size_t rulelen);
+
 /* ---- control.c: the local socket and its clients ---- */
 
 struct client_stats {
@@ -278,6 +342,10 @@ struct client {
 	uid_t uid;
 	gid_t gid;
 	pid_t pid;
+	struct identity id;      /* read at accept, fixed */
+	struct policy_view *pol; /* the rules bound at accept */
+	uint64_t denied;         /* requests refused by policy */
+	uint32_t denied_seen[16]; /* hashes of denials logged already */
 	char name[64];
 	bool hello;
 	bool dirty;
@@ -306,6 +374,11 @@ int client_send(struct client *c, const Ship__ServerFrame *f);
 int client_push(struct client *c, const Ship__ServerFrame *f);
 void client_error(struct client *c, uint64_t id, Ship__Code code,
                   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* Whether c's policy allows op on resource. If not, answers id with
+ * PERMISSION_DENIED naming both, counts it, logs it once per client and
+ * denial, and returns false. */
+bool client_allowed(struct client *c, uint64_t id, enum pol_op op,
+                    const char *resource);
 /* The same for an operation that may have reached NATS: with unknown (and
  * code TIMEOUT or UNAVAILABLE) the answer has outcome_unknown set and its
  * message says the operation may have been applied. */
@@ -725,6 +798,7 @@ struct shipd_stats {
 	uint64_t dropped;
 	uint64_t msgs_in;  /* from NATS to clients */
 	uint64_t msgs_out; /* from clients to NATS */
+	uint64_t denied;   /* requests refused by policy */
 };
 
 extern struct config *conf;
