@@ -202,7 +202,8 @@ static void deliver(struct consumer *k, natsMsg *msg)
 		return;
 	}
 	k->credit -= k->credit ? 1 : 0;
-	k->last_seq = meta.stream_seq;
+	if (meta.stream_seq > k->last_seq) /* a redelivery is older */
+		k->last_seq = meta.stream_seq;
 	k->fails = 0;
 	if (k->skip && k->skip(k, msg)) {
 		/* Filtered out (an agent's own message): acked, and the credit
@@ -434,9 +435,23 @@ static void create(struct consumer *k, json_t *cfg, bool updating)
 		fail(k, SHIP__CODE__INTERNAL, "out of memory");
 }
 
+/* Where a consumer made again resumes: at the oldest message delivered
+ * and not acknowledged yet (at least once), else after the last one. */
+static uint64_t resume_seq(struct consumer *k)
+{
+	uint64_t min = k->last_seq + 1;
+	size_t pos = 0;
+	void *v;
+	while (ipc_idmap_next(&k->acks, &pos, NULL, &v)) {
+		struct js_meta meta;
+		if (js_ack_meta(v, &meta) && meta.stream_seq < min)
+			min = meta.stream_seq;
+	}
+	return min;
+}
+
 /* A running consumer's config to make it again: from the start of a new
- * stream (where it was means nothing there), else after the last message
- * it delivered. */
+ * stream (where it was means nothing there), else from resume_seq(). */
 static json_t *again_config(struct consumer *k, bool new_stream)
 {
 	json_t *cfg = json_deep_copy(k->config);
@@ -450,7 +465,7 @@ static json_t *again_config(struct consumer *k, bool new_stream)
 		json_object_set_new(cfg, "deliver_policy",
 		                    json_string("by_start_sequence"));
 		json_object_set_new(cfg, "opt_start_seq",
-		                    json_integer((json_int_t)(k->last_seq + 1)));
+		                    json_integer((json_int_t)resume_seq(k)));
 	}
 	return cfg;
 }
@@ -576,6 +591,10 @@ static void on_created(void *arg, json_t *reply, const struct js_err *e)
 	} else if (e && k->updating && e->code == SHIP__CODE__ALREADY_EXISTS) {
 		/* The server refuses the change ("... can not be updated"). */
 		call_failed(k, SHIP__CODE__CONFLICT, e->text);
+	} else if (e && k->ready_once && e->code == SHIP__CODE__ALREADY_EXISTS) {
+		/* Made again meanwhile by another subscription sharing it:
+		 * resume that one. */
+		lookup_later(k);
 	} else if (e) {
 		call_failed(k, e->code, e->text);
 	} else {
