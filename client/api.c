@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* libshipc's calls: publish, subscribe, request/reply, flush and status. */
+/* libshipc's calls: publish, subscribe, request/reply, flush, status and
+ * the operator's (clients, reload, policies). */
 #include <errno.h>
 #include <limits.h>
 #include <stddef.h>
@@ -494,6 +495,123 @@ SHIPC_EXPORT int shipc_reload(struct shipc *h, char *buf, size_t size)
 	int r = call_start(h, &c, &f, 0);
 	pthread_mutex_unlock(&h->mu);
 	return r;
+}
+
+struct policy_out {
+	char **rules;
+	size_t n;
+	int enforced;
+	int allowed;
+	char *rule;
+	size_t rulelen;
+};
+
+SHIPC_EXPORT void shipc_policy_rules_free(char **rules, size_t n)
+{
+	for (size_t i = 0; rules && i < n; i++)
+		free(rules[i]);
+	free(rules);
+}
+
+static void policy_show_reply(struct shipc *h, struct call *c,
+                              const Ship__ServerFrame *f)
+{
+	struct policy_out *out = c->out;
+	if (c->err)
+		return;
+	if (f->body_case != SHIP__SERVER_FRAME__BODY_POLICY) {
+		c->err = EPROTO;
+		return;
+	}
+	const Ship__PolicyShowReply *r = f->policy;
+	/* One more than needed: an empty list is not NULL. */
+	char **rules = calloc(r->n_rules + 1, sizeof(*rules));
+	if (!rules) {
+		c->err = ENOMEM;
+		return;
+	}
+	for (size_t i = 0; i < r->n_rules; i++) {
+		if (!(rules[i] = strdup(r->rules[i]))) {
+			shipc_policy_rules_free(rules, i);
+			c->err = ENOMEM;
+			return;
+		}
+	}
+	out->rules = rules;
+	out->n = r->n_rules;
+	out->enforced = r->enforced;
+}
+
+SHIPC_EXPORT int shipc_policy_show(struct shipc *h, char ***rules, size_t *n,
+                                   int *enforced)
+{
+	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
+	Ship__PolicyShow ps = SHIP__POLICY_SHOW__INIT;
+	f.body_case = SHIP__CLIENT_FRAME__BODY_POLICY_SHOW;
+	f.policy_show = &ps;
+	struct policy_out out = {0};
+	struct call c = {.waiter = true, .on_reply = policy_show_reply,
+	                 .out = &out};
+	pthread_mutex_lock(&h->mu);
+	int r = call_start(h, &c, &f, 0);
+	pthread_mutex_unlock(&h->mu);
+	if (r < 0) {
+		shipc_policy_rules_free(out.rules, out.n);
+		return -1;
+	}
+	*rules = out.rules;
+	*n = out.n;
+	if (enforced)
+		*enforced = out.enforced;
+	return 0;
+}
+
+static void policy_check_reply(struct shipc *h, struct call *c,
+                               const Ship__ServerFrame *f)
+{
+	struct policy_out *out = c->out;
+	if (c->err)
+		return;
+	if (f->body_case != SHIP__SERVER_FRAME__BODY_POLICY_CHECK) {
+		c->err = EPROTO;
+		return;
+	}
+	out->allowed = f->policy_check->allowed;
+	if (out->rulelen)
+		snprintf(out->rule, out->rulelen, "%s", f->policy_check->rule);
+}
+
+SHIPC_EXPORT int shipc_policy_check(struct shipc *h,
+                                    const struct shipc_policy_query *q,
+                                    int *allowed, char *rule, size_t rulelen)
+{
+	if (!q || !q->op || !q->resource || !allowed ||
+	    (rulelen && !rule) || (q->n_groups && !q->groups)) {
+		errno = EINVAL;
+		return -1;
+	}
+	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
+	Ship__PolicyCheck pc = SHIP__POLICY_CHECK__INIT;
+	f.body_case = SHIP__CLIENT_FRAME__BODY_POLICY_CHECK;
+	f.policy_check = &pc;
+	pc.op = (char *)q->op;
+	pc.resource = (char *)q->resource;
+	pc.unit = (char *)(q->unit ? q->unit : "");
+	pc.has_uid = q->has_uid != 0;
+	pc.uid = q->uid;
+	pc.gid = q->gid;
+	pc.groups = (uint32_t *)q->groups;
+	pc.n_groups = q->n_groups;
+	struct policy_out out = {.rule = rule, .rulelen = rulelen};
+	struct call c = {.waiter = true, .on_reply = policy_check_reply,
+	                 .out = &out};
+	pthread_mutex_lock(&h->mu);
+	int r = call_start(h, &c, &f, 0);
+	pthread_mutex_unlock(&h->mu);
+	if (r < 0)
+		return -1;
+	*allowed = out.allowed;
+	return 0;
 }
 
 /* ---- subscriptions ---- */

@@ -680,6 +680,40 @@ int shipc_health_get(struct shipc *h, const char *source, char **json);
 int shipc_health_list(struct shipc *h, struct shipc_kv_entry **list,
                       size_t *n);
 
+/* ---- access policies (shipd.conf(5), "allow") ---- */
+
+/*
+ * The effective rules, each as "file:line: allow = WHO OPS RESOURCES". On
+ * success *rules is an array of *n strings owned by the caller (free it
+ * with shipc_policy_rules_free()); *enforced is 0 when there is no rule
+ * (every app may do everything). Needs the "policy" admin operation:
+ * EACCES otherwise. Returns 0 or -1.
+ */
+int shipc_policy_show(struct shipc *h, char ***rules, size_t *n,
+                      int *enforced);
+void shipc_policy_rules_free(char **rules, size_t n);
+
+/* Who asks: an identity as shipd reads it from the kernel. */
+struct shipc_policy_query {
+	const char *op;       /* as in the rules: "publish", "kv-read", ... */
+	const char *resource; /* subject, pattern, bucket, "reload", ... */
+	const char *unit;     /* systemd unit, or NULL for none */
+	int has_uid;          /* 0: the caller's own uid */
+	uint32_t uid, gid;
+	const uint32_t *groups; /* supplementary groups */
+	size_t n_groups;
+};
+
+/*
+ * Would an app with q's identity be allowed q->op on q->resource? Sets
+ * *allowed (1 or 0) and copies into rule (rulelen bytes, may be 0) the
+ * rule that allows it, "file:line: allow = ...", or why not. Needs the
+ * "policy" admin operation (EACCES); EINVAL for an unknown operation.
+ * Returns 0 or -1.
+ */
+int shipc_policy_check(struct shipc *h, const struct shipc_policy_query *q,
+                       int *allowed, char *rule, size_t rulelen);
+
 #ifdef __cplusplus
 }
 #endif

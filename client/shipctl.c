@@ -2,7 +2,9 @@
 /* shipctl: operate and try out shipd from the shell; links only libshipc. */
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
 #include <inttypes.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -489,6 +491,154 @@ static int cmd_reload(int argc, char **argv)
 	return 0;
 }
 
+static int cmd_policy_show(int argc, char **argv)
+{
+	if (argc > 1) {
+		fprintf(stderr, "usage: shipctl policy show\n");
+		return 2;
+	}
+	char **rules;
+	size_t n;
+	int enforced;
+	if (open_handle() < 0)
+		return 1;
+	if (shipc_policy_show(h, &rules, &n, &enforced) < 0)
+		return fail("policy show", errno);
+	if (json) {
+		printf("{\"enforced\":%s,\"rules\":[", enforced ? "true" : "false");
+		for (size_t i = 0; i < n; i++) {
+			fputs(i ? "," : "", stdout);
+			json_str(stdout, rules[i], strlen(rules[i]));
+		}
+		fputs("]}\n", stdout);
+	} else if (!enforced) {
+		printf("no rules: every app may do everything\n");
+	} else {
+		for (size_t i = 0; i < n; i++)
+			printf("%s\n", rules[i]);
+	}
+	shipc_policy_rules_free(rules, n);
+	return 0;
+}
+
+/* A uid or gid by number or by name. */
+static bool parse_id(const char *s, bool group, uint32_t *out)
+{
+	uint64_t n;
+	if (parse_uint(s, &n)) {
+		*out = (uint32_t)n;
+		return n < UINT32_MAX;
+	}
+	struct group *g = group ? getgrnam(s) : NULL;
+	struct passwd *pw = group ? NULL : getpwnam(s);
+	if (g)
+		*out = g->gr_gid;
+	else if (pw)
+		*out = pw->pw_uid;
+	return g || pw;
+}
+
+/* What the kernel would report for a process of uid: its primary group
+ * and its supplementary groups, from the system's databases. */
+static void groups_of(uint32_t uid, bool set_gid, struct shipc_policy_query *q,
+                      gid_t *groups, int max)
+{
+	struct passwd *pw = getpwuid(uid);
+	if (!pw)
+		return;
+	if (set_gid)
+		q->gid = pw->pw_gid;
+	int n = max;
+	if (getgrouplist(pw->pw_name, (gid_t)q->gid, groups, &n) < 0)
+		n = max;
+	q->groups = groups;
+	q->n_groups = (size_t)n;
+}
+
+static int cmd_policy_check(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"uid", required_argument, NULL, 'u'},
+		{"gid", required_argument, NULL, 'g'},
+		{"group", required_argument, NULL, 'G'},
+		{"unit", required_argument, NULL, 'U'},
+		{NULL, 0, NULL, 0}};
+	struct shipc_policy_query q = {0};
+	uint32_t groups[64];
+	gid_t sys_groups[64];
+	bool has_gid = false;
+	size_t n_groups = 0;
+	int ch;
+	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'u':
+			if (!parse_id(optarg, false, &q.uid))
+				goto bad_id;
+			q.has_uid = 1;
+			break;
+		case 'g':
+			if (!parse_id(optarg, true, &q.gid))
+				goto bad_id;
+			has_gid = true;
+			break;
+		case 'G':
+			if (n_groups == sizeof(groups) / sizeof(groups[0])) {
+				fprintf(stderr, "shipctl: more than 64 groups\n");
+				return 2;
+			}
+			if (!parse_id(optarg, true, &groups[n_groups]))
+				goto bad_id;
+			n_groups++;
+			break;
+		case 'U':
+			q.unit = optarg;
+			break;
+		default:
+			goto usage;
+		}
+	}
+	if (argc - optind != 2)
+		goto usage;
+	q.op = argv[optind];
+	q.resource = argv[optind + 1];
+	if (q.has_uid && !n_groups) {
+		if (!has_gid)
+			q.gid = q.uid; /* unless the user is known */
+		groups_of(q.uid, !has_gid, &q, sys_groups, 64);
+		for (size_t i = 0; i < q.n_groups; i++)
+			groups[i] = (uint32_t)sys_groups[i];
+	} else {
+		q.n_groups = n_groups;
+	}
+	q.groups = groups;
+	int allowed;
+	char rule[1024];
+	if (open_handle() < 0)
+		return 1;
+	if (shipc_policy_check(h, &q, &allowed, rule, sizeof(rule)) < 0)
+		return fail("policy check", errno);
+	if (json) {
+		printf("{\"allowed\":%s,\"rule\":", allowed ? "true" : "false");
+		json_str(stdout, rule, strlen(rule));
+		fputs("}\n", stdout);
+	} else if (!allowed) {
+		printf("denied: %s\n", rule);
+	} else if (strstr(rule, ": allow = ")) {
+		printf("allowed by %s\n", rule);
+	} else {
+		printf("allowed: %s\n", rule);
+	}
+	return allowed ? 0 : 1;
+bad_id:
+	fprintf(stderr, "shipctl: policy check: no such user or group '%s'\n",
+	        optarg);
+	return 2;
+usage:
+	fprintf(stderr, "usage: shipctl policy check [--uid U] [--gid G] "
+	                "[--group G]... [--unit NAME] OP RESOURCE\n");
+	return 2;
+}
+
 static int cmd_pub(int argc, char **argv)
 {
 	struct msg_args a = {0};
@@ -713,6 +863,9 @@ static const struct cmd core_cmds[] = {
 	{"status", cmd_status, "", "show the daemon's and the NATS link's state"},
 	{"clients", cmd_clients, "", "list the connected apps"},
 	{"reload", cmd_reload, "", "re-read shipd's configuration (as SIGHUP)"},
+	{"policy show", cmd_policy_show, "", "list the access rules in effect"},
+	{"policy check", cmd_policy_check, "[--uid U] [--unit N] OP RESOURCE",
+	 "may such an app do OP on RESOURCE? (also --gid, --group)"},
 	{"pub", cmd_pub, "SUBJECT [DATA] [-H 'K: V']",
 	 "publish DATA (or stdin) to SUBJECT"},
 	{"sub", cmd_sub, "SUBJECT [-q GROUP] [-c N] [--raw]",

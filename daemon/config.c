@@ -12,7 +12,9 @@
 #include "config.h"
 #include "shipd.h"
 
-enum ctype { C_STR, C_BOOL, C_UINT, C_MODE, C_URLS, C_LOGLEVEL, C_STREAM };
+enum ctype {
+	C_STR, C_BOOL, C_UINT, C_MODE, C_URLS, C_LOGLEVEL, C_STREAM, C_POLICY
+};
 
 struct ckey {
 	const char *name;
@@ -86,6 +88,10 @@ static const struct ckey keys[] = {
 	 "[max_age=S] [max_msgs=N] [max_bytes=N] [storage=file|memory] "
 	 "[replicas=N]",
 	 false},
+	/* Live: each connection binds the rules when it connects, so a
+	 * reload's rules apply to the connections made after it. */
+	{"allow", C_POLICY, O(policy), 0, 0,
+	 "a grant (repeatable): WHO OP[,OP...] RESOURCE[,RESOURCE...]", true},
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -192,8 +198,9 @@ error:
 static int add_stream(struct config *c, const char *v, char *err,
                       size_t errlen);
 
-int config_set(struct config *c, const char *key, const char *v, char *err,
-               size_t errlen)
+/* One assignment; file and line name it for the rules that keep them. */
+static int set_key(struct config *c, const char *key, const char *v,
+                   const char *file, int line, char *err, size_t errlen)
 {
 	const struct ckey *k = find_key(key);
 	if (!k) {
@@ -252,6 +259,8 @@ int config_set(struct config *c, const char *key, const char *v, char *err,
 	}
 	case C_STREAM:
 		return add_stream(c, v, err, errlen);
+	case C_POLICY:
+		return policy_add_rule(field, v, file, line, err, errlen);
 	case C_LOGLEVEL:
 		if (!strcmp(v, "info"))
 			*(int *)field = 0;
@@ -265,6 +274,13 @@ int config_set(struct config *c, const char *key, const char *v, char *err,
 	}
 	snprintf(err, errlen, "%s: bad key type", key);
 	return -1;
+}
+
+int config_set(struct config *c, const char *key, const char *v, char *err,
+               size_t errlen)
+{
+	/* Command-line settings (-o) have no file: their rules say "-o". */
+	return set_key(c, key, v, "-o", 0, err, errlen);
 }
 
 static void stream_free(struct config_stream *st)
@@ -419,7 +435,7 @@ int config_load(struct config *c, const char *path, FILE *errs)
 			val[vl - 1] = '\0';
 			val++;
 		}
-		if (config_set(c, key, val, err, sizeof(err)) < 0) {
+		if (set_key(c, key, val, path, lineno, err, sizeof(err)) < 0) {
 			fprintf(errs, "%s:%d: %s\n", path, lineno, err);
 			errors++;
 		}
@@ -495,8 +511,38 @@ void config_print(const struct config *c, FILE *f)
 				        st->memory ? "memory" : "file", st->replicas);
 			}
 			break;
+		case C_POLICY:
+			if (!policy_enforced(c->policy))
+				fprintf(f, "# %s = (none)\n", k->name);
+			policy_print(c->policy, f);
+			break;
 		}
 	}
+}
+
+/* The rules as printed: what they grant, wherever they are written. */
+static char *policy_text(const struct policy *p)
+{
+	char *s = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&s, &len);
+	if (!f)
+		return NULL;
+	policy_print(p, f);
+	if (fclose(f) != 0) {
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+static bool same_policy(const struct policy *a, const struct policy *b)
+{
+	char *x = policy_text(a), *y = policy_text(b);
+	bool same = x && y && !strcmp(x, y);
+	free(x);
+	free(y);
+	return same;
 }
 
 static bool same_value(const struct ckey *k, const struct config *a,
@@ -529,6 +575,8 @@ static bool same_value(const struct ckey *k, const struct config *a,
 				return false;
 		}
 		return true;
+	case C_POLICY:
+		return same_policy(a->policy, b->policy);
 	case C_URLS:
 		if (a->n_nats_urls != b->n_nats_urls)
 			return false;
@@ -540,12 +588,35 @@ static bool same_value(const struct ckey *k, const struct config *a,
 	return false;
 }
 
+/* The new rules are taken even when they grant the same (their file:line
+ * may have moved): they move from next, which the caller frees, into cur.
+ * Connections keep the snapshot they bound when they connected. */
+static void apply_policy(struct config *cur, const struct config *next,
+                         void (*report)(const char *key, bool applied,
+                                        void *arg),
+                         void *arg)
+{
+	struct config *from = (struct config *)next; /* the caller's own */
+	bool same = same_policy(cur->policy, next->policy);
+	struct policy *old = cur->policy;
+	cur->policy = from->policy;
+	from->policy = old;
+	if (same)
+		return;
+	log_info("reload: policy changed: applies to new connections");
+	report("allow", true, arg);
+}
+
 void config_apply(struct config *cur, const struct config *next,
                   void (*report)(const char *key, bool applied, void *arg),
                   void *arg)
 {
 	for (size_t i = 0; i < NKEYS; i++) {
 		const struct ckey *k = &keys[i];
+		if (k->type == C_POLICY) {
+			apply_policy(cur, next, report, arg);
+			continue;
+		}
 		if (same_value(k, cur, next))
 			continue;
 		if (k->live) {
@@ -567,6 +638,7 @@ void config_finish(struct config *c)
 		free(c->nats_urls[i]);
 	for (int i = 0; i < c->n_streams; i++)
 		stream_free(&c->streams[i]);
+	policy_free(c->policy);
 	*c = (struct config){0};
 }
 

@@ -9,7 +9,8 @@
 # NAME.err is the expected standard error of an invalid one, followed by
 # a line "[exit N]" with the expected exit status.
 # The shipped conf/shipd.conf is a case too; then come consistency checks
-# between it, shipd.conf(5) and the keys shipd knows.
+# between it, shipd.conf(5) and the keys shipd knows, and its default
+# profile of access rules.
 #
 # Usage: run.sh SHIPD [--update]   (--update rewrites the golden files)
 set -euo pipefail
@@ -139,6 +140,19 @@ if [ "$status" -ne 0 ]; then
 else
 	same "shipd.conf uncommented: the built-in defaults" "$tmp/defaults" \
 		"$tmp/out"
+fi
+
+# The default profile of rules the shipped file shows, uncommented, parses
+# and grants something.
+sed -n 's/^#\(allow = \)/\1/p' "$shipped" >"$tmp/profile"
+run "$tmp/profile"
+if [ "$status" -ne 0 ]; then
+	fail "shipd.conf: default profile: exit $status"
+	sed 's/^/    /' "$tmp/err"
+elif [ "$(grep -c '^allow = ' "$tmp/out")" -lt 3 ]; then
+	fail "shipd.conf: default profile: fewer than 3 rules"
+else
+	pass "shipd.conf: default profile"
 fi
 
 echo "$passed passed, $failed failed"

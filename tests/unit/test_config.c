@@ -784,6 +784,64 @@ START_TEST(test_streams)
 }
 END_TEST
 
+/* "allow" rules keep their order, file and line; errors name the line. */
+START_TEST(test_allow)
+{
+	struct config c;
+	config_defaults(&c);
+	struct loaded l;
+	load_text(&c, "# rules\n"
+	              "allow = unit:driver.service publish robot.drive.>\n"
+	              "allow = group:ship pubsub, kv  *\n", &l);
+	ck_assert_msg(l.rc == 0, "errors:\n%s", l.errs);
+	ck_assert(policy_enforced(c.policy));
+	char err[256];
+	ck_assert_int_eq(config_set(&c, "allow", "uid:7 admin clients", err,
+	                            sizeof(err)),
+	                 0);
+	size_t n;
+	char **rules = policy_rules(c.policy, &n);
+	ck_assert_uint_eq(n, 3);
+	char *want;
+	ck_assert_int_gt(asprintf(&want, "%s:2: allow = unit:driver.service "
+	                                 "publish robot.drive.>",
+	                          l.path),
+	                 0);
+	ck_assert_str_eq(rules[0], want);
+	free(want);
+	ck_assert_str_eq(rules[2], "-o: allow = uid:7 admin clients");
+	for (size_t i = 0; i < n; i++)
+		free(rules[i]);
+	free(rules);
+	loaded_free(&l);
+	assert_round_trip(&c, "allow = unit:driver.service publish "
+	                      "robot.drive.>\n"
+	                      "allow = group:ship pubsub,kv *\n"
+	                      "allow = uid:7 admin clients\n");
+	ck_assert_int_eq(config_set(&c, "allow", "* frob x", err, sizeof(err)),
+	                 -1);
+	ck_assert_str_eq(err, "allow: unknown operation 'frob' (publish, "
+	                      "subscribe, request, emit, consume, channel, "
+	                      "kv-read, kv-write, kv-admin, stream-admin, being, "
+	                      "obj-read, obj-write, obj-admin, jobs, service, "
+	                      "admin, pubsub, kv or *)");
+	config_finish(&c);
+
+	config_defaults(&c);
+	load_text(&c, "allow = * publish a.b\n"
+	              "allow = nobody publish a\n"
+	              "allow = * publish\n", &l);
+	ck_assert_int_eq(l.rc, -1);
+	assert_line_error(&l, 2, "allow: 'nobody' is not *, user:NAME, uid:N, "
+	                         "group:NAME, gid:N or unit:NAME");
+	assert_line_error(&l, 3, "allow: expected WHO OP[,OP...] "
+	                         "RESOURCE[,RESOURCE...]");
+	ck_assert_int_eq(count_lines(l.errs), 2);
+	loaded_free(&l);
+	config_finish(&c);
+}
+END_TEST
+
 START_TEST(test_print_round_trip)
 {
 	struct config c;
@@ -839,8 +897,9 @@ START_TEST(test_print_round_trip)
 		ck_assert_msg(strstr(p, lines[i]), "'%s' not in:\n%s", lines[i],
 		              p);
 	/* One line per key, in the documented order. */
-	static const char tail[] = "\nlog_level = debug\n# stream = (none)\n";
-	ck_assert_int_eq(count_lines(p), 34);
+	static const char tail[] =
+		"\nlog_level = debug\n# stream = (none)\n# allow = (none)\n";
+	ck_assert_int_eq(count_lines(p), 35);
 	ck_assert_ptr_eq(strstr(p, "socket = "), p);
 	ck_assert_uint_gt(strlen(p), strlen(tail));
 	ck_assert_str_eq(p + strlen(p) - strlen(tail), tail);
@@ -931,6 +990,51 @@ END_TEST
 
 /* ---- secrets ---- */
 
+/* New rules move into the running configuration; a change is reported
+ * (it applies to new connections), rules that moved lines are not. */
+START_TEST(test_apply_policy)
+{
+	struct config cur, next;
+	char err[256];
+	config_defaults(&cur);
+	config_defaults(&next);
+	ck_assert_int_eq(config_set(&next, "allow", "* publish a", err,
+	                            sizeof(err)),
+	                 0);
+	char *s = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&s, &len);
+	config_apply(&cur, &next, record, f);
+	fclose(f);
+	ck_assert_str_eq(s, "allow:applied\n");
+	free(s);
+	ck_assert(policy_enforced(cur.policy));
+	ck_assert(!policy_enforced(next.policy));
+	config_finish(&next);
+
+	config_defaults(&next);
+	ck_assert_int_eq(config_set(&next, "allow", "*  publish a", err,
+	                            sizeof(err)),
+	                 0);
+	f = open_memstream(&s, &len);
+	config_apply(&cur, &next, record, f);
+	fclose(f);
+	ck_assert_str_eq(s, "");
+	free(s);
+	config_finish(&next);
+
+	config_defaults(&next); /* every rule gone: all allowed again */
+	f = open_memstream(&s, &len);
+	config_apply(&cur, &next, record, f);
+	fclose(f);
+	ck_assert_str_eq(s, "allow:applied\n");
+	free(s);
+	ck_assert(!policy_enforced(cur.policy));
+	config_finish(&next);
+	config_finish(&cur);
+}
+END_TEST
+
 START_TEST(test_read_secret)
 {
 	static const struct {
@@ -992,6 +1096,8 @@ static Suite *config_suite(void)
 	tcase_add_test(t, test_streams);
 	tcase_add_test(t, test_print_quotes);
 	tcase_add_test(t, test_apply);
+	tcase_add_test(t, test_apply_policy);
+	tcase_add_test(t, test_allow);
 	tcase_add_test(t, test_read_secret);
 	suite_add_tcase(s, t);
 	return s;
