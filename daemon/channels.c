@@ -133,6 +133,10 @@ static void handle_send(struct client *c, uint64_t id,
 		             "metadata is not JSON");
 		return;
 	}
+	if (!client_allowed(c, id, POL_CHANNEL, s->channel)) {
+		json_decref(meta);
+		return;
+	}
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	uint64_t ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
@@ -203,6 +207,12 @@ static void handle_listen(struct client *c, uint64_t id,
 		             DURABLE_MAX);
 		return;
 	}
+	/* Listening as an agent resumes its durable consumer: the app must
+	 * be that agent (a being it may act as), or it would take over
+	 * another's place in the conversation. */
+	if (!client_allowed(c, id, POL_CHANNEL, l->channel) ||
+	    !client_allowed(c, id, POL_BEING, l->agent))
+		return;
 	json_t *cfg = events_consumer_config(
 		durable, filter,
 		l->replay ? SHIP__DELIVER_FROM__DELIVER_ALL
@@ -418,7 +428,8 @@ static void handle_history(struct client *c, uint64_t id,
 		return;
 	}
 	char filter[IPC_SUBJECT_MAX + 1];
-	if (!channel_subject(c, id, filter, q->channel))
+	if (!channel_subject(c, id, filter, q->channel) ||
+	    !client_allowed(c, id, POL_CHANNEL, q->channel))
 		return;
 	uint32_t want = q->last ? q->last : HISTORY_DEFAULT;
 	if (want > HISTORY_MAX)

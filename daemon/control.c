@@ -52,6 +52,7 @@ static struct {
 } ctl = {.fd = -1};
 
 static void client_close(struct client *c);
+static bool privileged(uid_t uid);
 static void client_free(struct client *c);
 static void client_write_cb(evutil_socket_t fd, short what, void *arg);
 
@@ -548,8 +549,31 @@ static void handle_status(struct client *c, uint64_t id)
 	client_send(c, &f);
 }
 
+/* The admin operations (reload, clients, policy): root and shipd's own
+ * user; others only by a rule, so never without rules. With answer, a
+ * refusal is answered (PERMISSION_DENIED) and counted. */
+static bool admin_may(struct client *c, uint64_t id, const char *what,
+                      bool answer)
+{
+	if (c->id.privileged)
+		return true;
+	if (!c->pol) {
+		if (answer)
+			client_error(c, id, SHIP__CODE__PERMISSION_DENIED,
+			             "admin %s: only root or shipd's own user (no "
+			             "rules grant it to others)",
+			             what);
+		return false;
+	}
+	if (answer)
+		return client_allowed(c, id, POL_ADMIN, what);
+	return policy_allows(c->pol, POL_ADMIN, what, NULL, 0);
+}
+
 static void handle_clients(struct client *c, uint64_t id)
 {
+	/* Without the grant, an app sees its own user's connections only. */
+	bool all = admin_may(c, id, "clients", false);
 	Ship__ClientInfo *infos = calloc(ctl.n_clients, sizeof(*infos));
 	Ship__ClientInfo **ptrs = calloc(ctl.n_clients, sizeof(*ptrs));
 	if (ctl.n_clients && (!infos || !ptrs)) {
@@ -562,6 +586,8 @@ static void handle_clients(struct client *c, uint64_t id)
 	uint64_t now = now_ms();
 	struct client *o;
 	TAILQ_FOREACH(o, &ctl.clients, entry) {
+		if (!all && o->uid != c->uid)
+			continue;
 		Ship__ClientInfo *i = &infos[n];
 		ship__client_info__init(i);
 		i->id = o->cid;
@@ -579,6 +605,11 @@ static void handle_clients(struct client *c, uint64_t id)
 		i->connected_ms = now - o->connected_ms;
 		i->queued = ipc_buf_used(&o->out);
 		i->held = o->held;
+		i->unit = o->id.unit;
+		i->user = o->id.user;
+		i->groups = (uint32_t *)o->id.groups; /* gid_t is 32 bits */
+		i->n_groups = (size_t)o->id.n_groups;
+		i->denied = o->denied;
 		ptrs[n++] = i;
 	}
 	Ship__ServerFrame f = SHIP__SERVER_FRAME__INIT;
@@ -603,11 +634,8 @@ static bool privileged(uid_t uid)
 
 static void handle_reload(struct client *c, uint64_t id)
 {
-	if (!privileged(c->uid)) {
-		client_error(c, id, SHIP__CODE__PERMISSION_DENIED,
-		             "only root or shipd's own user may reload");
+	if (!admin_may(c, id, "reload", true))
 		return;
-	}
 	char **applied, **restart, err[512];
 	size_t na, nr;
 	log_info("client %" PRIu64 " (%s, pid %d) asked for a reload", c->cid,
@@ -652,6 +680,72 @@ static void req_reload(struct client *c, const Ship__ClientFrame *f)
 	handle_reload(c, f->id);
 }
 
+static void req_policy_show(struct client *c, const Ship__ClientFrame *f)
+{
+	if (!admin_may(c, f->id, "policy", true))
+		return;
+	size_t n = 0;
+	char **rules = policy_rules(conf->policy, &n);
+	Ship__ServerFrame r = SHIP__SERVER_FRAME__INIT;
+	Ship__PolicyShowReply p = SHIP__POLICY_SHOW_REPLY__INIT;
+	p.rules = rules;
+	p.n_rules = n;
+	p.enforced = policy_enforced(conf->policy);
+	r.id = f->id;
+	r.body_case = SHIP__SERVER_FRAME__BODY_POLICY;
+	r.policy = &p;
+	client_send(c, &r);
+	for (size_t i = 0; i < n; i++)
+		free(rules[i]);
+	free(rules);
+}
+
+static void req_policy_check(struct client *c, const Ship__ClientFrame *f)
+{
+	const Ship__PolicyCheck *q = f->policy_check;
+	if (!admin_may(c, f->id, "policy", true))
+		return;
+	int op = pol_op_parse(q->op);
+	if (op < 0 || !q->resource[0]) {
+		client_error(c, f->id, SHIP__CODE__INVALID_ARGUMENT,
+		             "policy check: '%.64s' is not an operation, or no "
+		             "resource",
+		             q->op);
+		return;
+	}
+	/* The identity asked about, as if it connected now. */
+	struct identity id = {0};
+	id.uid = q->has_uid ? q->uid : c->id.uid;
+	id.gid = q->has_uid ? q->gid : c->id.gid;
+	id.privileged = privileged(id.uid);
+	for (size_t i = 0; i < q->n_groups && i < NITEMS(id.groups); i++)
+		id.groups[id.n_groups++] = q->groups[i];
+	snprintf(id.unit, sizeof(id.unit), "%s", q->unit);
+	struct passwd pw, *res = NULL;
+	char buf[1024];
+	if (getpwuid_r(id.uid, &pw, buf, sizeof(buf), &res) == 0 && res)
+		snprintf(id.user, sizeof(id.user), "%s", pw.pw_name);
+	else
+		snprintf(id.user, sizeof(id.user), "%u", (unsigned)id.uid);
+	struct policy_view *v = policy_bind(conf->policy, &id);
+	char rule[512];
+	Ship__ServerFrame r = SHIP__SERVER_FRAME__INIT;
+	Ship__PolicyCheckReply p = SHIP__POLICY_CHECK_REPLY__INIT;
+	p.allowed = policy_allows(v, (enum pol_op)op, q->resource, rule,
+	                          sizeof(rule));
+	if (op == POL_ADMIN && !id.privileged && !v) {
+		p.allowed = false;
+		snprintf(rule, sizeof(rule),
+		         "admin: only root or shipd's own user (no rules)");
+	}
+	p.rule = rule;
+	policy_view_free(v);
+	r.id = f->id;
+	r.body_case = SHIP__SERVER_FRAME__BODY_POLICY_CHECK;
+	r.policy_check = &p;
+	client_send(c, &r);
+}
+
 const struct block admin_block = {
 	.name = "admin",
 	.requests = (const struct block_request[]){
@@ -659,6 +753,8 @@ const struct block admin_block = {
 		{SHIP__CLIENT_FRAME__BODY_STATUS, req_status, false},
 		{SHIP__CLIENT_FRAME__BODY_CLIENTS, req_clients, false},
 		{SHIP__CLIENT_FRAME__BODY_RELOAD, req_reload, false},
+		{SHIP__CLIENT_FRAME__BODY_POLICY_SHOW, req_policy_show, false},
+		{SHIP__CLIENT_FRAME__BODY_POLICY_CHECK, req_policy_check, false},
 		{0, NULL, false},
 	},
 };

@@ -246,6 +246,46 @@ void events_publish(struct client *c, uint64_t id, const char *subject,
 	publish(c, id, subject, json, msg_id, stream, false);
 }
 
+/* ---- what other blocks own ---- */
+
+/* JetStream's, KV's, Object Store's, services' and the system account's
+ * subjects, and reply inboxes: only the blocks that own them reach them,
+ * never an event, whatever the rules grant (else an emit on $KV.<b>.<k>
+ * to KV_<b> would be a KV write no kv-write rule allowed). */
+static const char *const reserved_roots[] = {"$JS", "$KV",  "$O",
+                                             "$SRV", "$SYS", "_INBOX"};
+
+static bool first_token_is(const char *s, const char *tok)
+{
+	size_t n = strlen(tok);
+	return !strncmp(s, tok, n) && (s[n] == '.' || s[n] == '\0');
+}
+
+/* wild: a leading wildcard counts too (a stream on it would take in
+ * system subjects and replies). */
+static bool reserved_subject(const char *s, bool wild)
+{
+	for (size_t i = 0; i < NITEMS(reserved_roots); i++)
+		if (first_token_is(s, reserved_roots[i]))
+			return true;
+	return wild && (first_token_is(s, "*") || first_token_is(s, ">"));
+}
+
+/* The streams of KV buckets and object stores. */
+static bool reserved_stream(const char *name)
+{
+	return !strncmp(name, "KV_", 3) || !strncmp(name, "OBJ_", 4);
+}
+
+static void refuse_reserved(struct client *c, uint64_t id, const char *what)
+{
+	client_error(c, id, SHIP__CODE__PERMISSION_DENIED,
+	             "'%.128s' belongs to another building block (KV, Object "
+	             "Store, JetStream, services or replies): events do not "
+	             "reach it",
+	             what);
+}
+
 /* ---- emit ---- */
 
 /* Append s as a JSON string: controls, quote and backslash escaped,
@@ -309,6 +349,14 @@ static void handle_emit(struct client *c, uint64_t id, const Ship__Emit *e)
 		}
 		json_decref(payload);
 	}
+	if (reserved_subject(subject, false)) {
+		refuse_reserved(c, id, subject);
+		return;
+	}
+	/* On the subject itself: a prefix of the app's choosing cannot put
+	 * an event where the rules do not let it. */
+	if (!client_allowed(c, id, POL_EMIT, subject))
+		return;
 	char ts[64], corr[16], msg_id[64];
 	events_timestamp(ts, sizeof(ts));
 	if (!e->correlation_id[0])
@@ -485,6 +533,18 @@ static void handle_declare(struct client *c, uint64_t id,
 			return;
 		}
 	}
+	if (reserved_stream(sd->name)) {
+		refuse_reserved(c, id, sd->name);
+		return;
+	}
+	for (size_t i = 0; i < sd->n_subjects; i++) {
+		if (reserved_subject(sd->subjects[i], true)) {
+			refuse_reserved(c, id, sd->subjects[i]);
+			return;
+		}
+	}
+	if (!client_allowed(c, id, POL_STREAM_ADMIN, sd->name))
+		return;
 	struct js_stream_cfg cfg = {
 		.name = sd->name,
 		.subjects = sd->subjects,
@@ -690,6 +750,15 @@ static void handle_subscribe(struct client *c, uint64_t id,
 		             "at most 64 backoff steps");
 		return;
 	}
+	if (reserved_subject(filter, false) || reserved_stream(stream)) {
+		refuse_reserved(c, id,
+		                reserved_stream(stream) ? stream : filter);
+		return;
+	}
+	/* The filter is what the consumer reads, whichever stream it is
+	 * on: the rules must cover all of it. */
+	if (!client_allowed(c, id, POL_CONSUME, filter))
+		return;
 	json_t *cfg = events_consumer_config(
 		s->durable[0] ? s->durable : NULL, filter, s->deliver, s->start_seq,
 		s->start_time_ms, s->ack_wait_ms, s->max_deliver, s->backoff_ms,

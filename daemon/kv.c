@@ -152,7 +152,8 @@ static void got(void *arg, const struct kv_entry *e, const struct js_err *err)
 
 static void handle_get(struct client *c, uint64_t id, const Ship__KvGet *g)
 {
-	if (!check_bucket(c, id, g->bucket) || !check_key(c, id, g->key))
+	if (!check_bucket(c, id, g->bucket) || !check_key(c, id, g->key) ||
+	    !client_allowed(c, id, POL_KV_READ, g->bucket))
 		return;
 	struct kvop *o = op_new(c, id, OP_GET, g->bucket, g->key);
 	struct js_err err;
@@ -188,6 +189,8 @@ static void handle_write(struct client *c, uint64_t id, const Ship__KvWrite *w)
 		             "a new key)");
 		return;
 	}
+	if (!client_allowed(c, id, POL_KV_WRITE, w->bucket))
+		return;
 	struct kvop *o = op_new(c, id, OP_WRITE, w->bucket, w->key);
 	if (!o)
 		return;
@@ -309,6 +312,8 @@ static void handle_bucket_create(struct client *c, uint64_t id,
 		client_error(c, id, err.code, "%s", err.text);
 		return;
 	}
+	if (!client_allowed(c, id, POL_KV_ADMIN, bc->bucket))
+		return;
 	if (!link_connected()) {
 		client_error(c, id, SHIP__CODE__UNAVAILABLE,
 		             "NATS is not connected (%s)",
@@ -329,7 +334,7 @@ static void handle_bucket_create(struct client *c, uint64_t id,
 static void handle_bucket_info(struct client *c, uint64_t id, const char *b)
 {
 	struct js_err err;
-	if (!check_bucket(c, id, b))
+	if (!check_bucket(c, id, b) || !client_allowed(c, id, POL_KV_READ, b))
 		return;
 	struct kvop *o = op_new(c, id, OP_INFO, b, NULL);
 	if (o && start_info(o, &err) < 0)
@@ -393,7 +398,11 @@ static void listed(void *arg, json_t *reply, const struct js_err *e)
 	json_array_foreach(arr, i, si) {
 		const char *name = json_string_value(
 			json_object_get(json_object_get(si, "config"), "name"));
-		if (name && !strncmp(name, "KV_", 3) && kv_bucket_valid(name + 3))
+		/* Only the buckets the app may read: the others' names are
+		 * not its business (and asking is no denial). */
+		if (name && !strncmp(name, "KV_", 3) && kv_bucket_valid(name + 3) &&
+		    o->op.c &&
+		    policy_allows(o->op.c->pol, POL_KV_READ, name + 3, NULL, 0))
 			json_array_append(o->list, si);
 	}
 	o->page += got_n;
@@ -439,7 +448,7 @@ static void deleted(void *arg, json_t *reply, const struct js_err *e)
 static void handle_bucket_delete(struct client *c, uint64_t id, const char *b)
 {
 	char what[KV_NAME_MAX + 32];
-	if (!check_bucket(c, id, b))
+	if (!check_bucket(c, id, b) || !client_allowed(c, id, POL_KV_ADMIN, b))
 		return;
 	struct kvop *o = op_new(c, id, OP_DELETE, b, NULL);
 	if (!o)
@@ -524,6 +533,8 @@ static void handle_collect(struct client *c, uint64_t id, enum op_kind kind,
 		             "invalid key filter '%.64s'", pattern);
 		return;
 	}
+	if (!client_allowed(c, id, POL_KV_READ, bucket))
+		return;
 	struct kvop *o = op_new(c, id, kind, bucket, pattern);
 	if (!o)
 		return;
@@ -565,6 +576,8 @@ static void handle_watch(struct client *c, uint64_t id, const Ship__KvWatch *w)
 		             "include_history and updates_only exclude each other");
 		return;
 	}
+	if (!client_allowed(c, id, POL_KV_READ, w->bucket))
+		return;
 	struct kv_watch_spec spec = {
 		.bucket = w->bucket,
 		.pattern = w->pattern,

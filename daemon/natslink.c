@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -53,8 +54,12 @@ static struct {
 	struct event *retry_timer;
 	uint64_t rtt_sent_us;
 	bool rtt_pending;
-	uint64_t alive_us;   /* when the link last proved it reads */
+	uint64_t alive_us;   /* when the link last proved it works */
 	uint64_t msgs_seen;  /* mailbox_msgs_seen() at the last probe tick */
+	uint64_t reads;      /* read events on the link's socket */
+	uint64_t reads_seen; /* reads at the last probe tick */
+	size_t buffered;     /* nats.c's unsent bytes at the last tick */
+	bool stopping;       /* link_stop runs: no more connections */
 	TAILQ_HEAD(, held) held;
 	size_t held_bytes;
 	uint64_t held_dropped;
@@ -174,8 +179,10 @@ static void on_inbox_msg(natsConnection *nc, natsSubscription *sub,
 static void evlink_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct evlink *e = arg;
-	if (what & EV_READ)
+	if (what & EV_READ) {
+		L.reads++;
 		natsConnection_ProcessReadEvent(e->nc);
+	}
 	if (what & EV_WRITE)
 		natsConnection_ProcessWriteEvent(e->nc);
 }
@@ -383,6 +390,7 @@ static int build_options(const struct config *c)
 
 struct link_wait {
 	uint64_t token;
+	uint64_t secret; /* in its inbox: replies are not guessable */
 	bool multi;
 	/* JetStream delivers consumer messages under their own subjects, so
 	 * a multi wait listens on an inbox of its own (<inbox>.m.<token>,
@@ -397,6 +405,28 @@ struct link_wait {
 
 static struct ipc_idmap waits; /* token -> struct link_wait */
 static uint64_t next_token;
+
+/* 64 random bits from the kernel, read in blocks. An app that answers a
+ * request sees that request's inbox; with these it cannot guess another's
+ * (tokens alone are a counter). */
+static uint64_t random64(void)
+{
+	static uint64_t pool[512];
+	static size_t left;
+	if (!left) {
+		size_t got = 0;
+		while (got < sizeof(pool)) {
+			ssize_t n = getrandom((char *)pool + got, sizeof(pool) - got,
+			                      0);
+			if (n < 0 && errno != EINTR)
+				fatal("%s: getrandom", __func__);
+			if (n > 0)
+				got += (size_t)n;
+		}
+		left = NITEMS(pool);
+	}
+	return pool[--left];
+}
 
 static void wait_free(struct link_wait *w)
 {
@@ -437,11 +467,12 @@ struct link_wait *link_wait_new(uint32_t timeout_ms, bool multi,
 	if (!w)
 		return NULL;
 	w->token = ++next_token;
+	w->secret = random64();
 	w->multi = multi;
 	w->fn = fn;
 	w->arg = arg;
-	snprintf(w->inbox, sizeof(w->inbox), "%s.%s%" PRIu64, L.inbox,
-	         multi ? "m." : "", w->token);
+	snprintf(w->inbox, sizeof(w->inbox), "%s.%s%" PRIu64 "x%016" PRIx64,
+	         L.inbox, multi ? "m." : "", w->token, w->secret);
 	w->timer = evtimer_new(base, wait_timeout, w);
 	if (!w->timer || ipc_idmap_put(&waits, w->token, w) < 0) {
 		if (w->timer)
@@ -605,7 +636,8 @@ static void start_connect(void)
 
 static void retry_cb(evutil_socket_t fd, short what, void *arg)
 {
-	start_connect();
+	if (!L.stopping)
+		start_connect();
 }
 
 static void schedule_connect(void)
@@ -642,11 +674,16 @@ static void probe_cb(evutil_socket_t fd, short what, void *arg)
 	if (!L.nc)
 		return;
 	uint64_t now = now_us(), seen = mailbox_msgs_seen();
-	if (seen != L.msgs_seen) {
-		/* nats.c parsed messages since the last tick: it reads. */
-		L.msgs_seen = seen;
+	size_t buffered = link_buffered();
+	/* Alive: messages parsed, bytes read, or bytes the server took since
+	 * the last tick (a slow link moving a large message or a backlog is
+	 * slow, not dead); or the probe's answer (inbox_msg). */
+	if (seen != L.msgs_seen || L.reads != L.reads_seen ||
+	    buffered < L.buffered)
 		L.alive_us = now;
-	}
+	L.msgs_seen = seen;
+	L.reads_seen = L.reads;
+	L.buffered = buffered;
 	if (now - L.alive_us >= (uint64_t)L.conf->nats_dead_after_ms * 1000) {
 		char why[128];
 		snprintf(why, sizeof(why),
@@ -660,12 +697,27 @@ static void probe_cb(evutil_socket_t fd, short what, void *arg)
 		probe_send();
 }
 
+void link_url_redact(const char *url, char *out, size_t size)
+{
+	/* scheme://user:password@host or scheme://token@host: the part
+	 * before '@' never leaves shipd. */
+	const char *scheme = strstr(url, "://");
+	const char *start = scheme ? scheme + 3 : url;
+	const char *at = strchr(start, '@');
+	const char *slash = strchr(start, '/');
+	if (!at || (slash && slash < at)) {
+		snprintf(out, size, "%s", url);
+		return;
+	}
+	snprintf(out, size, "%.*s***%s", (int)(start - url), url, at);
+}
+
 static void refresh_info(void)
 {
 	char buf[256];
 	if (natsConnection_GetConnectedUrl(L.nc, buf, sizeof(buf)) == NATS_OK &&
 	    buf[0])
-		snprintf(L.info.url, sizeof(L.info.url), "%s", buf);
+		link_url_redact(buf, L.info.url, sizeof(L.info.url));
 	if (natsConnection_GetConnectedServerId(L.nc, buf, sizeof(buf)) ==
 	        NATS_OK &&
 	    buf[0])
@@ -783,6 +835,8 @@ static void link_ready(struct mail *m)
 	L.attempts = 0;
 	L.alive_us = now_us();
 	L.msgs_seen = mailbox_msgs_seen();
+	L.reads_seen = L.reads;
+	L.buffered = 0;
 	set_state(LINK_CONNECTED);
 	refresh_info();
 	log_info("connected to %s%s", L.info.url,
@@ -806,8 +860,8 @@ static void link_event(natsConnection *nc, enum link_event ev, natsStatus err)
 	}
 	if (ev == LINK_EV_CLOSED && dying_end(nc))
 		return;
-	if (!nc || nc != L.nc)
-		return; /* an old connection's news */
+	if (!nc || nc != L.nc || L.stopping)
+		return; /* an old connection's news, or shipd stops */
 	const char *e = NULL;
 	char why[256];
 	natsConnection_GetLastError(nc, &e);
@@ -817,6 +871,33 @@ static void link_event(natsConnection *nc, enum link_event ev, natsStatus err)
 	if (ev == LINK_EV_CLOSED)
 		dying_end(nc); /* closed already: link_lost kept it */
 	control_flush();
+}
+
+/* "<token>x<secret in 16 hex digits>", the last token of a reply inbox. */
+static bool reply_token(const char *tok, uint64_t *token, uint64_t *secret)
+{
+	char *end;
+	if (*tok < '1' || *tok > '9')
+		return false;
+	errno = 0;
+	*token = strtoull(tok, &end, 10);
+	if (errno || *end != 'x' || strlen(end + 1) != 16 ||
+	    strspn(end + 1, "0123456789abcdef") != 16)
+		return false;
+	*secret = strtoull(end + 1, NULL, 16);
+	return true;
+}
+
+enum link_inbox_kind link_inbox_kind(const char *subject)
+{
+	size_t n = strlen(L.inbox);
+	if (!n || strncmp(subject, L.inbox, n) != 0 ||
+	    (subject[n] != '.' && subject[n] != '\0'))
+		return LINK_INBOX_NONE;
+	uint64_t token, secret;
+	if (subject[n] == '.' && reply_token(subject + n + 1, &token, &secret))
+		return LINK_INBOX_REPLY;
+	return LINK_INBOX_OTHER;
 }
 
 static void inbox_msg(natsMsg *msg, uint64_t sub_token)
@@ -841,10 +922,14 @@ static void inbox_msg(natsMsg *msg, uint64_t sub_token)
 		natsMsg_Destroy(msg);
 		return;
 	}
-	char *end;
-	uint64_t token = strtoull(tok, &end, 10);
-	if (*end != '\0' || token == 0) {
+	uint64_t token, secret;
+	if (!reply_token(tok, &token, &secret)) {
 		natsMsg_Destroy(msg);
+		return;
+	}
+	struct link_wait *w = ipc_idmap_get(&waits, token);
+	if (!w || w->multi || w->secret != secret) {
+		natsMsg_Destroy(msg); /* late, or forged */
 		return;
 	}
 	wait_reply(token, msg);
@@ -873,7 +958,7 @@ int link_start(const struct config *c)
 	L.conf = c;
 	L.info.state = LINK_CONNECTING;
 	L.info.changed_ms = now_ms();
-	snprintf(L.info.url, sizeof(L.info.url), "%s", c->nats_urls[0]);
+	link_url_redact(c->nats_urls[0], L.info.url, sizeof(L.info.url));
 	if (build_options(c) < 0)
 		return -1;
 	L.retry_timer = evtimer_new(base, retry_cb, NULL);
@@ -891,15 +976,30 @@ static atomic_bool closed;
 
 static void *close_thread(void *arg)
 {
-	if (natsConnection_Status(L.nc) == NATS_CONN_STATUS_CONNECTED)
-		natsConnection_FlushTimeout(L.nc, 1000);
-	natsConnection_Close(L.nc);
+	natsConnection *nc = arg;
+	if (natsConnection_Status(nc) == NATS_CONN_STATUS_CONNECTED)
+		natsConnection_FlushTimeout(nc, 1000);
+	natsConnection_Close(nc);
 	atomic_store(&closed, true);
 	return NULL;
 }
 
+static bool dying_left(void)
+{
+	for (int i = 0; i < MAX_DYING; i++)
+		if (L.dying[i])
+			return true;
+	return false;
+}
+
 void link_stop(void)
 {
+	/* No reconnect, no probe, no link news from here on. */
+	L.stopping = true;
+	if (L.retry_timer)
+		evtimer_del(L.retry_timer);
+	if (L.probe_timer)
+		evtimer_del(L.probe_timer);
 	if (L.connecting) {
 		/* Bounded by the connect timeout. Its mail will not be read:
 		 * close what it made here. */
@@ -907,6 +1007,12 @@ void link_stop(void)
 		L.connecting = false;
 		natsConnection_Destroy(L.connected_nc);
 		L.connected_nc = NULL;
+	}
+	/* Connections being dropped close on their next read: let the loop
+	 * read, so that destroying them does not wait for a flush. */
+	for (int i = 0; i < 2000 && dying_left(); i++) {
+		event_base_loop(base, EVLOOP_NONBLOCK);
+		usleep(1000);
 	}
 	if (!L.nc)
 		return;
@@ -916,7 +1022,7 @@ void link_stop(void)
 	 * that only the loop does: do them on another thread while the loop
 	 * turns, for at most about two seconds. */
 	pthread_t t;
-	if (pthread_create(&t, NULL, close_thread, NULL) != 0) {
+	if (pthread_create(&t, NULL, close_thread, L.nc) != 0) {
 		natsConnection_Close(L.nc);
 		return;
 	}

@@ -184,10 +184,93 @@ static natsStatus send_msg(const char *subject, const char *reply,
 	return s;
 }
 
+/* ---- what apps may reach ---- */
+
+/* JetStream's, KV's, Object Store's, services' and the system account's
+ * subjects: only the building blocks that own them reach them. */
+static const char *const system_roots[] = {"$JS", "$KV", "$O", "$SRV",
+                                           "$SYS"};
+
+static bool first_token(const char *s, const char *tok)
+{
+	size_t n = strlen(tok);
+	return !strncmp(s, tok, n) && (s[n] == '.' || s[n] == '\0');
+}
+
+static bool system_subject(const char *s)
+{
+	for (size_t i = 0; i < NITEMS(system_roots); i++)
+		if (first_token(s, system_roots[i]))
+			return true;
+	return false;
+}
+
+/* A subject an app publishes or requests to, or names as a reply: not a
+ * system subject, and in shipd's reply inbox only the inbox of a request
+ * (which the app answers). Then what its policy says. */
+static bool may_send(struct client *c, uint64_t id, enum pol_op op,
+                     const char *subject, const char *reply)
+{
+	const char *bad = NULL;
+	if (system_subject(subject) ||
+	    link_inbox_kind(subject) == LINK_INBOX_OTHER)
+		bad = subject;
+	else if (reply[0] && (system_subject(reply) ||
+	                      link_inbox_kind(reply) != LINK_INBOX_NONE))
+		bad = reply;
+	if (bad) {
+		client_error(c, id, SHIP__CODE__PERMISSION_DENIED,
+		             "'%.128s' is a system subject: only the building "
+		             "block that owns it reaches it",
+		             bad);
+		return false;
+	}
+	/* Answering a request needs no grant: having the request is it. */
+	if (op == POL_PUBLISH && link_inbox_kind(subject) == LINK_INBOX_REPLY)
+		return true;
+	return client_allowed(c, id, op, subject);
+}
+
+/* A pattern an app subscribes to: none that names system subjects or
+ * could match shipd's reply inbox. A pattern starting with a wildcard is
+ * allowed; what it would match there is never delivered (sub_deliver). */
+static bool may_subscribe(struct client *c, uint64_t id, const char *pattern)
+{
+	bool bad = system_subject(pattern) ||
+	           link_inbox_kind(pattern) != LINK_INBOX_NONE;
+	if (first_token(pattern, "_INBOX")) {
+		/* _INBOX.* and _INBOX.> would match shipd's. */
+		const char *second = pattern[6] ? pattern + 7 : "";
+		if (!*second || first_token(second, "*") ||
+		    first_token(second, ">"))
+			bad = true;
+	}
+	if (bad) {
+		client_error(c, id, SHIP__CODE__PERMISSION_DENIED,
+		             "'%.128s' would reach system subjects or other "
+		             "apps' replies: only the building blocks reach them",
+		             pattern);
+		return false;
+	}
+	return client_allowed(c, id, POL_SUBSCRIBE, pattern);
+}
+
+/* What a subscription never delivers, whatever its pattern: system
+ * subjects, and replies (its own pattern not naming _INBOX). */
+static bool never_delivered(const struct sub *s, const char *subject)
+{
+	if (system_subject(subject) ||
+	    link_inbox_kind(subject) != LINK_INBOX_NONE)
+		return true;
+	return first_token(subject, "_INBOX") && !first_token(s->subject, "_INBOX");
+}
+
 static void publish(struct client *c, uint64_t id, const char *subject,
                     const char *reply, const void *data, size_t len,
                     const Ship__Msg *m, bool fail_if_disconnected)
 {
+	if (!may_send(c, id, POL_PUBLISH, subject, reply))
+		return;
 	if (fail_if_disconnected && !link_connected()) {
 		client_error(c, id, SHIP__CODE__UNAVAILABLE,
 		             "NATS is not connected (%s)",
@@ -301,6 +384,8 @@ static void handle_request(struct client *c, uint64_t id,
 		return;
 	}
 	if (!check_msg(c, id, rq->msg))
+		return;
+	if (!may_send(c, id, POL_REQUEST, rq->msg->subject, ""))
 		return;
 	if (!link_connected()) {
 		client_error(c, id, SHIP__CODE__UNAVAILABLE,
@@ -504,15 +589,16 @@ static natsStatus sub_open(struct sub *s)
 		                                            s->queue, sub_msg_cb, s)
 		            : natsConnection_Subscribe(&s->ns, nc, s->subject,
 		                                       sub_msg_cb, s);
-	if (st == NATS_OK)
-		st = natsSubscription_SetOnCompleteCB(
-			s->ns, sub_complete_cb, (void *)(uintptr_t)ticket);
 	if (st != NATS_OK) {
 		ipc_idmap_del(&tickets, ticket);
-		natsSubscription_Destroy(s->ns);
 		s->ns = NULL;
 		return st;
 	}
+	/* This fails only if the connection closed the subscription right
+	 * after it was made, when messages may be on their way with s: then
+	 * s stays until shipd stops (no completion will free it). */
+	natsSubscription_SetOnCompleteCB(s->ns, sub_complete_cb,
+	                                 (void *)(uintptr_t)ticket);
 	s->ticket = ticket;
 	s->live++;
 	s->nats_dropped = 0; /* a new natsSubscription counts from 0 */
@@ -560,6 +646,8 @@ static void handle_subscribe(struct client *c, uint64_t id,
 		             "invalid queue group '%.128s'", sb->queue);
 		return;
 	}
+	if (!may_subscribe(c, id, sb->subject))
+		return;
 	struct sub *s = calloc(1, sizeof(*s));
 	if (!s || !(s->subject = strdup(sb->subject)) ||
 	    !(s->queue = strdup(sb->queue))) {
@@ -609,6 +697,10 @@ static uint64_t nats_dropped(struct sub *s)
 
 static void sub_deliver(struct sub *s, natsMsg *msg)
 {
+	if (never_delivered(s, natsMsg_GetSubject(msg))) {
+		natsMsg_Destroy(msg); /* not counted: not the app's at all */
+		return;
+	}
 	uint64_t early = atomic_exchange(&s->dropped_early, 0) + nats_dropped(s);
 	s->received += 1 + early;
 	s->dropped += early;

@@ -752,10 +752,29 @@ static void keepalive_start(struct client *c, uint64_t id,
 	start(o);
 }
 
+/* Reading the registry is reading its bucket; changing a being, or
+ * keeping it alive, is acting as that being. Stopping a keep-alive is
+ * always allowed: it is the app's own. */
+static bool being_allowed(struct client *c, uint64_t id,
+                          const Ship__BeingRequest *r)
+{
+	switch (r->op) {
+	case SHIP__BEING_OP__BEING_GET:
+	case SHIP__BEING_OP__BEING_LIST:
+		return client_allowed(c, id, POL_KV_READ, BEINGS);
+	case SHIP__BEING_OP__BEING_KEEPALIVE_STOP:
+		return true;
+	default:
+		return client_allowed(c, id, POL_BEING, r->being_id);
+	}
+}
+
 static void handle_being(struct client *c, uint64_t id,
                          const Ship__BeingRequest *r)
 {
 	if (r->op == SHIP__BEING_OP__BEING_LIST) {
+		if (!being_allowed(c, id, r))
+			return;
 		struct rop *o = rop_new(c, id, R_BEING, r->op, BEINGS, NULL);
 		/* What the list may collect is reserved for it. */
 		if (o && !op_hold(&o->base, LIST_MAX_BYTES)) {
@@ -782,6 +801,8 @@ static void handle_being(struct client *c, uint64_t id,
 		             "unknown being operation %d", (int)r->op);
 		return;
 	}
+	if (!being_allowed(c, id, r))
+		return;
 	if (r->op == SHIP__BEING_OP__BEING_KEEPALIVE) {
 		keepalive_start(c, id, r);
 		return;
@@ -847,10 +868,16 @@ static void handle_store(struct client *c, uint64_t id,
 		                             JSON_PRESERVE_ORDER);
 		json_decref(j);
 	}
-	struct rop *o = rop_new(c, id, R_STORE, r->op,
-	                        r->store == SHIP__STORE__STORE_HEALTH ? HEALTH
-	                                                              : CONFIG,
-	                        r->key);
+	const char *bucket = r->store == SHIP__STORE__STORE_HEALTH ? HEALTH
+	                                                           : CONFIG;
+	if (!client_allowed(c, id,
+	                    r->op == SHIP__STORE_OP__STORE_SET ? POL_KV_WRITE
+	                                                       : POL_KV_READ,
+	                    bucket)) {
+		free(text);
+		return;
+	}
+	struct rop *o = rop_new(c, id, R_STORE, r->op, bucket, r->key);
 	if (o && (r->op == SHIP__STORE_OP__STORE_LIST ||
 	          r->op == SHIP__STORE_OP__STORE_KEYS) &&
 	    !op_hold(&o->base, LIST_MAX_BYTES)) {

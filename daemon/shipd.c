@@ -345,8 +345,10 @@ int main(int argc, char **argv)
 	if (!ev_status || event_add(ev_status, &tv) < 0)
 		fatalx("cannot start the status timer");
 
+	char url[256];
+	link_url_redact(config.nats_urls[0], url, sizeof(url));
 	log_info("shipd %s listening on %s, NATS %s", SHIP_VERSION,
-	         control_socket_path(), config.nats_urls[0]);
+	         control_socket_path(), url);
 	sd_notify(0, "READY=1");
 	notify_status();
 

@@ -201,6 +201,13 @@ size_t link_buffered(void);
 const struct link_info *link_info(void);
 /* The reply inbox prefix ("_INBOX.<nuid>"), "" before the link exists. */
 const char *link_inbox(void);
+/* What a subject is to the reply inbox: not in it; the reply inbox of
+ * one request (an app answering a request publishes there); or anything
+ * else in it (never an app's to reach). */
+enum link_inbox_kind { LINK_INBOX_NONE, LINK_INBOX_REPLY, LINK_INBOX_OTHER };
+enum link_inbox_kind link_inbox_kind(const char *subject);
+/* url with its user information (user:password@, token@) as "***@". */
+void link_url_redact(const char *url, char *out, size_t size);
 void link_handle_mail(struct mail *m);
 
 /* A wait for replies on the reply inbox (publish with reply set to
