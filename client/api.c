@@ -332,6 +332,9 @@ SHIPC_EXPORT int shipc_flush(struct shipc *h, int timeout_ms)
 struct client_extra {
 	uint64_t id;
 	uint64_t held;
+	uint64_t denied;
+	char user[64];
+	char unit[256];
 };
 
 struct clients_block {
@@ -395,6 +398,11 @@ static void clients_reply(struct shipc *h, struct call *c,
 		client_from(&b->list[i], ci);
 		b->extra[i].id = ci->id;
 		b->extra[i].held = ci->held;
+		b->extra[i].denied = ci->denied;
+		snprintf(b->extra[i].user, sizeof(b->extra[i].user), "%s",
+		         ci->user);
+		snprintf(b->extra[i].unit, sizeof(b->extra[i].unit), "%s",
+		         ci->unit);
 	}
 	qsort(b->extra, n, sizeof(b->extra[0]), extra_cmp);
 	*out = b;
@@ -427,11 +435,12 @@ SHIPC_EXPORT void shipc_clients_free(struct shipc_client *list)
 		free(block_of(list));
 }
 
-SHIPC_EXPORT uint64_t shipc_client_held(const struct shipc_client *list,
-                                        size_t i)
+/* What is kept beside list[i]; NULL past the list. */
+static const struct client_extra *extra_of(const struct shipc_client *list,
+                                           size_t i)
 {
 	if (!list || i >= block_of(list)->n)
-		return 0;
+		return NULL;
 	const struct clients_block *b = block_of(list);
 	const struct client_extra *e = &b->extra[i];
 	/* In the order shipd sent; else the app sorted the list since. */
@@ -439,7 +448,35 @@ SHIPC_EXPORT uint64_t shipc_client_held(const struct shipc_client *list,
 		struct client_extra key = {.id = list[i].id};
 		e = bsearch(&key, b->extra, b->n, sizeof(*e), extra_cmp);
 	}
+	return e;
+}
+
+SHIPC_EXPORT uint64_t shipc_client_held(const struct shipc_client *list,
+                                        size_t i)
+{
+	const struct client_extra *e = extra_of(list, i);
 	return e ? e->held : 0;
+}
+
+SHIPC_EXPORT const char *shipc_client_user(const struct shipc_client *list,
+                                           size_t i)
+{
+	const struct client_extra *e = extra_of(list, i);
+	return e ? e->user : "";
+}
+
+SHIPC_EXPORT const char *shipc_client_unit(const struct shipc_client *list,
+                                           size_t i)
+{
+	const struct client_extra *e = extra_of(list, i);
+	return e ? e->unit : "";
+}
+
+SHIPC_EXPORT uint64_t shipc_client_denied(const struct shipc_client *list,
+                                          size_t i)
+{
+	const struct client_extra *e = extra_of(list, i);
+	return e ? e->denied : 0;
 }
 
 struct text_out {

@@ -276,6 +276,13 @@ void shipc_clients_free(struct shipc_client *list);
  * arrays of that struct. 0 when i is past the list.
  */
 uint64_t shipc_client_held(const struct shipc_client *list, size_t i);
+/* The rest of list[i]'s identity as shipd read it from the kernel when it
+ * connected: its user name (the uid's number if it has none), its
+ * systemd unit ("" if none), and its requests refused by policy. Kept
+ * beside the list like shipc_client_held(); "" or 0 past the list. */
+const char *shipc_client_user(const struct shipc_client *list, size_t i);
+const char *shipc_client_unit(const struct shipc_client *list, size_t i);
+uint64_t shipc_client_denied(const struct shipc_client *list, size_t i);
 
 /*
  * Ask shipd to re-read its configuration file (as SIGHUP does). buf gets

@@ -441,17 +441,25 @@ static int cmd_clients(int argc, char **argv)
 			       "\"bytes_in\":%" PRIu64 ",\"bytes_out\":%" PRIu64
 			       ",\"frames_in\":%" PRIu64 ",\"frames_out\":%" PRIu64
 			       ",\"dropped\":%" PRIu64 ",\"connected_ms\":%" PRIu64
-			       ",\"queued\":%" PRIu64 ",\"held\":%" PRIu64 "}",
+			       ",\"queued\":%" PRIu64 ",\"held\":%" PRIu64
+			       ",\"denied\":%" PRIu64 ",\"user\":",
 			       c->subscriptions, c->requests, c->bytes_in,
 			       c->bytes_out, c->frames_in, c->frames_out, c->dropped,
 			       c->connected_ms, c->queued,
-			       shipc_client_held(list, i));
+			       shipc_client_held(list, i),
+			       shipc_client_denied(list, i));
+			const char *user = shipc_client_user(list, i),
+			           *unit = shipc_client_unit(list, i);
+			json_str(stdout, user, strlen(user));
+			fputs(",\"unit\":", stdout);
+			json_str(stdout, unit, strlen(unit));
+			fputc('}', stdout);
 		}
 		fputs("]\n", stdout);
 	} else {
-		printf("%6s %7s %6s %-16s %5s %5s %8s %8s %8s %8s %8s\n",
-		       "ID", "PID", "UID", "NAME", "SUBS", "REQS", "HELD", "IN",
-		       "OUT", "DROPPED", "AGE");
+		printf("%6s %7s %-10s %-16s %5s %5s %8s %8s %8s %8s %8s %s\n",
+		       "ID", "PID", "USER", "NAME", "SUBS", "REQS", "HELD", "IN",
+		       "OUT", "DROPPED", "AGE", "UNIT");
 		for (size_t i = 0; i < n; i++) {
 			const struct shipc_client *c = &list[i];
 			char held[16], in[16], out[16];
@@ -459,11 +467,13 @@ static int cmd_clients(int argc, char **argv)
 			            shipc_client_held(list, i));
 			human_bytes(in, sizeof(in), c->bytes_in);
 			human_bytes(out, sizeof(out), c->bytes_out);
-			printf("%6" PRIu64 " %7u %6u %-16.16s %5u %5u %8s %8s "
-			       "%8s %8" PRIu64 " %7" PRIu64 "s\n",
-			       c->id, c->pid, c->uid, c->name, c->subscriptions,
-			       c->requests, held, in, out, c->dropped,
-			       c->connected_ms / 1000);
+			const char *unit = shipc_client_unit(list, i);
+			printf("%6" PRIu64 " %7u %-10.10s %-16.16s %5u %5u %8s %8s "
+			       "%8s %8" PRIu64 " %7" PRIu64 "s %s\n",
+			       c->id, c->pid, shipc_client_user(list, i), c->name,
+			       c->subscriptions, c->requests, held, in, out,
+			       c->dropped, c->connected_ms / 1000,
+			       unit[0] ? unit : "-");
 		}
 	}
 	shipc_clients_free(list);

@@ -72,7 +72,7 @@ assert s["held"] <= l["memory_limit"] and s["clients"] <= l["max_clients"]
 print("ok")' $C --json status
 fi
 check "clients shows held" 0 ' HELD ' -- $C clients
-check "clients --json held" 0 '"queued":[0-9]+,"held":[0-9]+\}' -- $C --json clients
+check "clients --json held" 0 '"queued":[0-9]+,"held":[0-9]+,"denied":0,"user":"root","unit":' -- $C --json clients
 check "help of a command" 0 "usage: shipctl pub" -- $C pub --help
 check "unknown command" 2 "unknown command" -- $C frobnicate
 
