@@ -521,9 +521,10 @@ static int cmd_policy_show(int argc, char **argv)
 			json_str(stdout, rules[i], strlen(rules[i]));
 		}
 		fputs("]}\n", stdout);
-	} else if (!enforced) {
-		printf("no rules: every app may do everything\n");
 	} else {
+		/* Quota lines come without allow rules too. */
+		if (!enforced)
+			printf("no allow rules: every app may do everything\n");
 		for (size_t i = 0; i < n; i++)
 			printf("%s\n", rules[i]);
 	}

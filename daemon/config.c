@@ -13,7 +13,8 @@
 #include "shipd.h"
 
 enum ctype {
-	C_STR, C_BOOL, C_UINT, C_MODE, C_URLS, C_LOGLEVEL, C_STREAM, C_POLICY
+	C_STR, C_BOOL, C_UINT, C_MODE, C_URLS, C_LOGLEVEL, C_STREAM, C_POLICY,
+	C_QUOTA
 };
 
 struct ckey {
@@ -92,6 +93,11 @@ static const struct ckey keys[] = {
 	 * reload's rules apply to the connections made after it. */
 	{"allow", C_POLICY, O(policy), 0, 0,
 	 "a grant (repeatable): WHO OP[,OP...] RESOURCE[,RESOURCE...]", true},
+	/* Kept with the rules (same WHO, same reload); bound at accept. */
+	{"quota", C_QUOTA, O(policy), 0, 0,
+	 "what one app may hold (repeatable, first match wins): WHO "
+	 "KEY=VALUE... (connections, subscriptions, requests, bytes)",
+	 true},
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -261,6 +267,8 @@ static int set_key(struct config *c, const char *key, const char *v,
 		return add_stream(c, v, err, errlen);
 	case C_POLICY:
 		return policy_add_rule(field, v, file, line, err, errlen);
+	case C_QUOTA:
+		return policy_add_quota(field, v, file, line, err, errlen);
 	case C_LOGLEVEL:
 		if (!strcmp(v, "info"))
 			*(int *)field = 0;
@@ -516,19 +524,26 @@ void config_print(const struct config *c, FILE *f)
 				fprintf(f, "# %s = (none)\n", k->name);
 			policy_print(c->policy, f);
 			break;
+		case C_QUOTA:
+			if (!policy_quota_count(c->policy))
+				fprintf(f, "# %s = (none)\n", k->name);
+			policy_print_quotas(c->policy, f);
+			break;
 		}
 	}
 }
 
-/* The rules as printed: what they grant, wherever they are written. */
-static char *policy_text(const struct policy *p)
+/* The rules (or quotas) as printed: what they say, wherever they are
+ * written. */
+static char *policy_text(const struct policy *p,
+                         void (*print)(const struct policy *, FILE *))
 {
 	char *s = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&s, &len);
 	if (!f)
 		return NULL;
-	policy_print(p, f);
+	print(p, f);
 	if (fclose(f) != 0) {
 		free(s);
 		return NULL;
@@ -536,9 +551,10 @@ static char *policy_text(const struct policy *p)
 	return s;
 }
 
-static bool same_policy(const struct policy *a, const struct policy *b)
+static bool same_policy(const struct policy *a, const struct policy *b,
+                        void (*print)(const struct policy *, FILE *))
 {
-	char *x = policy_text(a), *y = policy_text(b);
+	char *x = policy_text(a, print), *y = policy_text(b, print);
 	bool same = x && y && !strcmp(x, y);
 	free(x);
 	free(y);
@@ -576,7 +592,9 @@ static bool same_value(const struct ckey *k, const struct config *a,
 		}
 		return true;
 	case C_POLICY:
-		return same_policy(a->policy, b->policy);
+		return same_policy(a->policy, b->policy, policy_print);
+	case C_QUOTA:
+		return same_policy(a->policy, b->policy, policy_print_quotas);
 	case C_URLS:
 		if (a->n_nats_urls != b->n_nats_urls)
 			return false;
@@ -588,23 +606,29 @@ static bool same_value(const struct ckey *k, const struct config *a,
 	return false;
 }
 
-/* The new rules are taken even when they grant the same (their file:line
- * may have moved): they move from next, which the caller frees, into cur.
- * Connections keep the snapshot they bound when they connected. */
+/* The new rules and quotas are taken even when they say the same (their
+ * file:line may have moved): they move from next, which the caller frees,
+ * into cur. Connections keep what they bound when they connected. */
 static void apply_policy(struct config *cur, const struct config *next,
                          void (*report)(const char *key, bool applied,
                                         void *arg),
                          void *arg)
 {
 	struct config *from = (struct config *)next; /* the caller's own */
-	bool same = same_policy(cur->policy, next->policy);
+	bool same = same_policy(cur->policy, next->policy, policy_print);
+	bool same_quotas =
+		same_policy(cur->policy, next->policy, policy_print_quotas);
 	struct policy *old = cur->policy;
 	cur->policy = from->policy;
 	from->policy = old;
-	if (same)
-		return;
-	log_info("reload: policy changed: applies to new connections");
-	report("allow", true, arg);
+	if (!same) {
+		log_info("reload: policy changed: applies to new connections");
+		report("allow", true, arg);
+	}
+	if (!same_quotas) {
+		log_info("reload: quotas changed: apply to new connections");
+		report("quota", true, arg);
+	}
 }
 
 void config_apply(struct config *cur, const struct config *next,
@@ -617,6 +641,8 @@ void config_apply(struct config *cur, const struct config *next,
 			apply_policy(cur, next, report, arg);
 			continue;
 		}
+		if (k->type == C_QUOTA)
+			continue; /* taken and reported with the rules */
 		if (same_value(k, cur, next))
 			continue;
 		if (k->live) {

@@ -43,6 +43,7 @@ static struct {
 	TAILQ_HEAD(, client) reap;
 	TAILQ_HEAD(, client) clients;
 	TAILQ_HEAD(, client) dirty;
+	TAILQ_HEAD(, app) apps;
 	unsigned n_clients;
 	uint32_t n_ops; /* requests in flight, all clients */
 	size_t held;    /* bytes held for all clients' ops and streams */
@@ -224,6 +225,64 @@ bool client_allowed(struct client *c, uint64_t id, enum pol_op op,
 	return false;
 }
 
+/* ---- apps: what the connections of one uid and unit hold together ---- */
+
+struct app {
+	TAILQ_ENTRY(app) entry;
+	uid_t uid;
+	char unit[sizeof(((struct identity *)0)->unit)];
+	unsigned n_conns; /* its connections, which keep it */
+	uint32_t n_subs;
+	uint32_t n_requests;
+	size_t held;
+};
+
+static struct app *app_find(const struct identity *id)
+{
+	struct app *a;
+	TAILQ_FOREACH(a, &ctl.apps, entry)
+		if (a->uid == id->uid && !strcmp(a->unit, id->unit))
+			return a;
+	return NULL;
+}
+
+static struct app *app_join(const struct identity *id)
+{
+	struct app *a = app_find(id);
+	if (!a) {
+		if (!(a = calloc(1, sizeof(*a))))
+			return NULL;
+		a->uid = id->uid;
+		snprintf(a->unit, sizeof(a->unit), "%s", id->unit);
+		TAILQ_INSERT_TAIL(&ctl.apps, a, entry);
+	}
+	a->n_conns++;
+	return a;
+}
+
+/* NULL-safe; called once everything c held is given back. */
+static void app_leave(struct app *a)
+{
+	if (!a || --a->n_conns > 0)
+		return;
+	TAILQ_REMOVE(&ctl.apps, a, entry);
+	free(a);
+}
+
+/* How messages name an app: "uid 1000 unit driver.service". */
+static const char *app_name(const struct identity *id, char *buf, size_t size)
+{
+	snprintf(buf, size, "uid %u %s%s", (unsigned)id->uid,
+	         id->unit[0] ? "unit " : "(no unit)", id->unit);
+	return buf;
+}
+
+/* Whether c's app already has its quota's worth of k. */
+static bool app_full(const struct client *c, enum quota_key k, uint32_t have)
+{
+	return c->app && have >= c->quota.max[k];
+}
+
 /* ---- operations in flight ---- */
 
 static void unhold(struct client *c, size_t n);
@@ -236,6 +295,8 @@ void op_track(struct op *o, struct client *c, uint64_t id,
 	o->cancel = cancel;
 	TAILQ_INSERT_TAIL(&c->ops, o, entry);
 	c->n_requests++;
+	if (c->app)
+		c->app->n_requests++;
 	ctl.n_ops++;
 }
 
@@ -254,6 +315,14 @@ bool op_begin(struct op *o, struct client *c, uint64_t id,
 		             ctl.n_ops);
 		return false;
 	}
+	if (app_full(c, QUOTA_REQUESTS, c->app ? c->app->n_requests : 0)) {
+		char app[300];
+		client_error(c, id, SHIP__CODE__RESOURCE_EXHAUSTED,
+		             "%s: %u requests in flight, its quota (%s)",
+		             app_name(&c->id, app, sizeof(app)), c->app->n_requests,
+		             c->quota.where);
+		return false;
+	}
 	op_track(o, c, id, cancel);
 	return true;
 }
@@ -264,6 +333,8 @@ void op_end(struct op *o)
 		return;
 	TAILQ_REMOVE(&o->c->ops, o, entry);
 	o->c->n_requests--;
+	if (o->c->app)
+		o->c->app->n_requests--;
 	ctl.n_ops--;
 	unhold(o->c, o->held);
 	o->held = 0;
@@ -272,19 +343,29 @@ void op_end(struct op *o)
 
 /* ---- bytes held for clients ---- */
 
-static bool hold(struct client *c, size_t n)
+/* Which limit n more bytes would pass, if any. */
+enum over { OVER_NONE, OVER_CLIENT, OVER_APP, OVER_ALL };
+
+static enum over hold(struct client *c, size_t n)
 {
-	if (c->held + n > conf->client_memory_limit ||
-	    ctl.held + n > conf->memory_limit)
-		return false;
+	if (c->held + n > conf->client_memory_limit)
+		return OVER_CLIENT;
+	if (c->app && c->app->held + n > c->quota.max[QUOTA_BYTES])
+		return OVER_APP;
+	if (ctl.held + n > conf->memory_limit)
+		return OVER_ALL;
 	c->held += n;
+	if (c->app)
+		c->app->held += n;
 	ctl.held += n;
-	return true;
+	return OVER_NONE;
 }
 
 static void unhold(struct client *c, size_t n)
 {
 	c->held -= n;
+	if (c->app)
+		c->app->held -= n;
 	ctl.held -= n;
 }
 
@@ -292,11 +373,23 @@ bool op_hold(struct op *o, size_t n)
 {
 	if (!o->c)
 		return true; /* shipd's own work */
-	if (hold(o->c, n)) {
+	enum over why = hold(o->c, n);
+	if (why == OVER_NONE) {
 		o->held += n;
 		return true;
 	}
-	bool mine = o->c->held + n > conf->client_memory_limit;
+	if (why == OVER_APP) {
+		char app[300];
+		client_error(o->c, o->id, SHIP__CODE__RESOURCE_EXHAUSTED,
+		             "%s: %zu more bytes would pass its quota of %u "
+		             "bytes held (%s; %zu held); try again once other "
+		             "requests are answered",
+		             app_name(&o->c->id, app, sizeof(app)), n,
+		             o->c->quota.max[QUOTA_BYTES], o->c->quota.where,
+		             o->c->app->held);
+		return false;
+	}
+	bool mine = why == OVER_CLIENT;
 	client_error(o->c, o->id, SHIP__CODE__RESOURCE_EXHAUSTED,
 	             "%zu more bytes would pass %s (%zu held); try again "
 	             "once other requests are answered",
@@ -307,7 +400,7 @@ bool op_hold(struct op *o, size_t n)
 
 bool stream_hold(struct stream *s, size_t n)
 {
-	if (!s->c || !hold(s->c, n))
+	if (!s->c || hold(s->c, n) != OVER_NONE)
 		return false;
 	s->held += n;
 	return true;
@@ -344,6 +437,15 @@ bool stream_open(struct stream *s, const struct stream_kind *k,
 		             c->n_subs);
 		return false;
 	}
+	if (app_full(c, QUOTA_SUBSCRIPTIONS, c->app ? c->app->n_subs : 0)) {
+		char app[300];
+		client_error(c, id, SHIP__CODE__RESOURCE_EXHAUSTED,
+		             "%s: %u subscriptions, consumers and watches, its "
+		             "quota (%s)",
+		             app_name(&c->id, app, sizeof(app)), c->app->n_subs,
+		             c->quota.where);
+		return false;
+	}
 	if (ipc_idmap_put(&c->streams, id, s) < 0) {
 		client_error(c, id, SHIP__CODE__INTERNAL, "out of memory");
 		return false;
@@ -353,6 +455,8 @@ bool stream_open(struct stream *s, const struct stream_kind *k,
 	s->id = id;
 	s->held = 0;
 	c->n_subs++;
+	if (c->app)
+		c->app->n_subs++;
 	return true;
 }
 
@@ -362,6 +466,8 @@ void stream_close(struct stream *s)
 		return;
 	ipc_idmap_del(&s->c->streams, s->id);
 	s->c->n_subs--;
+	if (s->c->app)
+		s->c->app->n_subs--;
 	unhold(s->c, s->held);
 	s->held = 0;
 	s->c = NULL;
@@ -1042,6 +1148,7 @@ static void client_free(struct client *c)
 	ops_cancel(c);
 	streams_gone(c);
 	blocks_client_gone(c);
+	app_leave(c->app); /* its ops and streams gave back what they held */
 	TAILQ_REMOVE(&ctl.clients, c, entry);
 	ctl.n_clients--;
 	event_free(c->ev_read);
@@ -1143,6 +1250,29 @@ static void refuse_full(int fd, const struct ucred *cr)
 	refuse(fd, SHIP__CODE__RESOURCE_EXHAUSTED, why);
 }
 
+/* The quota of id's app into q (no limits if none), or refuse fd when the
+ * app has its quota's worth of connections already. */
+static bool quota_bind(int fd, const struct identity *id, struct quota *q)
+{
+	if (!policy_quota(conf->policy, id, q)) {
+		*q = (struct quota){0};
+		for (int k = 0; k < QUOTA_N; k++)
+			q->max[k] = QUOTA_NONE;
+		return true;
+	}
+	struct app *a = app_find(id);
+	unsigned n = a ? a->n_conns : 0;
+	if (n < q->max[QUOTA_CONNECTIONS])
+		return true;
+	char why[512], app[300];
+	snprintf(why, sizeof(why),
+	         "too many clients for %s: %u connections, its quota (%s)",
+	         app_name(id, app, sizeof(app)), n, q->where);
+	log_warnx("%s: %s, refusing pid %d", __func__, why, (int)id->pid);
+	refuse(fd, SHIP__CODE__RESOURCE_EXHAUSTED, why);
+	return false;
+}
+
 static void accept_cb(evutil_socket_t lfd, short what, void *arg)
 {
 	int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -1182,8 +1312,14 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
 		refuse(fd, SHIP__CODE__RESOURCE_EXHAUSTED, why);
 		return;
 	}
+	struct identity id;
+	struct quota q;
+	identity_read(fd, &cr, &id);
+	if (!quota_bind(fd, &id, &q))
+		return;
 	struct client *c = calloc(1, sizeof(*c));
-	if (!c) {
+	if (!c || (!id.privileged && !(c->app = app_join(&id)))) {
+		free(c);
 		close(fd);
 		return;
 	}
@@ -1192,7 +1328,8 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
 	c->uid = cr.uid;
 	c->gid = cr.gid;
 	c->pid = cr.pid;
-	identity_read(fd, &cr, &c->id);
+	c->id = id;
+	c->quota = q;
 	c->pol = policy_bind(conf->policy, &c->id);
 	c->connected_ms = now_ms();
 	snprintf(c->name, sizeof(c->name), "?");
@@ -1205,6 +1342,8 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
 			event_free(c->ev_read);
 		if (c->ev_write)
 			event_free(c->ev_write);
+		policy_view_free(c->pol);
+		app_leave(c->app);
 		free(c);
 		close(fd);
 		return;
@@ -1386,6 +1525,7 @@ int control_init(struct event_base *b, const struct config *c)
 	TAILQ_INIT(&ctl.dirty);
 	TAILQ_INIT(&ctl.paused);
 	TAILQ_INIT(&ctl.reap);
+	TAILQ_INIT(&ctl.apps);
 	ipc_arena_init(&ctl.arena);
 	int fd = listen_activated();
 	if (fd == -2)

@@ -51,22 +51,37 @@ int pol_op_parse(const char *name)
 	return -1;
 }
 
-enum who { WHO_ANY, WHO_USER, WHO_UID, WHO_GROUP, WHO_GID, WHO_UNIT };
+enum who_kind { WHO_ANY, WHO_USER, WHO_UID, WHO_GROUP, WHO_GID, WHO_UNIT };
+
+/* Whom a line names: the WHO of "allow" and "quota". */
+struct who {
+	enum who_kind kind;
+	char *name;   /* user, group or unit (a trailing '*' globs) */
+	uint32_t num; /* uid or gid */
+};
 
 struct rule {
 	char *where; /* "file:line" */
 	char *text;  /* "WHO OPS RESOURCES", as written, blanks normalized */
-	enum who who;
-	char *name;  /* user, group or unit (a trailing '*' globs) */
-	uint32_t num; /* uid or gid */
+	struct who who;
 	uint32_t ops; /* bit per enum pol_op */
 	char **res;
 	size_t n_res;
 };
 
+/* A "quota" line: the limits of each app it names. */
+struct quota_line {
+	char *where;
+	char *text; /* "WHO KEY=VALUE...", blanks normalized */
+	struct who who;
+	struct quota q;
+};
+
 struct policy {
 	struct rule *rules;
 	size_t n, cap;
+	struct quota_line *quotas;
+	size_t n_quotas, cap_quotas;
 };
 
 /* A rule as bound to one identity: placeholders filled in. */
@@ -94,7 +109,7 @@ static void rule_free(struct rule *r)
 {
 	free(r->where);
 	free(r->text);
-	free(r->name);
+	free(r->who.name);
 	for (size_t i = 0; i < r->n_res; i++)
 		free(r->res[i]);
 	free(r->res);
@@ -113,17 +128,19 @@ static bool parse_num(const char *s, uint32_t *out)
 	return true;
 }
 
-static int parse_who(struct rule *r, const char *s, char *err, size_t errlen)
+/* WHO of line key ("allow" or "quota", for the messages). */
+static int parse_who(struct who *w, const char *key, const char *s, char *err,
+                     size_t errlen)
 {
 	static const struct {
 		const char *prefix;
-		enum who who;
+		enum who_kind who;
 	} kinds[] = {
 		{"user:", WHO_USER}, {"uid:", WHO_UID},   {"group:", WHO_GROUP},
 		{"gid:", WHO_GID},   {"unit:", WHO_UNIT},
 	};
 	if (!strcmp(s, "*")) {
-		r->who = WHO_ANY;
+		w->kind = WHO_ANY;
 		return 0;
 	}
 	for (size_t i = 0; i < NITEMS(kinds); i++) {
@@ -131,28 +148,31 @@ static int parse_who(struct rule *r, const char *s, char *err, size_t errlen)
 		if (strncmp(s, kinds[i].prefix, n))
 			continue;
 		const char *v = s + n;
-		r->who = kinds[i].who;
-		if (r->who == WHO_UID || r->who == WHO_GID) {
-			if (parse_num(v, &r->num))
+		w->kind = kinds[i].who;
+		if (w->kind == WHO_UID || w->kind == WHO_GID) {
+			if (parse_num(v, &w->num))
 				return 0;
-			snprintf(err, errlen, "allow: '%s': '%s' is not a number", s,
-			         v);
+			snprintf(err, errlen, "%s: '%s': '%s' is not a number", key,
+			         s, v);
 			return -1;
 		}
 		const char *star = strchr(v, '*');
-		if (!*v || (star && (r->who != WHO_UNIT || star[1]))) {
-			snprintf(err, errlen,
-			         "allow: '%s': expected a name%s", s,
-			         r->who == WHO_UNIT ? " (a '*' only at its end)" : "");
+		if (!*v || (star && (w->kind != WHO_UNIT || star[1]))) {
+			snprintf(err, errlen, "%s: '%s': expected a name%s", key, s,
+			         w->kind == WHO_UNIT ? " (a '*' only at its end)"
+			                             : "");
 			return -1;
 		}
-		r->name = strdup(v);
+		if (!(w->name = strdup(v))) {
+			snprintf(err, errlen, "%s: out of memory", key);
+			return -1;
+		}
 		return 0;
 	}
 	snprintf(err, errlen,
-	         "allow: '%s' is not *, user:NAME, uid:N, group:NAME, gid:N or "
+	         "%s: '%s' is not *, user:NAME, uid:N, group:NAME, gid:N or "
 	         "unit:NAME",
-	         s);
+	         key, s);
 	return -1;
 }
 
@@ -308,7 +328,7 @@ static int parse_rule(struct rule *r, const char *value, char *err,
 	if (n != 3)
 		snprintf(err, errlen,
 		         "allow: expected WHO OP[,OP...] RESOURCE[,RESOURCE...]");
-	else if (parse_who(r, words[0], err, errlen) == 0 &&
+	else if (parse_who(&r->who, "allow", words[0], err, errlen) == 0 &&
 	         parse_ops(r, words[1], err, errlen) == 0 &&
 	         parse_resources(r, words[2], err, errlen) == 0)
 		rc = 0;
@@ -354,6 +374,165 @@ error:
 	return -1;
 }
 
+/* ---- quotas ---- */
+
+static const struct {
+	const char *name;
+	uint32_t min, max;
+} quota_keys[QUOTA_N] = {
+	[QUOTA_CONNECTIONS] = {"connections", 1, 1000000},
+	[QUOTA_SUBSCRIPTIONS] = {"subscriptions", 0, 10000000},
+	[QUOTA_REQUESTS] = {"requests", 0, 10000000},
+	[QUOTA_BYTES] = {"bytes", 0, UINT32_MAX},
+};
+
+const char *quota_key_name(enum quota_key k)
+{
+	return k < QUOTA_N ? quota_keys[k].name : "?";
+}
+
+/* A number with an optional k or M (times 1024), as the other limits. */
+static int parse_limit(enum quota_key k, const char *v, uint32_t *out,
+                       char *err, size_t errlen)
+{
+	const char *name = quota_keys[k].name;
+	char *end;
+	errno = 0;
+	unsigned long long n = isdigit((unsigned char)*v) ? strtoull(v, &end, 10)
+	                                                 : 0;
+	unsigned long long mult = 1;
+	if (!isdigit((unsigned char)*v) || errno) {
+		snprintf(err, errlen, "quota: %s: '%s' is not a number", name, v);
+		return -1;
+	}
+	if (*end == 'k' || *end == 'K')
+		mult = 1024, end++;
+	else if (*end == 'M')
+		mult = 1024 * 1024, end++;
+	if (*end) {
+		snprintf(err, errlen, "quota: %s: '%s' is not a number", name, v);
+		return -1;
+	}
+	if (n > UINT32_MAX / mult || n * mult < quota_keys[k].min ||
+	    n * mult > quota_keys[k].max) {
+		snprintf(err, errlen, "quota: %s: %s is out of range %u..%u", name,
+		         v, quota_keys[k].min, quota_keys[k].max);
+		return -1;
+	}
+	*out = (uint32_t)(n * mult);
+	return 0;
+}
+
+static int parse_setting(struct quota *q, bool *seen, char *s, char *err,
+                         size_t errlen)
+{
+	char *eq = strchr(s, '=');
+	if (!eq || eq == s) {
+		snprintf(err, errlen, "quota: '%s' is not KEY=VALUE", s);
+		return -1;
+	}
+	*eq = '\0';
+	int k = 0;
+	while (k < QUOTA_N && strcmp(s, quota_keys[k].name))
+		k++;
+	if (k == QUOTA_N) {
+		snprintf(err, errlen,
+		         "quota: unknown key '%s' (connections, subscriptions, "
+		         "requests or bytes)",
+		         s);
+		return -1;
+	}
+	if (seen[k]) {
+		snprintf(err, errlen, "quota: %s given twice", s);
+		return -1;
+	}
+	seen[k] = true;
+	return parse_limit(k, eq + 1, &q->max[k], err, errlen);
+}
+
+static void quota_line_free(struct quota_line *l)
+{
+	free(l->where);
+	free(l->text);
+	free(l->who.name);
+}
+
+static int parse_quota(struct quota_line *l, const char *value, char *err,
+                       size_t errlen)
+{
+	bool seen[QUOTA_N] = {0};
+	char *save = NULL;
+	for (int k = 0; k < QUOTA_N; k++)
+		l->q.max[k] = QUOTA_NONE;
+	l->text = normalize(value);
+	char *copy = l->text ? strdup(l->text) : NULL;
+	if (!copy) {
+		snprintf(err, errlen, "quota: out of memory");
+		return -1;
+	}
+	int rc = 0, n = 0;
+	for (char *t = strtok_r(copy, " ", &save); t && rc == 0;
+	     t = strtok_r(NULL, " ", &save), n++)
+		rc = n == 0 ? parse_who(&l->who, "quota", t, err, errlen)
+		            : parse_setting(&l->q, seen, t, err, errlen);
+	if (rc == 0 && n < 2) {
+		snprintf(err, errlen,
+		         "quota: expected WHO KEY=VALUE [KEY=VALUE...] (keys: "
+		         "connections, subscriptions, requests, bytes)");
+		rc = -1;
+	}
+	free(copy);
+	return rc;
+}
+
+int policy_add_quota(struct policy **pp, const char *value, const char *file,
+                     int line, char *err, size_t errlen)
+{
+	struct policy *p = *pp;
+	if (p && p->n_quotas == MAX_RULES) {
+		snprintf(err, errlen, "quota: more than %d lines", MAX_RULES);
+		return -1;
+	}
+	struct quota_line l = {0};
+	if (parse_quota(&l, value, err, errlen) < 0)
+		goto error;
+	int wn = line > 0 ? asprintf(&l.where, "%s:%d", file, line)
+	                  : asprintf(&l.where, "%s", file);
+	if (wn < 0) {
+		l.where = NULL;
+		goto oom;
+	}
+	if (!p && !(p = *pp = calloc(1, sizeof(*p))))
+		goto oom;
+	if (p->n_quotas == p->cap_quotas) {
+		size_t cap = p->cap_quotas ? p->cap_quotas * 2 : 8;
+		struct quota_line *q = realloc(p->quotas, cap * sizeof(*q));
+		if (!q)
+			goto oom;
+		p->quotas = q;
+		p->cap_quotas = cap;
+	}
+	snprintf(l.q.where, sizeof(l.q.where), "%s", l.where);
+	p->quotas[p->n_quotas++] = l;
+	return 0;
+oom:
+	snprintf(err, errlen, "quota: out of memory");
+error:
+	quota_line_free(&l);
+	return -1;
+}
+
+size_t policy_quota_count(const struct policy *p)
+{
+	return p ? p->n_quotas : 0;
+}
+
+void policy_print_quotas(const struct policy *p, FILE *f)
+{
+	for (size_t i = 0; p && i < p->n_quotas; i++)
+		fprintf(f, "quota = %s\n", p->quotas[i].text);
+}
+
 void policy_free(struct policy *p)
 {
 	if (!p)
@@ -361,6 +540,9 @@ void policy_free(struct policy *p)
 	for (size_t i = 0; i < p->n; i++)
 		rule_free(&p->rules[i]);
 	free(p->rules);
+	for (size_t i = 0; i < p->n_quotas; i++)
+		quota_line_free(&p->quotas[i]);
+	free(p->quotas);
 	free(p);
 }
 
@@ -372,22 +554,27 @@ void policy_print(const struct policy *p, FILE *f)
 
 char **policy_rules(const struct policy *p, size_t *n)
 {
-	size_t count = p ? p->n : 0;
+	size_t nr = p ? p->n : 0, nq = p ? p->n_quotas : 0;
 	/* Never NULL for an empty list: NULL means out of memory. */
-	char **list = calloc(count + 1, sizeof(*list));
+	char **list = calloc(nr + nq + 1, sizeof(*list));
 	*n = 0;
 	if (!list)
 		return NULL;
-	for (size_t i = 0; i < count; i++) {
-		const struct rule *r = &p->rules[i];
-		if (asprintf(&list[i], "%s: allow = %s", r->where, r->text) < 0) {
+	/* The rules, then the quotas: one list, so show keeps its proto. */
+	for (size_t i = 0; i < nr + nq; i++) {
+		int rc = i < nr ? asprintf(&list[i], "%s: allow = %s",
+		                           p->rules[i].where, p->rules[i].text)
+		                : asprintf(&list[i], "%s: quota = %s",
+		                           p->quotas[i - nr].where,
+		                           p->quotas[i - nr].text);
+		if (rc < 0) {
 			while (i > 0)
 				free(list[--i]);
 			free(list);
 			return NULL;
 		}
 	}
-	*n = count;
+	*n = nr + nq;
 	return list;
 }
 
@@ -442,10 +629,10 @@ struct group_cache {
 	gid_t gid;
 };
 
-static bool names(const struct rule *r, const struct identity *id,
+static bool names(const struct who *r, const struct identity *id,
                   struct group_cache *gc)
 {
-	switch (r->who) {
+	switch (r->kind) {
 	case WHO_ANY:
 		return true;
 	case WHO_USER:
@@ -582,7 +769,7 @@ struct policy_view *policy_bind(const struct policy *p,
 		*dot = '\0';
 	struct group_cache gc = {0};
 	for (size_t i = 0; i < p->n; i++) {
-		if (!names(&p->rules[i], id, &gc))
+		if (!names(&p->rules[i].who, id, &gc))
 			continue;
 		struct bound *b = &v->rules[v->n];
 		if (bind_rule(&p->rules[i], id, unit, b) < 0) {
@@ -606,6 +793,23 @@ void policy_view_free(struct policy_view *v)
 		bound_free(&v->rules[i]);
 	free(v->rules);
 	free(v);
+}
+
+bool policy_quota(const struct policy *p, const struct identity *id,
+                  struct quota *q)
+{
+	struct group_cache gc = {0};
+	if (!p || id->privileged)
+		return false;
+	/* The first line that names the app: a specific line goes above a
+	 * wide one, as in a firewall. */
+	for (size_t i = 0; i < p->n_quotas; i++) {
+		if (names(&p->quotas[i].who, id, &gc)) {
+			*q = p->quotas[i].q;
+			return true;
+		}
+	}
+	return false;
 }
 
 /* ---- matching ---- */

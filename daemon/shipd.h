@@ -279,9 +279,35 @@ int policy_add_rule(struct policy **p, const char *value, const char *file,
 void policy_free(struct policy *p);
 /* The rules in the file's syntax, one "allow = ..." line each. */
 void policy_print(const struct policy *p, FILE *f);
-/* Rules as text, with their file:line ("file:12: allow = ..."); n set. */
+/* Rules as text, with their file:line ("file:12: allow = ..."), then the
+ * quota lines ("file:14: quota = ..."); n set. */
 char **policy_rules(const struct policy *p, size_t *n);
 bool policy_enforced(const struct policy *p);
+/* A "quota" line: limits on what one app (the connections of one uid and
+ * systemd unit) holds together. */
+enum quota_key {
+	QUOTA_CONNECTIONS,
+	QUOTA_SUBSCRIPTIONS, /* streams of any kind */
+	QUOTA_REQUESTS,      /* in flight */
+	QUOTA_BYTES,         /* held for its requests and streams */
+	QUOTA_N
+};
+#define QUOTA_NONE UINT32_MAX /* no limit on that key */
+struct quota {
+	uint32_t max[QUOTA_N];
+	char where[128]; /* "file:line" of the line */
+};
+const char *quota_key_name(enum quota_key k);
+/* A "quota" line (WHO KEY=VALUE...); -1 with err if malformed. */
+int policy_add_quota(struct policy **p, const char *value, const char *file,
+                     int line, char *err, size_t errlen);
+/* The quota lines, one "quota = ..." each, and how many. */
+void policy_print_quotas(const struct policy *p, FILE *f);
+size_t policy_quota_count(const struct policy *p);
+/* The first quota line naming id into q; false if none does or id is
+ * privileged (exempt). */
+bool policy_quota(const struct policy *p, const struct identity *id,
+                  struct quota *q);
 /* A connection's snapshot (NULL p: no rules, all allowed). */
 struct policy_view *policy_bind(const struct policy *p,
                                 const struct identity *id);
@@ -337,6 +363,9 @@ struct stream {
 	size_t held; /* bytes charged to c, given back by stream_close */
 };
 
+/* The connections of one uid and unit, counted together for "quota". */
+struct app;
+
 struct client {
 	TAILQ_ENTRY(client) entry;
 	TAILQ_ENTRY(client) dirty_entry;
@@ -367,6 +396,8 @@ struct client {
 	uint32_t n_requests; /* ops in flight */
 	size_t held;         /* bytes held for its ops and streams */
 	uint32_t n_subs;
+	struct app *app;     /* its app's counters (uid + unit); NULL if exempt */
+	struct quota quota;  /* the app's quota, bound at accept */
 	struct client_stats st;
 	uint64_t connected_ms;
 };

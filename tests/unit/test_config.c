@@ -842,6 +842,74 @@ START_TEST(test_allow)
 }
 END_TEST
 
+/* "quota" lines: kept with the rules, listed after them, errors with
+ * their line; they alone do not turn deny by default on. */
+START_TEST(test_quota)
+{
+	struct config c;
+	config_defaults(&c);
+	struct loaded l;
+	load_text(&c, "quota = unit:planner.service connections=4 "
+	              "subscriptions=256\n"
+	              "allow = * * >\n"
+	              "quota = *   requests=64  bytes=4M\n", &l);
+	ck_assert_msg(l.rc == 0, "errors:\n%s", l.errs);
+	size_t n;
+	char **rules = policy_rules(c.policy, &n);
+	ck_assert_uint_eq(n, 3);
+	ck_assert_ptr_nonnull(strstr(rules[0], ":2: allow = * * >"));
+	char *want;
+	ck_assert_int_gt(asprintf(&want, "%s:1: quota = unit:planner.service "
+	                                 "connections=4 subscriptions=256",
+	                          l.path),
+	                 0);
+	ck_assert_str_eq(rules[1], want);
+	free(want);
+	ck_assert_ptr_nonnull(strstr(rules[2], ":3: quota = * requests=64 "
+	                                       "bytes=4M"));
+	for (size_t i = 0; i < n; i++)
+		free(rules[i]);
+	free(rules);
+	loaded_free(&l);
+	assert_round_trip(&c, "allow = * * >\n"
+	                      "quota = unit:planner.service connections=4 "
+	                      "subscriptions=256\n"
+	                      "quota = * requests=64 bytes=4M\n");
+	config_finish(&c);
+
+	config_defaults(&c);
+	char err[256];
+	ck_assert_int_eq(config_set(&c, "quota", "uid:7 requests=8", err,
+	                            sizeof(err)),
+	                 0);
+	ck_assert(!policy_enforced(c.policy));
+	ck_assert_uint_eq(policy_quota_count(c.policy), 1);
+	ck_assert_int_eq(config_set(&c, "quota", "uid:7 frobs=8", err,
+	                            sizeof(err)),
+	                 -1);
+	ck_assert_str_eq(err, "quota: unknown key 'frobs' (connections, "
+	                      "subscriptions, requests or bytes)");
+	config_finish(&c);
+
+	config_defaults(&c);
+	load_text(&c, "quota = * requests=1\n"
+	              "quota = nobody requests=1\n"
+	              "quota = uid:1000\n"
+	              "quota = * connections=0\n", &l);
+	ck_assert_int_eq(l.rc, -1);
+	assert_line_error(&l, 2, "quota: 'nobody' is not *, user:NAME, uid:N, "
+	                         "group:NAME, gid:N or unit:NAME");
+	assert_line_error(&l, 3, "quota: expected WHO KEY=VALUE [KEY=VALUE...] "
+	                         "(keys: connections, subscriptions, requests, "
+	                         "bytes)");
+	assert_line_error(&l, 4, "quota: connections: 0 is out of range "
+	                         "1..1000000");
+	ck_assert_int_eq(count_lines(l.errs), 3);
+	loaded_free(&l);
+	config_finish(&c);
+}
+END_TEST
+
 START_TEST(test_print_round_trip)
 {
 	struct config c;
@@ -898,8 +966,9 @@ START_TEST(test_print_round_trip)
 		              p);
 	/* One line per key, in the documented order. */
 	static const char tail[] =
-		"\nlog_level = debug\n# stream = (none)\n# allow = (none)\n";
-	ck_assert_int_eq(count_lines(p), 35);
+		"\nlog_level = debug\n# stream = (none)\n# allow = (none)\n"
+		"# quota = (none)\n";
+	ck_assert_int_eq(count_lines(p), 36);
 	ck_assert_ptr_eq(strstr(p, "socket = "), p);
 	ck_assert_uint_gt(strlen(p), strlen(tail));
 	ck_assert_str_eq(p + strlen(p) - strlen(tail), tail);
@@ -1031,6 +1100,30 @@ START_TEST(test_apply_policy)
 	free(s);
 	ck_assert(!policy_enforced(cur.policy));
 	config_finish(&next);
+
+	/* Quotas: reported on their own, also without rules. */
+	config_defaults(&next);
+	ck_assert_int_eq(config_set(&next, "quota", "* requests=8", err,
+	                            sizeof(err)),
+	                 0);
+	f = open_memstream(&s, &len);
+	config_apply(&cur, &next, record, f);
+	fclose(f);
+	ck_assert_str_eq(s, "quota:applied\n");
+	free(s);
+	ck_assert_uint_eq(policy_quota_count(cur.policy), 1);
+	config_finish(&next);
+	config_defaults(&next);
+	ck_assert_int_eq(config_set(&next, "allow", "* publish a", err,
+	                            sizeof(err)),
+	                 0);
+	f = open_memstream(&s, &len);
+	config_apply(&cur, &next, record, f);
+	fclose(f);
+	ck_assert_str_eq(s, "allow:applied\nquota:applied\n");
+	free(s);
+	ck_assert_uint_eq(policy_quota_count(cur.policy), 0);
+	config_finish(&next);
 	config_finish(&cur);
 }
 END_TEST
@@ -1098,6 +1191,7 @@ static Suite *config_suite(void)
 	tcase_add_test(t, test_apply);
 	tcase_add_test(t, test_apply_policy);
 	tcase_add_test(t, test_allow);
+	tcase_add_test(t, test_quota);
 	tcase_add_test(t, test_read_secret);
 	suite_add_tcase(s, t);
 	return s;

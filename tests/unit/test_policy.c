@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Unit tests of daemon/policy.c: parsing "allow" rules, binding them to an
- * identity, and matching operations and resources against them. */
+ * identity, and matching operations and resources against them; "quota"
+ * lines and which one names an app. */
 #include <check.h>
 #include <grp.h>
 #include <stdio.h>
@@ -158,6 +159,186 @@ START_TEST(test_print_and_rules)
 	ck_assert_ptr_nonnull(list);
 	ck_assert_uint_eq(n, 0);
 	free(list);
+}
+END_TEST
+
+/* ---- quotas ---- */
+
+/* A quota line that fails to parse, with the error it gives. */
+static void assert_bad_quota(const char *line, const char *msg)
+{
+	struct policy *p = NULL;
+	char err[512] = "";
+	ck_assert_msg(policy_add_quota(&p, line, "t.conf", 1, err,
+	                               sizeof(err)) < 0,
+	              "'%s' parsed", line);
+	ck_assert_msg(!strcmp(err, msg), "'%s': '%s', not '%s'", line, err,
+	              msg);
+	ck_assert_uint_eq(policy_quota_count(p), 0);
+	policy_free(p);
+}
+
+START_TEST(test_quota_parse_errors)
+{
+	assert_bad_quota("", "quota: expected WHO KEY=VALUE [KEY=VALUE...] "
+	                     "(keys: connections, subscriptions, requests, "
+	                     "bytes)");
+	assert_bad_quota("uid:1000", "quota: expected WHO KEY=VALUE "
+	                             "[KEY=VALUE...] (keys: connections, "
+	                             "subscriptions, requests, bytes)");
+	assert_bad_quota("someone requests=1",
+	                 "quota: 'someone' is not *, user:NAME, uid:N, "
+	                 "group:NAME, gid:N or unit:NAME");
+	assert_bad_quota("uid:x requests=1",
+	                 "quota: 'uid:x': 'x' is not a number");
+	assert_bad_quota("unit:a*b requests=1",
+	                 "quota: 'unit:a*b': expected a name (a '*' only at "
+	                 "its end)");
+	assert_bad_quota("user:al*ce requests=1",
+	                 "quota: 'user:al*ce': expected a name");
+	assert_bad_quota("* requests", "quota: 'requests' is not KEY=VALUE");
+	assert_bad_quota("* =5", "quota: '=5' is not KEY=VALUE");
+	assert_bad_quota("* watches=5",
+	                 "quota: unknown key 'watches' (connections, "
+	                 "subscriptions, requests or bytes)");
+	assert_bad_quota("* Requests=5",
+	                 "quota: unknown key 'Requests' (connections, "
+	                 "subscriptions, requests or bytes)");
+	assert_bad_quota("* requests=5 requests=6",
+	                 "quota: requests given twice");
+	assert_bad_quota("* requests=", "quota: requests: '' is not a number");
+	assert_bad_quota("* requests=-1",
+	                 "quota: requests: '-1' is not a number");
+	assert_bad_quota("* requests=5x",
+	                 "quota: requests: '5x' is not a number");
+	assert_bad_quota("* bytes=4G", "quota: bytes: '4G' is not a number");
+	assert_bad_quota("* bytes=99999999999999999999999",
+	                 "quota: bytes: '99999999999999999999999' is not a "
+	                 "number");
+	assert_bad_quota("* bytes=4096M",
+	                 "quota: bytes: 4096M is out of range 0..4294967295");
+	assert_bad_quota("* connections=0",
+	                 "quota: connections: 0 is out of range 1..1000000");
+	assert_bad_quota("* subscriptions=10000001",
+	                 "quota: subscriptions: 10000001 is out of range "
+	                 "0..10000000");
+	/* Rules and quotas are kept apart: a quota is not an allow. */
+	struct policy *p = NULL;
+	char err[256];
+	ck_assert_int_eq(policy_add_rule(&p, "* requests=5", "t.conf", 1, err,
+	                                 sizeof(err)),
+	                 -1);
+	ck_assert_int_eq(policy_add_quota(&p, "* publish a", "t.conf", 1, err,
+	                                  sizeof(err)),
+	                 -1);
+	ck_assert_str_eq(err, "quota: 'publish' is not KEY=VALUE");
+	policy_free(p);
+}
+END_TEST
+
+static struct policy *quotas(const char *const *lines)
+{
+	struct policy *p = NULL;
+	char err[512];
+	for (int i = 0; lines[i]; i++)
+		ck_assert_msg(policy_add_quota(&p, lines[i], "t.conf", i + 1, err,
+		                               sizeof(err)) == 0,
+		              "'%s': %s", lines[i], err);
+	return p;
+}
+
+START_TEST(test_quota_values_and_print)
+{
+	const char *const l[] = {"  unit:planner.service  connections=4 "
+	                         "subscriptions=256",
+	                         "* requests=64 bytes=2k",
+	                         "uid:7 bytes=3M subscriptions=0", NULL};
+	struct policy *p = quotas(l);
+	ck_assert(!policy_enforced(p)); /* quotas alone deny nothing */
+	ck_assert_uint_eq(policy_quota_count(p), 3);
+	struct quota q;
+	struct identity id = user("alice", 7, NULL);
+	ck_assert(policy_quota(p, &id, &q));
+	ck_assert_str_eq(q.where, "t.conf:2");
+	ck_assert_uint_eq(q.max[QUOTA_REQUESTS], 64);
+	ck_assert_uint_eq(q.max[QUOTA_BYTES], 2048);
+	ck_assert_uint_eq(q.max[QUOTA_CONNECTIONS], QUOTA_NONE);
+	ck_assert_uint_eq(q.max[QUOTA_SUBSCRIPTIONS], QUOTA_NONE);
+	char *s = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&s, &len);
+	policy_print_quotas(p, f);
+	fclose(f);
+	ck_assert_str_eq(s, "quota = unit:planner.service connections=4 "
+	                    "subscriptions=256\n"
+	                    "quota = * requests=64 bytes=2k\n"
+	                    "quota = uid:7 bytes=3M subscriptions=0\n");
+	free(s);
+	/* Listed after the rules, with their file:line. */
+	char err[256];
+	ck_assert_int_eq(policy_add_rule(&p, "* publish a", "t.conf", 9, err,
+	                                 sizeof(err)),
+	                 0);
+	size_t n;
+	char **list = policy_rules(p, &n);
+	ck_assert_uint_eq(n, 4);
+	ck_assert_str_eq(list[0], "t.conf:9: allow = * publish a");
+	ck_assert_str_eq(list[1], "t.conf:1: quota = unit:planner.service "
+	                          "connections=4 subscriptions=256");
+	ck_assert_str_eq(list[3], "t.conf:3: quota = uid:7 bytes=3M "
+	                          "subscriptions=0");
+	for (size_t i = 0; i < n; i++)
+		free(list[i]);
+	free(list);
+	ck_assert_str_eq(quota_key_name(QUOTA_SUBSCRIPTIONS), "subscriptions");
+	policy_free(p);
+}
+END_TEST
+
+/* The first line naming the identity applies; root and shipd's own user
+ * have none. */
+START_TEST(test_quota_match)
+{
+	const char *const l[] = {"unit:planner.service connections=4",
+	                         "unit:robot-* connections=5",
+	                         "user:alice connections=6",
+	                         "gid:500 connections=7",
+	                         "uid:1001 connections=8", NULL};
+	struct policy *p = quotas(l);
+	struct quota q;
+	struct identity id = user("alice", 1000, "planner.service");
+	ck_assert(policy_quota(p, &id, &q));
+	ck_assert_uint_eq(q.max[QUOTA_CONNECTIONS], 4); /* first, not alice's */
+	id = user("alice", 1000, "robot-arm.service");
+	ck_assert(policy_quota(p, &id, &q));
+	ck_assert_uint_eq(q.max[QUOTA_CONNECTIONS], 5);
+	ck_assert_str_eq(q.where, "t.conf:2");
+	id = user("alice", 1000, NULL);
+	ck_assert(policy_quota(p, &id, &q));
+	ck_assert_uint_eq(q.max[QUOTA_CONNECTIONS], 6);
+	id = user("bob", 1001, "planner.service.d");
+	id.groups[0] = 500;
+	id.n_groups = 1;
+	ck_assert(policy_quota(p, &id, &q));
+	ck_assert_uint_eq(q.max[QUOTA_CONNECTIONS], 7);
+	id.n_groups = 0;
+	ck_assert(policy_quota(p, &id, &q));
+	ck_assert_uint_eq(q.max[QUOTA_CONNECTIONS], 8);
+	id = user("carol", 1002, NULL);
+	ck_assert(!policy_quota(p, &id, &q));
+	ck_assert(!policy_quota(NULL, &id, &q));
+	id = user("root", 0, "planner.service");
+	id.privileged = true;
+	ck_assert(!policy_quota(p, &id, &q));
+	policy_free(p);
+
+	const char *const any[] = {"* requests=1", NULL};
+	p = quotas(any);
+	id = user("carol", 1002, NULL);
+	ck_assert(policy_quota(p, &id, &q));
+	id.privileged = true;
+	ck_assert(!policy_quota(p, &id, &q));
+	policy_free(p);
 }
 END_TEST
 
@@ -488,6 +669,8 @@ static Suite *policy_suite(void)
 	tcase_add_test(t, test_parse_errors);
 	tcase_add_test(t, test_too_many);
 	tcase_add_test(t, test_print_and_rules);
+	tcase_add_test(t, test_quota_parse_errors);
+	tcase_add_test(t, test_quota_values_and_print);
 	suite_add_tcase(s, t);
 	t = tcase_create("match");
 	tcase_add_test(t, test_no_rules);
@@ -501,6 +684,7 @@ static Suite *policy_suite(void)
 	tcase_add_test(t, test_substitution);
 	tcase_add_test(t, test_injection);
 	tcase_add_test(t, test_snapshot);
+	tcase_add_test(t, test_quota_match);
 	suite_add_tcase(s, t);
 	return s;
 }
