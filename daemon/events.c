@@ -248,27 +248,16 @@ void events_publish(struct client *c, uint64_t id, const char *subject,
 
 /* ---- what other blocks own ---- */
 
-/* JetStream's, KV's, Object Store's, services' and the system account's
- * subjects, and reply inboxes: only the blocks that own them reach them,
- * never an event, whatever the rules grant (else an emit on $KV.<b>.<k>
- * to KV_<b> would be a KV write no kv-write rule allowed). */
-static const char *const reserved_roots[] = {"$JS", "$KV",  "$O",
-                                             "$SRV", "$SYS", "_INBOX"};
-
-static bool first_token_is(const char *s, const char *tok)
-{
-	size_t n = strlen(tok);
-	return !strncmp(s, tok, n) && (s[n] == '.' || s[n] == '\0');
-}
-
-/* wild: a leading wildcard counts too (a stream on it would take in
- * system subjects and replies). */
+/* System subjects (ipc_subject_system) and reply inboxes: only the blocks
+ * that own them reach them, never an event, whatever the rules grant
+ * (else an emit on $KV.<b>.<k> to KV_<b> would be a KV write no kv-write
+ * rule allowed). wild: a leading wildcard counts too (a stream on it
+ * would take in system subjects and replies). */
 static bool reserved_subject(const char *s, bool wild)
 {
-	for (size_t i = 0; i < NITEMS(reserved_roots); i++)
-		if (first_token_is(s, reserved_roots[i]))
-			return true;
-	return wild && (first_token_is(s, "*") || first_token_is(s, ">"));
+	if (ipc_subject_system(s) || ipc_first_token(s, "_INBOX"))
+		return true;
+	return wild && (ipc_first_token(s, "*") || ipc_first_token(s, ">"));
 }
 
 /* The streams of KV buckets and object stores. */

@@ -186,25 +186,6 @@ static natsStatus send_msg(const char *subject, const char *reply,
 
 /* ---- what apps may reach ---- */
 
-/* JetStream's, KV's, Object Store's, services' and the system account's
- * subjects: only the building blocks that own them reach them. */
-static const char *const system_roots[] = {"$JS", "$KV", "$O", "$SRV",
-                                           "$SYS"};
-
-static bool first_token(const char *s, const char *tok)
-{
-	size_t n = strlen(tok);
-	return !strncmp(s, tok, n) && (s[n] == '.' || s[n] == '\0');
-}
-
-static bool system_subject(const char *s)
-{
-	for (size_t i = 0; i < NITEMS(system_roots); i++)
-		if (first_token(s, system_roots[i]))
-			return true;
-	return false;
-}
-
 /* A subject an app publishes or requests to, or names as a reply: not a
  * system subject, and in shipd's reply inbox only the inbox of a request
  * (which the app answers). Then what its policy says. */
@@ -212,10 +193,10 @@ static bool may_send(struct client *c, uint64_t id, enum pol_op op,
                      const char *subject, const char *reply)
 {
 	const char *bad = NULL;
-	if (system_subject(subject) ||
+	if (ipc_subject_system(subject) ||
 	    link_inbox_kind(subject) == LINK_INBOX_OTHER)
 		bad = subject;
-	else if (reply[0] && (system_subject(reply) ||
+	else if (reply[0] && (ipc_subject_system(reply) ||
 	                      link_inbox_kind(reply) != LINK_INBOX_NONE))
 		bad = reply;
 	if (bad) {
@@ -236,13 +217,13 @@ static bool may_send(struct client *c, uint64_t id, enum pol_op op,
  * allowed; what it would match there is never delivered (sub_deliver). */
 static bool may_subscribe(struct client *c, uint64_t id, const char *pattern)
 {
-	bool bad = system_subject(pattern) ||
+	bool bad = ipc_subject_system(pattern) ||
 	           link_inbox_kind(pattern) != LINK_INBOX_NONE;
-	if (first_token(pattern, "_INBOX")) {
+	if (ipc_first_token(pattern, "_INBOX")) {
 		/* _INBOX.* and _INBOX.> would match shipd's. */
 		const char *second = pattern[6] ? pattern + 7 : "";
-		if (!*second || first_token(second, "*") ||
-		    first_token(second, ">"))
+		if (!*second || ipc_first_token(second, "*") ||
+		    ipc_first_token(second, ">"))
 			bad = true;
 	}
 	if (bad) {
@@ -259,10 +240,11 @@ static bool may_subscribe(struct client *c, uint64_t id, const char *pattern)
  * subjects, and replies (its own pattern not naming _INBOX). */
 static bool never_delivered(const struct sub *s, const char *subject)
 {
-	if (system_subject(subject) ||
+	if (ipc_subject_system(subject) ||
 	    link_inbox_kind(subject) != LINK_INBOX_NONE)
 		return true;
-	return first_token(subject, "_INBOX") && !first_token(s->subject, "_INBOX");
+	return ipc_first_token(subject, "_INBOX") &&
+	       !ipc_first_token(s->subject, "_INBOX");
 }
 
 static void publish(struct client *c, uint64_t id, const char *subject,

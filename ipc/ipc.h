@@ -176,6 +176,11 @@ bool ipc_subject_valid(const char *s);
 /* A subject to subscribe to: as above, but a token may be * and the last
  * token may be >. */
 bool ipc_subject_pattern_valid(const char *s);
+/* Whether s's first token is tok. */
+bool ipc_first_token(const char *s, const char *tok);
+/* A system subject (or pattern): JetStream's, KV's, Object Store's,
+ * services' or the system account's ($JS, $KV, $O, $SRV, $SYS). */
+bool ipc_subject_system(const char *s);
 /* A queue group name: printable, no spaces; "" is allowed (no group). */
 bool ipc_queue_valid(const char *s);
 /* snprintf for names built from a client's input: false if it was cut,

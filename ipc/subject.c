@@ -95,3 +95,18 @@ bool ipc_fmt_fits(char *buf, size_t size, const char *fmt, ...)
 	va_end(ap);
 	return n >= 0 && (size_t)n < size;
 }
+
+bool ipc_first_token(const char *s, const char *tok)
+{
+	size_t n = strlen(tok);
+	return !strncmp(s, tok, n) && (s[n] == '.' || s[n] == '\0');
+}
+
+bool ipc_subject_system(const char *s)
+{
+	static const char *const roots[] = {"$JS", "$KV", "$O", "$SRV", "$SYS"};
+	for (size_t i = 0; i < sizeof(roots) / sizeof(roots[0]); i++)
+		if (ipc_first_token(s, roots[i]))
+			return true;
+	return false;
+}
