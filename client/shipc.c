@@ -130,6 +130,8 @@ int code_errno(Ship__Code code)
 		return ENOSYS;
 	case SHIP__CODE__CONFLICT:
 		return EBUSY;
+	case SHIP__CODE__CORRUPT:
+		return EBADMSG;
 	default:
 		return EIO;
 	}

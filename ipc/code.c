@@ -31,6 +31,8 @@ const char *ipc_code_name(Ship__Code c)
 		return "unimplemented";
 	case SHIP__CODE__CONFLICT:
 		return "conflict";
+	case SHIP__CODE__CORRUPT:
+		return "corrupt";
 	default:
 		return "unknown status";
 	}

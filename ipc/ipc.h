@@ -195,4 +195,20 @@ bool ipc_header_value_valid(const char *s);
 
 const char *ipc_code_name(Ship__Code c);
 
+/* ---- sha256.c: SHA-256 and padded base64url (Object Store digests) ---- */
+
+#define IPC_SHA256_LEN 32
+struct ipc_sha256 {
+	uint32_t h[8];
+	uint64_t len; /* bytes hashed */
+	uint8_t buf[64];
+	size_t n;     /* bytes in buf */
+};
+void ipc_sha256_init(struct ipc_sha256 *s);
+void ipc_sha256_update(struct ipc_sha256 *s, const void *p, size_t n);
+void ipc_sha256_final(struct ipc_sha256 *s, uint8_t out[IPC_SHA256_LEN]);
+/* RFC 4648 URL-safe base64 with '=' padding, NUL-terminated; its length,
+ * or 0 (out untouched) when it does not fit in size bytes. */
+size_t ipc_base64url(const void *p, size_t n, char *out, size_t size);
+
 #endif
