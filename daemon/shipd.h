@@ -489,7 +489,7 @@ struct block {
 };
 
 extern const struct block admin_block, pubsub_block, kv_block,
-	registry_block, events_block, channels_block;
+	registry_block, events_block, channels_block, obj_block;
 
 /* Index the table's request kinds (fatal if two blocks claim one). */
 void blocks_init(void);
