@@ -40,6 +40,7 @@ extern "C" {
  *   ETIMEDOUT timeout             ENOBUFS resource exhausted
  *   ESRCH    no responders        EIO     internal error in shipd
  *   EBUSY    conflict: exists with other settings, or in use by another app
+ *   EBADMSG  corrupt: stored data does not match its digest
  *   ENOTCONN not connected to shipd (reconnecting, or the handle is closed)
  *   EPROTO   shipd broke the protocol
  * shipc_last_error() gives the message of the last failure on the handle.
@@ -720,6 +721,139 @@ struct shipc_policy_query {
  */
 int shipc_policy_check(struct shipc *h, const struct shipc_policy_query *q,
                        int *allowed, char *rule, size_t rulelen);
+
+/* ---- Object Store (NATS Object Store: nats.go, nats.js and the nats CLI
+ * read and write the same buckets) ---- */
+
+struct shipc_obj_bucket_config {
+	const char *bucket;      /* letters, digits, _ and - */
+	const char *description; /* NULL: none */
+	uint64_t ttl_ms;         /* max age of objects; 0: forever */
+	int64_t max_bytes;       /* 0: unlimited */
+	int memory;              /* memory storage instead of file */
+	uint32_t replicas;       /* 0: 1 */
+};
+
+struct shipc_obj_bucket_status {
+	char bucket[256];
+	char description[256];
+	uint64_t ttl_ms;
+	int64_t max_bytes;
+	int memory;
+	uint32_t replicas;
+	int sealed;
+	uint64_t size; /* bytes stored */
+};
+
+/* Create a bucket, or accept one that exists with the same settings
+ * (EEXIST saying what differs otherwise). st may be NULL. */
+int shipc_obj_bucket_create(struct shipc *h,
+                            const struct shipc_obj_bucket_config *cfg,
+                            struct shipc_obj_bucket_status *st);
+int shipc_obj_bucket_status(struct shipc *h, const char *bucket,
+                            struct shipc_obj_bucket_status *st);
+int shipc_obj_bucket_list(struct shipc *h,
+                          struct shipc_obj_bucket_status **list, size_t *n);
+void shipc_obj_bucket_list_free(struct shipc_obj_bucket_status *list);
+int shipc_obj_bucket_delete(struct shipc *h, const char *bucket);
+/* No more changes to the bucket (puts and deletes fail from then on). */
+int shipc_obj_bucket_seal(struct shipc *h, const char *bucket);
+
+/* An object's information. Returned by a call it is the caller's: free
+ * it with shipc_obj_info_free() (a list with shipc_obj_list_free()). */
+struct shipc_obj_info {
+	const char *bucket;
+	const char *name;
+	const char *description; /* "" when none */
+	const char *nuid;
+	const char *digest;      /* "SHA-256=<base64url>", "" when deleted */
+	uint64_t size;
+	uint32_t chunks;
+	uint32_t max_chunk_size;
+	int deleted;
+	uint64_t mtime_ns;       /* when stored, Unix ns */
+	const char *link_bucket; /* a link: "" when not */
+	const char *link_name;   /* "" for a link to a whole bucket */
+	const struct shipc_header *headers;
+	size_t n_headers;
+	const struct shipc_header *metadata; /* key/value, each key once */
+	size_t n_metadata;
+};
+void shipc_obj_info_free(struct shipc_obj_info *info);
+
+/* Bytes moved so far, and the object's size (0 when not known yet).
+ * Called at most once per 64 KiB and once at the end, in the thread
+ * moving the data (the caller's, or the one dispatching); it must not call
+ * libshipc. */
+typedef void shipc_obj_progress_fn(uint64_t done, uint64_t total, void *arg);
+
+struct shipc_obj_put_opts {
+	const char *description;
+	const struct shipc_header *headers;
+	size_t n_headers;
+	const struct shipc_header *metadata;
+	size_t n_metadata;
+	uint32_t chunk_size;     /* 0: 128 KiB */
+	uint64_t size_hint;      /* for progress: 0 when not known */
+	shipc_obj_progress_fn *progress; /* NULL: none */
+	void *progress_arg;
+};
+
+/*
+ * Store an object, streamed: read from fd until its end, from the file
+ * at path, or from memory. shipd never holds the whole object, and
+ * nothing is visible until the last chunk is stored: an error (or the
+ * app leaving) leaves the previous version, if any. A read error of fd
+ * aborts the put and is returned in errno. o and info may be NULL; *info
+ * gets the stored object's information. Returns 0 or -1.
+ */
+int shipc_obj_put_fd(struct shipc *h, const char *bucket, const char *name,
+                     int fd, const struct shipc_obj_put_opts *o,
+                     struct shipc_obj_info **info);
+int shipc_obj_put_file(struct shipc *h, const char *bucket, const char *name,
+                       const char *path, const struct shipc_obj_put_opts *o,
+                       struct shipc_obj_info **info);
+int shipc_obj_put_mem(struct shipc *h, const char *bucket, const char *name,
+                      const void *data, size_t len,
+                      const struct shipc_obj_put_opts *o,
+                      struct shipc_obj_info **info);
+
+struct shipc_obj_get_opts {
+	uint32_t credit;         /* chunks in flight; 0: 8 */
+	shipc_obj_progress_fn *progress;
+	void *progress_arg;
+};
+
+/*
+ * Fetch an object, streamed to fd, to a file at path (written to
+ * "<path>.part-XXXXXX" beside it and renamed when complete and verified,
+ * removed on failure), or into memory (at most max bytes: EFBIG past it;
+ * free *data, never NULL on success). The size and SHA-256 digest are
+ * checked: EBADMSG when they do not match (the data written to fd is then
+ * not to be trusted). ENOENT for a missing or deleted object. A write
+ * error of fd stops the get and is returned in errno. o and info may be
+ * NULL.
+ */
+int shipc_obj_get_fd(struct shipc *h, const char *bucket, const char *name,
+                     int fd, const struct shipc_obj_get_opts *o,
+                     struct shipc_obj_info **info);
+int shipc_obj_get_file(struct shipc *h, const char *bucket, const char *name,
+                       const char *path, const struct shipc_obj_get_opts *o,
+                       struct shipc_obj_info **info);
+int shipc_obj_get_mem(struct shipc *h, const char *bucket, const char *name,
+                      void **data, size_t *len, size_t max,
+                      struct shipc_obj_info **info);
+
+/* An object's information; ENOENT when missing (or deleted, unless
+ * show_deleted). info may be NULL (only whether it exists). */
+int shipc_obj_info(struct shipc *h, const char *bucket, const char *name,
+                   int show_deleted, struct shipc_obj_info **info);
+/* Every object of the bucket (deleted ones too with show_deleted). */
+int shipc_obj_list(struct shipc *h, const char *bucket, int show_deleted,
+                   struct shipc_obj_info **list, size_t *n);
+void shipc_obj_list_free(struct shipc_obj_info *list, size_t n);
+/* Leave a delete marker and purge the object's chunks. */
+int shipc_obj_delete(struct shipc *h, const char *bucket, const char *name);
 
 #ifdef __cplusplus
 }

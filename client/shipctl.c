@@ -889,7 +889,8 @@ static const struct cmd core_cmds[] = {
 };
 
 /* Each building block brings its own table; the usage lists them all. */
-static const struct cmd *const tables[] = {core_cmds, kv_cmds, event_cmds};
+static const struct cmd *const tables[] = {core_cmds, kv_cmds, event_cmds,
+                                           obj_cmds};
 
 static void usage(FILE *f)
 {

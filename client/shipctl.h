@@ -22,6 +22,7 @@ struct cmd {
 
 extern const struct cmd kv_cmds[];    /* shipctl-kv.c */
 extern const struct cmd event_cmds[]; /* shipctl-events.c */
+extern const struct cmd obj_cmds[];   /* shipctl-obj.c */
 
 extern bool json;          /* --json */
 extern struct shipc *h;    /* set by open_handle() */
