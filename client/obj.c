@@ -1206,3 +1206,360 @@ SHIPC_EXPORT int shipc_obj_get_mem(struct shipc *h, const char *bucket,
 	*len = n;
 	return 0;
 }
+
+/* ---- update meta and links ---- */
+
+SHIPC_EXPORT int shipc_obj_update_meta(struct shipc *h, const char *bucket,
+                                       const char *name,
+                                       const struct shipc_obj_meta *m)
+{
+	static const struct shipc_obj_meta none;
+	if (!m)
+		m = &none;
+	if (!bucket || !name || !*name || (m->n_headers && !m->headers) ||
+	    (m->n_metadata && !m->metadata))
+		return bad(h, "no bucket or object name, or headers missing");
+	Ship__Header *hs = calloc(m->n_headers + m->n_metadata + 1, sizeof(*hs));
+	Ship__Header **hp = hs ? ship_headers(m->headers, m->n_headers, hs) : NULL;
+	Ship__Header **mp = hs ? ship_headers(m->metadata, m->n_metadata,
+	                                      hs + m->n_headers)
+	                       : NULL;
+	int r = -1;
+	if (!hs || !hp || !mp) {
+		errno = ENOMEM;
+		goto out;
+	}
+	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
+	Ship__ObjUpdateMeta u = SHIP__OBJ_UPDATE_META__INIT;
+	u.bucket = (char *)bucket;
+	u.name = (char *)name;
+	u.new_name = (char *)(m->new_name ? m->new_name : "");
+	u.description = (char *)(m->description ? m->description : "");
+	u.headers = hp;
+	u.n_headers = m->n_headers;
+	u.metadata = mp;
+	u.n_metadata = m->n_metadata;
+	f.body_case = SHIP__CLIENT_FRAME__BODY_OBJ_UPDATE_META;
+	f.obj_update_meta = &u;
+	r = obj_call(h, &f, NULL, NULL);
+out:
+	free(hp);
+	free(mp);
+	free(hs);
+	return r;
+}
+
+SHIPC_EXPORT int shipc_obj_link(struct shipc *h, const char *bucket,
+                                const char *name, const char *target_bucket,
+                                const char *target_name,
+                                struct shipc_obj_info **info)
+{
+	if (!bucket || !name || !*name || !target_bucket)
+		return bad(h, "no bucket, object name or target bucket");
+	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
+	Ship__ObjLink l = SHIP__OBJ_LINK__INIT;
+	struct shipc_obj_info *out = NULL;
+	l.bucket = (char *)bucket;
+	l.name = (char *)name;
+	l.target_bucket = (char *)target_bucket;
+	l.target_name = (char *)(target_name ? target_name : "");
+	f.body_case = SHIP__CLIENT_FRAME__BODY_OBJ_LINK;
+	f.obj_link = &l;
+	if (obj_call(h, &f, info_reply, &out) < 0) {
+		free(out);
+		return -1;
+	}
+	if (info)
+		*info = out;
+	else
+		free(out);
+	return 0;
+}
+
+/* ---- watch ----
+ *
+ * A watch is a stream whose pushes are ObjectInfo frames, which the
+ * connection hands to a call registered under the stream's id (a route,
+ * as for transfers, put back after each push), and whose StreamEnd goes
+ * to a sub. The route also takes the answer to the opening. A watch is
+ * not re-opened after a reconnect: it ends with ECONNRESET. Each of the
+ * route, the sub and the opening caller holds a reference; everything in
+ * struct obj_watch is under h->mu.
+ */
+
+struct obj_watch {
+	struct shipc *h;
+	shipc_obj_watch_fn *cb;
+	void *arg;
+	uint64_t id;
+	uint64_t gen;
+	unsigned refs;
+	struct call *route; /* registered for the next frame, or NULL */
+	struct sub *s;      /* catches the StreamEnd, or NULL */
+	bool answered;      /* shipd took or refused the opening */
+	int open_err;
+	bool ended;         /* the last callback ran or runs */
+	bool stopped;       /* shipc_obj_watch_stop(), or ours: */
+	int stop_err;       /* why we stopped it (0: the app did) */
+};
+
+static void watch_unref(struct obj_watch *w)
+{
+	if (!--w->refs)
+		free(w);
+}
+
+static void watch_push(struct shipc *h, struct call *c,
+                       const Ship__ServerFrame *f);
+static void watch_lost(struct shipc *h, const struct shipc_msg *m, int err,
+                       void *arg);
+
+static int watch_route(struct obj_watch *w)
+{
+	struct call *c = calloc(1, sizeof(*c));
+	if (!c)
+		return -1;
+	c->id = w->id;
+	c->on_reply = watch_push;
+	c->cb = watch_lost;
+	c->arg = w;
+	c->out = w;
+	if (ipc_idmap_put(&w->h->calls, w->id, c) < 0) {
+		free(c);
+		return -1;
+	}
+	w->route = c;
+	w->refs++;
+	return 0;
+}
+
+/* Take back the route and the sub, unless the connection has them. */
+static void watch_detach(struct obj_watch *w)
+{
+	struct shipc *h = w->h;
+	if (w->route && ipc_idmap_get(&h->calls, w->id) == w->route) {
+		ipc_idmap_del(&h->calls, w->id);
+		free(w->route);
+		w->route = NULL;
+		watch_unref(w);
+	}
+	if (w->s && ipc_idmap_get(&h->subs, w->id) == w->s) {
+		ipc_idmap_del(&h->subs, w->id);
+		sub_free(w->s);
+		w->s = NULL;
+		watch_unref(w);
+	}
+}
+
+/* Lock held, the caller holding a reference: the end, told once. */
+static void watch_end(struct obj_watch *w, int err)
+{
+	if (w->ended)
+		return;
+	w->ended = true;
+	watch_detach(w);
+	if (!w->answered) {
+		w->answered = true;
+		w->open_err = err ? err : ECONNRESET;
+		return; /* the opening caller says it */
+	}
+	pthread_mutex_unlock(&w->h->mu);
+	if (w->stopped)
+		err = w->stop_err ? w->stop_err : ECANCELED;
+	w->cb(w->h, NULL, err ? err : ECANCELED, w->arg);
+	pthread_mutex_lock(&w->h->mu);
+}
+
+/* Without the lock, holding the route's reference: a frame of the
+ * watch's id that is not its end. */
+static void watch_push(struct shipc *h, struct call *c,
+                       const Ship__ServerFrame *f)
+{
+	struct obj_watch *w = c->out;
+	struct shipc_obj_info *info = NULL;
+	bool tell = false;
+	pthread_mutex_lock(&h->mu);
+	w->route = NULL; /* the connection frees c */
+	if (c->err) {
+		watch_end(w, c->err);
+		goto out;
+	}
+	if (f->body_case == SHIP__SERVER_FRAME__BODY__NOT_SET)
+		w->answered = true;
+	if (w->ended)
+		goto out;
+	/* Put back before the callback, which may read the frames after. */
+	if (!h->connected || h->gen != w->gen) {
+		watch_end(w, ECONNRESET);
+		goto out;
+	}
+	if (watch_route(w) < 0) {
+		watch_end(w, ENOMEM);
+		goto out;
+	}
+	if (f->body_case == SHIP__SERVER_FRAME__BODY_OBJ_INFO && !w->stopped) {
+		tell = true;
+		if (f->obj_info->name[0] && !(info = info_dup(f->obj_info))) {
+			set_error(h, "out of memory for an object watch");
+			w->stopped = true;
+			w->stop_err = ENOMEM;
+			pthread_mutex_unlock(&h->mu);
+			shipc_unsubscribe(h, w->id);
+			pthread_mutex_lock(&h->mu);
+			tell = false;
+		}
+	}
+	if (tell) {
+		pthread_mutex_unlock(&h->mu);
+		w->cb(h, info, 0, w->arg); /* NULL: the initial ones are done */
+		pthread_mutex_lock(&h->mu);
+		free(info);
+	}
+out:
+	watch_unref(w);
+	pthread_mutex_unlock(&h->mu);
+}
+
+/* Without the lock: the route dropped unanswered (connection lost, or
+ * the handle closing: ECANCELED). */
+static void watch_lost(struct shipc *h, const struct shipc_msg *m, int err,
+                       void *arg)
+{
+	(void)m;
+	struct obj_watch *w = arg;
+	pthread_mutex_lock(&h->mu);
+	w->route = NULL;
+	watch_end(w, err ? err : ECONNRESET);
+	watch_unref(w);
+	pthread_mutex_unlock(&h->mu);
+}
+
+/* Without the lock: the StreamEnd (or the handle closing). The
+ * connection frees the sub. */
+static void watch_sub_end(struct shipc *h, const struct shipc_msg *m, int err,
+                          void *arg)
+{
+	struct obj_watch *w = arg;
+	if (m)
+		return; /* no deliveries on a watch */
+	pthread_mutex_lock(&h->mu);
+	w->s = NULL;
+	watch_end(w, err);
+	watch_unref(w);
+	pthread_mutex_unlock(&h->mu);
+}
+
+/* Lock held: register w under a new id and send the opening frame. */
+static int watch_open(struct obj_watch *w, Ship__ClientFrame *f)
+{
+	struct shipc *h = w->h;
+	if (wait_for_space(h) < 0)
+		return -1;
+	struct sub *s = calloc(1, sizeof(*s));
+	if (!s || !(s->what = strdup("object watch"))) {
+		free(s);
+		errno = ENOMEM;
+		return -1;
+	}
+	/* Its open frame stays empty: not re-opened after a reconnect. */
+	s->cb = watch_sub_end;
+	s->arg = w;
+	w->id = s->id = ++h->next_id;
+	w->gen = h->gen;
+	if (ipc_idmap_put(&h->subs, w->id, s) < 0) {
+		sub_free(s);
+		errno = ENOMEM;
+		return -1;
+	}
+	w->s = s;
+	w->refs++;
+	f->id = w->id;
+	if (watch_route(w) < 0) {
+		errno = ENOMEM;
+		return -1;
+	}
+	return queue_frame(h, f, true);
+}
+
+/* Lock held: wait for shipd to take the watch (0) or refuse it (an
+ * errno); a watch it does not answer in time is stopped. */
+static int watch_answer(struct obj_watch *w)
+{
+	struct shipc *h = w->h;
+	uint64_t deadline = now_ms() + OBJ_TIMEOUT_MS;
+	while (!w->answered) {
+		uint64_t now = now_ms();
+		if (now >= deadline) {
+			set_error(h, "no answer from shipd");
+			watch_end(w, ETIMEDOUT);
+			break;
+		}
+		read_once(h, (int)(deadline - now));
+	}
+	if (w->open_err == ETIMEDOUT && h->connected) {
+		/* Its StreamEnd, if any, finds no sub. */
+		Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
+		Ship__Unsubscribe u = SHIP__UNSUBSCRIBE__INIT;
+		u.stream = w->id;
+		f.body_case = SHIP__CLIENT_FRAME__BODY_UNSUBSCRIBE;
+		f.unsubscribe = &u;
+		queue_frame(h, &f, true);
+	}
+	return w->open_err;
+}
+
+SHIPC_EXPORT uint64_t shipc_obj_watch(struct shipc *h, const char *bucket,
+                                      int flags, shipc_obj_watch_fn *cb,
+                                      void *arg)
+{
+	if (!bucket || !cb) {
+		bad(h, "no bucket or callback");
+		return 0;
+	}
+	struct obj_watch *w = calloc(1, sizeof(*w));
+	if (!w)
+		return 0;
+	w->h = h;
+	w->cb = cb;
+	w->arg = arg;
+	w->refs = 1;
+	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
+	Ship__ObjWatch ow = SHIP__OBJ_WATCH__INIT;
+	ow.bucket = (char *)bucket;
+	ow.include_history = flags & SHIPC_OBJ_WATCH_HISTORY;
+	ow.updates_only = flags & SHIPC_OBJ_WATCH_UPDATES_ONLY;
+	ow.ignore_deletes = flags & SHIPC_OBJ_WATCH_IGNORE_DELETES;
+	f.body_case = SHIP__CLIENT_FRAME__BODY_OBJ_WATCH;
+	f.obj_watch = &ow;
+	pthread_mutex_lock(&h->mu);
+	uint64_t id = 0;
+	int err;
+	if (watch_open(w, &f) < 0) {
+		err = errno;
+		w->ended = w->answered = true;
+		watch_detach(w);
+	} else if ((err = watch_answer(w)) == 0) {
+		id = w->id;
+	}
+	watch_unref(w);
+	pthread_mutex_unlock(&h->mu);
+	if (!id)
+		errno = err;
+	return id;
+}
+
+SHIPC_EXPORT int shipc_obj_watch_stop(struct shipc *h, uint64_t watch)
+{
+	pthread_mutex_lock(&h->mu);
+	struct sub *s = sub_find(h, watch);
+	bool ok = s && s->cb == watch_sub_end;
+	if (ok)
+		((struct obj_watch *)s->arg)->stopped = true;
+	pthread_mutex_unlock(&h->mu);
+	if (!ok) {
+		errno = ENOENT;
+		return -1;
+	}
+	/* shipd ends the stream; its StreamEnd says ECANCELED. */
+	return shipc_unsubscribe(h, watch);
+}

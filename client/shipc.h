@@ -855,6 +855,41 @@ void shipc_obj_list_free(struct shipc_obj_info *list, size_t n);
 /* Leave a delete marker and purge the object's chunks. */
 int shipc_obj_delete(struct shipc *h, const char *bucket, const char *name);
 
+/* What shipc_obj_update_meta() sets: new_name NULL or "" keeps the name;
+ * the description, headers and metadata replace the object's. */
+struct shipc_obj_meta {
+	const char *new_name;
+	const char *description;
+	const struct shipc_header *headers;
+	size_t n_headers;
+	const struct shipc_header *metadata;
+	size_t n_metadata;
+};
+/* EEXIST renaming onto a live object; ENOENT for a missing or deleted one. */
+int shipc_obj_update_meta(struct shipc *h, const char *bucket, const char *name,
+                          const struct shipc_obj_meta *m);
+/* A link named name in bucket to target_name in target_bucket (to the
+ * whole bucket when target_name is NULL or ""). EEXIST over a live object.
+ * info may be NULL. */
+int shipc_obj_link(struct shipc *h, const char *bucket, const char *name,
+                   const char *target_bucket, const char *target_name,
+                   struct shipc_obj_info **info);
+
+/* Watch callback: info for each object, then once with info NULL and err 0
+ * at the end of the initial ones (unless updates only), then changes; at
+ * the end once with info NULL and err set: ECANCELED after
+ * shipc_obj_watch_stop(), else why it ended. */
+typedef void shipc_obj_watch_fn(struct shipc *h,
+                                const struct shipc_obj_info *info, int err,
+                                void *arg);
+#define SHIPC_OBJ_WATCH_HISTORY 0x1        /* every stored meta */
+#define SHIPC_OBJ_WATCH_UPDATES_ONLY 0x2   /* no initial objects */
+#define SHIPC_OBJ_WATCH_IGNORE_DELETES 0x4
+/* Returns the watch's id (> 0) or 0 with errno set. */
+uint64_t shipc_obj_watch(struct shipc *h, const char *bucket, int flags,
+                         shipc_obj_watch_fn *cb, void *arg);
+int shipc_obj_watch_stop(struct shipc *h, uint64_t watch);
+
 #ifdef __cplusplus
 }
 #endif

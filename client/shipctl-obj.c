@@ -5,6 +5,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <libgen.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -536,6 +537,154 @@ static int cmd_get(int argc, char **argv)
 	return 0;
 }
 
+/* ---- metadata, links, watch ---- */
+
+/* What is not named stays as it is: the library replaces all of it. */
+static int cmd_edit(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"name", required_argument, NULL, 'n'},
+		{"description", required_argument, NULL, 'd'},
+		{"meta", required_argument, NULL, 'm'},
+		{NULL, 0, NULL, 0}};
+	const char *u = "obj edit BUCKET NAME [--name NEW] [--description "
+	                "TEXT] [--meta KEY=VALUE]...";
+	struct shipc_header md[MAX_HDRS];
+	struct shipc_obj_meta m = {0};
+	bool desc = false;
+	size_t n = 0;
+	int ch;
+	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		char *eq;
+		if (ch == 'n') {
+			m.new_name = optarg;
+		} else if (ch == 'd') {
+			m.description = optarg;
+			desc = true;
+		} else if (ch == 'm' && n < MAX_HDRS &&
+		           (eq = strchr(optarg, '=')) && eq != optarg) {
+			*eq = '\0';
+			md[n].key = optarg;
+			md[n++].value = eq + 1;
+		} else {
+			return usage_of(u);
+		}
+	}
+	if (argc - optind != 2)
+		return usage_of(u);
+	const char *bucket = argv[optind], *name = argv[optind + 1];
+	struct shipc_obj_info *o;
+	if (open_handle() < 0)
+		return 1;
+	if (shipc_obj_info(h, bucket, name, 0, &o) < 0)
+		return fail("obj edit", errno);
+	if (!desc)
+		m.description = o->description;
+	m.headers = o->headers;
+	m.n_headers = o->n_headers;
+	m.metadata = n ? md : o->metadata;
+	m.n_metadata = n ? n : o->n_metadata;
+	int r = shipc_obj_update_meta(h, bucket, name, &m);
+	int e = errno;
+	shipc_obj_info_free(o);
+	return r < 0 ? fail("obj edit", e) : 0;
+}
+
+static int cmd_link(int argc, char **argv)
+{
+	if (argc != 4 && argc != 5)
+		return usage_of("obj link BUCKET NAME TARGET_BUCKET "
+		                "[TARGET_NAME]");
+	struct shipc_obj_info *o;
+	if (open_handle() < 0)
+		return 1;
+	if (shipc_obj_link(h, argv[1], argv[2], argv[3],
+	                   argc == 5 ? argv[4] : NULL, &o) < 0)
+		return fail("obj link", errno);
+	if (json)
+		print_info(o);
+	shipc_obj_info_free(o);
+	return 0;
+}
+
+struct obj_watch_state {
+	bool ended;
+	int err;
+};
+
+static void on_change(struct shipc *hh, const struct shipc_obj_info *o,
+                      int err, void *arg)
+{
+	(void)hh;
+	struct obj_watch_state *st = arg;
+	if (err) {
+		st->ended = true;
+		st->err = err == ECANCELED ? 0 : err;
+		return;
+	}
+	if (!o) {
+		if (json)
+			fputs("{\"initial_done\":true}\n", stdout);
+		else
+			puts("-- initial objects done --");
+	} else if (json) {
+		print_info_json(o);
+		fputc('\n', stdout);
+	} else {
+		char sz[32];
+		human(sz, sizeof(sz), (double)o->size);
+		print_time(o->mtime_ns);
+		printf("  %-7s %s %s", o->deleted ? "DELETED" : "PUT", o->name,
+		       sz);
+		if (o->link_bucket[0])
+			printf(" -> %s/%s", o->link_bucket, o->link_name);
+		fputc('\n', stdout);
+	}
+	fflush(stdout);
+}
+
+static int cmd_watch(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"history", no_argument, NULL, 'H'},
+		{"updates-only", no_argument, NULL, 'u'},
+		{"ignore-deletes", no_argument, NULL, 'i'},
+		{"json", no_argument, NULL, 'j'},
+		{NULL, 0, NULL, 0}};
+	const char *u = "obj watch BUCKET [--history] [--updates-only] "
+	                "[--ignore-deletes] [--json]";
+	struct obj_watch_state st = {0};
+	int ch, flags = 0;
+	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (ch == 'H')
+			flags |= SHIPC_OBJ_WATCH_HISTORY;
+		else if (ch == 'u')
+			flags |= SHIPC_OBJ_WATCH_UPDATES_ONLY;
+		else if (ch == 'i')
+			flags |= SHIPC_OBJ_WATCH_IGNORE_DELETES;
+		else if (ch == 'j')
+			json = true;
+		else
+			return usage_of(u);
+	}
+	if (argc - optind != 1)
+		return usage_of(u);
+	struct sigaction sa = {.sa_handler = on_signal};
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	if (open_handle() < 0)
+		return 1;
+	uint64_t id = shipc_obj_watch(h, argv[optind], flags, on_change, &st);
+	if (!id)
+		return fail("obj watch", errno);
+	while (!interrupted && !st.ended)
+		if (shipc_dispatch(h, 500) < 0 && errno != EINTR)
+			return fail("dispatch", errno);
+	if (st.ended && st.err)
+		return fail("watch ended", st.err);
+	return 0;
+}
+
 const struct cmd obj_cmds[] = {
 	{"obj ls", cmd_ls, "[BUCKET] [--all]",
 	 "list object buckets, or a bucket's objects"},
@@ -551,5 +700,11 @@ const struct cmd obj_cmds[] = {
 	{"obj rm-bucket", cmd_rm_bucket, "BUCKET",
 	 "delete a bucket and every object in it"},
 	{"obj seal", cmd_seal, "BUCKET", "forbid further changes to a bucket"},
+	{"obj edit", cmd_edit, "BUCKET NAME [--name NEW] [--meta K=V] ...",
+	 "rename an object or change its description or metadata"},
+	{"obj link", cmd_link, "BUCKET NAME TARGET_BUCKET [TARGET_NAME]",
+	 "make NAME a link to an object, or to a whole bucket"},
+	{"obj watch", cmd_watch, "BUCKET [--history] [--updates-only] ...",
+	 "print each change to a bucket's objects until interrupted"},
 	{NULL, NULL, NULL, NULL},
 };

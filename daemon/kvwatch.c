@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* KV watches: an ordered push consumer per watch, driven from the loop,
  * resumed after the last revision seen when NATS or the consumer comes
- * back; and collectors (keys, history, values) built on the same. */
+ * back; and collectors (keys, history, values) built on the same. Other
+ * blocks watch their own streams with it (kvwatch_open_stream). */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,8 +35,13 @@ struct watch {
 	TAILQ_ENTRY(watch) entry;
 	enum wmode mode;
 	char bucket[KV_NAME_MAX];
+	char stream_name[KV_NAME_MAX + 8];
 	char filter[IPC_SUBJECT_MAX + 1];
 	size_t prefix_len; /* "$KV.<bucket>." */
+	/* Another block's watch: how it pushes and what it skips. */
+	kvwatch_push_fn *push;
+	kvwatch_skip_fn *skip;
+	bool no_marker; /* no end-of-initial marker */
 	bool include_history, updates_only, ignore_deletes, meta_only;
 	uint64_t last_sseq; /* last stream sequence taken */
 	uint64_t cseq;      /* last consumer sequence of this consumer */
@@ -68,11 +74,8 @@ static void create_consumer(struct watch *w);
 
 static void delete_consumer(struct watch *w)
 {
-	if (w->consumer[0]) {
-		char stream[KV_NAME_MAX + 8];
-		snprintf(stream, sizeof(stream), "KV_%s", w->bucket);
-		js_consumer_delete(stream, w->consumer);
-	}
+	if (w->consumer[0])
+		js_consumer_delete(w->stream_name, w->consumer);
 	w->consumer[0] = '\0';
 }
 
@@ -194,6 +197,8 @@ static int push_item(struct watch *w, const struct qitem *q)
 	Ship__Msg m = SHIP__MSG__INIT;
 	Ship__Header hs[4], *hp[4];
 	char rev[24], delta[24], created[24];
+	if (w->push)
+		return w->push(w->st.c, w->st.id, q->msg, q->ns);
 	if (q->msg) {
 		Ship__KvOp op = op_of(q->msg);
 		snprintf(rev, sizeof(rev), "%" PRIu64, q->sseq);
@@ -234,6 +239,9 @@ static bool drain(struct watch *w)
 {
 	bool moved = false;
 	struct qitem *q;
+	/* Nothing before the answer: a push is no answer to the opening. */
+	if (!w->answered)
+		return true;
 	while ((q = w->qhead) && push_item(w, q) == 0) {
 		w->qhead = q->next;
 		if (!w->qhead)
@@ -419,7 +427,7 @@ static void init_done(struct watch *w)
 	w->init_done = true;
 	if (w->mode == W_COLLECT)
 		collect_done(w);
-	else
+	else if (!w->no_marker)
 		enqueue(w, NULL, 0, 0, 0);
 }
 
@@ -489,7 +497,9 @@ static void on_msg(void *arg, natsMsg *msg, natsStatus st)
 		natsMsg_Destroy(msg); /* seen before a restart */
 	} else {
 		w->last_sseq = sseq;
-		bool skip = w->ignore_deletes && op_of(msg) != SHIP__KV_OP__KV_PUT;
+		bool skip = w->skip ? w->skip(msg, w->ignore_deletes)
+		                    : w->ignore_deletes &&
+		                              op_of(msg) != SHIP__KV_OP__KV_PUT;
 		bool alive;
 		if (skip) {
 			natsMsg_Destroy(msg);
@@ -543,6 +553,8 @@ static void on_created(void *arg, json_t *reply, const struct js_err *e)
 	if (w->mode == W_STREAM && !w->answered) {
 		w->answered = true;
 		client_ok(w->st.c, w->st.id);
+		if (w->qhead && !drain(w))
+			return;
 	}
 	if (!w->init_done && pending == 0 && w->cseq == 0)
 		init_done(w);
@@ -580,10 +592,9 @@ static void create_consumer(struct watch *w)
 			                                        : "last_per_subject"));
 		}
 	}
-	char stream[KV_NAME_MAX + 4];
-	snprintf(stream, sizeof(stream), "KV_%s", w->bucket);
-	json_t *body = json_pack("{s:s, s:o}", "stream_name", stream, "config", cfg);
-	snprintf(what, sizeof(what), "CONSUMER.CREATE.%s", stream);
+	json_t *body = json_pack("{s:s, s:o}", "stream_name", w->stream_name,
+	                         "config", cfg);
+	snprintf(what, sizeof(what), "CONSUMER.CREATE.%s", w->stream_name);
 	w->create_call = js_api(what, body, API_TIMEOUT_MS, on_created, w);
 	if (!w->create_call) {
 		link_wait_cancel(w->wait);
@@ -599,6 +610,7 @@ static struct watch *watch_new(enum wmode mode, const struct kv_watch_spec *s)
 		return NULL;
 	w->mode = mode;
 	snprintf(w->bucket, sizeof(w->bucket), "%s", s->bucket);
+	snprintf(w->stream_name, sizeof(w->stream_name), "KV_%s", s->bucket);
 	snprintf(w->filter, sizeof(w->filter), "$KV.%s.%s", s->bucket,
 	         s->pattern && s->pattern[0] ? s->pattern : ">");
 	w->prefix_len = 5 + strlen(s->bucket);
@@ -638,23 +650,56 @@ static const struct stream_kind watch_kind = {
 	.gone = watch_stream_gone,
 };
 
-void kvwatch_open(struct client *c, uint64_t id, const struct kv_watch_spec *s)
+/* A watch as stream id of c; NULL if refused (answered). */
+static struct watch *open_new(struct client *c, uint64_t id,
+                              const struct kv_watch_spec *s)
 {
 	if (!link_connected()) {
 		client_error(c, id, SHIP__CODE__UNAVAILABLE,
 		             "NATS is not connected (%s)",
 		             link_state_name(link_info()->state));
-		return;
+		return NULL;
 	}
 	struct watch *w = watch_new(W_STREAM, s);
 	if (!w) {
 		client_error(c, id, SHIP__CODE__INTERNAL, "out of memory");
-		return;
+		return NULL;
 	}
 	if (!stream_open(&w->st, &watch_kind, c, id)) {
 		watch_free(w);
-		return;
+		return NULL;
 	}
+	return w;
+}
+
+void kvwatch_open_stream(struct client *c, uint64_t id,
+                         const struct stream_watch_spec *s)
+{
+	struct kv_watch_spec ks = {
+		.bucket = s->bucket,
+		.include_history = s->include_history,
+		.updates_only = s->updates_only,
+		.ignore_deletes = s->ignore_deletes,
+	};
+	struct watch *w = open_new(c, id, &ks);
+	if (!w)
+		return;
+	snprintf(w->stream_name, sizeof(w->stream_name), "%s", s->stream);
+	snprintf(w->filter, sizeof(w->filter), "%s", s->filter);
+	w->prefix_len = s->prefix_len;
+	w->push = s->push;
+	w->skip = s->skip;
+	w->no_marker = s->no_marker;
+	log_debug("%s: client %" PRIu64 " watch %" PRIu64 " on %s", __func__,
+	          c->cid, id, w->filter);
+	create_consumer(w);
+}
+
+void kvwatch_open(struct client *c, uint64_t id, const struct kv_watch_spec *s)
+{
+	struct watch *w = open_new(c, id, s);
+	if (!w)
+		return;
 	log_debug("%s: client %" PRIu64 " watch %" PRIu64 " on %s", __func__,
 	          c->cid, id, w->filter);
 	create_consumer(w);

@@ -244,40 +244,51 @@ static void purges_finish(void)
 	n_owed = 0;
 }
 
-/* A purge whose answer fn takes; NULL (and the purge owed) if it cannot
- * be sent. */
-static struct js_call *purge(const char *b, const char *nuid, js_api_fn *fn,
-			     void *arg)
+static void owe_filter(const char *b, const char *filter)
 {
-	char what[KV_NAME_MAX + 32], filter[IPC_SUBJECT_MAX + 1];
+	struct owed *w = calloc(1, sizeof(*w));
+	if (!w) {
+		log_warnx("%s: out of memory; %s of OBJ_%s stays", __func__,
+			  filter, b);
+		return;
+	}
+	snprintf(w->bucket, sizeof(w->bucket), "%s", b);
+	snprintf(w->filter, sizeof(w->filter), "%s", filter);
+	owe(w);
+}
+
+/* A purge of filter in OBJ_<b> whose answer fn takes; NULL (and the
+ * purge owed) if it cannot be sent. */
+static struct js_call *purge_subject(const char *b, const char *filter,
+				     js_api_fn *fn, void *arg)
+{
+	char what[KV_NAME_MAX + 32];
 	snprintf(what, sizeof(what), "STREAM.PURGE.OBJ_%s", b);
-	snprintf(filter, sizeof(filter), "$O.%s.C.%s", b, nuid);
 	struct js_call *call =
 	    js_api(what, json_pack("{s:s}", "filter", filter), API_TIMEOUT_MS,
 		   fn, arg);
-	if (!call) {
-		struct owed *w = calloc(1, sizeof(*w));
-		if (w) {
-			snprintf(w->bucket, sizeof(w->bucket), "%s", b);
-			snprintf(w->filter, sizeof(w->filter), "%s", filter);
-			owe(w);
-		}
-	}
+	if (!call)
+		owe_filter(b, filter);
 	return call;
+}
+
+/* The same for the chunks of nuid. */
+static struct js_call *purge(const char *b, const char *nuid, js_api_fn *fn,
+			     void *arg)
+{
+	char filter[IPC_SUBJECT_MAX + 1];
+	snprintf(filter, sizeof(filter), "$O.%s.C.%s", b, nuid);
+	return purge_subject(b, filter, fn, arg);
 }
 
 /* A purge answered with the link lost: owed. */
 static void purge_failed(const char *b, const char *nuid,
 			 const struct js_err *e)
 {
+	char filter[IPC_SUBJECT_MAX + 1];
 	if (e->code == SHIP__CODE__UNAVAILABLE) {
-		struct owed *w = calloc(1, sizeof(*w));
-		if (w) {
-			snprintf(w->bucket, sizeof(w->bucket), "%s", b);
-			snprintf(w->filter, sizeof(w->filter), "$O.%s.C.%s", b,
-				 nuid);
-			owe(w);
-		}
+		snprintf(filter, sizeof(filter), "$O.%s.C.%s", b, nuid);
+		owe_filter(b, filter);
 	}
 }
 
@@ -583,6 +594,11 @@ struct objop {
 	char bucket[KV_NAME_MAX];
 	char name[OBJ_NAME_MAX + 1];
 	char meta[IPC_SUBJECT_MAX + 1];
+	/* update meta: the new name; link: the target */
+	char bucket2[KV_NAME_MAX];
+	char name2[OBJ_NAME_MAX + 1];
+	char meta2[IPC_SUBJECT_MAX + 1];
+	json_t *fields; /* update meta: description, headers, metadata */
 	bool show_deleted;
 	bool ensuring; /* in js_stream_ensure, which cannot be cancelled */
 	struct js_call *call;
@@ -596,7 +612,8 @@ struct objop {
 	uint64_t *mtimes;
 	size_t bytes;
 	size_t bad;    /* list: metas that are no ObjectInfo, left out */
-	bool carry_on; /* delete: the marker is sent; it finishes unowned */
+	bool carry_on; /* delete, update: the meta is sent; it finishes
+			* unowned */
 	TAILQ_ENTRY(objop) loose; /* on loose_ops once its app left */
 };
 
@@ -611,6 +628,7 @@ static void op_free(struct objop *o)
 	link_wait_cancel(o->wait);
 	lookup_cancel(o->lk);
 	json_decref(o->info);
+	json_decref(o->fields);
 	for (size_t i = 0; i < o->n_subjects; i++)
 		free(o->subjects[i]);
 	free(o->subjects);
@@ -619,7 +637,8 @@ static void op_free(struct objop *o)
 }
 
 /* The app left. A delete whose marker is sent finishes without it:
- * stopped there, the chunks it replaced would stay forever. */
+ * stopped there, the chunks it replaced would stay forever; so does an
+ * update whose meta is sent (a rename leaves the old name otherwise). */
 static void op_cancel(struct op *op)
 {
 	struct objop *o = container_of(op, struct objop, op);
@@ -1281,6 +1300,421 @@ static void handle_list(struct client *c, uint64_t id,
 		    list_subjects);
 }
 
+/* ---- update meta: as nats.go UpdateMeta ---- */
+
+/* The fields an app names (description, headers, metadata) into j,
+ * replacing j's; -1 with why if they cannot be. */
+static int meta_fields(json_t *j, const char *description, Ship__Header **hs,
+		       size_t nh, Ship__Header **ms, size_t nm, char *why,
+		       size_t size)
+{
+	json_t *h = NULL, *md = NULL;
+	json_object_del(j, "description");
+	json_object_del(j, "headers");
+	json_object_del(j, "metadata");
+	if (*description)
+		json_object_set_new(j, "description", json_string(description));
+	for (size_t i = 0; i < nh; i++) {
+		const char *k = hs[i]->key;
+		if (!*k) {
+			snprintf(why, size, "a header with an empty key");
+			return -1;
+		}
+		if (!h && (!(h = json_object()) ||
+			   json_object_set_new(j, "headers", h) < 0))
+			goto oom;
+		json_t *vals = json_object_get(h, k);
+		if (!vals && (!(vals = json_array()) ||
+			      json_object_set_new(h, k, vals) < 0))
+			goto oom;
+		json_array_append_new(vals, json_string(hs[i]->value));
+	}
+	for (size_t i = 0; i < nm; i++) {
+		const char *k = ms[i]->key;
+		if (!*k) {
+			snprintf(why, size, "a metadata key that is empty");
+			return -1;
+		}
+		if (!md && (!(md = json_object()) ||
+			    json_object_set_new(j, "metadata", md) < 0))
+			goto oom;
+		if (json_object_get(md, k)) {
+			snprintf(why, size, "metadata key '%.*s' given twice",
+				 CUT(k, 64));
+			return -1;
+		}
+		json_object_set_new(md, k, json_string(ms[i]->value));
+	}
+	return 0;
+oom:
+	snprintf(why, size, "out of memory");
+	return -1;
+}
+
+static void updated(void *arg, json_t *reply, const struct js_err *e)
+{
+	struct objop *o = arg;
+	o->call = NULL;
+	if (e) {
+		op_fail(o, e);
+		return;
+	}
+	client_ok(o->op.c, o->op.id);
+	op_free(o);
+}
+
+static void update_stored(void *arg, uint64_t seq, bool dup,
+			  const struct js_err *e)
+{
+	struct objop *o = arg;
+	o->call = NULL;
+	if (e) {
+		op_fail(o, e);
+		return;
+	}
+	/* Renamed: the old name's meta goes (its chunks are the new
+	 * name's). Not sent: stored, and the purge owed. */
+	if (!strcmp(o->meta, o->meta2) ||
+	    !(o->call = purge_subject(o->bucket, o->meta, updated, o))) {
+		client_ok(o->op.c, o->op.id);
+		op_free(o);
+	}
+}
+
+/* The same meta (nuid, size, chunks, digest, options) under the new name
+ * with the app's fields. */
+static void update_publish(struct objop *o)
+{
+	struct js_err err;
+	char now[48];
+	json_t *j = o->info;
+	rfc3339_now(now, sizeof(now));
+	json_object_set_new(j, "name", json_string(o->name2));
+	json_object_del(j, "description");
+	json_object_del(j, "headers");
+	json_object_del(j, "metadata");
+	json_object_update(j, o->fields);
+	json_object_set_new(j, "mtime", json_string(now));
+	if (!(o->call = publish_meta(o->meta2, json_incref(j), update_stored,
+				     o, &err)))
+		op_fail(o, &err);
+	else
+		o->carry_on = true;
+}
+
+static void update_target(void *arg, natsMsg *msg, natsStatus st)
+{
+	struct objop *o = arg;
+	struct js_err err;
+	json_t *j;
+	uint64_t mtime = 0;
+	o->lk = NULL;
+	int rc = meta_result(msg, st, o->bucket, &j, &mtime, &err);
+	if (rc == -2) /* another writer's: replaced */
+		rc = 0;
+	bool live = rc > 0 && !jdeleted(j);
+	json_decref(j);
+	if (live)
+		kv_set_err(&err, SHIP__CODE__ALREADY_EXISTS,
+			   "object '%.*s' exists in bucket '%s'",
+			   CUT(o->name2, 200), o->bucket);
+	if (rc < 0 || live) {
+		op_fail(o, &err);
+		return;
+	}
+	update_publish(o);
+}
+
+static void update_looked_up(void *arg, natsMsg *msg, natsStatus st)
+{
+	struct objop *o = arg;
+	struct js_err err;
+	json_t *j;
+	uint64_t mtime = 0;
+	o->lk = NULL;
+	int rc = meta_result(msg, st, o->bucket, &j, &mtime, &err);
+	if (rc == 0 || (rc > 0 && jdeleted(j))) {
+		json_decref(j);
+		not_found(&err, o->bucket, o->name);
+		rc = -1;
+	}
+	if (rc < 0) {
+		op_fail(o, &err);
+		return;
+	}
+	o->info = j;
+	if (!strcmp(o->meta, o->meta2)) {
+		update_publish(o);
+	} else if (!(o->lk = get_meta(o->bucket, o->meta2, update_target,
+				      o))) {
+		unavailable(&err);
+		op_fail(o, &err);
+	}
+}
+
+static void handle_update_meta(struct client *c, uint64_t id,
+			       const Ship__ObjUpdateMeta *r)
+{
+	char meta[IPC_SUBJECT_MAX + 1], meta2[IPC_SUBJECT_MAX + 1], why[128];
+	const char *to = *r->new_name ? r->new_name : r->name;
+	if (!check_bucket(c, id, r->bucket) ||
+	    !check_name(c, id, r->bucket, r->name, meta, sizeof(meta)) ||
+	    !check_name(c, id, r->bucket, to, meta2, sizeof(meta2)))
+		return;
+	if (strlen(r->description) > DESCRIPTION_MAX) {
+		client_error(c, id, SHIP__CODE__INVALID_ARGUMENT,
+			     "description over %d bytes", DESCRIPTION_MAX);
+		return;
+	}
+	if (!client_allowed(c, id, POL_OBJ_WRITE, r->bucket))
+		return;
+	struct objop *o = op_new(c, id, r->bucket, r->name);
+	if (!o)
+		return;
+	snprintf(o->meta, sizeof(o->meta), "%s", meta);
+	snprintf(o->meta2, sizeof(o->meta2), "%s", meta2);
+	snprintf(o->name2, sizeof(o->name2), "%s", to);
+	if (!(o->fields = json_object()) ||
+	    meta_fields(o->fields, r->description, r->headers, r->n_headers,
+			r->metadata, r->n_metadata, why, sizeof(why)) < 0) {
+		client_error(c, id, SHIP__CODE__INVALID_ARGUMENT, "%s",
+			     o->fields ? why : "out of memory");
+		op_free(o);
+		return;
+	}
+	if (!(o->lk = get_meta(o->bucket, meta, update_looked_up, o))) {
+		struct js_err err;
+		unavailable(&err);
+		op_fail(o, &err);
+	}
+}
+
+/* ---- links: as nats.go AddLink and AddBucketLink ---- */
+
+static json_t *jlink(json_t *j)
+{
+	return json_object_get(json_object_get(j, "options"), "link");
+}
+
+static void stored_link(void *arg, uint64_t seq, bool dup,
+			const struct js_err *e)
+{
+	struct objop *o = arg;
+	o->call = NULL;
+	if (e) {
+		op_fail(o, e);
+		return;
+	}
+	send_info(o->op.c, o->op.id, o->info, wall_ns());
+	op_free(o);
+}
+
+static void publish_link(struct objop *o)
+{
+	struct js_err err;
+	char nuid[NUID_LEN + 1], now[48];
+	new_nuid(nuid);
+	rfc3339_now(now, sizeof(now));
+	json_t *link = json_pack("{s:s}", "bucket", o->bucket2);
+	if (link && *o->name2)
+		json_object_set_new(link, "name", json_string(o->name2));
+	json_t *j = json_pack("{s:s, s:s, s:s, s:i, s:i, s:s, s:{s:o}}",
+			      "name", o->name, "bucket", o->bucket, "nuid",
+			      nuid, "size", 0, "chunks", 0, "mtime", now,
+			      "options", "link", link);
+	if (!j) {
+		kv_set_err(&err, SHIP__CODE__INTERNAL, "out of memory");
+		op_fail(o, &err);
+		return;
+	}
+	o->info = json_incref(j);
+	if (!(o->call = publish_meta(o->meta, j, stored_link, o, &err)))
+		op_fail(o, &err);
+}
+
+/* What the name holds now: a live object stays, a link or a deleted
+ * object is replaced. */
+static void link_name_got(void *arg, natsMsg *msg, natsStatus st)
+{
+	struct objop *o = arg;
+	struct js_err err;
+	json_t *j;
+	uint64_t mtime = 0;
+	o->lk = NULL;
+	int rc = meta_result(msg, st, o->bucket, &j, &mtime, &err);
+	if (rc == -2) /* another writer's: replaced */
+		rc = 0;
+	bool live = rc > 0 && !jdeleted(j) && !jlink(j);
+	json_decref(j);
+	if (live)
+		kv_set_err(&err, SHIP__CODE__ALREADY_EXISTS,
+			   "object '%.*s' exists in bucket '%s' and is no link",
+			   CUT(o->name, 200), o->bucket);
+	if (rc < 0 || live) {
+		op_fail(o, &err);
+		return;
+	}
+	publish_link(o);
+}
+
+static void link_name_look(struct objop *o)
+{
+	if (!(o->lk = get_meta(o->bucket, o->meta, link_name_got, o))) {
+		struct js_err err;
+		unavailable(&err);
+		op_fail(o, &err);
+	}
+}
+
+static void link_target_got(void *arg, natsMsg *msg, natsStatus st)
+{
+	struct objop *o = arg;
+	struct js_err err;
+	json_t *j;
+	uint64_t mtime = 0;
+	o->lk = NULL;
+	int rc = meta_result(msg, st, o->bucket2, &j, &mtime, &err);
+	if (rc == 0 || (rc > 0 && jdeleted(j)))
+		not_found(&err, o->bucket2, o->name2);
+	else if (rc > 0 && jlink(j))
+		kv_set_err(&err, SHIP__CODE__INVALID_ARGUMENT,
+			   "object '%.*s' in bucket '%s' is a link: no link "
+			   "to a link",
+			   CUT(o->name2, 200), o->bucket2);
+	else if (rc > 0)
+		err.code = SHIP__CODE__OK;
+	json_decref(j);
+	if (rc <= 0 || err.code != SHIP__CODE__OK) {
+		op_fail(o, &err);
+		return;
+	}
+	link_name_look(o);
+}
+
+static void link_bucket_got(void *arg, json_t *reply, const struct js_err *e)
+{
+	struct objop *o = arg;
+	struct js_err nf;
+	o->call = NULL;
+	if (e) {
+		if (kv_no_stream(e)) {
+			kv_set_err(&nf, SHIP__CODE__NOT_FOUND,
+				   "bucket '%s' not found", o->bucket2);
+			e = &nf;
+		}
+		op_fail(o, e);
+		return;
+	}
+	link_name_look(o);
+}
+
+static void handle_link(struct client *c, uint64_t id, const Ship__ObjLink *r)
+{
+	char meta[IPC_SUBJECT_MAX + 1], meta2[IPC_SUBJECT_MAX + 1] = "";
+	if (!check_bucket(c, id, r->bucket) ||
+	    !check_name(c, id, r->bucket, r->name, meta, sizeof(meta)) ||
+	    !check_bucket(c, id, r->target_bucket) ||
+	    (*r->target_name && !check_name(c, id, r->target_bucket,
+					    r->target_name, meta2,
+					    sizeof(meta2))) ||
+	    !client_allowed(c, id, POL_OBJ_WRITE, r->bucket) ||
+	    !client_allowed(c, id, POL_OBJ_READ, r->target_bucket))
+		return;
+	struct objop *o = op_new(c, id, r->bucket, r->name);
+	if (!o)
+		return;
+	snprintf(o->meta, sizeof(o->meta), "%s", meta);
+	snprintf(o->bucket2, sizeof(o->bucket2), "%s", r->target_bucket);
+	snprintf(o->name2, sizeof(o->name2), "%s", r->target_name);
+	snprintf(o->meta2, sizeof(o->meta2), "%s", meta2);
+	if (!*o->name2) {
+		char what[KV_NAME_MAX + 32];
+		snprintf(what, sizeof(what), "STREAM.INFO.OBJ_%s", o->bucket2);
+		o->call = js_api(what, NULL, API_TIMEOUT_MS, link_bucket_got, o);
+	} else {
+		o->lk = get_meta(o->bucket2, meta2, link_target_got, o);
+	}
+	if (!o->call && !o->lk) {
+		struct js_err err;
+		unavailable(&err);
+		op_fail(o, &err);
+	}
+}
+
+/* ---- watch: the metas as they change, on kvwatch.c's consumer ---- */
+
+/* A meta message as an ObjectInfo's JSON, or NULL (another writer's). */
+static json_t *watch_meta(natsMsg *msg)
+{
+	json_t *j = json_loadb(natsMsg_GetData(msg),
+			       (size_t)natsMsg_GetDataLength(msg), 0, NULL);
+	if (!json_is_object(j) || !json_is_string(json_object_get(j, "name"))) {
+		json_decref(j);
+		return NULL;
+	}
+	return j;
+}
+
+static bool watch_skip(natsMsg *msg, bool ignore_deletes)
+{
+	json_t *j = watch_meta(msg);
+	bool skip = !j || (ignore_deletes && jdeleted(j));
+	json_decref(j);
+	return skip;
+}
+
+/* An ObjectInfo push; the end-of-initial marker has an empty name. */
+static int watch_push(struct client *c, uint64_t id, natsMsg *msg,
+		      uint64_t ns)
+{
+	Ship__ServerFrame f = SHIP__SERVER_FRAME__INIT;
+	Ship__ObjectInfo marker = SHIP__OBJECT_INFO__INIT;
+	struct pinfo p;
+	json_t *j = NULL;
+	f.id = id;
+	f.body_case = SHIP__SERVER_FRAME__BODY_OBJ_INFO;
+	f.obj_info = &marker;
+	if (msg) {
+		if (!(j = watch_meta(msg)))
+			return 0; /* skipped already; changed meanwhile? */
+		if (pinfo_fill(&p, j, ns) < 0) {
+			json_decref(j);
+			return -1; /* tried again */
+		}
+		f.obj_info = &p.pi;
+	}
+	int rc = client_push(c, &f);
+	if (j) {
+		pinfo_clear(&p);
+		json_decref(j);
+	}
+	return rc;
+}
+
+static void handle_watch(struct client *c, uint64_t id,
+			 const Ship__ObjWatch *r)
+{
+	char stream[KV_NAME_MAX + 8], filter[KV_NAME_MAX + 16];
+	if (!check_bucket(c, id, r->bucket) ||
+	    !client_allowed(c, id, POL_OBJ_READ, r->bucket))
+		return;
+	snprintf(stream, sizeof(stream), "OBJ_%s", r->bucket);
+	snprintf(filter, sizeof(filter), "$O.%s.M.>", r->bucket);
+	struct stream_watch_spec s = {
+	    .bucket = r->bucket,
+	    .stream = stream,
+	    .filter = filter,
+	    .prefix_len = strlen(filter) - 1,
+	    .include_history = r->include_history,
+	    .updates_only = r->updates_only,
+	    .ignore_deletes = r->ignore_deletes,
+	    .no_marker = r->updates_only,
+	    .push = watch_push,
+	    .skip = watch_skip,
+	};
+	kvwatch_open_stream(c, id, &s);
+}
+
 /* ---- put: chunks from the app, acked one by one, then the meta ---- */
 
 enum put_state { PUT_LOOKUP, PUT_CHUNKS, PUT_META, PUT_PURGE };
@@ -1604,43 +2038,16 @@ static const struct stream_kind put_kind = {
 static json_t *put_info(const Ship__ObjPut *r, uint32_t chunk_size,
 			const char *nuid, char *why, size_t size)
 {
-	json_t *j = json_object(), *h = NULL, *md = NULL;
-	if (!j)
-		goto oom;
-	json_object_set_new(j, "name", json_string(r->name));
-	if (*r->description)
-		json_object_set_new(j, "description",
-				    json_string(r->description));
-	for (size_t i = 0; i < r->n_headers; i++) {
-		const char *k = r->headers[i]->key;
-		if (!*k) {
-			snprintf(why, size, "a header with an empty key");
-			goto bad;
-		}
-		if (!h && (!(h = json_object()) ||
-			   json_object_set_new(j, "headers", h) < 0))
-			goto oom;
-		json_t *vals = json_object_get(h, k);
-		if (!vals && (!(vals = json_array()) ||
-			      json_object_set_new(h, k, vals) < 0))
-			goto oom;
-		json_array_append_new(vals, json_string(r->headers[i]->value));
+	json_t *j = json_object();
+	if (!j) {
+		snprintf(why, size, "out of memory");
+		return NULL;
 	}
-	for (size_t i = 0; i < r->n_metadata; i++) {
-		const char *k = r->metadata[i]->key;
-		if (!*k) {
-			snprintf(why, size, "a metadata key that is empty");
-			goto bad;
-		}
-		if (!md && (!(md = json_object()) ||
-			    json_object_set_new(j, "metadata", md) < 0))
-			goto oom;
-		if (json_object_get(md, k)) {
-			snprintf(why, size, "metadata key '%.*s' given twice",
-				 CUT(k, 64));
-			goto bad;
-		}
-		json_object_set_new(md, k, json_string(r->metadata[i]->value));
+	json_object_set_new(j, "name", json_string(r->name));
+	if (meta_fields(j, r->description, r->headers, r->n_headers,
+			r->metadata, r->n_metadata, why, size) < 0) {
+		json_decref(j);
+		return NULL;
 	}
 	json_object_set_new(
 	    j, "options",
@@ -1648,11 +2055,6 @@ static json_t *put_info(const Ship__ObjPut *r, uint32_t chunk_size,
 	json_object_set_new(j, "bucket", json_string(r->bucket));
 	json_object_set_new(j, "nuid", json_string(nuid));
 	return j;
-oom:
-	snprintf(why, size, "out of memory");
-bad:
-	json_decref(j);
-	return NULL;
 }
 
 static void handle_put(struct client *c, uint64_t id, const Ship__ObjPut *r)
@@ -2318,6 +2720,21 @@ static void req_delete(struct client *c, const Ship__ClientFrame *f)
 	handle_delete(c, f->id, f->obj_delete);
 }
 
+static void req_update_meta(struct client *c, const Ship__ClientFrame *f)
+{
+	handle_update_meta(c, f->id, f->obj_update_meta);
+}
+
+static void req_link(struct client *c, const Ship__ClientFrame *f)
+{
+	handle_link(c, f->id, f->obj_link);
+}
+
+static void req_watch(struct client *c, const Ship__ClientFrame *f)
+{
+	handle_watch(c, f->id, f->obj_watch);
+}
+
 static void obj_link_changed(bool up)
 {
 	purges_link_changed(up);
@@ -2356,6 +2773,10 @@ const struct block obj_block = {
 	    {SHIP__CLIENT_FRAME__BODY_OBJ_INFO, req_info, false},
 	    {SHIP__CLIENT_FRAME__BODY_OBJ_LIST, req_list, false},
 	    {SHIP__CLIENT_FRAME__BODY_OBJ_DELETE, req_delete, false},
+	    {SHIP__CLIENT_FRAME__BODY_OBJ_UPDATE_META, req_update_meta,
+	     false},
+	    {SHIP__CLIENT_FRAME__BODY_OBJ_LINK, req_link, false},
+	    {SHIP__CLIENT_FRAME__BODY_OBJ_WATCH, req_watch, false},
 	    {0, NULL, false},
 	},
 };

@@ -614,6 +614,27 @@ void kv_collect_cancel(struct kv_collect *k);
 void kvwatch_link_changed(bool up);
 void kvwatch_finish(void);
 
+/* The same ordered-consumer watch on another block's stream: push sends
+ * one message (NULL: the end-of-initial marker) to the app and returns
+ * client_push's result; skip says which messages the app never sees. */
+typedef int kvwatch_push_fn(struct client *c, uint64_t id, natsMsg *msg,
+                            uint64_t ns);
+typedef bool kvwatch_skip_fn(natsMsg *msg, bool ignore_deletes);
+struct stream_watch_spec {
+	const char *bucket; /* named in errors */
+	const char *stream;
+	const char *filter;
+	size_t prefix_len;  /* subjects are longer than this */
+	bool include_history;
+	bool updates_only;
+	bool ignore_deletes;
+	bool no_marker;     /* no end-of-initial marker */
+	kvwatch_push_fn *push;
+	kvwatch_skip_fn *skip;
+};
+void kvwatch_open_stream(struct client *c, uint64_t id,
+                         const struct stream_watch_spec *s);
+
 /* ---- registry.c: being registry, ship_config, ship_health ---- */
 
 

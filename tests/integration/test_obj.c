@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* The Object Store through shipd against a real nats-server -js: buckets,
  * streamed puts and gets from memory, fds and files, deletes, overwrites,
- * corruption, a failing source, and shipd's memory while 256 MiB pass. */
+ * corruption, a failing source, shipd's memory while 256 MiB pass, and
+ * metadata updates, links and watches. */
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -974,6 +975,349 @@ START_TEST(shipctl_obj)
 }
 END_TEST
 
+/* ---- metadata, links, watch ---- */
+
+static struct shipc_obj_info *info_of(struct shipc *h, const char *b,
+                                      const char *name)
+{
+	struct shipc_obj_info *o = NULL;
+	ck_assert_msg(shipc_obj_info(h, b, name, 0, &o) == 0, "info %s: %s",
+	              name, why(h));
+	return o;
+}
+
+static const char *meta_value(const struct shipc_obj_info *o, const char *k)
+{
+	for (size_t i = 0; i < o->n_metadata; i++)
+		if (!strcmp(o->metadata[i].key, k))
+			return o->metadata[i].value;
+	return NULL;
+}
+
+START_TEST(update_meta_and_rename)
+{
+	struct shipc *h = conn();
+	bucket(h, "um");
+	size_t n = 3 * CHUNK + 5;
+	uint8_t *data = random_bytes(n, 7);
+	struct shipc_header md1[] = {{"k", "v"}}, hd[] = {{"X-A", "1"}};
+	struct shipc_obj_put_opts po = {.description = "first",
+	                                .metadata = md1,
+	                                .n_metadata = 1};
+	ck_assert_int_eq(shipc_obj_put_mem(h, "um", "a", data, n, &po, NULL), 0);
+	struct shipc_obj_info *before = info_of(h, "um", "a");
+
+	/* Rename with new fields: the data, digest and nuid go along. */
+	struct shipc_header md2[] = {{"x", "y"}, {"z", "w"}};
+	struct shipc_obj_meta m = {.new_name = "b",
+	                           .description = "second",
+	                           .headers = hd,
+	                           .n_headers = 1,
+	                           .metadata = md2,
+	                           .n_metadata = 2};
+	ck_assert_msg(shipc_obj_update_meta(h, "um", "a", &m) == 0, "%s",
+	              why(h));
+	ck_assert_int_eq(shipc_obj_info(h, "um", "a", 1, NULL), -1);
+	ck_assert_int_eq(errno, ENOENT);
+	struct shipc_obj_info *o = info_of(h, "um", "b");
+	ck_assert_str_eq(o->name, "b");
+	ck_assert_str_eq(o->description, "second");
+	ck_assert_str_eq(o->nuid, before->nuid);
+	ck_assert_str_eq(o->digest, before->digest);
+	ck_assert_uint_eq(o->size, n);
+	ck_assert_uint_eq(o->n_metadata, 2);
+	ck_assert_str_eq(meta_value(o, "x"), "y");
+	ck_assert_ptr_null(meta_value(o, "k"));
+	ck_assert_uint_eq(o->n_headers, 1);
+	ck_assert_str_eq(o->headers[0].key, "X-A");
+	ck_assert_uint_eq(o->max_chunk_size, CHUNK);
+	shipc_obj_info_free(o);
+	void *got;
+	size_t len;
+	ck_assert_msg(shipc_obj_get_mem(h, "um", "b", &got, &len, n, NULL) == 0,
+	              "get: %s", why(h));
+	ck_assert_uint_eq(len, n);
+	ck_assert(memcmp(got, data, n) == 0);
+	free(got);
+
+	/* Only the fields, no rename: NULL clears them. */
+	struct shipc_obj_meta m2 = {.description = "third"};
+	ck_assert_int_eq(shipc_obj_update_meta(h, "um", "b", &m2), 0);
+	o = info_of(h, "um", "b");
+	ck_assert_str_eq(o->description, "third");
+	ck_assert_uint_eq(o->n_metadata, 0);
+	ck_assert_uint_eq(o->n_headers, 0);
+	ck_assert_str_eq(o->digest, before->digest);
+	shipc_obj_info_free(o);
+
+	/* Onto a live object: refused; onto a deleted one: allowed. */
+	ck_assert_int_eq(shipc_obj_put_mem(h, "um", "c", "c", 1, NULL, NULL), 0);
+	struct shipc_obj_meta to_c = {.new_name = "c"};
+	ck_assert_int_eq(shipc_obj_update_meta(h, "um", "b", &to_c), -1);
+	ck_assert_int_eq(errno, EEXIST);
+	ck_assert_int_eq(shipc_obj_delete(h, "um", "c"), 0);
+	ck_assert_int_eq(shipc_obj_update_meta(h, "um", "c", &m2), -1);
+	ck_assert_int_eq(errno, ENOENT);
+	ck_assert_int_eq(shipc_obj_update_meta(h, "um", "nope", &m2), -1);
+	ck_assert_int_eq(errno, ENOENT);
+	ck_assert_msg(shipc_obj_update_meta(h, "um", "b", &to_c) == 0, "%s",
+	              why(h));
+	ck_assert_msg(shipc_obj_get_mem(h, "um", "c", &got, &len, n, NULL) == 0,
+	              "get: %s", why(h));
+	ck_assert_uint_eq(len, n);
+	free(got);
+	/* The old name's meta is purged: one object left. */
+	struct shipc_obj_info *list;
+	size_t k;
+	ck_assert_int_eq(shipc_obj_list(h, "um", 1, &list, &k), 0);
+	ck_assert_uint_eq(k, 1);
+	ck_assert_str_eq(list[0].name, "c");
+	shipc_obj_list_free(list, k);
+	ck_assert_int_eq(shipc_obj_update_meta(h, "nob", "c", &m2), -1);
+	ck_assert_int_eq(errno, ENOENT);
+	shipc_obj_info_free(before);
+	free(data);
+	shipc_close(h);
+}
+END_TEST
+
+START_TEST(links)
+{
+	struct shipc *h = conn();
+	bucket(h, "l1");
+	bucket(h, "l2");
+	uint8_t *data = random_bytes(CHUNK + 1, 9);
+	ck_assert_int_eq(
+		shipc_obj_put_mem(h, "l2", "t", data, CHUNK + 1, NULL, NULL), 0);
+	ck_assert_int_eq(shipc_obj_put_mem(h, "l1", "own", "o", 1, NULL, NULL),
+	                 0);
+
+	struct shipc_obj_info *o = NULL;
+	ck_assert_msg(shipc_obj_link(h, "l1", "ln", "l2", "t", &o) == 0, "%s",
+	              why(h));
+	ck_assert_str_eq(o->name, "ln");
+	ck_assert_str_eq(o->bucket, "l1");
+	ck_assert_str_eq(o->link_bucket, "l2");
+	ck_assert_str_eq(o->link_name, "t");
+	ck_assert_uint_eq(o->size, 0);
+	ck_assert_uint_gt(strlen(o->nuid), 0);
+	shipc_obj_info_free(o);
+	void *got;
+	size_t len;
+	struct shipc_obj_info *gi = NULL;
+	ck_assert_msg(shipc_obj_get_mem(h, "l1", "ln", &got, &len, 1 << 20,
+	                                &gi) == 0,
+	              "get through the link: %s", why(h));
+	ck_assert_uint_eq(len, CHUNK + 1);
+	ck_assert(memcmp(got, data, len) == 0);
+	ck_assert_str_eq(gi->name, "t");
+	shipc_obj_info_free(gi);
+	free(got);
+
+	/* A bucket link: shown, not readable. */
+	ck_assert_int_eq(shipc_obj_link(h, "l1", "bl", "l2", NULL, NULL), 0);
+	o = info_of(h, "l1", "bl");
+	ck_assert_str_eq(o->link_bucket, "l2");
+	ck_assert_str_eq(o->link_name, "");
+	shipc_obj_info_free(o);
+	ck_assert_int_eq(shipc_obj_get_mem(h, "l1", "bl", &got, &len, 10, NULL),
+	                 -1);
+	ck_assert_int_eq(errno, EINVAL);
+
+	/* Over a live object: no; to a link: no; a link over a link or a
+	 * deleted object: yes. */
+	ck_assert_int_eq(shipc_obj_link(h, "l1", "own", "l2", "t", NULL), -1);
+	ck_assert_int_eq(errno, EEXIST);
+	ck_assert_int_eq(shipc_obj_link(h, "l1", "ln2", "l1", "ln", NULL), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_int_eq(shipc_obj_link(h, "l1", "x", "l2", "missing", NULL), -1);
+	ck_assert_int_eq(errno, ENOENT);
+	ck_assert_int_eq(shipc_obj_link(h, "l1", "x", "nob", "t", NULL), -1);
+	ck_assert_int_eq(errno, ENOENT);
+	ck_assert_int_eq(shipc_obj_link(h, "l1", "x", "nob", NULL, NULL), -1);
+	ck_assert_int_eq(errno, ENOENT);
+	ck_assert_int_eq(shipc_obj_link(h, "l1", "ln", "l2", "t", NULL), 0);
+	ck_assert_int_eq(shipc_obj_link(h, "l1", "bl", "l1", "own", NULL), 0);
+	ck_assert_int_eq(shipc_obj_get_mem(h, "l1", "bl", &got, &len, 10, NULL),
+	                 0);
+	ck_assert_uint_eq(len, 1);
+	free(got);
+	ck_assert_int_eq(shipc_obj_delete(h, "l1", "own"), 0);
+	ck_assert_int_eq(shipc_obj_link(h, "l1", "own", "l2", "t", NULL), 0);
+	ck_assert_int_eq(shipc_obj_delete(h, "l2", "t"), 0);
+	ck_assert_int_eq(shipc_obj_get_mem(h, "l1", "own", &got, &len, 10, NULL),
+	                 -1);
+	ck_assert_int_eq(errno, ENOENT);
+	free(data);
+	shipc_close(h);
+}
+END_TEST
+
+#define WEV_MAX 32
+
+struct wev {
+	char names[WEV_MAX][64];
+	int n;
+	bool ended;
+	int err;
+};
+
+/* Each object as its name ("-name" when deleted), "|" for the marker. */
+static void on_obj(struct shipc *h, const struct shipc_obj_info *o, int err,
+                   void *arg)
+{
+	(void)h;
+	struct wev *w = arg;
+	if (err) {
+		ck_assert(!w->ended);
+		w->ended = true;
+		w->err = err;
+		return;
+	}
+	ck_assert(!w->ended);
+	ck_assert_int_lt(w->n, WEV_MAX);
+	if (o)
+		ck_assert_uint_gt(o->mtime_ns, 1600000000ull * 1000000000ull);
+	snprintf(w->names[w->n++], 64, "%s%s", o && o->deleted ? "-" : "",
+	         o ? o->name : "|");
+}
+
+/* Dispatch until w has n events (or ended), at most 10 s. */
+static void pump(struct shipc *h, struct wev *w, int n)
+{
+	for (int i = 0; i < 200 && w->n < n && !w->ended; i++)
+		shipc_dispatch(h, 50);
+}
+
+static void expect_events(struct wev *w, const char *const *want, int n)
+{
+	ck_assert_msg(w->n == n, "%d events, want %d", w->n, n);
+	for (int i = 0; i < n; i++)
+		ck_assert_str_eq(w->names[i], want[i]);
+}
+
+static void stop_watch(struct shipc *h, uint64_t id, struct wev *w)
+{
+	ck_assert_int_eq(shipc_obj_watch_stop(h, id), 0);
+	for (int i = 0; i < 200 && !w->ended; i++)
+		shipc_dispatch(h, 50);
+	ck_assert(w->ended);
+	ck_assert_int_eq(w->err, ECANCELED);
+	ck_assert_int_eq(shipc_obj_watch_stop(h, id), -1);
+	ck_assert_int_eq(errno, ENOENT);
+}
+
+START_TEST(watch)
+{
+	struct shipc *h = conn();
+	bucket(h, "wb");
+	ck_assert_int_eq(shipc_obj_watch(h, "nob", 0, on_obj, NULL), 0);
+	ck_assert_int_eq(errno, ENOENT);
+
+	/* An empty bucket: the marker at once. */
+	struct wev w0 = {0};
+	uint64_t id = shipc_obj_watch(h, "wb", 0, on_obj, &w0);
+	ck_assert_msg(id != 0, "watch: %s", why(h));
+	pump(h, &w0, 1);
+	expect_events(&w0, (const char *const[]){"|"}, 1);
+	stop_watch(h, id, &w0);
+
+	ck_assert_int_eq(shipc_obj_put_mem(h, "wb", "a", "1", 1, NULL, NULL), 0);
+	ck_assert_int_eq(shipc_obj_put_mem(h, "wb", "b", "22", 2, NULL, NULL),
+	                 0);
+	struct wev w = {0};
+	id = shipc_obj_watch(h, "wb", 0, on_obj, &w);
+	ck_assert_msg(id != 0, "watch: %s", why(h));
+	pump(h, &w, 3);
+	expect_events(&w, (const char *const[]){"a", "b", "|"}, 3);
+	ck_assert_int_eq(shipc_obj_put_mem(h, "wb", "c", "3", 1, NULL, NULL), 0);
+	pump(h, &w, 4);
+	ck_assert_int_eq(shipc_obj_delete(h, "wb", "a"), 0);
+	pump(h, &w, 5);
+	expect_events(&w, (const char *const[]){"a", "b", "|", "c", "-a"}, 5);
+
+	/* Beside it: deletes left out; then updates only. */
+	struct wev wi = {0}, wu = {0};
+	uint64_t idi = shipc_obj_watch(h, "wb", SHIPC_OBJ_WATCH_IGNORE_DELETES,
+	                               on_obj, &wi);
+	ck_assert_msg(idi != 0, "watch: %s", why(h));
+	pump(h, &wi, 3);
+	expect_events(&wi, (const char *const[]){"b", "c", "|"}, 3);
+	uint64_t idu = shipc_obj_watch(h, "wb", SHIPC_OBJ_WATCH_UPDATES_ONLY,
+	                               on_obj, &wu);
+	ck_assert_msg(idu != 0, "watch: %s", why(h));
+	ck_assert_int_eq(shipc_obj_delete(h, "wb", "b"), 0);
+	ck_assert_int_eq(shipc_obj_put_mem(h, "wb", "d", "4", 1, NULL, NULL), 0);
+	pump(h, &w, 7);
+	pump(h, &wi, 4);
+	pump(h, &wu, 2);
+	expect_events(&w,
+	              (const char *const[]){"a", "b", "|", "c", "-a", "-b", "d"},
+	              7);
+	expect_events(&wi, (const char *const[]){"b", "c", "|", "d"}, 4);
+	expect_events(&wu, (const char *const[]){"-b", "d"}, 2);
+
+	/* A rename shows as the new name (the old meta is purged, unseen)
+	 * and a link as its own object. */
+	struct shipc_obj_meta m = {.new_name = "e"};
+	ck_assert_int_eq(shipc_obj_update_meta(h, "wb", "d", &m), 0);
+	ck_assert_int_eq(shipc_obj_link(h, "wb", "l", "wb", "c", NULL), 0);
+	pump(h, &wu, 4);
+	expect_events(&wu, (const char *const[]){"-b", "d", "e", "l"}, 4);
+	stop_watch(h, id, &w);
+	stop_watch(h, idi, &wi);
+	stop_watch(h, idu, &wu);
+
+	/* Closing the handle ends a watch with ECANCELED too. */
+	struct wev wc = {0};
+	ck_assert_uint_ne(shipc_obj_watch(h, "wb", 0, on_obj, &wc), 0);
+	shipc_close(h);
+	ck_assert(wc.ended);
+	ck_assert_int_eq(wc.err, ECANCELED);
+}
+END_TEST
+
+START_TEST(shipctl_obj_edit_link_watch)
+{
+	char dir[] = "/tmp/test_obj-XXXXXX";
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	ck_assert_int_eq(sh("$C obj add ed >/dev/null"), 0);
+	ck_assert_int_eq(sh("printf hi | $C obj put ed - --name a "
+	                    "--description keep >/dev/null"),
+	                 0);
+	ck_assert_int_eq(sh("$C obj edit ed a --name b --meta k=v"), 0);
+	ck_assert_int_eq(sh("$C obj info ed a >/dev/null 2>&1"), 1);
+	ck_assert_int_eq(sh("$C --json obj info ed b | grep -q "
+	                    "'\"description\":\"keep\".*\"metadata\":{\"k\":\"v\"}'"),
+	                 0);
+	ck_assert_int_eq(sh("$C obj edit ed b --description new"), 0);
+	ck_assert_int_eq(sh("$C --json obj info ed b | grep -q "
+	                    "'\"description\":\"new\".*\"metadata\":{\"k\":\"v\"}'"),
+	                 0);
+	ck_assert_int_eq(sh("$C obj edit ed b --meta novalue >/dev/null 2>&1"), 2);
+	ck_assert_int_eq(sh("$C obj link ed l ed b"), 0);
+	ck_assert_int_eq(sh("test \"$($C obj get ed l)\" = hi"), 0);
+	ck_assert_int_eq(sh("$C obj link ed b ed l >/dev/null 2>&1"), 1);
+	ck_assert_int_eq(sh("$C --json obj link ed bl ed | grep -q "
+	                    "'\"link\":{\"bucket\":\"ed\"}'"),
+	                 0);
+	ck_assert_int_eq(sh("timeout -s INT 2 $C obj watch ed --json > %s/w; "
+	                    "test $? = 124",
+	                    dir),
+	                 0);
+	ck_assert_int_eq(sh("grep -c . %s/w | grep -qx 4", dir), 0);
+	ck_assert_int_eq(sh("sed -n 4p %s/w | grep -qx '{\"initial_done\":true}'",
+	                    dir),
+	                 0);
+	ck_assert_int_eq(sh("timeout -s INT 2 $C obj watch ed --updates-only "
+	                    "> %s/w; test -s %s/w",
+	                    dir, dir),
+	                 1);
+	ck_assert_int_eq(sh("$C obj watch >/dev/null 2>&1"), 2);
+	ck_assert_int_eq(sh("rm -r %s", dir), 0);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("obj");
@@ -992,6 +1336,10 @@ int main(void)
 	tcase_add_test(tc, shipd_killed_mid_transfer);
 	tcase_add_test(tc, nonblocking_fds);
 	tcase_add_test(tc, shipctl_obj);
+	tcase_add_test(tc, update_meta_and_rename);
+	tcase_add_test(tc, links);
+	tcase_add_test(tc, watch);
+	tcase_add_test(tc, shipctl_obj_edit_link_watch);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -1021,6 +1021,114 @@ START_TEST(meta_over_payload)
 }
 END_TEST
 
+/* A watch answers its opening before any push; metas of other writers
+ * that are no ObjectInfo are skipped; the marker is an ObjectInfo with
+ * an empty name; an Unsubscribe ends it with StreamEnd OK. */
+START_TEST(watch_frames)
+{
+	int fd = raw_open(sd.sock);
+	create_ok(fd, "wf");
+	uint8_t *a = pattern(10, 3);
+	put_ok(fd, 90, "wf", "good", a, 10, NULL);
+	raw_meta("wf", "bad", "not json");
+
+	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
+	Ship__ObjWatch w = SHIP__OBJ_WATCH__INIT;
+	w.bucket = "wf";
+	f.id = 100;
+	f.body_case = SHIP__CLIENT_FRAME__BODY_OBJ_WATCH;
+	f.obj_watch = &w;
+	raw_frame(fd, &f);
+	Ship__ServerFrame *r = raw_read(fd);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_uint_eq(r->id, 100);
+	expect(r, SHIP__CODE__OK, NULL);
+	ck_assert_int_eq(r->body_case, SHIP__SERVER_FRAME__BODY__NOT_SET);
+	ship__server_frame__free_unpacked(r, NULL);
+	const char *want[] = {"good", ""};
+	for (int i = 0; i < 2; i++) {
+		r = raw_read(fd);
+		ck_assert_ptr_nonnull(r);
+		ck_assert_uint_eq(r->id, 100);
+		ck_assert_int_eq(r->body_case, SHIP__SERVER_FRAME__BODY_OBJ_INFO);
+		ck_assert_str_eq(r->obj_info->name, want[i]);
+		if (i == 0) {
+			ck_assert_uint_eq(r->obj_info->size, 10);
+			ck_assert_uint_gt(r->obj_info->mtime_ns, 0);
+		}
+		ship__server_frame__free_unpacked(r, NULL);
+	}
+
+	/* A rename: its answer and the new name's push, in either order. */
+	Ship__ObjUpdateMeta u = SHIP__OBJ_UPDATE_META__INIT;
+	u.bucket = "wf";
+	u.name = "good";
+	u.new_name = "g2";
+	f.id = 101;
+	f.body_case = SHIP__CLIENT_FRAME__BODY_OBJ_UPDATE_META;
+	f.obj_update_meta = &u;
+	raw_frame(fd, &f);
+	bool answered = false, pushed = false;
+	while (!answered || !pushed) {
+		r = raw_read(fd);
+		ck_assert_ptr_nonnull(r);
+		if (r->id == 101) {
+			expect(r, SHIP__CODE__OK, NULL);
+			answered = true;
+		} else {
+			ck_assert_uint_eq(r->id, 100);
+			ck_assert_str_eq(r->obj_info->name, "g2");
+			ck_assert_uint_eq(r->obj_info->size, 10);
+			pushed = true;
+		}
+		ship__server_frame__free_unpacked(r, NULL);
+	}
+
+	Ship__Unsubscribe un = SHIP__UNSUBSCRIBE__INIT;
+	un.stream = 100;
+	f.id = 0;
+	f.body_case = SHIP__CLIENT_FRAME__BODY_UNSUBSCRIBE;
+	f.unsubscribe = &un;
+	raw_frame(fd, &f);
+	r = until_end(fd, 100, NULL);
+	ck_assert_int_eq(r->body_case, SHIP__SERVER_FRAME__BODY_END);
+	expect(r, SHIP__CODE__OK, NULL);
+	ship__server_frame__free_unpacked(r, NULL);
+
+	/* A link made here reads as nats.go writes one. */
+	Ship__ObjLink l = SHIP__OBJ_LINK__INIT;
+	l.bucket = "wf";
+	l.name = "ln";
+	l.target_bucket = "wf";
+	l.target_name = "g2";
+	f.body_case = SHIP__CLIENT_FRAME__BODY_OBJ_LINK;
+	f.obj_link = &l;
+	r = ask(fd, 102, &f);
+	expect(r, SHIP__CODE__OK, NULL);
+	ck_assert_int_eq(r->body_case, SHIP__SERVER_FRAME__BODY_OBJ_INFO);
+	ship__server_frame__free_unpacked(r, NULL);
+	natsMsg *jm = NULL;
+	ck_assert_int_eq(js_GetLastMsg(&jm, js, "OBJ_wf", "$O.wf.M.bG4=", NULL,
+	                               NULL),
+	                 NATS_OK);
+	/* As nats.go's AddLink: a fresh nuid, no size, the link. */
+	char *text = strndup(natsMsg_GetData(jm),
+	                     (size_t)natsMsg_GetDataLength(jm));
+	ck_assert_ptr_nonnull(text);
+	ck_assert_msg(strstr(text, "\"name\":\"ln\",\"bucket\":\"wf\","
+	                           "\"nuid\":\""),
+	              "%s", text);
+	ck_assert_msg(strstr(text, "\"size\":0,\"chunks\":0,"), "%s", text);
+	ck_assert_msg(strstr(text, "\"options\":{\"link\":{\"bucket\":"
+	                           "\"wf\",\"name\":\"g2\"}}"),
+	              "%s", text);
+	free(text);
+	natsMsg_Destroy(jm);
+	free(a);
+	close(fd);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("obj-raw");
@@ -1038,6 +1146,7 @@ int main(void)
 	tcase_add_test(tc, bad_meta);
 	tcase_add_test(tc, digest_alphabets);
 	tcase_add_test(tc, get_closed_early);
+	tcase_add_test(tc, watch_frames);
 	suite_add_tcase(s, tc);
 	TCase *tf = tcase_create("small frame");
 	tcase_add_checked_fixture(tf, setup_small_frame, teardown);

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* Object Store interop with the official NATS JavaScript client
  * (@nats-io/obj from npm, run with the machine's Node.js): it reads what
- * shipd stored, with the same digest, size and metadata, and shipd reads
- * what it stored, byte for byte with the digest checked. */
+ * shipd stored, with the same digest, size and metadata, an object shipd
+ * renamed and one through a link shipd made; and shipd reads what it
+ * stored, byte for byte with the digest checked. */
 #include <check.h>
 #include <errno.h>
 #include <signal.h>
@@ -129,9 +130,18 @@ START_TEST(nodejs_reads_what_shipd_wrote)
 		ck_assert_str_eq(info->digest, digests[i]);
 		shipc_obj_info_free(info);
 		free(d);
-		strcat(names, name);
+		strcat(names, n == 1 ? "c-one" : name);
 		strcat(names, " ");
 	}
+	/* Renamed by shipd: nats.js finds it under the new name only. */
+	struct shipc_obj_meta m = {.new_name = "c-one",
+	                           .description = "from shipd",
+	                           .headers = hdrs,
+	                           .n_headers = 3,
+	                           .metadata = meta,
+	                           .n_metadata = 1};
+	ck_assert_msg(shipc_obj_update_meta(h, "shared", "c-1", &m) == 0, "%s",
+	              why(h));
 	struct shipc_obj_put_opts small = {.chunk_size = 1000};
 	uint8_t blob[10000];
 	for (size_t k = 0; k < sizeof(blob); k++)
@@ -144,14 +154,21 @@ START_TEST(nodejs_reads_what_shipd_wrote)
 	                                   NULL),
 	                 0);
 	ck_assert_int_eq(shipc_obj_delete(h, "shared", "c-gone"), 0);
+	/* A link shipd made: nats.js reads through it. */
+	ck_assert_msg(shipc_obj_link(h, "shared", "c-link", "shared", "c-small",
+	                             NULL) == 0,
+	              "%s", why(h));
 
 	char args[1024];
-	snprintf(args, sizeof(args), "read %s shared %sc-small c-gone c-never",
-	         nd.url, names);
+	snprintf(args, sizeof(args),
+	         "read %s shared %sc-small c-gone c-never c-1 c-link", nd.url,
+	         names);
 	json_t *j = node(args);
 	for (size_t i = 0; i < 5; i++) {
 		char name[32];
 		snprintf(name, sizeof(name), "c-%zu", sizes[i]);
+		if (sizes[i] == 1)
+			snprintf(name, sizeof(name), "c-one");
 		json_t *o = json_object_get(j, name);
 		ck_assert_msg(o && !json_object_get(o, "error"), "%s: %s", name,
 		              o ? str(o, "error") : "missing");
@@ -190,8 +207,17 @@ START_TEST(nodejs_reads_what_shipd_wrote)
 	                                       "deleted")));
 	ck_assert(json_is_null(json_object_get(g, "data")));
 	ck_assert(json_is_null(json_object_get(j, "c-never")));
+	ck_assert(json_is_null(json_object_get(j, "c-1")));
+	json_t *l = json_object_get(j, "c-link");
+	ck_assert_msg(l && !json_object_get(l, "error"), "c-link: %s",
+	              l ? str(l, "error") : "missing");
+	ck_assert_str_eq(str(l, "data_digest"), digests[5]);
+	json_t *lk = json_object_get(
+		json_object_get(json_object_get(l, "raw"), "options"), "link");
+	ck_assert_str_eq(str(lk, "bucket"), "shared");
+	ck_assert_str_eq(str(lk, "name"), "c-small");
 	json_t *list = json_object_get(j, "$list");
-	ck_assert_uint_eq(json_array_size(list), 6);
+	ck_assert_uint_eq(json_array_size(list), 7);
 	ck_assert_str_eq(str(json_object_get(j, "$status"), "description"),
 	                 "from shipd");
 	json_decref(j);
