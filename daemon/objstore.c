@@ -808,13 +808,20 @@ static void handle_bucket_create(struct client *c, uint64_t id,
 	}
 }
 
-static void handle_bucket_status(struct client *c, uint64_t id, const char *b)
+/* A bucket request answered by one JetStream API call on its stream. */
+static void bucket_request(struct client *c, uint64_t id, const char *b,
+                           enum pol_op op, const char *api, js_api_fn *fn)
 {
-	if (!check_bucket(c, id, b) || !client_allowed(c, id, POL_OBJ_READ, b))
+	if (!check_bucket(c, id, b) || !client_allowed(c, id, op, b))
 		return;
 	struct objop *o = op_new(c, id, b, NULL);
 	if (o)
-		bucket_call(o, "STREAM.INFO", NULL, status_done);
+		bucket_call(o, api, NULL, fn);
+}
+
+static void handle_bucket_status(struct client *c, uint64_t id, const char *b)
+{
+	bucket_request(c, id, b, POL_OBJ_READ, "STREAM.INFO", status_done);
 }
 
 static void deleted_bucket(void *arg, json_t *reply, const struct js_err *e)
@@ -834,11 +841,7 @@ static void deleted_bucket(void *arg, json_t *reply, const struct js_err *e)
 
 static void handle_bucket_delete(struct client *c, uint64_t id, const char *b)
 {
-	if (!check_bucket(c, id, b) || !client_allowed(c, id, POL_OBJ_ADMIN, b))
-		return;
-	struct objop *o = op_new(c, id, b, NULL);
-	if (o)
-		bucket_call(o, "STREAM.DELETE", NULL, deleted_bucket);
+	bucket_request(c, id, b, POL_OBJ_ADMIN, "STREAM.DELETE", deleted_bucket);
 }
 
 static void seal_info(void *arg, json_t *reply, const struct js_err *e)
@@ -862,11 +865,7 @@ static void seal_info(void *arg, json_t *reply, const struct js_err *e)
 
 static void handle_bucket_seal(struct client *c, uint64_t id, const char *b)
 {
-	if (!check_bucket(c, id, b) || !client_allowed(c, id, POL_OBJ_ADMIN, b))
-		return;
-	struct objop *o = op_new(c, id, b, NULL);
-	if (o)
-		bucket_call(o, "STREAM.INFO", NULL, seal_info);
+	bucket_request(c, id, b, POL_OBJ_ADMIN, "STREAM.INFO", seal_info);
 }
 
 static void buckets_listed(void *arg, json_t *reply, const struct js_err *e);
