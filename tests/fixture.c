@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <dirent.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -391,6 +392,51 @@ long fx_rss_kib(pid_t pid)
 			break;
 	fclose(f);
 	return kib;
+}
+
+/* Whether every thread of pid is stopped ('T' in its stat). */
+static bool all_stopped(pid_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	DIR *d = opendir(path);
+	if (!d)
+		return false;
+	bool all = true;
+	int seen = 0;
+	struct dirent *e;
+	while (all && (e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		char stat[128], line[512];
+		snprintf(stat, sizeof(stat), "/proc/%d/task/%.16s/stat", (int)pid,
+		         e->d_name);
+		FILE *f = fopen(stat, "r");
+		if (!f)
+			continue; /* the thread ended */
+		const char *close_paren = NULL;
+		if (fgets(line, sizeof(line), f))
+			close_paren = strrchr(line, ')');
+		fclose(f);
+		all = close_paren && close_paren[1] == ' ' &&
+		      (close_paren[2] == 'T' || close_paren[2] == 't');
+		seen++;
+	}
+	closedir(d);
+	return all && seen > 0;
+}
+
+int fx_freeze(pid_t pid, int timeout_ms)
+{
+	if (kill(pid, SIGSTOP) != 0)
+		return -1;
+	uint64_t end = fx_now_ms() + (uint64_t)timeout_ms;
+	while (!all_stopped(pid)) {
+		if (fx_now_ms() >= end)
+			return -1;
+		fx_sleep_ms(1);
+	}
+	return 0;
 }
 
 int fx_wait_exit(pid_t pid, int timeout_ms)

@@ -72,6 +72,12 @@ bool fx_wait_link(const char *sock, int timeout_ms);
 /* Resident set size of a process, in KiB. */
 long fx_rss_kib(pid_t pid);
 
+/* SIGSTOP pid and wait until every one of its threads has stopped: a
+ * stop is not taken at once, and a server that answers one more request
+ * after kill() returned makes a test see what it did not set up. 0, or
+ * -1 if it was not stopped within timeout_ms. */
+int fx_freeze(pid_t pid, int timeout_ms);
+
 /* Exit status of a child (128+signal if killed), or -1 if still running
  * after timeout_ms. */
 int fx_wait_exit(pid_t pid, int timeout_ms);

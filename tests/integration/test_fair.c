@@ -117,7 +117,7 @@ static bool flood_blocked(struct flood *fl, uint64_t ms)
 
 static void server_stop(void)
 {
-	ck_assert_int_eq(kill(nd.pid, SIGSTOP), 0);
+	ck_assert_int_eq(fx_freeze(nd.pid, 2000), 0);
 }
 
 static void server_cont(void)

@@ -176,7 +176,7 @@ START_TEST(status_shows_the_budget)
 	ck_assert_int_eq(shipc_kv_put(h, "budget", "k", "v", 1, NULL), 0);
 	shipc_close(h); /* fork from a process without libshipc's threads */
 
-	ck_assert_int_eq(kill(nd.pid, SIGSTOP), 0);
+	ck_assert_int_eq(fx_freeze(nd.pid, 2000), 0);
 	pid_t pid = fork();
 	if (pid == 0) {
 		struct shipc *w = shipc_connect(sd.sock, "waiting");

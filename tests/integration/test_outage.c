@@ -379,7 +379,7 @@ START_TEST(stopped_server_is_found_dead_within_the_bound)
 	struct busy b;
 	busy_start(&b);
 	fx_sleep_ms(500);
-	ck_assert_int_eq(kill(nd.pid, SIGSTOP), 0);
+	ck_assert_int_eq(fx_freeze(nd.pid, 2000), 0);
 	uint64_t t0 = fx_now_ms(), worst = 0, found = 0;
 	struct shipc_status st;
 	while (fx_now_ms() - t0 < 15000) {

@@ -592,7 +592,7 @@ START_TEST(publish_flood_memory_bounded)
 	/* The server stops reading for a while, as a busy one would. */
 	pid_t pauser = fork();
 	if (pauser == 0) {
-		kill(nd.pid, SIGSTOP);
+		fx_freeze(nd.pid, 2000);
 		fx_sleep_ms(1500);
 		kill(nd.pid, SIGCONT);
 		_exit(0);

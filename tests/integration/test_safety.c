@@ -317,7 +317,7 @@ START_TEST(failed_emits_overflow_a_client_that_does_not_read)
 	int fd = raw_open(sd.sock);
 	int rcv = 4096;
 	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
-	kill(nd.pid, SIGSTOP); /* acks stop coming */
+	ck_assert_int_eq(fx_freeze(nd.pid, 2000), 0); /* acks stop coming */
 	struct ipc_buf b = {0};
 	for (uint64_t i = 1; i <= 4000; i++)
 		pack_emit(&b, 10 + i);
@@ -349,7 +349,7 @@ START_TEST(waits_failed_together_cancel_each_other)
 	ck_assert_int_eq(shipc_kv_bucket_create(h, &cfg, NULL), 0);
 	shipc_close(h);
 	int fd = raw_open(sd.sock);
-	kill(nd.pid, SIGSTOP);
+	ck_assert_int_eq(fx_freeze(nd.pid, 2000), 0);
 	send_kv_many(fd, SHIP__CLIENT_FRAME__BODY_KV_WATCH, "dying", 10, 20);
 	fx_sleep_ms(300);
 	kill(nd.pid, SIGKILL);
@@ -462,7 +462,7 @@ static unsigned count_exhausted(int fd, uint64_t first, unsigned n)
 START_TEST(every_request_kind_is_counted)
 {
 	int fd = raw_open(sd.sock);
-	kill(nd.pid, SIGSTOP); /* nothing completes meanwhile */
+	ck_assert_int_eq(fx_freeze(nd.pid, 2000), 0); /* nothing completes meanwhile */
 	struct ipc_buf b = {0};
 	for (uint64_t i = 0; i < 20; i++)
 		pack_history(&b, 100 + i);
@@ -799,7 +799,7 @@ START_TEST(client_memory_is_reserved)
 	ck_assert_int_eq(shipc_kv_put(h, "mem", "k", "v", 1, NULL), 0);
 	shipc_close(h);
 	int fd = raw_open(sd.sock);
-	kill(nd.pid, SIGSTOP);
+	ck_assert_int_eq(fx_freeze(nd.pid, 2000), 0);
 	send_kv_many(fd, SHIP__CLIENT_FRAME__BODY_KV_KEYS, "mem", 100, 20);
 	struct timeval tv = {2, 0};
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
