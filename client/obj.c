@@ -1010,6 +1010,7 @@ static int put(struct shipc *h, const char *bucket, const char *name,
 	op.metadata = mp;
 	op.n_metadata = o->n_metadata;
 	op.chunk_size = o->chunk_size;
+	op.if_absent = o->if_absent != 0;
 	f.body_case = SHIP__CLIENT_FRAME__BODY_OBJ_PUT;
 	f.obj_put = &op;
 	pthread_mutex_lock(&h->mu);

@@ -797,6 +797,10 @@ struct shipc_obj_put_opts {
 	uint64_t size_hint;      /* for progress: 0 when not known */
 	shipc_obj_progress_fn *progress; /* NULL: none */
 	void *progress_arg;
+	/* Nonzero: store only if no object of that name exists (a deleted
+	 * one's name is free), else fail with EEXIST; atomic against other
+	 * writers, nothing of a refused put is left. */
+	int if_absent;
 };
 
 /*

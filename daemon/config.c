@@ -35,6 +35,8 @@ static const struct ckey keys[] = {
 	 "group owning the socket (default: the daemon's group)", false},
 	{"socket_mode", C_MODE, O(socket_mode), 0, 0777,
 	 "permission bits of the socket", false},
+	{"state_dir", C_STR, O(state_dir), 0, 0,
+	 "directory of shipd's state (default: $STATE_DIRECTORY)", false},
 	{"nats", C_URLS, O(nats_urls), 0, 0, "NATS server URLs, comma separated", false},
 	{"nats_name", C_STR, O(nats_name), 0, 0, "connection name shown by the server", false},
 	{"nats_user", C_STR, O(nats_user), 0, 0, "user name", false},
@@ -107,6 +109,10 @@ void config_defaults(struct config *c)
 	*c = (struct config){0};
 	c->socket_path = strdup(SHIP_DEFAULT_SOCKET);
 	c->socket_mode = 0660;
+	/* systemd's StateDirectory=, the first if several. */
+	const char *sd = getenv("STATE_DIRECTORY");
+	if (sd && *sd)
+		c->state_dir = strndup(sd, strcspn(sd, ":"));
 	c->nats_urls[0] = strdup("nats://127.0.0.1:4222");
 	c->n_nats_urls = 1;
 	c->nats_connect_timeout_ms = 2000;
@@ -397,6 +403,11 @@ int config_check(const struct config *c, char *err, size_t errlen)
 	if (c->nats_creds_file && c->nats_nkey) {
 		snprintf(err, errlen,
 		         "nats_creds_file and nats_nkey exclude each other");
+		return -1;
+	}
+	if (c->state_dir && c->state_dir[0] && c->state_dir[0] != '/') {
+		snprintf(err, errlen, "state_dir: '%s' is not an absolute path",
+		         c->state_dir);
 		return -1;
 	}
 	if (c->socket_path[0] != '/') {

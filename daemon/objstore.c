@@ -25,7 +25,6 @@
 #define LIST_PAGES_MAX 64
 #define DESCRIPTION_MAX 4096
 #define GET_LATER_MS 20 /* look again at a full client socket */
-#define NUID_LEN 22
 #define DIGEST_MAX 64
 #define BUCKET_RULE "1 to 251 letters, digits, _ and -"
 #define PUT_IDLE_S 60   /* a put that gets no chunk this long ends */
@@ -150,6 +149,7 @@ struct owed {
 	struct js_call *call; /* on the way; NULL while owed */
 	char bucket[KV_NAME_MAX];
 	char filter[IPC_SUBJECT_MAX + 1];
+	char nuid[NUID_LEN + 1]; /* the chunks' (journaled), or "" */
 };
 static TAILQ_HEAD(, owed) owed_list = TAILQ_HEAD_INITIALIZER(owed_list);
 static TAILQ_HEAD(, owed) sent_list = TAILQ_HEAD_INITIALIZER(sent_list);
@@ -183,6 +183,8 @@ static void owed_answered(void *arg, json_t *reply, const struct js_err *e)
 	}
 	if (e && !kv_no_stream(e))
 		log_warnx("%s: purge of %s: %s", __func__, w->filter, e->text);
+	else if (w->nuid[0])
+		ojournal_end(w->nuid);
 	free(w);
 }
 
@@ -209,6 +211,7 @@ static void purge_forget(const char *b, const char *nuid)
 	}
 	snprintf(w->bucket, sizeof(w->bucket), "%s", b);
 	snprintf(w->filter, sizeof(w->filter), "$O.%s.C.%s", b, nuid);
+	snprintf(w->nuid, sizeof(w->nuid), "%s", nuid);
 	owed_send(w);
 }
 
@@ -244,7 +247,7 @@ static void purges_finish(void)
 	n_owed = 0;
 }
 
-static void owe_filter(const char *b, const char *filter)
+static void owe_filter(const char *b, const char *filter, const char *nuid)
 {
 	struct owed *w = calloc(1, sizeof(*w));
 	if (!w) {
@@ -254,13 +257,15 @@ static void owe_filter(const char *b, const char *filter)
 	}
 	snprintf(w->bucket, sizeof(w->bucket), "%s", b);
 	snprintf(w->filter, sizeof(w->filter), "%s", filter);
+	snprintf(w->nuid, sizeof(w->nuid), "%s", nuid ? nuid : "");
 	owe(w);
 }
 
-/* A purge of filter in OBJ_<b> whose answer fn takes; NULL (and the
- * purge owed) if it cannot be sent. */
+/* A purge of filter in OBJ_<b> (the chunks of nuid, or NULL) whose
+ * answer fn takes; NULL (and the purge owed) if it cannot be sent. */
 static struct js_call *purge_subject(const char *b, const char *filter,
-				     js_api_fn *fn, void *arg)
+				     const char *nuid, js_api_fn *fn,
+				     void *arg)
 {
 	char what[KV_NAME_MAX + 32];
 	snprintf(what, sizeof(what), "STREAM.PURGE.OBJ_%s", b);
@@ -268,7 +273,7 @@ static struct js_call *purge_subject(const char *b, const char *filter,
 	    js_api(what, json_pack("{s:s}", "filter", filter), API_TIMEOUT_MS,
 		   fn, arg);
 	if (!call)
-		owe_filter(b, filter);
+		owe_filter(b, filter, nuid);
 	return call;
 }
 
@@ -278,7 +283,7 @@ static struct js_call *purge(const char *b, const char *nuid, js_api_fn *fn,
 {
 	char filter[IPC_SUBJECT_MAX + 1];
 	snprintf(filter, sizeof(filter), "$O.%s.C.%s", b, nuid);
-	return purge_subject(b, filter, fn, arg);
+	return purge_subject(b, filter, nuid, fn, arg);
 }
 
 /* A purge answered with the link lost: owed. */
@@ -288,7 +293,7 @@ static void purge_failed(const char *b, const char *nuid,
 	char filter[IPC_SUBJECT_MAX + 1];
 	if (e->code == SHIP__CODE__UNAVAILABLE) {
 		snprintf(filter, sizeof(filter), "$O.%s.C.%s", b, nuid);
-		owe_filter(b, filter);
+		owe_filter(b, filter, nuid);
 	}
 }
 
@@ -1010,6 +1015,7 @@ static void delete_purged(void *arg, json_t *reply, const struct js_err *e)
 		op_fail(o, e);
 		return;
 	}
+	ojournal_end(jstr(o->info, "nuid"));
 	client_ok(o->op.c, o->op.id);
 	op_free(o);
 }
@@ -1029,6 +1035,7 @@ static void delete_stored(void *arg, uint64_t seq, bool dup,
 		op_free(o);
 		return;
 	}
+	ojournal_purge(o->bucket, nuid);
 	/* Not sent: the marker is stored and the purge owed. */
 	if (!(o->call = purge(o->bucket, nuid, delete_purged, o))) {
 		client_ok(o->op.c, o->op.id);
@@ -1036,17 +1043,27 @@ static void delete_stored(void *arg, uint64_t seq, bool dup,
 	}
 }
 
-/* Publish j (taken) as the meta of its object, with Nats-Rollup: sub. */
-static struct js_call *publish_meta(const char *meta, json_t *j, js_pub_fn *fn,
-				    void *arg, struct js_err *err)
+#define NO_EXPECT UINT64_MAX
+
+/* Publish j (taken) as the meta of its object, with Nats-Rollup: sub;
+ * unless expect is NO_EXPECT, only if the subject's last message is
+ * sequence expect (0: none). */
+static struct js_call *publish_meta_if(const char *meta, json_t *j,
+				       uint64_t expect, js_pub_fn *fn,
+				       void *arg, struct js_err *err)
 {
 	char *text = json_dumps(j, JSON_COMPACT);
+	char seq[24];
 	natsMsg *m = NULL;
 	json_decref(j);
+	snprintf(seq, sizeof(seq), "%" PRIu64, expect);
 	if (!text ||
 	    natsMsg_Create(&m, meta, NULL, text, (int)strlen(text)) !=
 		NATS_OK ||
-	    natsMsgHeader_Set(m, "Nats-Rollup", "sub") != NATS_OK) {
+	    natsMsgHeader_Set(m, "Nats-Rollup", "sub") != NATS_OK ||
+	    (expect != NO_EXPECT &&
+	     natsMsgHeader_Set(m, "Nats-Expected-Last-Subject-Sequence",
+			       seq) != NATS_OK)) {
 		free(text);
 		natsMsg_Destroy(m);
 		kv_set_err(err, SHIP__CODE__INTERNAL,
@@ -1058,6 +1075,12 @@ static struct js_call *publish_meta(const char *meta, json_t *j, js_pub_fn *fn,
 	if (!call)
 		unavailable(err);
 	return call;
+}
+
+static struct js_call *publish_meta(const char *meta, json_t *j, js_pub_fn *fn,
+				    void *arg, struct js_err *err)
+{
+	return publish_meta_if(meta, j, NO_EXPECT, fn, arg, err);
 }
 
 static void delete_looked_up(void *arg, natsMsg *msg, natsStatus st)
@@ -1374,7 +1397,7 @@ static void update_stored(void *arg, uint64_t seq, bool dup,
 	/* Renamed: the old name's meta goes (its chunks are the new
 	 * name's). Not sent: stored, and the purge owed. */
 	if (!strcmp(o->meta, o->meta2) ||
-	    !(o->call = purge_subject(o->bucket, o->meta, updated, o))) {
+	    !(o->call = purge_subject(o->bucket, o->meta, NULL, updated, o))) {
 		client_ok(o->op.c, o->op.id);
 		op_free(o);
 	}
@@ -1749,6 +1772,8 @@ struct objput {
 	bool draining;  /* undone: purge once the chunks in flight are acked */
 	bool too_late;  /* aborted once the meta was sent */
 	bool loose;     /* on loose_puts */
+	bool if_absent;
+	uint64_t expect; /* the meta's last sequence, for if_absent */
 	uint64_t size;
 	uint32_t chunks;
 	struct ipc_sha256 sha;
@@ -1801,8 +1826,11 @@ static void put_undo(struct objput *p)
 		put_detach(p);
 		return;
 	}
-	if (p->published)
+	if (p->published) {
+		ojournal_purge(p->bucket, p->nuid);
 		purge_forget(p->bucket, p->nuid);
+	} else
+		ojournal_end(p->nuid);
 	put_free(p);
 }
 
@@ -1909,7 +1937,8 @@ static void old_purged(void *arg, json_t *reply, const struct js_err *e)
 		log_warnx("%s: bucket %s: old chunks %s not purged: %s",
 			  __func__, p->bucket, p->old_nuid, e->text);
 		purge_failed(p->bucket, p->old_nuid, e);
-	}
+	} else
+		ojournal_end(p->old_nuid);
 	put_done(p);
 }
 
@@ -1918,13 +1947,24 @@ static void meta_stored(void *arg, uint64_t seq, bool dup,
 {
 	struct objput *p = arg;
 	p->call = NULL;
+	if (e && p->if_absent && e->err_code == 10071) {
+		/* Taken since the lookup: nothing of this put is stored. */
+		struct js_err taken;
+		kv_set_err(&taken, SHIP__CODE__ALREADY_EXISTS,
+			   "the name was taken while the put was on its way");
+		put_fail(p, &taken);
+		return;
+	}
 	if (e) {
 		put_fail(p, e);
 		return;
 	}
 	p->state = PUT_PURGE;
-	if (p->old_nuid && strcmp(p->old_nuid, p->nuid) &&
-	    (p->call = purge(p->bucket, p->old_nuid, old_purged, p)))
+	bool old = p->old_nuid && strcmp(p->old_nuid, p->nuid);
+	if (old)
+		ojournal_purge(p->bucket, p->old_nuid);
+	ojournal_end(p->nuid);
+	if (old && (p->call = purge(p->bucket, p->old_nuid, old_purged, p)))
 		return;
 	put_done(p);
 }
@@ -1944,8 +1984,10 @@ static void put_meta(struct objput *p)
 	json_object_set_new(p->info, "chunks", json_integer(p->chunks));
 	json_object_set_new(p->info, "digest", json_string(digest));
 	p->state = PUT_META;
-	if (!(p->call = publish_meta(p->meta, json_incref(p->info), meta_stored,
-				     p, &err)))
+	ojournal_meta(p->nuid);
+	if (!(p->call = publish_meta_if(p->meta, json_incref(p->info),
+					p->if_absent ? p->expect : NO_EXPECT,
+					meta_stored, p, &err)))
 		put_fail(p, &err); /* not sent: a definite no */
 }
 
@@ -1983,7 +2025,11 @@ static void put_looked_up(void *arg, natsMsg *msg, natsStatus st)
 	struct js_err err;
 	json_t *j;
 	uint64_t mtime;
+	const char *seq = NULL;
 	p->lookup = NULL;
+	if (st == NATS_OK && msg &&
+	    natsMsgHeader_Get(msg, "Nats-Sequence", &seq) == NATS_OK && seq)
+		p->expect = strtoull(seq, NULL, 10);
 	int rc = meta_result(msg, st, p->bucket, &j, &mtime, &err);
 	if (rc == -2) /* unreadable: as if there were no version */
 		log_warnx("%s: %s", __func__, err.text);
@@ -1991,6 +2037,14 @@ static void put_looked_up(void *arg, natsMsg *msg, natsStatus st)
 		put_fail(p, &err);
 		return;
 	}
+	if (p->if_absent && (rc != 0 && (rc < 0 || !jdeleted(j)))) {
+		json_decref(j);
+		put_fail_code(p, SHIP__CODE__ALREADY_EXISTS,
+			      "an object of that name exists");
+		return;
+	}
+	if (rc == 0)
+		p->expect = 0;
 	if (rc > 0 && !jdeleted(j) && *jstr(j, "nuid") &&
 	    !(p->old_nuid = strdup(jstr(j, "nuid")))) {
 		json_decref(j);
@@ -1999,6 +2053,7 @@ static void put_looked_up(void *arg, natsMsg *msg, natsStatus st)
 	}
 	json_decref(j);
 	p->state = PUT_CHUNKS;
+	ojournal_begin(p->bucket, p->nuid, p->old_nuid, p->meta);
 	push_credit(p, PUT_WINDOW);
 }
 
@@ -2132,6 +2187,7 @@ static void handle_put(struct client *c, uint64_t id, const Ship__ObjPut *r)
 	snprintf(p->chunks_subj, sizeof(p->chunks_subj), "$O.%s.C.%s",
 		 r->bucket, p->nuid);
 	p->chunk_size = cs;
+	p->if_absent = r->if_absent;
 	ipc_sha256_init(&p->sha);
 	if (!stream_hold(&p->st, meta_len)) {
 		put_fail_code(p, SHIP__CODE__RESOURCE_EXHAUSTED,
@@ -2734,9 +2790,139 @@ static void req_watch(struct client *c, const Ship__ClientFrame *f)
 	handle_watch(c, f->id, f->obj_watch);
 }
 
+/* ---- what a put cut by shipd's end left: settled once NATS is up ---- */
+
+/* A put journaled open by the last run: if its meta is the object's now,
+ * the version it replaced is waste; if not, its own chunks are, unless
+ * its meta was sent and no meta of that name is found: stored, then
+ * renamed, cannot be told from never stored, and the chunks stay. */
+#define SETTLE_INFLIGHT 8
+
+struct settle {
+	TAILQ_ENTRY(settle) entry;
+	struct ojentry *e;
+	struct lookup *lk;
+	struct js_call *call;
+};
+static TAILQ_HEAD(, settle) settles = TAILQ_HEAD_INITIALIZER(settles);
+static unsigned n_settling;
+
+static void settle_more(void);
+
+static void settle_end(struct settle *s, bool done)
+{
+	TAILQ_REMOVE(&settles, s, entry);
+	n_settling--;
+	lookup_cancel(s->lk);
+	js_cancel(s->call);
+	if (done)
+		ojournal_end(s->e->nuid); /* frees s->e */
+	else
+		s->e->settling = false; /* again at the next link up */
+	free(s);
+}
+
+static void settle_purged(void *arg, json_t *reply, const struct js_err *e)
+{
+	struct settle *s = arg;
+	s->call = NULL;
+	bool done = !e || kv_no_stream(e);
+	if (!done)
+		log_warnx("%s: OBJ_%s: chunks of %s: %s", __func__,
+			  s->e->bucket, s->e->nuid, e->text);
+	else
+		log_info("objstore: settled put %s of OBJ_%s left by the last "
+			 "run",
+			 s->e->nuid, s->e->bucket);
+	settle_end(s, done);
+	if (done)
+		settle_more();
+}
+
+static bool settle_purge(struct settle *s, const char *nuid)
+{
+	char what[KV_NAME_MAX + 32], filter[IPC_SUBJECT_MAX + 1];
+	snprintf(what, sizeof(what), "STREAM.PURGE.OBJ_%s", s->e->bucket);
+	snprintf(filter, sizeof(filter), "$O.%s.C.%s", s->e->bucket, nuid);
+	s->call = js_api(what, json_pack("{s:s}", "filter", filter),
+			 API_TIMEOUT_MS, settle_purged, s);
+	return s->call != NULL;
+}
+
+static void settle_looked_up(void *arg, natsMsg *msg, natsStatus st)
+{
+	struct settle *s = arg;
+	struct ojentry *e = s->e;
+	struct js_err err;
+	json_t *j;
+	uint64_t mtime;
+	s->lk = NULL;
+	int rc = meta_result(msg, st, e->bucket, &j, &mtime, &err);
+	if (st == NATS_NO_RESPONDERS) { /* the bucket went, chunks and all */
+		settle_end(s, true);
+		settle_more();
+		return;
+	}
+	if (rc == -1) {
+		log_warnx("%s: OBJ_%s: put %s: %s", __func__, e->bucket,
+			  e->nuid, err.text);
+		settle_end(s, false);
+		return;
+	}
+	bool ours = rc > 0 && !jdeleted(j) && !strcmp(jstr(j, "nuid"), e->nuid);
+	json_decref(j);
+	const char *waste = NULL;
+	if (ours)
+		waste = e->old[0] && strcmp(e->old, e->nuid) ? e->old : NULL;
+	else if (rc == 0 && e->meta_sent)
+		log_warnx("objstore: put %s of OBJ_%s was cut after its meta "
+			  "was sent and no meta of its name is found: its "
+			  "chunks stay (it may have been stored and renamed)",
+			  e->nuid, e->bucket);
+	else
+		waste = e->nuid;
+	if (!waste) {
+		settle_end(s, true);
+		settle_more();
+	} else if (!settle_purge(s, waste))
+		settle_end(s, false);
+}
+
+static void settle_more(void)
+{
+	struct ojentry *e;
+	while (n_settling < SETTLE_INFLIGHT && link_connected() &&
+	       (e = ojournal_next(NULL))) {
+		struct settle *s = calloc(1, sizeof(*s));
+		if (!s)
+			return;
+		s->e = e;
+		e->settling = true;
+		TAILQ_INSERT_TAIL(&settles, s, entry);
+		n_settling++;
+		bool sent = e->kind == 'X'
+				? settle_purge(s, e->nuid)
+				: (s->lk = get_meta(e->bucket, e->meta,
+						    settle_looked_up, s)) != NULL;
+		if (!sent) {
+			settle_end(s, false);
+			return;
+		}
+	}
+}
+
+static void settles_finish(void)
+{
+	struct settle *s;
+	while ((s = TAILQ_FIRST(&settles)))
+		settle_end(s, false);
+}
+
 static void obj_link_changed(bool up)
 {
 	purges_link_changed(up);
+	if (up)
+		settle_more();
 }
 
 /* Work that outlived its app stops; what it would purge stays. */
@@ -2749,6 +2935,7 @@ static void obj_finish(void)
 	while ((o = TAILQ_FIRST(&loose_ops)))
 		op_free(o);
 	purges_finish();
+	settles_finish();
 }
 
 const struct block obj_block = {

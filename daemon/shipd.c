@@ -323,6 +323,8 @@ int main(int argc, char **argv)
 	if (mailbox_init(base, mail_dispatch, config.inbound_limit) < 0)
 		fatal("mailbox");
 	blocks_init();
+	/* Not fatal: shipd goes on and says what it cannot clean. */
+	ojournal_open(config.state_dir);
 	if (control_init(base, &config) < 0)
 		fatalx("cannot listen on %s", config.socket_path);
 	if (link_start(&config) < 0)
@@ -359,6 +361,7 @@ int main(int argc, char **argv)
 	control_flush();
 	control_shutdown_clients();
 	blocks_finish();
+	ojournal_close();
 	link_stop();
 	pubsub_release_nats();
 	link_finish();

@@ -65,6 +65,7 @@ struct config_stream {
 struct config {
 	char *socket_path;
 	char *socket_group;   /* NULL: the daemon's group */
+	char *state_dir;      /* NULL: none (no object put journal) */
 	unsigned socket_mode; /* permission bits of the socket file */
 	char *nats_urls[CONFIG_MAX_URLS];
 	int n_nats_urls;
@@ -850,6 +851,41 @@ struct js_meta {
 	uint64_t pending;
 };
 bool js_ack_meta(const char *reply, struct js_meta *m);
+
+/* ---- objjournal.c: object puts in progress, kept on disk ---- */
+
+#define NUID_LEN 22
+
+/* A put (P) whose meta may have been stored, or chunks to purge (X). */
+struct ojentry {
+	TAILQ_ENTRY(ojentry) entry;
+	char kind;      /* 'P' or 'X' */
+	bool meta_sent; /* P: its meta may be stored */
+	bool left;      /* from the last run: settled by objstore.c */
+	bool settling;  /* objstore.c is on it */
+	char nuid[NUID_LEN + 1];
+	char old[NUID_LEN + 1]; /* P: the version it replaces, or "" */
+	char bucket[KV_NAME_MAX];
+	char *meta; /* P: the meta subject */
+};
+
+/* Open the journal in dir (NULL: none) and load what the last run left
+ * open. -1 if it cannot be used (shipd goes on without). */
+int ojournal_open(const char *dir);
+void ojournal_close(void);
+/* A put of chunks nuid into bucket, replacing old (NULL or ""), whose
+ * meta goes to the subject meta. */
+void ojournal_begin(const char *bucket, const char *nuid, const char *old,
+		    const char *meta);
+/* Its meta was sent: from now on it may be stored. */
+void ojournal_meta(const char *nuid);
+/* Chunks nuid of bucket are to be purged, whatever happens. */
+void ojournal_purge(const char *bucket, const char *nuid);
+/* Nothing is left to do for nuid (no-op if it is not open). */
+void ojournal_end(const char *nuid);
+/* The left-over entries not being settled, after after (NULL: first). */
+struct ojentry *ojournal_next(struct ojentry *after);
+size_t ojournal_open_count(void);
 
 /* ---- shipd.c ---- */
 

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <nats/nats.h>
@@ -1129,6 +1130,247 @@ START_TEST(watch_frames)
 }
 END_TEST
 
+/* ---- shipd's end mid-put: the journal in state_dir ---- */
+
+static char state_dir[300];
+static const char *journal_args[4];
+static char state_arg[320];
+
+static void setup_journal(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	ck_assert_int_eq(natsd_start(&nd, 0), 0);
+	snprintf(state_dir, sizeof(state_dir), "%s/state", nd.dir);
+	ck_assert_int_eq(mkdir(state_dir, 0700), 0);
+	snprintf(state_arg, sizeof(state_arg), "state_dir=%s", state_dir);
+	journal_args[0] = "-o";
+	journal_args[1] = state_arg;
+	journal_args[2] = NULL;
+	ck_assert_int_eq(shipd_start(&sd, nd.url, journal_args), 0);
+	ck_assert(fx_wait_link(sd.sock, 10000));
+	ck_assert_int_eq(natsConnection_ConnectTo(&nc, nd.url), NATS_OK);
+	ck_assert_int_eq(natsConnection_JetStream(&js, nc, NULL), NATS_OK);
+}
+
+static long journal_size(void)
+{
+	char path[400];
+	struct stat st;
+	snprintf(path, sizeof(path), "%s/obj-puts", state_dir);
+	return stat(path, &st) == 0 ? (long)st.st_size : -1;
+}
+
+static bool journal_empty(void *arg)
+{
+	(void)arg;
+	return journal_size() == 0;
+}
+
+/* shipd killed mid-put: after the restart the cut put's chunks go, the
+ * version it would have replaced stays whole, and the name takes a put. */
+START_TEST(killed_mid_put)
+{
+	int fd = raw_open(sd.sock);
+	create_ok(fd, "kj");
+	char old[64];
+	uint8_t *a = pattern(CHUNK, 1), *b = pattern(4 * CHUNK, 2);
+	put_ok(fd, 10, "kj", "k", a, CHUNK, old);
+	ck_assert_int_eq(journal_size(), 0);
+
+	send_put(fd, 11, "kj", "k");
+	Ship__ServerFrame *r = raw_reply(fd, 11);
+	ck_assert_int_eq(r->body_case, SHIP__SERVER_FRAME__BODY_OBJ_PUT_CREDIT);
+	ship__server_frame__free_unpacked(r, NULL);
+	for (int i = 0; i < 3; i++)
+		send_chunk(fd, 11, b + i * CHUNK, CHUNK, false);
+	for (int i = 0; i < 3; i++) { /* each ack gives a credit back */
+		r = raw_reply(fd, 11);
+		ck_assert_int_eq(r->body_case,
+				 SHIP__SERVER_FRAME__BODY_OBJ_PUT_CREDIT);
+		ship__server_frame__free_unpacked(r, NULL);
+	}
+	struct count_arg four = {"OBJ_kj", "$O.kj.C.>", 4};
+	ck_assert(count_try(&four));
+	ck_assert_int_gt(journal_size(), 0);
+	shipd_kill(&sd);
+	close(fd);
+
+	ck_assert_int_eq(shipd_restart(&sd, nd.url, journal_args), 0);
+	struct count_arg one = {"OBJ_kj", "$O.kj.C.>", 1};
+	ck_assert_msg(fx_wait(count_try, &one, 15000),
+		      "the cut put's chunks stay");
+	char subj[128];
+	snprintf(subj, sizeof(subj), "$O.kj.C.%s", old);
+	struct count_arg kept = {"OBJ_kj", subj, 1};
+	ck_assert_msg(count_try(&kept), "the stored version lost its chunk");
+	ck_assert_msg(fx_wait(journal_empty, NULL, 5000),
+		      "journal not emptied: %ld bytes", journal_size());
+	fd = raw_open(sd.sock);
+	get_same(fd, 12, "kj", "k", a, CHUNK);
+	put_ok(fd, 13, "kj", "k", b, 4 * CHUNK, NULL);
+	struct count_arg new4 = {"OBJ_kj", "$O.kj.C.>", 4};
+	ck_assert_msg(fx_wait(count_try, &new4, 5000), "old chunks stay");
+	get_same(fd, 14, "kj", "k", b, 4 * CHUNK);
+	free(a);
+	free(b);
+	close(fd);
+}
+END_TEST
+
+static void raw_chunk(const char *b, const char *nuid)
+{
+	char subj[128];
+	snprintf(subj, sizeof(subj), "$O.%s.C.%s", b, nuid);
+	ck_assert_int_eq(js_Publish(NULL, js, subj, "chunk", 5, NULL, NULL),
+			 NATS_OK);
+}
+
+static uint64_t chunks_of(const char *b, const char *nuid)
+{
+	char stream[64], subj[128];
+	snprintf(stream, sizeof(stream), "OBJ_%s", b);
+	snprintf(subj, sizeof(subj), "$O.%s.C.%s", b, nuid);
+	return stored(stream, subj);
+}
+
+#define NUID_A "AAAAAAAAAAAAAAAAAAAAAA"
+#define NUID_B "BBBBBBBBBBBBBBBBBBBBBB"
+#define NUID_C "CCCCCCCCCCCCCCCCCCCCCC"
+#define NUID_D "DDDDDDDDDDDDDDDDDDDDDD"
+#define NUID_O "OOOOOOOOOOOOOOOOOOOOOO"
+
+static bool journal_settled(void *arg)
+{
+	const char *b = arg;
+	return chunks_of(b, NUID_A) == 0 && chunks_of(b, NUID_O) == 0 &&
+	       chunks_of(b, NUID_D) == 0 && journal_size() == 0;
+}
+
+/* What each kind of journal line left by a run leads to at the start. */
+START_TEST(journal_left_over)
+{
+	int fd = raw_open(sd.sock);
+	create_ok(fd, "jl");
+	close(fd);
+	ck_assert_int_eq(shipd_stop(&sd), 0);
+	char meta_b[128], meta_c[128], meta_a[128], enc[64], text[512];
+	ipc_base64url("b", 1, enc, sizeof(enc));
+	snprintf(meta_b, sizeof(meta_b), "$O.jl.M.%s", enc);
+	ipc_base64url("c", 1, enc, sizeof(enc));
+	snprintf(meta_c, sizeof(meta_c), "$O.jl.M.%s", enc);
+	ipc_base64url("a", 1, enc, sizeof(enc));
+	snprintf(meta_a, sizeof(meta_a), "$O.jl.M.%s", enc);
+	const char *all[] = {NUID_A, NUID_B, NUID_C, NUID_D, NUID_O};
+	for (int i = 0; i < 5; i++)
+		raw_chunk("jl", all[i]);
+	/* b's meta is B's: B was stored, O (the version before) is waste. */
+	snprintf(text, sizeof(text),
+		 "{\"name\":\"b\",\"bucket\":\"jl\",\"nuid\":\"%s\","
+		 "\"size\":5,\"chunks\":1,\"digest\":\"\"}",
+		 NUID_B);
+	raw_meta("jl", "b", text);
+
+	char path[400];
+	snprintf(path, sizeof(path), "%s/obj-puts", state_dir);
+	FILE *f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f, "P %s jl - %s\n", NUID_A, meta_a);   /* cut mid-chunks */
+	fprintf(f, "P %s jl %s %s\nM %s\n", NUID_B, NUID_O, meta_b, NUID_B);
+	fprintf(f, "P %s jl - %s\nM %s\n", NUID_C, meta_c, NUID_C);
+	fprintf(f, "X %s jl\n", NUID_D);
+	fprintf(f, "P %s jl - %s\nE %s\n", "EEEEEEEEEEEEEEEEEEEEEE", meta_a,
+		"EEEEEEEEEEEEEEEEEEEEEE");
+	fprintf(f, "P FFFFFFFFFFFFFFF"); /* cut by the end of a write */
+	fclose(f);
+
+	ck_assert_int_eq(shipd_restart(&sd, nd.url, journal_args), 0);
+	ck_assert_msg(fx_wait(journal_settled, "jl", 15000),
+		      "not settled: A %llu, O %llu, D %llu, journal %ld",
+		      (unsigned long long)chunks_of("jl", NUID_A),
+		      (unsigned long long)chunks_of("jl", NUID_O),
+		      (unsigned long long)chunks_of("jl", NUID_D),
+		      journal_size());
+	/* Stored B keeps its chunks; C's meta was sent and is nowhere: its
+	 * chunks are kept rather than risk an object. */
+	ck_assert_uint_eq(chunks_of("jl", NUID_B), 1);
+	ck_assert_uint_eq(chunks_of("jl", NUID_C), 1);
+}
+END_TEST
+
+/* if_absent: a live name refuses, a free or deleted one takes, and a
+ * refused put leaves no chunk. */
+START_TEST(put_if_absent)
+{
+	int fd = raw_open(sd.sock);
+	create_ok(fd, "ia");
+	uint8_t *a = pattern(CHUNK + 1, 3);
+	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
+	Ship__ObjPut p = SHIP__OBJ_PUT__INIT;
+	p.bucket = "ia";
+	p.name = "x";
+	p.description = "";
+	p.if_absent = true;
+	f.body_case = SHIP__CLIENT_FRAME__BODY_OBJ_PUT;
+	f.obj_put = &p;
+	/* Free: it takes. */
+	f.id = 20;
+	raw_frame(fd, &f);
+	Ship__ServerFrame *r = raw_reply(fd, 20);
+	ck_assert_int_eq(r->body_case, SHIP__SERVER_FRAME__BODY_OBJ_PUT_CREDIT);
+	ship__server_frame__free_unpacked(r, NULL);
+	send_chunk(fd, 20, a, CHUNK, false);
+	send_chunk(fd, 20, a + CHUNK, 1, true);
+	r = until_end(fd, 20, NULL);
+	expect(r, SHIP__CODE__OK, NULL);
+	ship__server_frame__free_unpacked(r, NULL);
+	/* Taken: refused before any chunk. */
+	f.id = 21;
+	raw_frame(fd, &f);
+	r = until_end(fd, 21, NULL);
+	expect(r, SHIP__CODE__ALREADY_EXISTS, "exists");
+	ship__server_frame__free_unpacked(r, NULL);
+	struct count_arg two = {"OBJ_ia", "$O.ia.C.>", 2};
+	ck_assert(count_try(&two));
+	/* Taken while the put was on its way: the meta is refused by the
+	 * server and the put's chunks are purged. */
+	f.id = 22;
+	p.name = "y";
+	raw_frame(fd, &f);
+	r = raw_reply(fd, 22);
+	ck_assert_int_eq(r->body_case, SHIP__SERVER_FRAME__BODY_OBJ_PUT_CREDIT);
+	ship__server_frame__free_unpacked(r, NULL);
+	send_chunk(fd, 22, a, CHUNK, false);
+	raw_meta("ia", "y", "{\"name\":\"y\",\"bucket\":\"ia\",\"nuid\":\"\"}");
+	send_chunk(fd, 22, a + CHUNK, 1, true);
+	r = until_end(fd, 22, NULL);
+	expect(r, SHIP__CODE__ALREADY_EXISTS, "taken");
+	ship__server_frame__free_unpacked(r, NULL);
+	ck_assert_msg(fx_wait(count_try, &two, 5000), "refused chunks stay");
+	/* Deleted: free again. */
+	Ship__ObjDelete d = SHIP__OBJ_DELETE__INIT;
+	Ship__ClientFrame fd_ = SHIP__CLIENT_FRAME__INIT;
+	d.bucket = "ia";
+	d.name = "x";
+	fd_.body_case = SHIP__CLIENT_FRAME__BODY_OBJ_DELETE;
+	fd_.obj_delete = &d;
+	r = ask(fd, 23, &fd_);
+	expect(r, SHIP__CODE__OK, NULL);
+	ship__server_frame__free_unpacked(r, NULL);
+	p.name = "x";
+	f.id = 24;
+	raw_frame(fd, &f);
+	r = raw_reply(fd, 24);
+	ck_assert_int_eq(r->body_case, SHIP__SERVER_FRAME__BODY_OBJ_PUT_CREDIT);
+	ship__server_frame__free_unpacked(r, NULL);
+	send_chunk(fd, 24, a, 10, true);
+	r = until_end(fd, 24, NULL);
+	expect(r, SHIP__CODE__OK, NULL);
+	ship__server_frame__free_unpacked(r, NULL);
+	free(a);
+	close(fd);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("obj-raw");
@@ -1147,7 +1389,14 @@ int main(void)
 	tcase_add_test(tc, digest_alphabets);
 	tcase_add_test(tc, get_closed_early);
 	tcase_add_test(tc, watch_frames);
+	tcase_add_test(tc, put_if_absent);
 	suite_add_tcase(s, tc);
+	TCase *tj = tcase_create("journal");
+	tcase_add_checked_fixture(tj, setup_journal, teardown);
+	tcase_set_timeout(tj, 120);
+	tcase_add_test(tj, killed_mid_put);
+	tcase_add_test(tj, journal_left_over);
+	suite_add_tcase(s, tj);
 	TCase *tf = tcase_create("small frame");
 	tcase_add_checked_fixture(tf, setup_small_frame, teardown);
 	tcase_set_timeout(tf, 120);
