@@ -823,8 +823,9 @@ START_TEST(test_allow)
 	ck_assert_str_eq(err, "allow: unknown operation 'frob' (publish, "
 	                      "subscribe, request, emit, consume, channel, "
 	                      "kv-read, kv-write, kv-admin, stream-admin, being, "
-	                      "obj-read, obj-write, obj-admin, jobs, service, "
-	                      "admin, pubsub, kv or *)");
+	                      "obj-read, obj-write, obj-admin, jobs-submit, "
+	                      "jobs-claim, jobs-admin, service, admin, pubsub, "
+	                      "kv, jobs or *)");
 	config_finish(&c);
 
 	config_defaults(&c);
@@ -968,7 +969,7 @@ START_TEST(test_print_round_trip)
 	static const char tail[] =
 		"\nlog_level = debug\n# stream = (none)\n# allow = (none)\n"
 		"# quota = (none)\n";
-	ck_assert_int_eq(count_lines(p), 36);
+	ck_assert_int_eq(count_lines(p), 37);
 	ck_assert_ptr_eq(strstr(p, "socket = "), p);
 	ck_assert_uint_gt(strlen(p), strlen(tail));
 	ck_assert_str_eq(p + strlen(p) - strlen(tail), tail);
