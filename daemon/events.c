@@ -303,6 +303,58 @@ static const char *or_default(const char *s, const char *d)
 	return s && *s ? s : d;
 }
 
+/* A ShipEvent: noesis-ship's fields in its order, written directly: no
+ * need to build a tree only to print it. */
+static void envelope(struct ipc_buf *b, const char *type, const char *ts,
+                     const char *source, const char *payload,
+                     const char *corr)
+{
+	ipc_buf_append(b, "{\"event_type\":", 14);
+	json_quote(b, type);
+	ipc_buf_append(b, ",\"timestamp\":\"", 14);
+	ipc_buf_append(b, ts, strlen(ts));
+	ipc_buf_append(b, "\",\"source\":", 11);
+	json_quote(b, source);
+	ipc_buf_append(b, ",\"payload\":", 11);
+	if (payload && payload[0])
+		ipc_buf_append(b, payload, strlen(payload));
+	else
+		ipc_buf_append(b, "null", 4);
+	ipc_buf_append(b, ",\"correlation_id\":", 18);
+	json_quote(b, corr);
+	ipc_buf_append(b, ",\"version\":\"1.0\"}", 17);
+}
+
+static void system_acked(void *arg, uint64_t seq, bool dup,
+                         const struct js_err *e)
+{
+	char *subject = arg;
+	if (e)
+		log_warnx("event %s not stored: %s", subject, e->text);
+	free(subject);
+}
+
+void events_emit_system(const char *type, const char *source,
+                        const char *payload_json, const char *corr,
+                        const char *msg_id)
+{
+	char subject[IPC_SUBJECT_MAX + 1], ts[64];
+	if (!ipc_fmt_fits(subject, sizeof(subject), "ship.events.%s", type) ||
+	    !link_connected())
+		return;
+	events_timestamp(ts, sizeof(ts));
+	struct ipc_buf b = {0};
+	envelope(&b, type, ts, source, payload_json, corr);
+	char *arg = strdup(subject);
+	if (arg && !ipc_buf_append(&b, "", 1) &&
+	    js_publish_id(subject, msg_id, ipc_buf_head(&b),
+	                  ipc_buf_used(&b) - 1, conf->request_timeout_ms,
+	                  system_acked, arg))
+		arg = NULL;
+	free(arg);
+	ipc_buf_finish(&b);
+}
+
 static void handle_emit(struct client *c, uint64_t id, const Ship__Emit *e)
 {
 	const char *stream = or_default(e->stream, "SHIP_EVENTS");
@@ -352,23 +404,9 @@ static void handle_emit(struct client *c, uint64_t id, const Ship__Emit *e)
 		events_random_hex(corr, 8);
 	if (!e->msg_id[0])
 		events_random_hex(msg_id, 32);
-	/* noesis-ship's fields in its order, written directly: no need to
-	 * build a tree only to print it. */
 	struct ipc_buf b = {0};
-	ipc_buf_append(&b, "{\"event_type\":", 14);
-	json_quote(&b, e->event_type);
-	ipc_buf_append(&b, ",\"timestamp\":\"", 14);
-	ipc_buf_append(&b, ts, strlen(ts));
-	ipc_buf_append(&b, "\",\"source\":", 11);
-	json_quote(&b, e->source);
-	ipc_buf_append(&b, ",\"payload\":", 11);
-	if (e->payload_json[0])
-		ipc_buf_append(&b, e->payload_json, strlen(e->payload_json));
-	else
-		ipc_buf_append(&b, "null", 4);
-	ipc_buf_append(&b, ",\"correlation_id\":", 18);
-	json_quote(&b, e->correlation_id[0] ? e->correlation_id : corr);
-	ipc_buf_append(&b, ",\"version\":\"1.0\"}", 17);
+	envelope(&b, e->event_type, ts, e->source, e->payload_json,
+	         e->correlation_id[0] ? e->correlation_id : corr);
 	if (!ipc_buf_append(&b, "", 1)) /* NUL, not sent */
 		publish(c, id, subject, (const char *)ipc_buf_head(&b),
 		        e->msg_id[0] ? e->msg_id : msg_id, stream,

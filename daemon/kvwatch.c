@@ -21,7 +21,7 @@
 #define INACTIVE_NS 10000000000LL
 #define COLLECT_RESTARTS 3
 
-enum wmode { W_STREAM, W_COLLECT };
+enum wmode { W_STREAM, W_COLLECT, W_FOLLOW };
 
 struct qitem {
 	struct qitem *next;
@@ -58,7 +58,9 @@ struct watch {
 	uint64_t stall_since;
 	char fc_reply[IPC_SUBJECT_MAX + 1];
 	uint64_t delivered;
-	/* W_COLLECT */
+	/* W_FOLLOW */
+	kv_follow_fn *ffn;
+	/* W_COLLECT (and W_FOLLOW's arg) */
 	kv_collect_fn *fn;
 	void *arg;
 	struct kv_entry *entries;
@@ -143,6 +145,12 @@ static void watch_end(struct watch *w, Ship__Code code, const char *why)
 		snprintf(err.text, sizeof(err.text), "%s", why ? why : "");
 		w->fn(w->arg, NULL, 0, &err);
 		w->fn = NULL;
+	} else if (w->mode == W_FOLLOW && w->ffn) {
+		struct js_err err = {.code = code};
+		snprintf(err.text, sizeof(err.text), "%s", why ? why : "");
+		kv_follow_fn *fn = w->ffn;
+		w->ffn = NULL;
+		fn(w->arg, NULL, &err);
 	}
 	watch_free(w);
 }
@@ -422,11 +430,30 @@ static void restart(struct watch *w, const char *why)
 		create_consumer(w);
 }
 
+/* One entry to a follower, borrowed for the call. */
+static void follow_entry(struct watch *w, natsMsg *msg, uint64_t sseq,
+                         uint64_t pending, uint64_t ns)
+{
+	struct kv_entry e = {
+		.key = natsMsg_GetSubject(msg) + w->prefix_len,
+		.value = natsMsg_GetData(msg),
+		.len = (size_t)natsMsg_GetDataLength(msg),
+		.revision = sseq,
+		.created_ns = ns,
+		.delta = pending,
+		.op = op_of(msg),
+	};
+	w->ffn(w->arg, &e, NULL);
+	natsMsg_Destroy(msg);
+}
+
 static void init_done(struct watch *w)
 {
 	w->init_done = true;
 	if (w->mode == W_COLLECT)
 		collect_done(w);
+	else if (w->mode == W_FOLLOW)
+		w->ffn(w->arg, NULL, NULL);
 	else if (!w->no_marker)
 		enqueue(w, NULL, 0, 0, 0);
 }
@@ -506,6 +533,9 @@ static void on_msg(void *arg, natsMsg *msg, natsStatus st)
 			alive = true;
 		} else if (w->mode == W_COLLECT) {
 			alive = collect_add(w, msg, sseq, pending, ns);
+		} else if (w->mode == W_FOLLOW) {
+			follow_entry(w, msg, sseq, pending, ns);
+			alive = true;
 		} else {
 			alive = enqueue(w, msg, sseq, pending, ns);
 		}
@@ -735,6 +765,26 @@ void kv_collect_cancel(struct kv_collect *k)
 		watch_free((struct watch *)k);
 }
 
+struct kv_follow *kv_follow(const struct kv_watch_spec *s, kv_follow_fn *fn,
+                            void *arg)
+{
+	struct watch *w = watch_new(W_FOLLOW, s);
+	if (!w)
+		return NULL;
+	w->ffn = fn;
+	w->arg = arg;
+	w->answered = true; /* errors but "not found" are retried */
+	if (link_connected())
+		create_consumer(w);
+	return (struct kv_follow *)w;
+}
+
+void kv_follow_cancel(struct kv_follow *k)
+{
+	if (k)
+		watch_free((struct watch *)k);
+}
+
 void kvwatch_link_changed(bool up)
 {
 	struct watch *w, *tmp;
@@ -761,6 +811,7 @@ void kvwatch_finish(void)
 	while ((w = TAILQ_FIRST(&watches))) {
 		stream_close(&w->st);
 		w->fn = NULL;
+		w->ffn = NULL;
 		watch_free(w);
 	}
 }

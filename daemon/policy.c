@@ -22,7 +22,9 @@ static const char *const op_names[POL_N] = {
 	[POL_KV_ADMIN] = "kv-admin",   [POL_STREAM_ADMIN] = "stream-admin",
 	[POL_BEING] = "being",         [POL_OBJ_READ] = "obj-read",
 	[POL_OBJ_WRITE] = "obj-write", [POL_OBJ_ADMIN] = "obj-admin",
-	[POL_JOBS] = "jobs",           [POL_SERVICE] = "service",
+	[POL_JOBS_SUBMIT] = "jobs-submit",
+	[POL_JOBS_CLAIM] = "jobs-claim",
+	[POL_JOBS_ADMIN] = "jobs-admin", [POL_SERVICE] = "service",
 	[POL_ADMIN] = "admin",
 };
 
@@ -33,6 +35,7 @@ static const struct {
 } shorthands[] = {
 	{"pubsub", 1u << POL_PUBLISH | 1u << POL_SUBSCRIBE | 1u << POL_REQUEST},
 	{"kv", 1u << POL_KV_READ | 1u << POL_KV_WRITE},
+	{"jobs", 1u << POL_JOBS_SUBMIT | 1u << POL_JOBS_CLAIM},
 	{"*", ALL_BUT_ADMIN},
 };
 
@@ -197,7 +200,8 @@ static int parse_ops(struct rule *r, char *s, char *err, size_t errlen)
 			         "allow: unknown operation '%s' (publish, subscribe, "
 			         "request, emit, consume, channel, kv-read, kv-write, "
 			         "kv-admin, stream-admin, being, obj-read, obj-write, "
-			         "obj-admin, jobs, service, admin, pubsub, kv or *)",
+			         "obj-admin, jobs-submit, jobs-claim, jobs-admin, "
+			         "service, admin, pubsub, kv, jobs or *)",
 			         t);
 			return -1;
 		}

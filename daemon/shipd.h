@@ -262,7 +262,9 @@ enum pol_op {
 	POL_OBJ_READ,     /* object bucket */
 	POL_OBJ_WRITE,
 	POL_OBJ_ADMIN,
-	POL_JOBS,         /* job queue */
+	POL_JOBS_SUBMIT,  /* job queue: submit, get, list, counts */
+	POL_JOBS_CLAIM,   /* job queue: claim, complete, fail */
+	POL_JOBS_ADMIN,   /* job queue: create, delete, cancel, requeue */
 	POL_SERVICE,      /* service name: host */
 	POL_ADMIN,        /* "reload", "clients", "policy" */
 	POL_N
@@ -612,6 +614,19 @@ struct kv_collect *kv_collect(const struct kv_watch_spec *s, size_t max_bytes,
                               kv_collect_fn *fn, void *arg);
 void kv_collect_cancel(struct kv_collect *k);
 
+/* Follow a bucket for shipd itself: fn gets every entry (the last of
+ * each key, then every change; borrowed for the call), then e and err
+ * NULL once the first values are in, and err set when the follow ends
+ * (the bucket is gone): the follow is freed after that call. It resumes
+ * by itself across outages, after the last entry it gave. fn must not
+ * cancel the follow. */
+struct kv_follow;
+typedef void kv_follow_fn(void *arg, const struct kv_entry *e,
+                          const struct js_err *err);
+struct kv_follow *kv_follow(const struct kv_watch_spec *s, kv_follow_fn *fn,
+                            void *arg);
+void kv_follow_cancel(struct kv_follow *k);
+
 void kvwatch_link_changed(bool up);
 void kvwatch_finish(void);
 
@@ -648,6 +663,12 @@ void kvwatch_open_stream(struct client *c, uint64_t id,
  * EmitReply once the stream acknowledged it (or an error). */
 void events_publish(struct client *c, uint64_t id, const char *subject,
                     const char *json, const char *msg_id, const char *stream);
+/* An event of shipd's own (type "job.queued", ...) in the ShipEvent
+ * envelope to ship.events.<type>, not waited for: a failure is logged.
+ * msg_id NULL: none. */
+void events_emit_system(const char *type, const char *source,
+                        const char *payload_json, const char *corr,
+                        const char *msg_id);
 /* RFC 3339 UTC with nanoseconds and +00:00, as noesis-ship writes. */
 void events_timestamp(char *buf, size_t size);
 /* nchars random lowercase hex digits (buf has nchars + 1 bytes). */
