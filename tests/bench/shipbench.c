@@ -2,10 +2,12 @@
 /* shipbench: the same workloads directly on nats.c and through shipd +
  * libshipc, in one run, with their ratio and shipd's CPU and memory. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +30,7 @@ static struct {
 	size_t size;
 	unsigned count;
 	unsigned clients;
+	unsigned obj_mib; /* 0: 256, or 4 with --quick */
 	bool json;
 	bool quick;
 } opt = {.size = 128, .count = 200000, .clients = 4};
@@ -829,6 +832,518 @@ static void bench_idle(void)
 	shipc_close(obs);
 }
 
+/* ---- obj: one large object stored and fetched, 128 KiB chunk by chunk ----
+ *
+ * Direct is what nats.go does with nats.c: chunks published async to
+ * $O.<b>.C.<nuid> with OBJ_WINDOW acks outstanding (shipd's own window),
+ * then the meta with Nats-Rollup: sub; a get reads the meta by direct get,
+ * then the chunks through an ordered consumer ("get MB/s") or by direct
+ * gets one after the other, the way shipd fetches them ("get MB/s dget").
+ * Both sides hash what they move and check size and digest. */
+
+#define OBJ_BUCKET "shipbench"
+#define OBJ_CHUNK (128 * 1024)
+#define OBJ_WINDOW 8
+#define OBJ_WAIT_MS 10000
+#define OBJ_MIB_MAX 4096
+
+struct obj_run {
+	bool ok;
+	bool told; /* why went to stderr already */
+	double mbps;
+	char why[256];
+};
+
+static unsigned bench_failures;
+
+static void obj_fail(struct obj_run *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Only the first reason is kept; quotes and backslashes are replaced so
+ * that it goes into the JSON output as it is. */
+static void obj_fail(struct obj_run *r, const char *fmt, ...)
+{
+	if (!r->ok && r->why[0])
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(r->why, sizeof(r->why), fmt, ap);
+	va_end(ap);
+	for (char *p = r->why; *p; p++)
+		if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20)
+			*p = '\'';
+	r->ok = false;
+}
+
+static void obj_done(struct obj_run *r, uint64_t bytes, uint64_t t0)
+{
+	double s = (double)(now_ns() - t0) / 1e9;
+	r->mbps = s > 0 ? (double)bytes / 1e6 / s : 0;
+}
+
+static const char *nats_why(natsStatus s)
+{
+	const char *text = nats_GetLastError(NULL);
+	return text && *text ? text : natsStatus_GetText(s);
+}
+
+static void sha_string(struct ipc_sha256 *sha, char *out, size_t size)
+{
+	uint8_t d[IPC_SHA256_LEN];
+	char enc[48];
+	ipc_sha256_final(sha, d);
+	ipc_base64url(d, sizeof(d), enc, sizeof(enc));
+	snprintf(out, size, "SHA-256=%s", enc);
+}
+
+static bool meta_subject_of(const char *name, char *out, size_t size)
+{
+	char enc[256];
+	if (!ipc_base64url(name, strlen(name), enc, sizeof(enc)))
+		return false;
+	snprintf(out, size, "$O.%s.M.%s", OBJ_BUCKET, enc);
+	return true;
+}
+
+/* The value of "key" in a flat JSON object: a string (without escapes,
+ * which the metas read here never need) or an unsigned number. */
+static bool json_get(const char *j, const char *key, char *out, size_t size)
+{
+	char pat[64];
+	snprintf(pat, sizeof(pat), "\"%s\":", key);
+	const char *p = strstr(j, pat);
+	if (!p)
+		return false;
+	p += strlen(pat);
+	while (*p == ' ')
+		p++;
+	size_t n;
+	if (*p == '"') {
+		p++;
+		n = strcspn(p, "\"\\");
+		if (p[n] != '"')
+			return false;
+	} else {
+		n = strspn(p, "0123456789");
+	}
+	if (n == 0 || n >= size)
+		return false;
+	memcpy(out, p, n);
+	out[n] = '\0';
+	return true;
+}
+
+struct obj_acks {
+	atomic_uint failed;
+	atomic_int first_err; /* jsErrCode, or natsStatus when 0 */
+};
+
+static void obj_js_err(jsCtx *js, jsPubAckErr *pae, void *arg)
+{
+	struct obj_acks *a = arg;
+	int expected = 0;
+	atomic_fetch_add(&a->failed, 1);
+	atomic_compare_exchange_strong(
+	    &a->first_err, &expected,
+	    pae->ErrCode ? (int)pae->ErrCode : -(int)pae->Err);
+}
+
+static jsCtx *obj_js(natsConnection *nc, struct obj_acks *a)
+{
+	jsCtx *js = NULL;
+	jsOptions jo;
+	jsOptions_Init(&jo);
+	jo.Wait = OBJ_WAIT_MS;
+	jo.PublishAsync.MaxPending = OBJ_WINDOW;
+	jo.PublishAsync.StallWait = OBJ_WAIT_MS; /* wait for room, not fail */
+	jo.PublishAsync.ErrHandler = obj_js_err;
+	jo.PublishAsync.ErrHandlerClosure = a;
+	if (natsConnection_JetStream(&js, nc, &jo) != NATS_OK) {
+		fprintf(stderr, "shipbench: obj: no JetStream context\n");
+		exit(1);
+	}
+	return js;
+}
+
+static void obj_put_direct(const char *name, const uint8_t *data, size_t len,
+                           struct obj_run *r)
+{
+	natsConnection *nc = nats_connect();
+	struct obj_acks acks = {0};
+	jsCtx *js = obj_js(nc, &acks);
+	char subj[128], meta_subj[300], digest[64], *meta = NULL;
+	natsInbox *inbox = NULL;
+	natsMsg *m = NULL;
+	natsStatus s;
+	jsPubOptions po;
+	jsPubOptions_Init(&po);
+	po.MaxWait = OBJ_WAIT_MS;
+	uint32_t chunks = 0;
+	struct ipc_sha256 sha;
+	meta_subject_of(name, meta_subj, sizeof(meta_subj));
+	/* "_INBOX.<nuid>": nats.c 3.4.1 has no public NUID call. */
+	if (natsInbox_Create(&inbox) != NATS_OK)
+		exit(1);
+	const char *nuid = strchr(inbox, '.') + 1;
+	uint64_t t0 = now_ns();
+	snprintf(subj, sizeof(subj), "$O.%s.C.%s", OBJ_BUCKET, nuid);
+	ipc_sha256_init(&sha);
+	for (size_t off = 0; off < len; off += OBJ_CHUNK, chunks++) {
+		size_t n = len - off < OBJ_CHUNK ? len - off : OBJ_CHUNK;
+		ipc_sha256_update(&sha, data + off, n);
+		if ((s = js_PublishAsync(js, subj, data + off, (int)n, &po)) !=
+		    NATS_OK) {
+			obj_fail(r, "direct put: chunk %u: %s", chunks, nats_why(s));
+			goto out;
+		}
+	}
+	sha_string(&sha, digest, sizeof(digest));
+	if (asprintf(&meta,
+	             "{\"name\":\"%s\",\"bucket\":\"%s\",\"nuid\":\"%s\","
+	             "\"size\":%zu,\"mtime\":\"0001-01-01T00:00:00Z\","
+	             "\"chunks\":%u,\"digest\":\"%s\",\"options\":"
+	             "{\"max_chunk_size\":%d}}",
+	             name, OBJ_BUCKET, nuid, len, chunks, digest, OBJ_CHUNK) < 0)
+		exit(1);
+	natsMsg_Create(&m, meta_subj, NULL, meta, (int)strlen(meta));
+	natsMsgHeader_Set(m, "Nats-Rollup", "sub");
+	if ((s = js_PublishMsgAsync(js, &m, &po)) != NATS_OK) {
+		obj_fail(r, "direct put: meta: %s", nats_why(s));
+		goto out;
+	}
+	po.MaxWait = 60000;
+	if ((s = js_PublishAsyncComplete(js, &po)) != NATS_OK)
+		obj_fail(r, "direct put: acks: %s", nats_why(s));
+	else if (atomic_load(&acks.failed))
+		obj_fail(r, "direct put: %u publishes failed (first error %d)",
+		         atomic_load(&acks.failed), atomic_load(&acks.first_err));
+	else
+		obj_done(r, len, t0);
+out:
+	if (!r->ok) {
+		/* What nats.go does too: no chunks without a meta left behind. */
+		jsOptions o;
+		jsOptions_Init(&o);
+		o.Stream.Purge.Subject = subj;
+		js_PurgeStream(js, "OBJ_" OBJ_BUCKET, &o, NULL);
+	}
+	natsMsg_Destroy(m);
+	free(meta);
+	natsInbox_Destroy(inbox);
+	jsCtx_Destroy(js);
+	natsConnection_Destroy(nc);
+}
+
+/* The chunks of subj through an ordered consumer, as nats.go reads. */
+static void chunks_ordered(jsCtx *js, const char *subj, uint32_t chunks,
+                           struct ipc_sha256 *sha, uint64_t *got,
+                           struct obj_run *r)
+{
+	natsSubscription *sub = NULL;
+	jsSubOptions so;
+	jsSubOptions_Init(&so);
+	so.Stream = "OBJ_" OBJ_BUCKET;
+	so.Ordered = true;
+	jsErrCode jerr = 0;
+	natsStatus s = js_SubscribeSync(&sub, js, subj, NULL, &so, &jerr);
+	if (s != NATS_OK) {
+		obj_fail(r, "direct get: ordered consumer: %s (%d)", nats_why(s),
+		         (int)jerr);
+		return;
+	}
+	for (uint32_t i = 0; i < chunks; i++) {
+		natsMsg *m = NULL;
+		if ((s = natsSubscription_NextMsg(&m, sub, OBJ_WAIT_MS)) !=
+		    NATS_OK) {
+			obj_fail(r, "direct get: chunk %u of %u: %s", i, chunks,
+			         nats_why(s));
+			break;
+		}
+		ipc_sha256_update(sha, natsMsg_GetData(m),
+		                  (size_t)natsMsg_GetDataLength(m));
+		*got += (uint64_t)natsMsg_GetDataLength(m);
+		natsMsg_Destroy(m);
+	}
+	natsSubscription_Unsubscribe(sub);
+	natsSubscription_Destroy(sub);
+}
+
+/* The chunks of subj by direct gets, one after the other, as shipd does. */
+static void chunks_dget(jsCtx *js, const char *subj, uint32_t chunks,
+                        struct ipc_sha256 *sha, uint64_t *got,
+                        struct obj_run *r)
+{
+	uint64_t seq = 1;
+	for (uint32_t i = 0; i < chunks; i++) {
+		natsMsg *m = NULL;
+		const char *sseq = NULL;
+		jsDirectGetMsgOptions dg;
+		jsDirectGetMsgOptions_Init(&dg);
+		dg.Sequence = seq;
+		dg.NextBySubject = subj;
+		natsStatus s = js_DirectGetMsg(&m, js, "OBJ_" OBJ_BUCKET, NULL, &dg);
+		if (s != NATS_OK ||
+		    natsMsgHeader_Get(m, "Nats-Sequence", &sseq) != NATS_OK) {
+			obj_fail(r, "direct get: chunk %u of %u: %s", i, chunks,
+			         s != NATS_OK ? nats_why(s) : "no Nats-Sequence");
+			natsMsg_Destroy(m);
+			return;
+		}
+		seq = strtoull(sseq, NULL, 10) + 1;
+		ipc_sha256_update(sha, natsMsg_GetData(m),
+		                  (size_t)natsMsg_GetDataLength(m));
+		*got += (uint64_t)natsMsg_GetDataLength(m);
+		natsMsg_Destroy(m);
+	}
+}
+
+static void obj_get_direct(const char *name, bool by_dget, size_t want_len,
+                           const char *want_digest, struct obj_run *r)
+{
+	natsConnection *nc = nats_connect();
+	struct obj_acks acks = {0};
+	jsCtx *js = obj_js(nc, &acks);
+	char meta_subj[300], json[4096], nuid[64], size[32], chunks[32];
+	char digest[64], got_digest[64], subj[128];
+	natsMsg *m = NULL;
+	jsDirectGetMsgOptions dg;
+	jsDirectGetMsgOptions_Init(&dg);
+	meta_subject_of(name, meta_subj, sizeof(meta_subj));
+	dg.LastBySubject = meta_subj;
+	uint64_t t0 = now_ns();
+	natsStatus s = js_DirectGetMsg(&m, js, "OBJ_" OBJ_BUCKET, NULL, &dg);
+	if (s != NATS_OK) {
+		obj_fail(r, "direct get: meta: %s", nats_why(s));
+		goto out;
+	}
+	snprintf(json, sizeof(json), "%.*s", natsMsg_GetDataLength(m),
+	         natsMsg_GetData(m));
+	if (!json_get(json, "nuid", nuid, sizeof(nuid)) ||
+	    !json_get(json, "size", size, sizeof(size)) ||
+	    !json_get(json, "chunks", chunks, sizeof(chunks)) ||
+	    !json_get(json, "digest", digest, sizeof(digest))) {
+		obj_fail(r, "direct get: meta without nuid, size, chunks or "
+		            "digest");
+		goto out;
+	}
+	snprintf(subj, sizeof(subj), "$O.%s.C.%s", OBJ_BUCKET, nuid);
+	struct ipc_sha256 sha;
+	ipc_sha256_init(&sha);
+	uint64_t got = 0;
+	uint32_t n = (uint32_t)strtoul(chunks, NULL, 10);
+	if (by_dget)
+		chunks_dget(js, subj, n, &sha, &got, r);
+	else
+		chunks_ordered(js, subj, n, &sha, &got, r);
+	if (!r->ok)
+		goto out;
+	sha_string(&sha, got_digest, sizeof(got_digest));
+	if (got != strtoull(size, NULL, 10) || got != want_len)
+		obj_fail(r, "direct get: %" PRIu64 " bytes, the meta says %s, "
+		            "%zu were put", got, size, want_len);
+	else if (strcmp(got_digest, digest) || strcmp(digest, want_digest))
+		obj_fail(r, "direct get: digest %s, the meta says %s", got_digest,
+		         digest);
+	else
+		obj_done(r, got, t0);
+out:
+	natsMsg_Destroy(m);
+	jsCtx_Destroy(js);
+	natsConnection_Destroy(nc);
+}
+
+static void obj_check_info(size_t len, const char *digest,
+                           const struct shipc_obj_info *info, const char *what,
+                           struct obj_run *r)
+{
+	if (!info)
+		obj_fail(r, "%s: no object info", what);
+	else if (info->size != len)
+		obj_fail(r, "%s: %" PRIu64 " bytes stored of %zu", what, info->size,
+		         len);
+	else if (strcmp(info->digest, digest))
+		obj_fail(r, "%s: digest %s, expected %s", what, info->digest,
+		         digest);
+}
+
+static void obj_put_shipd(struct shipc *h, const char *name,
+                          const uint8_t *data, size_t len, const char *digest,
+                          struct obj_run *r, struct usage *u)
+{
+	struct shipc_obj_info *info = NULL;
+	char err[256];
+	usage_begin(u);
+	uint64_t t0 = now_ns();
+	if (shipc_obj_put_mem(h, OBJ_BUCKET, name, data, len, NULL, &info) < 0)
+		obj_fail(r, "shipd put: %s", shipc_last_error(h, err, sizeof(err)));
+	else
+		obj_done(r, len, t0);
+	usage_end(u);
+	if (r->ok)
+		obj_check_info(len, digest, info, "shipd put", r);
+	shipc_obj_info_free(info);
+}
+
+static void count_progress(uint64_t done, uint64_t total, void *arg)
+{
+	*(uint64_t *)arg = done;
+}
+
+/* To /dev/null: libshipc checks the size and digest itself (EBADMSG). */
+static void obj_get_shipd(struct shipc *h, const char *name, size_t len,
+                          const char *digest, struct obj_run *r,
+                          struct usage *u)
+{
+	struct shipc_obj_info *info = NULL;
+	uint64_t got = 0;
+	struct shipc_obj_get_opts go = {.progress = count_progress,
+	                                .progress_arg = &got};
+	char err[256];
+	int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	usage_begin(u);
+	uint64_t t0 = now_ns();
+	if (shipc_obj_get_fd(h, OBJ_BUCKET, name, fd, &go, &info) < 0)
+		obj_fail(r, "shipd get: %s (%s)", strerror(errno),
+		         shipc_last_error(h, err, sizeof(err)));
+	else
+		obj_done(r, got, t0);
+	usage_end(u);
+	close(fd);
+	if (r->ok && got != len)
+		obj_fail(r, "shipd get: %" PRIu64 " bytes of %zu", got, len);
+	if (r->ok)
+		obj_check_info(len, digest, info, "shipd get", r);
+	shipc_obj_info_free(info);
+}
+
+static void obj_tell(struct obj_run *r)
+{
+	if (!r->ok && !r->told)
+		fprintf(stderr, "shipbench: obj: %s\n", r->why);
+	r->told = true;
+}
+
+/* A failed transfer is a failure, not a rate: no ratio, and the run
+ * exits non-zero. */
+static void obj_row(const char *metric, struct obj_run *d, struct obj_run *s,
+                    const struct usage *u)
+{
+	if (d->ok && s->ok) {
+		row("obj", metric, d->mbps, s->mbps, true, u);
+		return;
+	}
+	bench_failures++;
+	if (opt.json) {
+		printf("%s{\"scenario\":\"obj\",\"metric\":\"%s\",\"failed\":true",
+		       first_row ? "" : ",\n", metric);
+		if (d->ok)
+			printf(",\"direct\":%.3f", d->mbps);
+		else
+			printf(",\"direct_error\":\"%s\"", d->why);
+		if (s->ok)
+			printf(",\"shipd\":%.3f}", s->mbps);
+		else
+			printf(",\"shipd_error\":\"%s\"}", s->why);
+	} else {
+		char dv[32] = "FAILED", sv[32] = "FAILED";
+		if (d->ok)
+			snprintf(dv, sizeof(dv), "%.1f", d->mbps);
+		if (s->ok)
+			snprintf(sv, sizeof(sv), "%.1f", s->mbps);
+		printf("%-8s %-16s %14s %14s %8s\n", "obj", metric, dv, sv, "-");
+	}
+	first_row = false;
+	fflush(stdout);
+	obj_tell(d);
+	obj_tell(s);
+}
+
+/* Bytes that no compression or deduplication would help with. */
+static uint8_t *obj_data(size_t len, char *digest, size_t size)
+{
+	uint8_t *p = malloc(len);
+	uint64_t x = 0x9E3779B97F4A7C15u;
+	struct ipc_sha256 sha;
+	if (!p) {
+		fprintf(stderr, "shipbench: obj: no memory for %zu bytes\n", len);
+		exit(1);
+	}
+	for (size_t i = 0; i < len; i += 8) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		memcpy(p + i, &x, len - i < 8 ? len - i : 8);
+	}
+	ipc_sha256_init(&sha);
+	ipc_sha256_update(&sha, p, len);
+	sha_string(&sha, digest, size);
+	return p;
+}
+
+static void bench_obj(void)
+{
+	unsigned mib = opt.obj_mib ? opt.obj_mib : opt.quick ? 4 : 256;
+	size_t len = (size_t)mib << 20;
+	char digest[64];
+	uint8_t *data = obj_data(len, digest, sizeof(digest));
+	struct shipc *h = ship_connect("bench-obj");
+	struct shipc_obj_bucket_config cfg = {.bucket = OBJ_BUCKET};
+	char err[256];
+	if (shipc_obj_bucket_create(h, &cfg, NULL) < 0) {
+		fprintf(stderr, "shipbench: obj: cannot create the bucket: %s\n",
+		        shipc_last_error(h, err, sizeof(err)));
+		exit(1);
+	}
+	long before = shipd_pid ? proc_status_kib(shipd_pid, "VmRSS") : 0;
+	struct obj_run dput = {.ok = true}, sput = {.ok = true};
+	struct obj_run dget = {.ok = true}, dgget = {.ok = true};
+	struct obj_run sget = {.ok = true};
+	struct usage uput = {0}, uget = {0};
+
+	obj_put_direct("direct", data, len, &dput);
+	if (dput.ok) {
+		/* A real object: shipd, as any Object Store reader, sees it. */
+		struct shipc_obj_info *info = NULL;
+		if (shipc_obj_info(h, OBJ_BUCKET, "direct", 0, &info) < 0)
+			obj_fail(&dput, "direct put: shipd does not see it: %s",
+			         shipc_last_error(h, err, sizeof(err)));
+		else
+			obj_check_info(len, digest, info, "direct put", &dput);
+		shipc_obj_info_free(info);
+	}
+	obj_put_shipd(h, "shipd", data, len, digest, &sput, &uput);
+	free(data);
+	if (dput.ok) {
+		obj_get_direct("direct", false, len, digest, &dget);
+		obj_get_direct("direct", true, len, digest, &dgget);
+	} else {
+		obj_fail(&dget, "direct get: nothing was put");
+		obj_fail(&dgget, "direct get: nothing was put");
+	}
+	if (sput.ok)
+		obj_get_shipd(h, "shipd", len, digest, &sget, &uget);
+	else
+		obj_fail(&sget, "shipd get: nothing was put");
+
+	obj_row("put MB/s", &dput, &sput, &uput);
+	obj_row("get MB/s", &dget, &sget, &uget);
+	obj_row("get MB/s dget", &dgget, &sget, NULL);
+	if (opt.json)
+		printf(",\n{\"scenario\":\"obj\",\"object_mib\":%u,\"chunk_kib\":%d,"
+		       "\"rss_before_kib\":%ld,\"put_peak_rss_kib\":%ld,"
+		       "\"get_peak_rss_kib\":%ld}",
+		       mib, OBJ_CHUNK / 1024, before, uput.peak_kib, uget.peak_kib);
+	else if (shipd_pid)
+		printf("%-8s %u MiB object: shipd peak RSS %.1f MiB on put, %.1f "
+		       "MiB on get (%.1f MiB before)\n",
+		       "obj", mib, (double)uput.peak_kib / 1024.0,
+		       (double)uget.peak_kib / 1024.0, (double)before / 1024.0);
+	/* Leave no chunks behind on a server we were pointed at. */
+	shipc_obj_delete(h, OBJ_BUCKET, "direct");
+	shipc_obj_delete(h, OBJ_BUCKET, "shipd");
+	shipc_close(h);
+}
+
 /* ---- main ---- */
 
 static void usage(FILE *f)
@@ -836,8 +1351,12 @@ static void usage(FILE *f)
 	fprintf(f,
 	        "usage: shipbench [--nats URL] [--socket PATH] [--size N] "
 	        "[--count N]\n"
-	        "                 [--clients N] [--quick] [--json] [SCENARIO...]\n"
-	        "scenarios: rtt pub pubsub fanout req jspub kv idle (default: all)\n"
+	        "                 [--clients N] [--obj-mib N] [--quick] [--json]\n"
+	        "                 [SCENARIO...]\n"
+	        "scenarios: rtt pub pubsub fanout req jspub kv obj idle "
+	        "(default: all)\n"
+	        "obj puts and gets one object of --obj-mib MiB (256; 4 with "
+	        "--quick).\n"
 	        "Without --nats a temporary nats-server -js is started; without\n"
 	        "--socket a shipd is started (SHIPD_BIN or the one built beside).\n");
 }
@@ -878,6 +1397,7 @@ int main(int argc, char **argv)
 		{"size", required_argument, NULL, 'z'},
 		{"count", required_argument, NULL, 'c'},
 		{"clients", required_argument, NULL, 'k'},
+		{"obj-mib", required_argument, NULL, 'o'},
 		{"quick", no_argument, NULL, 'q'},
 		{"json", no_argument, NULL, 'j'},
 		{"help", no_argument, NULL, 'h'},
@@ -899,6 +1419,14 @@ int main(int argc, char **argv)
 			break;
 		case 'k':
 			opt.clients = (unsigned)strtoul(optarg, NULL, 10);
+			break;
+		case 'o':
+			opt.obj_mib = (unsigned)strtoul(optarg, NULL, 10);
+			if (opt.obj_mib == 0 || opt.obj_mib > OBJ_MIB_MAX) {
+				fprintf(stderr, "shipbench: --obj-mib: 1 to %d\n",
+				        OBJ_MIB_MAX);
+				return 2;
+			}
 			break;
 		case 'q':
 			opt.quick = true;
@@ -966,6 +1494,8 @@ int main(int argc, char **argv)
 		bench_jspub();
 	if (want(argc, argv, "kv"))
 		bench_kv();
+	if (want(argc, argv, "obj"))
+		bench_obj();
 	if (want(argc, argv, "idle"))
 		bench_idle();
 	if (opt.json)
@@ -979,5 +1509,5 @@ int main(int argc, char **argv)
 	if (nd.pid)
 		natsd_cleanup(&nd);
 	free(payload);
-	return 0;
+	return bench_failures ? 1 : 0;
 }
