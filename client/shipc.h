@@ -894,6 +894,132 @@ uint64_t shipc_obj_watch(struct shipc *h, const char *bucket, int flags,
                          shipc_obj_watch_fn *cb, void *arg);
 int shipc_obj_watch_stop(struct shipc *h, uint64_t watch);
 
+/*
+ * ---- Snapshots and artifacts (noesis-ship's BeingSnapshots and
+ * ArtifactStore, on the Object Store) ----
+ *
+ * Objects of the buckets "snapshots" and "artifacts", written as the Rust
+ * crate noesis-ship writes them, so either reads what the other wrote.
+ * Like noesis-ship, the first write creates a missing bucket with the
+ * default settings; a bucket that exists is used as it is. Reading a
+ * missing bucket finds nothing (an empty list, ENOENT) and creates none.
+ *
+ * A snapshot is the object <being_id>_<YYYYMMDD_HHMMSS> (UTC) whose data
+ * is the compact JSON {"being_id":..,"reason":..,"state":<state>,
+ * "created":"<RFC 3339 UTC>"} and whose description is the reason. Where
+ * noesis-ship overwrites a snapshot taken in the same second, a take here
+ * never replaces one: it stores under the first free id of
+ * <being_id>_<YYYYMMDD_HHMMSS>, ..._2, ..._3 and so on. The metadata
+ * "being_id" and "reason" make listing read no snapshot's data.
+ *
+ * An artifact's description is "type=<type>, expedition=<expedition>", or
+ * "type=<type>" without an expedition; the metadata "type" and
+ * "expedition" say the same.
+ *
+ * Errors (errno), besides the Object Store's: EINVAL for a state that is
+ * not JSON, an empty being id or artifact type, text that is not UTF-8;
+ * ENOENT for a missing snapshot or artifact; EBADMSG for a snapshot whose
+ * data is not a snapshot's JSON; EFBIG for one over SHIPC_SNAPSHOT_MAX.
+ */
+#define SHIPC_SNAPSHOT_BUCKET "snapshots"
+#define SHIPC_ARTIFACT_BUCKET "artifacts"
+/* The largest snapshot data taken or restored. */
+#define SHIPC_SNAPSHOT_MAX (256u << 20)
+
+/* A snapshot as listed. Snapshots noesis-ship wrote carry no metadata:
+ * their being id is the id without its time (and _<n>) suffix, their
+ * reason the description. */
+struct shipc_snapshot {
+	const char *id;
+	const char *being_id; /* "" when it cannot be told */
+	const char *reason;
+	uint64_t created_ns;  /* when stored, Unix ns */
+	uint64_t size;        /* bytes of its JSON */
+};
+
+/*
+ * Store state_json (any JSON value, stored compacted) as a new snapshot of
+ * being_id; reason may be NULL (""). *id (may be NULL) gets the new id, to
+ * free(). EINVAL when state_json is not JSON; EEXIST (saying so in
+ * shipc_last_error()) when 100 snapshots of the being were taken in that
+ * second already. Returns 0 or -1.
+ */
+int shipc_snapshot_take(struct shipc *h, const char *being_id,
+                        const char *state_json, const char *reason,
+                        char **id);
+/*
+ * The state of snapshot id, compact JSON in *state_json (the caller's, to
+ * free(); NUL-terminated), its length in *len (may be NULL). Reads the
+ * Python noesis-ship's snapshots too ("timestamp", pretty-printed).
+ * ENOENT for a missing id; EBADMSG when its data has no JSON "state".
+ */
+int shipc_snapshot_restore(struct shipc *h, const char *id, char **state_json,
+                           size_t *len);
+/*
+ * The snapshots of being_id (NULL: of every being), newest first. *list
+ * is an array of *n entries owned by the caller: free it with
+ * shipc_snapshot_list_free(). Links are left out. Returns 0 or -1.
+ */
+int shipc_snapshot_list(struct shipc *h, const char *being_id,
+                        struct shipc_snapshot **list, size_t *n);
+void shipc_snapshot_list_free(struct shipc_snapshot *list, size_t n);
+/* Delete a snapshot. ENOENT when there is none of that id. */
+int shipc_snapshot_delete(struct shipc *h, const char *id);
+/*
+ * Delete the snapshots of being_id (NULL: of each being) stored more than
+ * older_than_ms ago, except each being's newest keep. Snapshots whose
+ * being cannot be told are never deleted. *deleted (may be NULL) gets the
+ * number deleted, also when a delete fails half way (-1, errno set);
+ * snapshots deleted meanwhile by others are not counted and no error.
+ */
+int shipc_snapshot_cleanup(struct shipc *h, const char *being_id,
+                           uint64_t older_than_ms, uint32_t keep,
+                           size_t *deleted);
+
+/* An artifact as listed; type and expedition from the metadata, or read
+ * from the description of one noesis-ship wrote. */
+struct shipc_artifact {
+	const char *name;
+	const char *type;
+	const char *expedition; /* "" when none */
+	const char *digest;     /* "SHA-256=<base64url>" */
+	uint64_t size;
+	uint64_t mtime_ns;      /* when stored, Unix ns */
+};
+
+/*
+ * Store an artifact, replacing one of that name, read from memory, from
+ * fd until its end, or from the file at path (streamed as
+ * shipc_obj_put_fd() does). type must not be empty; expedition NULL or ""
+ * means none. info (may be NULL) gets the stored object's information, to
+ * free with shipc_obj_info_free(). Returns 0 or -1.
+ */
+int shipc_artifact_store_mem(struct shipc *h, const char *name,
+                             const void *data, size_t len, const char *type,
+                             const char *expedition,
+                             struct shipc_obj_info **info);
+int shipc_artifact_store_fd(struct shipc *h, const char *name, int fd,
+                            const char *type, const char *expedition,
+                            struct shipc_obj_info **info);
+int shipc_artifact_store_file(struct shipc *h, const char *name,
+                              const char *path, const char *type,
+                              const char *expedition,
+                              struct shipc_obj_info **info);
+/* Fetch an artifact, as shipc_obj_get_mem(), shipc_obj_get_fd() and
+ * shipc_obj_get_file() do (verified; ENOENT when missing). */
+int shipc_artifact_get_mem(struct shipc *h, const char *name, void **data,
+                           size_t *len, size_t max,
+                           struct shipc_obj_info **info);
+int shipc_artifact_get_fd(struct shipc *h, const char *name, int fd,
+                          struct shipc_obj_info **info);
+int shipc_artifact_get_file(struct shipc *h, const char *name,
+                            const char *path, struct shipc_obj_info **info);
+/* Every artifact, by name; free with shipc_artifact_list_free(). Links
+ * are left out. */
+int shipc_artifact_list(struct shipc *h, struct shipc_artifact **list,
+                        size_t *n);
+void shipc_artifact_list_free(struct shipc_artifact *list, size_t n);
+
 #ifdef __cplusplus
 }
 #endif

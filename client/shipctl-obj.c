@@ -29,31 +29,6 @@ static uint64_t mono_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* "90", "90s", "15m", "2h", "7d" into milliseconds. */
-static bool parse_duration(const char *s, uint64_t *ms)
-{
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno || end == s || *s == '-')
-		return false;
-	uint64_t unit = 1000;
-	if (!strcmp(end, "ms"))
-		unit = 1;
-	else if (!strcmp(end, "m"))
-		unit = 60000;
-	else if (!strcmp(end, "h"))
-		unit = 3600000;
-	else if (!strcmp(end, "d"))
-		unit = 86400000;
-	else if (*end && strcmp(end, "s"))
-		return false;
-	if (v > UINT64_MAX / unit)
-		return false;
-	*ms = v * unit;
-	return true;
-}
-
 /* "1048576", "512K", "64M", "2G" (powers of 1024). */
 static bool parse_size(const char *s, uint64_t *out)
 {

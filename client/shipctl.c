@@ -275,6 +275,29 @@ void msg_args_finish(struct msg_args *a)
 		free(a->data);
 }
 
+bool parse_duration(const char *s, uint64_t *ms)
+{
+	static const struct {
+		const char *suffix;
+		uint64_t ms;
+	} units[] = {{"", 1000},     {"s", 1000},       {"ms", 1},
+	             {"m", 60000},   {"h", 3600000},    {"d", 86400000}};
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || end == s || *s == '-')
+		return false;
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (strcmp(end, units[i].suffix))
+			continue;
+		if (v > UINT64_MAX / units[i].ms)
+			return false;
+		*ms = v * units[i].ms;
+		return true;
+	}
+	return false;
+}
+
 bool parse_uint(const char *s, uint64_t *out)
 {
 	char *end;
@@ -890,7 +913,7 @@ static const struct cmd core_cmds[] = {
 
 /* Each building block brings its own table; the usage lists them all. */
 static const struct cmd *const tables[] = {core_cmds, kv_cmds, event_cmds,
-                                           obj_cmds};
+                                           obj_cmds, store_cmds};
 
 static void usage(FILE *f)
 {
@@ -898,7 +921,7 @@ static void usage(FILE *f)
 	           "The socket is also taken from $SHIP_SOCKET.\n\ncommands:\n");
 	for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++)
 		for (const struct cmd *c = tables[t]; c->name; c++)
-			fprintf(f, "  %-14s %-40s %s\n", c->name, c->args,
+			fprintf(f, "  %-17s %-40s %s\n", c->name, c->args,
 			        c->summary);
 }
 

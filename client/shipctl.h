@@ -23,6 +23,7 @@ struct cmd {
 extern const struct cmd kv_cmds[];    /* shipctl-kv.c */
 extern const struct cmd event_cmds[]; /* shipctl-events.c */
 extern const struct cmd obj_cmds[];   /* shipctl-obj.c */
+extern const struct cmd store_cmds[]; /* shipctl-stores.c */
 
 extern bool json;          /* --json */
 extern struct shipc *h;    /* set by open_handle() */
@@ -37,6 +38,8 @@ void on_signal(int sig);
 void json_str(FILE *f, const char *s, size_t n);
 void print_msg(const struct shipc_msg *m, uint64_t n, bool raw);
 bool parse_uint(const char *s, uint64_t *out);
+/* "90", "90s", "15m", "2h", "7d" or "500ms" into milliseconds. */
+bool parse_duration(const char *s, uint64_t *ms);
 
 struct msg_args {
 	struct shipc_header hdrs[MAX_HDRS];

@@ -247,7 +247,7 @@ static bool load_line(char *line)
 		if ((e = find(nuid)) || (e = add('P', nuid, bucket))) {
 			e->kind = 'P';
 			snprintf(e->bucket, sizeof(e->bucket), "%s", bucket);
-			snprintf(e->old, sizeof(e->old), "%s",
+			snprintf(e->old, sizeof(e->old), "%.*s", NUID_LEN,
 				 strcmp(old, "-") ? old : "");
 			free(e->meta);
 			if (!(e->meta = strdup(meta))) {

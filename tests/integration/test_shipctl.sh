@@ -122,6 +122,44 @@ check "events emit bad payload" 1 "not JSON" -- $C events emit x '{nope'
 check "chan send" 0 "^[0-9]+$" -- $C chan send ops hello --as alice
 check "chan history" 0 "alice: hello" -- $C chan history ops --last 5
 
+# Snapshots and artifacts, as noesis-ship stores them.
+check "snapshot take" 0 '^r2_[0-9]{8}_[0-9]{6}(_[0-9]+)?$' -- \
+	$C snapshot take r2 '{"battery": 87}' --reason boot
+id=$($C snapshot take r2 --reason second '{ "n" : 2 }')
+check "snapshot take stdin" 0 '^r2_[0-9]{8}_[0-9]{6}(_[0-9]+)?$' -- \
+	bash -c "echo '[1, 2]' | '$C' snapshot take r2 -"
+check "snapshot restore" 0 '^\{"n":2\}$' -- $C snapshot restore "$id"
+check "snapshot restore --json" 0 "^\\{\"id\":\"$id\",\"state\":\\{\"n\":2\\}\\}\$" -- \
+	$C --json snapshot restore "$id"
+check "snapshot ls" 0 "^$id +r2 +[0-9T:Z-]+ +[0-9]+  second\$" -- $C snapshot ls r2
+check "snapshot ls --json" 0 "\"id\":\"$id\",\"being_id\":\"r2\",\"reason\":\"second\"" -- \
+	$C --json snapshot ls
+check "snapshot take bad JSON" 1 "not valid JSON" -- $C snapshot take r2 '{nope'
+check "snapshot restore missing" 1 "not found" -- $C snapshot restore r2_20000101_000000
+check "snapshot cleanup nothing old" 0 "^0 deleted$" -- \
+	$C snapshot cleanup r2 --older-than 1h
+check "snapshot cleanup --keep 0" 0 '^\{"deleted":3\}$' -- \
+	$C --json snapshot cleanup --older-than 0 --keep 0
+check "snapshot cleanup needs an age" 2 "usage" -- $C snapshot cleanup r2
+gone=$($C snapshot take r2 '{}')
+check "snapshot rm" 0 "" -- $C snapshot rm "$gone"
+check "snapshot rm missing" 1 "not found" -- $C snapshot rm "$gone"
+printf 'hello' >"$dir/art"
+check "artifact put" 0 '^map1 5 SHA-256=' -- \
+	$C artifact put map1 "$dir/art" --type map --expedition e1
+check "artifact put stdin --json" 0 '"name":"log1","type":"log","expedition":"","size":5' -- \
+	bash -c "printf hello | '$C' --json artifact put log1 - --type log"
+check "artifact get" 0 '^hello$' -- $C artifact get log1
+check "artifact get -o" 0 '"name":"map1","size":5' -- $C --json artifact get map1 -o "$dir/art.out"
+check "artifact get -o wrote it" 0 "" -- cmp "$dir/art" "$dir/art.out"
+check "artifact ls" 0 '^map1 +map +e1 +5  ' -- $C artifact ls
+check "artifact ls --json" 0 '"name":"map1","type":"map","expedition":"e1","size":5' -- \
+	$C --json artifact ls
+check "artifact description" 0 '"description":"type=map, expedition=e1"' -- \
+	$C --json obj info artifacts map1
+check "artifact put needs a type" 2 "usage" -- $C artifact put x "$dir/art"
+check "artifact get missing" 1 "not found" -- $C artifact get nope
+
 # NATS gone: a clear reason, not a hang.
 kill "$nats_pid"
 wait "$nats_pid" 2>/dev/null

@@ -595,7 +595,7 @@ START_TEST(test_pb_unknown_fields)
 		0xb5, 0x06, 1, 2, 3, 4, /* field 102, fixed32 */
 		0xb9, 0x06, 1, 2, 3, 4, 5, 6, 7, 8, /* field 103, fixed64 */
 		0x3a, 0x00,             /* field 7: status {} */
-		0x9a, 0x06, 0x00,       /* field 99 (unassigned), empty */
+		0xba, 0x0c, 0x00,       /* field 199 (unassigned), empty */
 	};
 	struct ipc_arena arena;
 	ipc_arena_init(&arena);
