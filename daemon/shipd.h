@@ -492,7 +492,7 @@ struct block {
 };
 
 extern const struct block admin_block, pubsub_block, kv_block,
-	registry_block, events_block, channels_block, obj_block;
+	registry_block, events_block, channels_block, obj_block, jobs_block;
 
 /* Index the table's request kinds (fatal if two blocks claim one). */
 void blocks_init(void);
