@@ -15,8 +15,10 @@
 enum put_state { PUT_LOOKUP, PUT_CHUNKS, PUT_META, PUT_PURGE };
 
 struct objput;
-struct pchunk { /* a chunk published, its ack awaited */
+struct pchunk { /* a chunk to publish in its turn, then its ack awaited */
 	TAILQ_ENTRY(pchunk) entry;
+	uint8_t *data; /* held until published, then NULL */
+	bool published;
 	struct objput *p;
 	struct js_call *call;
 	size_t len;
@@ -54,10 +56,30 @@ struct objput {
 	struct js_call *call; /* the meta, then the old chunks' purge */
 	struct event *idle;   /* no chunk for PUT_IDLE_S ends it */
 	TAILQ_HEAD(, pchunk) pending;
+	uint32_t unpublished; /* of pending: waiting for their turn */
+	bool gated;           /* on gate_queue */
+	TAILQ_ENTRY(objput) gate_entry;
 	TAILQ_ENTRY(objput) entry;
 };
 
 static TAILQ_HEAD(, objput) loose_puts = TAILQ_HEAD_INITIALIZER(loose_puts);
+
+/* Chunks of all puts on their way to NATS share one budget: every other
+ * app's message on the link queues behind them, so two puts with their
+ * whole windows out would hold a third app's request back by megabytes.
+ * A chunk that finds the budget spent waits, in its put's order; puts
+ * take turns. */
+#define LINK_CHUNKS_MAX 2
+static TAILQ_HEAD(, objput) gate_queue = TAILQ_HEAD_INITIALIZER(gate_queue);
+static unsigned link_chunks; /* published, not yet acked */
+
+static void gate_leave(struct objput *p)
+{
+	if (p->gated) {
+		TAILQ_REMOVE(&gate_queue, p, gate_entry);
+		p->gated = false;
+	}
+}
 
 static void put_free(struct objput *p)
 {
@@ -65,11 +87,15 @@ static void put_free(struct objput *p)
 	stream_close(&p->st);
 	if (p->loose)
 		TAILQ_REMOVE(&loose_puts, p, entry);
+	gate_leave(p);
 	obj_lookup_cancel(p->lookup);
 	js_cancel(p->call);
 	TAILQ_FOREACH_SAFE(pc, &p->pending, entry, t)
 	{
+		if (pc->published)
+			link_chunks--;
 		js_cancel(pc->call);
+		free(pc->data);
 		free(pc);
 	}
 	if (p->idle)
@@ -94,6 +120,19 @@ static void put_detach(struct objput *p)
 /* Nothing of the put may stay: purge its chunks once none is in flight. */
 static void put_undo(struct objput *p)
 {
+	struct pchunk *pc, *t;
+	gate_leave(p);
+	TAILQ_FOREACH_SAFE(pc, &p->pending, entry, t)
+	{
+		if (pc->published)
+			continue;
+		TAILQ_REMOVE(&p->pending, pc, entry);
+		stream_unhold(&p->st, pc->len);
+		p->inflight--;
+		p->unpublished--;
+		free(pc->data);
+		free(pc);
+	}
 	if (p->inflight) {
 		p->draining = true;
 		put_detach(p);
@@ -265,14 +304,46 @@ static void put_meta(struct objput *p)
 }
 
 static void chunk_acked(void *arg, uint64_t seq, bool dup,
-			const struct js_err *e)
+			const struct js_err *e);
+
+/* Publish waiting chunks while the link's budget allows, a put at a
+ * time round the queue. */
+static void gate_run(void)
 {
-	struct pchunk *pc = arg;
-	struct objput *p = pc->p;
-	TAILQ_REMOVE(&p->pending, pc, entry);
-	stream_unhold(&p->st, pc->len);
-	free(pc);
-	p->inflight--;
+	struct objput *p;
+	while (link_chunks < LINK_CHUNKS_MAX &&
+	       (p = TAILQ_FIRST(&gate_queue))) {
+		struct pchunk *pc;
+		gate_leave(p);
+		TAILQ_FOREACH(pc, &p->pending, entry)
+		if (!pc->published)
+			break;
+		if (!pc)
+			continue;
+		pc->call = js_publish_id(p->chunks_subj, NULL, pc->data, pc->len,
+					 conf->request_timeout_ms, chunk_acked,
+					 pc);
+		if (!pc->call) {
+			struct js_err err;
+			obj_unavailable(&err);
+			put_fail(p, &err);
+			continue;
+		}
+		free(pc->data);
+		pc->data = NULL;
+		pc->published = true;
+		p->published = true;
+		p->unpublished--;
+		link_chunks++;
+		if (p->unpublished) {
+			TAILQ_INSERT_TAIL(&gate_queue, p, gate_entry);
+			p->gated = true;
+		}
+	}
+}
+
+static void chunk_done(struct objput *p, const struct js_err *e)
+{
 	if (p->draining) {
 		if (!p->inflight)
 			put_undo(p);
@@ -286,6 +357,20 @@ static void chunk_acked(void *arg, uint64_t seq, bool dup,
 		push_credit(p, 1);
 	else if (!p->inflight)
 		put_meta(p);
+}
+
+static void chunk_acked(void *arg, uint64_t seq, bool dup,
+			const struct js_err *e)
+{
+	struct pchunk *pc = arg;
+	struct objput *p = pc->p;
+	TAILQ_REMOVE(&p->pending, pc, entry);
+	stream_unhold(&p->st, pc->len);
+	free(pc);
+	p->inflight--;
+	link_chunks--;
+	chunk_done(p, e);
+	gate_run();
 }
 
 /* The old version is known: the app may send. */
@@ -524,26 +609,27 @@ void obj_handle_chunk(struct client *c, uint64_t id,
 		}
 		pc->p = p;
 		pc->len = len;
-		pc->call =
-		    js_publish_id(p->chunks_subj, NULL, ch->data.data, len,
-				  conf->request_timeout_ms, chunk_acked, pc);
-		if (!pc->call) {
+		if (!(pc->data = malloc(len))) {
 			stream_unhold(&p->st, len);
 			free(pc);
-			struct js_err err;
-			obj_unavailable(&err);
-			put_fail(p, &err);
+			put_fail_code(p, SHIP__CODE__INTERNAL, "out of memory");
 			return;
 		}
+		memcpy(pc->data, ch->data.data, len);
 		TAILQ_INSERT_TAIL(&p->pending, pc, entry);
 		p->inflight++;
-		p->published = true;
+		p->unpublished++;
+		if (!p->gated) {
+			TAILQ_INSERT_TAIL(&gate_queue, p, gate_entry);
+			p->gated = true;
+		}
 		ipc_sha256_update(&p->sha, ch->data.data, len);
 		p->size += len;
 		p->chunks++;
 	}
 	if (p->last && !p->inflight)
 		put_meta(p);
+	gate_run(); /* p may be gone after */
 	return;
 bad:
 	put_fail_code(p, SHIP__CODE__INVALID_ARGUMENT, why);

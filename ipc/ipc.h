@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <openssl/sha.h>
+
 #include "ship.pb-c.h"
 
 #define IPC_VERSION 1          /* protocol version, in Hello */
@@ -199,10 +201,7 @@ const char *ipc_code_name(Ship__Code c);
 
 #define IPC_SHA256_LEN 32
 struct ipc_sha256 {
-	uint32_t h[8];
-	uint64_t len; /* bytes hashed */
-	uint8_t buf[64];
-	size_t n;     /* bytes in buf */
+	SHA256_CTX c;
 };
 void ipc_sha256_init(struct ipc_sha256 *s);
 void ipc_sha256_update(struct ipc_sha256 *s, const void *p, size_t n);
