@@ -398,6 +398,8 @@ static void idx_take(struct queue *q, const char *id, json_t *j, uint64_t rev)
 		x->next = q->table[b];
 		q->table[b] = x;
 		q->n_jobs++;
+	} else if (rev < x->revision) {
+		return; /* ours was written after: the follow catches up */
 	}
 	x->revision = rev;
 	x->status = status_of(js(j, "status"));
@@ -620,8 +622,11 @@ static void edit_put(void *arg, uint64_t revision, const struct js_err *e)
 		edit_start(x);
 		return;
 	}
-	if (!e)
+	if (!e) {
 		x->rev = revision;
+		if (x->q->indexed)
+			idx_take(x->q, x->id, x->job, revision);
+	}
 	x->after(x, e);
 }
 
@@ -1061,6 +1066,8 @@ static void submit_created(void *arg, uint64_t revision,
 		return;
 	}
 	job_event(x->q, "job.queued", x->job);
+	if (x->q->indexed) /* a claim right after sees it */
+		idx_take(x->q, x->id, x->job, revision);
 	json_t *j = json_incref(x->job);
 	answer_job(x, j, revision);
 	json_decref(j);
@@ -1293,8 +1300,14 @@ static void handle_submit(struct client *c, uint64_t id,
 		return;
 	}
 	if (!x->sub->queued_by[0]) {
-		free(x->sub->queued_by);
-		x->sub->queued_by = strdup(c->name[0] ? c->name : "app");
+		/* The empty default is protobuf-c's own, not to be freed; what
+		 * replaces it is freed with the message. */
+		char *by = strdup(c->name[0] ? c->name : "app");
+		if (!by) {
+			fail_code(x, SHIP__CODE__INTERNAL, "out of memory");
+			return;
+		}
+		x->sub->queued_by = by;
 	}
 	if (s->idempotency_key[0]) {
 		struct ipc_sha256 sh;

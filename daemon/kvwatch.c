@@ -69,6 +69,7 @@ struct watch {
 };
 
 static TAILQ_HEAD(, watch) watches = TAILQ_HEAD_INITIALIZER(watches);
+static bool finished; /* kvwatch_finish freed them all */
 
 static void create_consumer(struct watch *w);
 
@@ -761,7 +762,7 @@ struct kv_collect *kv_collect(const struct kv_watch_spec *s, size_t max_bytes,
 
 void kv_collect_cancel(struct kv_collect *k)
 {
-	if (k)
+	if (k && !finished)
 		watch_free((struct watch *)k);
 }
 
@@ -781,7 +782,9 @@ struct kv_follow *kv_follow(const struct kv_watch_spec *s, kv_follow_fn *fn,
 
 void kv_follow_cancel(struct kv_follow *k)
 {
-	if (k)
+	/* After kvwatch_finish (the KV block finishes before the ones that
+	 * follow buckets) every follow is freed already. */
+	if (k && !finished)
 		watch_free((struct watch *)k);
 }
 
@@ -808,6 +811,7 @@ void kvwatch_link_changed(bool up)
 void kvwatch_finish(void)
 {
 	struct watch *w;
+	finished = true;
 	while ((w = TAILQ_FIRST(&watches))) {
 		stream_close(&w->st);
 		w->fn = NULL;
