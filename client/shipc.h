@@ -1020,6 +1020,221 @@ int shipc_artifact_list(struct shipc *h, struct shipc_artifact **list,
                         size_t *n);
 void shipc_artifact_list_free(struct shipc_artifact *list, size_t n);
 
+/*
+ * ---- JobQueue (fleet-wide jobs in NATS KV; noesis-ship's JobQueue) ----
+ *
+ * A queue is the KV bucket JOBS_<queue>; each job is the key job.<id>
+ * holding plain JSON with noesis-ship's fields (id, payload, status,
+ * worker, queued_by, queued_at, started_at, completed_at, result, error)
+ * and more (attempts, priority, lease, ...). Ids are <prefix>-001, -002,
+ * ... Every change is a compare-and-swap, so shipds on many hosts share a
+ * queue and no job is claimed twice. Queue names: letters, digits, _ and
+ * -. The first submit or claim makes a missing queue with the default
+ * settings.
+ *
+ * A claim and its lease belong to the handle that claimed: shipd renews
+ * the lease while the handle is connected, and only that handle may
+ * complete or fail the job (others get EBUSY). When the handle closes (or
+ * the app dies, or its shipd), the job goes back to the queue, its
+ * attempts kept, and is claimed again after the queue's backoff; after
+ * its last attempt it fails for good (a dead letter).
+ *
+ * Errors (errno), besides the usual: EINVAL (a bad queue name, id, or
+ * payload or result that is not JSON), ENOENT (no such queue or job; a
+ * claim with no job ready in time), EBUSY (a job not held by this handle,
+ * a cancel or requeue of a job in the wrong state, a queue that exists
+ * with other settings), EACCES (refused by shipd's policy).
+ */
+
+/* A job. Returned by a call it is the caller's: free it with
+ * shipc_job_free() (a list with shipc_job_list_free()). Strings are never
+ * NULL except result_json and error, which are NULL when there is none. */
+struct shipc_job {
+	char *id;
+	char *queue;
+	char *payload_json;  /* the payload as compact JSON */
+	char *status;        /* "queued", "running", "complete", "failed" */
+	char *worker;        /* the worker it is for; "": any */
+	char *queued_by;
+	uint64_t queued_at_ms;    /* Unix ms */
+	uint64_t started_at_ms;   /* the last claim; 0: never */
+	uint64_t completed_at_ms; /* 0: not finished */
+	char *result_json;   /* a complete job's result, compact JSON */
+	char *error;         /* why it failed (also kept while retried) */
+	uint32_t attempts;   /* claims so far */
+	uint32_t max_attempts;
+	int32_t priority;    /* higher first */
+	uint64_t not_before_ms;  /* not claimed before (a delay, a backoff) */
+	uint64_t lease_until_ms; /* running: requeued after this, unless renewed */
+	char *claimed_by;    /* the worker that holds it; "" */
+	char *holder;        /* the shipd and connection holding it; "" */
+	char *idempotency_key; /* "" */
+	int dead_letter;     /* failed for good after its last attempt */
+	int cancelled;
+	uint64_t revision;   /* of its KV entry */
+};
+void shipc_job_free(struct shipc_job *job);
+void shipc_job_list_free(struct shipc_job *list, size_t n);
+
+/* A queue's settings; 0 or NULL: the default. */
+struct shipc_job_queue_config {
+	const char *queue;
+	uint32_t max_attempts;     /* claims before a job is dead; 0: 3 */
+	uint64_t lease_ms;         /* a claim lasts unless renewed; 0: 30 s */
+	uint64_t backoff_ms;       /* before a retry, doubled per attempt; 0: 1 s */
+	uint64_t keep_finished;    /* finished jobs kept; 0: 1000 */
+	uint64_t keep_finished_ms; /* and for at most; 0: 7 days */
+	const char *prefix;        /* of ids (1 to 32 letters, digits, _, -); "JOB" */
+};
+
+/* A queue's settings as shipd holds them (defaults filled in). */
+struct shipc_job_queue_status {
+	char queue[256];
+	uint32_t max_attempts;
+	uint64_t lease_ms;
+	uint64_t backoff_ms;
+	uint64_t keep_finished;
+	uint64_t keep_finished_ms;
+	char prefix[33];
+};
+
+/* Create a queue, or accept one that exists with the same settings (EBUSY
+ * otherwise). st may be NULL. Returns 0 or -1. */
+int shipc_job_queue_create(struct shipc *h,
+                           const struct shipc_job_queue_config *cfg,
+                           struct shipc_job_queue_status *st);
+/* A queue's settings; ENOENT when there is no such queue. */
+int shipc_job_queue_info(struct shipc *h, const char *queue,
+                         struct shipc_job_queue_status *st);
+/* Delete a queue and every job in it. */
+int shipc_job_queue_delete(struct shipc *h, const char *queue);
+
+/* A new job; NULL and 0 mean the default. */
+struct shipc_job_submit {
+	const char *payload_json;    /* any JSON value; NULL: null */
+	const char *worker;          /* only this worker claims it; NULL: any */
+	int32_t priority;            /* higher first */
+	uint64_t delay_ms;           /* not claimed before (at most a year) */
+	const char *idempotency_key; /* a submit again with it answers the
+	                              * same job, made once */
+	uint32_t max_attempts;       /* 0: the queue's */
+	const char *queued_by;       /* NULL: the app's name */
+};
+
+/*
+ * Submit a job to queue (made if missing). s may be NULL (a null payload
+ * for any worker). *job (job may be NULL) gets the job as stored. EINVAL
+ * for a payload that is not JSON. Returns 0 or -1.
+ */
+int shipc_job_submit(struct shipc *h, const char *queue,
+                     const struct shipc_job_submit *s, struct shipc_job **job);
+
+/*
+ * Claim the best ready job of queue for worker (a job for worker or for
+ * any worker: the highest priority, then the oldest), waiting up to
+ * wait_ms for one (0: answer at once; shipd caps it with its
+ * max_request_timeout_ms). The job is then running and held by this
+ * handle until it is completed or failed, or the handle closes (it is
+ * queued again). *job gets it. ENOENT when no job is ready in time. A
+ * missing queue is made with the default settings (a worker may start
+ * before the first submit). ENOBUFS when this handle holds too many jobs
+ * of the queue already (shipd allows 1024). After ETIMEDOUT (shipd did not
+ * answer in time) a job may still have been claimed for this handle: it
+ * goes back to the queue when the handle closes.
+ */
+int shipc_job_claim(struct shipc *h, const char *queue, const char *worker,
+                    uint32_t wait_ms, struct shipc_job **job);
+
+/* Complete a job this handle holds, with result_json (any JSON value;
+ * NULL: null). EBUSY when this handle does not hold it (no change is
+ * made). job may be NULL; *job gets the finished job. */
+int shipc_job_complete(struct shipc *h, const char *queue, const char *id,
+                       const char *result_json, struct shipc_job **job);
+/* Fail a job this handle holds, with error (printable text, NULL: "").
+ * With retry, it is queued again after the queue's backoff while attempts
+ * remain, else it fails for good (a dead letter); without, it fails. */
+int shipc_job_fail(struct shipc *h, const char *queue, const char *id,
+                   const char *error, int retry, struct shipc_job **job);
+/* Cancel a queued or running job: it fails, cancelled (a holder finds it
+ * gone when it finishes). EBUSY for a job that finished. */
+int shipc_job_cancel(struct shipc *h, const char *queue, const char *id,
+                     struct shipc_job **job);
+/* Queue a failed job (a dead letter, a cancelled one) again, its attempts
+ * reset. EBUSY for a job that did not fail. */
+int shipc_job_requeue(struct shipc *h, const char *queue, const char *id,
+                      struct shipc_job **job);
+/* A job; ENOENT when there is no such job or queue. */
+int shipc_job_get(struct shipc *h, const char *queue, const char *id,
+                  struct shipc_job **job);
+
+/* Which jobs shipc_job_list() returns; NULL or 0: all. */
+struct shipc_job_filter {
+	const char *status;  /* "queued", "running", "complete", "failed" */
+	const char *worker;  /* for this worker, or claimed by it */
+	int dead_letter;     /* only dead letters */
+	uint32_t limit;      /* 0: 1000 */
+};
+/*
+ * The jobs of queue matching filter (may be NULL), oldest first, at most
+ * its limit; *truncated (may be NULL) is set when there were more. *list
+ * is an array of *n jobs: free it with shipc_job_list_free(). Returns 0
+ * or -1.
+ */
+int shipc_job_list(struct shipc *h, const char *queue,
+                   const struct shipc_job_filter *filter,
+                   struct shipc_job **list, size_t *n, int *truncated);
+
+/* How many jobs the queue has in each state, as noesis-ship counts them
+ * (queued, running, complete, failed), and of those how many are dead
+ * letters (of failed) and delayed (of queued: not ready yet). */
+struct shipc_job_counts {
+	uint64_t queued, running, complete, failed;
+	uint64_t dead_letter, delayed;
+};
+int shipc_job_counts(struct shipc *h, const char *queue,
+                     struct shipc_job_counts *counts);
+
+/* What a worker function returns: complete the job, fail it and let it
+ * be retried (while attempts remain), or fail it for good. */
+#define SHIPC_JOB_DONE 0
+#define SHIPC_JOB_RETRY (-1)
+#define SHIPC_JOB_FAILED (-2)
+
+/*
+ * A worker function for shipc_job_work(): do job. Return SHIPC_JOB_DONE
+ * with *result_json set to a JSON value to complete it (malloc'd, freed
+ * by the library; NULL: null), or SHIPC_JOB_RETRY or SHIPC_JOB_FAILED with
+ * *error set to why (malloc'd, freed by the library; NULL: "failed"). Any
+ * other return is taken as SHIPC_JOB_RETRY. job is valid during the call;
+ * the function may call this library (on h too).
+ */
+typedef int shipc_job_fn(struct shipc *h, const struct shipc_job *job,
+                         char **result_json, char **error, void *arg);
+
+struct shipc_job_work_opts {
+	uint32_t wait_ms;    /* each claim's wait; 0: 5 s */
+	uint64_t max_jobs;   /* return after this many jobs; 0: no limit */
+	volatile int *stop;  /* return when it becomes nonzero; NULL: never */
+};
+
+/*
+ * A worker: claim a job of queue as worker (waiting), run fn on it,
+ * complete or fail it as fn says, and again. A result that is not JSON
+ * fails the job for good; an error's control characters become spaces
+ * and its bytes that are not UTF-8 question marks.
+ * Idle waits (ENOENT: no job ready) and shipd or NATS being away
+ * (ENOTCONN, ECONNRESET, EAGAIN, ETIMEDOUT) are waited out; so is a job
+ * lost before it was finished (its lease taken, the job cancelled or
+ * deleted: the finish fails with EBUSY or ENOENT). *stop is read between
+ * jobs and at least every wait_ms. o may be NULL. Returns 0 once max_jobs
+ * were handed to fn or *stop was set, or -1 with errno set on any other
+ * error (EINVAL, EACCES, ...). Jobs are held by h: closing it requeues
+ * one that was claimed and not finished.
+ */
+int shipc_job_work(struct shipc *h, const char *queue, const char *worker,
+                   shipc_job_fn *fn, void *arg,
+                   const struct shipc_job_work_opts *o);
+
 #ifdef __cplusplus
 }
 #endif

@@ -913,7 +913,7 @@ static const struct cmd core_cmds[] = {
 
 /* Each building block brings its own table; the usage lists them all. */
 static const struct cmd *const tables[] = {core_cmds, kv_cmds, event_cmds,
-                                           obj_cmds, store_cmds};
+                                           obj_cmds, store_cmds, jobs_cmds};
 
 static void usage(FILE *f)
 {

@@ -24,6 +24,7 @@ extern const struct cmd kv_cmds[];    /* shipctl-kv.c */
 extern const struct cmd event_cmds[]; /* shipctl-events.c */
 extern const struct cmd obj_cmds[];   /* shipctl-obj.c */
 extern const struct cmd store_cmds[]; /* shipctl-stores.c */
+extern const struct cmd jobs_cmds[];  /* shipctl-jobs.c */
 
 extern bool json;          /* --json */
 extern struct shipc *h;    /* set by open_handle() */

@@ -160,6 +160,77 @@ check "artifact description" 0 '"description":"type=map, expedition=e1"' -- \
 check "artifact put needs a type" 2 "usage" -- $C artifact put x "$dir/art"
 check "artifact get missing" 1 "not found" -- $C artifact get nope
 
+# JobQueue. A claim belongs to its shipctl: it goes back to the queue when
+# that shipctl exits, so a claim runs its command while it holds the job.
+check "jobs queue-add" 0 '^prefix: +BUILD$' -- \
+	$C jobs queue-add builds --prefix BUILD --max-attempts 2 --backoff 100ms
+check "jobs queue-add --json" 0 \
+	'^\{"queue":"builds","max_attempts":2,"lease_ms":30000,"backoff_ms":100,' -- \
+	$C --json jobs queue-add builds --prefix BUILD --max-attempts 2 --backoff 100ms
+check "jobs queue-add other settings" 1 "other settings" -- \
+	$C jobs queue-add builds --max-attempts 5
+check "jobs queue-info" 0 '^max attempts: 2$' -- $C jobs queue-info builds
+check "jobs submit" 0 '^BUILD-001$' -- $C jobs submit builds '{"target": "arm64"}'
+check "jobs submit --json" 0 \
+	'^\{"id":"BUILD-002","queue":"builds","payload":\{"n":2\},"status":"queued","worker":"dgx","queued_by":"shipctl",.*"priority":5,' -- \
+	$C --json jobs submit builds '{"n":2}' --priority 5 --worker dgx
+check "jobs submit --key" 0 '^BUILD-003$' -- $C jobs submit builds '"a"' --key k1
+check "jobs submit --key again" 0 '^BUILD-003$' -- $C jobs submit builds '"b"' --key k1
+check "jobs submit stdin" 0 '^BUILD-004$' -- \
+	bash -c "echo '[1]' | '$C' jobs submit builds -"
+check "jobs submit --delay" 0 '"not_before":[0-9]+' -- \
+	$C --json jobs submit later '{}' --delay 1h
+check "jobs submit bad JSON" 1 "not JSON" -- $C jobs submit builds '{nope'
+check "jobs submit bad queue" 1 "invalid" -- $C jobs submit 'a.b' 1
+check "jobs submit bad priority" 2 "usage" -- $C jobs submit builds 1 --priority x
+check "jobs ls" 0 '^BUILD-001 +queued +- +0  [0-9T:.-]+Z  \{"target":"arm64"\}$' -- \
+	$C jobs ls builds
+check "jobs ls --worker" 0 '^\{"jobs":\[\{"id":"BUILD-002"[^[]*\],"truncated":false\}$' -- \
+	$C --json jobs ls builds --worker dgx
+check "jobs ls --limit" 0 '"truncated":true\}$' -- $C --json jobs ls builds --limit 1
+check "jobs ls bad status" 1 "none of queued" -- $C jobs ls builds --status asleep
+check "jobs counts" 0 '^queued: +4 \(0 delayed\)$' -- $C jobs counts builds
+check "jobs counts --json" 0 \
+	'^\{"queued":4,"running":0,"complete":0,"failed":0,"dead_letter":0,"delayed":0\}$' -- \
+	$C --json jobs counts builds
+check "jobs show" 0 '^payload: +\{"target":"arm64"\}$' -- $C jobs show builds BUILD-001
+check "jobs show missing" 1 "not found" -- $C jobs show builds BUILD-999
+check "jobs claim without a command" 0 '^id: +BUILD-002$' -- $C jobs claim builds --as dgx
+# It went back when that shipctl exited, its attempt counted.
+for _ in $(seq 50); do $C jobs show builds BUILD-002 | grep -q '^status: *queued' && break; sleep 0.1; done
+check "jobs claim without a command requeues" 0 '^status: +queued \(attempt 1 of 2\)$' -- \
+	$C jobs show builds BUILD-002
+check "jobs complete of a job not held" 1 "not held by this connection" -- \
+	$C jobs complete builds BUILD-001 '{}'
+check "jobs fail of a job not held" 1 "not held by this connection" -- \
+	$C jobs fail builds BUILD-001 oops --retry
+check "jobs claim -- CMD (JSON out)" 0 '^BUILD-002 complete \(attempt 2 of 2\)$' -- \
+	$C jobs claim builds --as dgx --wait 5s -- cat
+check "jobs claim result" 0 '^result: +\{"n":2\}$' -- $C jobs show builds BUILD-002
+check "jobs claim -- CMD (text out)" 0 \
+	'^\{"id":"BUILD-001",.*"status":"complete",.*"result":"hello world",' -- \
+	$C --json jobs claim builds --as w1 -- echo hello world
+check "jobs claim -- CMD failing" 1 'BUILD-003: exit status 3: oops$' -- \
+	$C jobs claim builds --as w1 -- sh -c 'echo oops >&2; exit 3'
+check "jobs claim failed it" 0 '^error: +exit status 3: oops$' -- $C jobs show builds BUILD-003
+check "jobs requeue" 0 '^BUILD-003 queued$' -- $C jobs requeue builds BUILD-003
+# shipd takes an error as one line of UTF-8.
+check "jobs claim -- CMD failing in binary" 1 'BUILD-003: exit status 1: bad \? byte$' -- \
+	$C jobs claim builds --as w1 -- sh -c 'printf "bad \377 byte" >&2; exit 1'
+check "jobs requeue again" 0 '^BUILD-003 queued$' -- $C jobs requeue builds BUILD-003
+check "jobs cancel" 0 '^BUILD-003 failed \(cancelled\)$' -- $C jobs cancel builds BUILD-003
+check "jobs cancel again" 1 "only a queued or running" -- $C jobs cancel builds BUILD-003
+check "jobs claim --retry" 1 'BUILD-004: exit status 1' -- \
+	$C jobs claim builds --as w1 --retry -- false
+check "jobs claim --retry requeued it" 0 '^status: +queued \(attempt 1 of 2\)$' -- \
+	$C jobs show builds BUILD-004
+check "jobs claim on an empty queue" 1 "not found" -- $C jobs claim idle --as w
+check "jobs claim needs a worker" 2 "usage" -- $C jobs claim builds
+check "jobs counts after" 0 '^\{"queued":1,"running":0,"complete":2,"failed":1,"dead_letter":0,' -- \
+	$C --json jobs counts builds
+check "jobs queue-rm" 0 "" -- $C jobs queue-rm builds
+check "jobs queue-info removed" 1 "not found" -- $C jobs queue-info builds
+
 # NATS gone: a clear reason, not a hang.
 kill "$nats_pid"
 wait "$nats_pid" 2>/dev/null
