@@ -412,6 +412,77 @@ START_TEST(nats_restarted_under_workers)
 }
 END_TEST
 
+/* ---- retention ---- */
+
+struct kept {
+	struct shipc *h;
+	const char *queue;
+	uint64_t complete, failed;
+};
+
+static bool counts_are(void *arg)
+{
+	struct kept *k = arg;
+	struct shipc_job_counts c;
+	return shipc_job_counts(k->h, k->queue, &c) == 0 &&
+	       c.complete == k->complete && c.failed == k->failed;
+}
+
+static void run_all(struct shipc *h, const char *q, int n, bool fail_last)
+{
+	for (int i = 0; i < n; i++) {
+		struct shipc_job *j = NULL;
+		ck_assert_msg(shipc_job_claim(h, q, "keeper", 5000, &j) == 0,
+		              "%s", why(h));
+		if (fail_last && i == n - 1)
+			ck_assert_int_eq(shipc_job_fail(h, q, j->id, "no", 1, NULL),
+			                 0);
+		else
+			ck_assert_int_eq(shipc_job_complete(h, q, j->id, NULL, NULL),
+			                 0);
+		shipc_job_free(j);
+	}
+}
+
+/* Finished jobs past the newest keep_finished, or older than
+ * keep_finished_ms, are purged by a shipd that follows the queue; a dead
+ * letter stays for an operator. */
+START_TEST(retention)
+{
+	struct shipc *h = conn(sa.sock, "keeper");
+	struct shipc_job_queue_config by_count = {
+		.queue = "keep2", .keep_finished = 2, .max_attempts = 1};
+	ck_assert_msg(shipc_job_queue_create(h, &by_count, NULL) == 0, "%s",
+	              why(h));
+	submit_n(h, "keep2", 6);
+	run_all(h, "keep2", 6, true); /* 5 complete, 1 dead letter */
+	struct kept k = {h, "keep2", 2, 1};
+	ck_assert_msg(fx_wait(counts_are, &k, 25000),
+	              "not kept to the newest 2 and the dead letter");
+	struct shipc_job *list = NULL;
+	size_t n = 0;
+	struct shipc_job_filter f = {.status = "complete"};
+	ck_assert_int_eq(shipc_job_list(h, "keep2", &f, &list, &n, NULL), 0);
+	ck_assert_uint_eq(n, 2);
+	/* The newest two: the 4th and 5th of six. */
+	ck_assert(strstr(list[0].payload_json, "\"n\":3") ||
+	          strstr(list[0].payload_json, "\"n\":4"));
+	ck_assert(strstr(list[1].payload_json, "\"n\":3") ||
+	          strstr(list[1].payload_json, "\"n\":4"));
+	shipc_job_list_free(list, n);
+
+	struct shipc_job_queue_config by_age = {.queue = "keep-age",
+	                                        .keep_finished_ms = 500};
+	ck_assert_int_eq(shipc_job_queue_create(h, &by_age, NULL), 0);
+	submit_n(h, "keep-age", 3);
+	run_all(h, "keep-age", 3, false);
+	struct kept gone = {h, "keep-age", 0, 0};
+	ck_assert_msg(fx_wait(counts_are, &gone, 25000),
+	              "finished jobs older than 500 ms kept");
+	shipc_close(h);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("jobs-fleet");
@@ -423,6 +494,7 @@ int main(void)
 	tcase_add_test(tc, worker_killed_mid_job);
 	tcase_add_test(tc, shipd_killed_mid_job);
 	tcase_add_test(tc, nats_restarted_under_workers);
+	tcase_add_test(tc, retention);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
