@@ -70,6 +70,37 @@ int call_start(struct shipc *h, struct call *c, Ship__ClientFrame *f,
 	return c->waiter ? call_wait(h, c, timeout_ms) : 0;
 }
 
+int call_wait_reply(struct shipc *h, Ship__ClientFrame *f, call_reply_fn *fn,
+                    void *out, int timeout_ms)
+{
+	struct call c = {.waiter = true, .on_reply = fn, .out = out};
+	pthread_mutex_lock(&h->mu);
+	int r = wait_for_space(h);
+	if (r == 0)
+		r = call_start(h, &c, f, timeout_ms);
+	pthread_mutex_unlock(&h->mu);
+	return r;
+}
+
+bool reply_is(struct call *c, const Ship__ServerFrame *f,
+              Ship__ServerFrame__BodyCase body)
+{
+	if (c->err)
+		return false;
+	if (f->body_case != body) {
+		c->err = EPROTO;
+		return false;
+	}
+	return true;
+}
+
+int bad_arg(struct shipc *h, const char *what)
+{
+	set_error(h, "%s", what);
+	errno = EINVAL;
+	return -1;
+}
+
 /* ---- messages ---- */
 
 #define STACK_HEADERS 16

@@ -22,32 +22,7 @@
 static int job_call(struct shipc *h, Ship__ClientFrame *f, call_reply_fn *fn,
                     void *out, int timeout_ms)
 {
-	struct call c = {.waiter = true, .on_reply = fn, .out = out};
-	pthread_mutex_lock(&h->mu);
-	int r = wait_for_space(h);
-	if (r == 0)
-		r = call_start(h, &c, f, timeout_ms);
-	pthread_mutex_unlock(&h->mu);
-	return r;
-}
-
-static bool want(struct call *c, const Ship__ServerFrame *f,
-                 Ship__ServerFrame__BodyCase body)
-{
-	if (c->err)
-		return false;
-	if (f->body_case != body) {
-		c->err = EPROTO;
-		return false;
-	}
-	return true;
-}
-
-static int bad(struct shipc *h, const char *what)
-{
-	set_error(h, "%s", what);
-	errno = EINVAL;
-	return -1;
+	return call_wait_reply(h, f, fn, out, timeout_ms);
 }
 
 /* ---- jobs: the struct and its strings in one allocation ---- */
@@ -119,7 +94,7 @@ static void job_reply(struct shipc *h, struct call *c,
 {
 	(void)h;
 	struct shipc_job **out = c->out;
-	if (!want(c, f, SHIP__SERVER_FRAME__BODY_JOB) || !out)
+	if (!reply_is(c, f, SHIP__SERVER_FRAME__BODY_JOB) || !out)
 		return;
 	/* The struct is pointer-aligned: its strings follow it. */
 	struct shipc_job *j = malloc(sizeof(*j) + job_blob_size(f->job));
@@ -153,7 +128,7 @@ static void queue_reply(struct shipc *h, struct call *c,
 {
 	(void)h;
 	struct shipc_job_queue_status *st = c->out;
-	if (!want(c, f, SHIP__SERVER_FRAME__BODY_JOB_QUEUE) || !st)
+	if (!reply_is(c, f, SHIP__SERVER_FRAME__BODY_JOB_QUEUE) || !st)
 		return;
 	const Ship__JobQueueConfig *q = f->job_queue;
 	memset(st, 0, sizeof(*st));
@@ -171,7 +146,7 @@ SHIPC_EXPORT int shipc_job_queue_create(struct shipc *h,
                                         struct shipc_job_queue_status *st)
 {
 	if (!cfg || !cfg->queue)
-		return bad(h, "no queue name");
+		return bad_arg(h, "no queue name");
 	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
 	Ship__JobQueueConfig qc = SHIP__JOB_QUEUE_CONFIG__INIT;
 	qc.queue = (char *)cfg->queue;
@@ -190,7 +165,7 @@ SHIPC_EXPORT int shipc_job_queue_info(struct shipc *h, const char *queue,
                                       struct shipc_job_queue_status *st)
 {
 	if (!queue)
-		return bad(h, "no queue name");
+		return bad_arg(h, "no queue name");
 	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
 	Ship__JobQueueRequest r = SHIP__JOB_QUEUE_REQUEST__INIT;
 	r.queue = (char *)queue;
@@ -202,7 +177,7 @@ SHIPC_EXPORT int shipc_job_queue_info(struct shipc *h, const char *queue,
 SHIPC_EXPORT int shipc_job_queue_delete(struct shipc *h, const char *queue)
 {
 	if (!queue)
-		return bad(h, "no queue name");
+		return bad_arg(h, "no queue name");
 	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
 	Ship__JobQueueRequest r = SHIP__JOB_QUEUE_REQUEST__INIT;
 	r.queue = (char *)queue;
@@ -224,7 +199,7 @@ SHIPC_EXPORT int shipc_job_submit(struct shipc *h, const char *queue,
 {
 	static const struct shipc_job_submit none = {0};
 	if (!queue)
-		return bad(h, "no queue name");
+		return bad_arg(h, "no queue name");
 	if (!s)
 		s = &none;
 	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
@@ -247,7 +222,7 @@ SHIPC_EXPORT int shipc_job_claim(struct shipc *h, const char *queue,
                                  struct shipc_job **job)
 {
 	if (!queue || !worker || !job)
-		return bad(h, "no queue, worker or job");
+		return bad_arg(h, "no queue, worker or job");
 	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
 	Ship__JobClaim jc = SHIP__JOB_CLAIM__INIT;
 	jc.queue = (char *)queue;
@@ -270,7 +245,7 @@ static int finish(struct shipc *h, const char *queue, const char *id,
                   Ship__JobFinish *fin, struct shipc_job **job)
 {
 	if (!queue || !id)
-		return bad(h, "no queue or job id");
+		return bad_arg(h, "no queue or job id");
 	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
 	fin->queue = (char *)queue;
 	fin->id = (char *)id;
@@ -303,7 +278,7 @@ static int change(struct shipc *h, const char *queue, const char *id,
                   Ship__JobChange__Op op, struct shipc_job **job)
 {
 	if (!queue || !id)
-		return bad(h, "no queue or job id");
+		return bad_arg(h, "no queue or job id");
 	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
 	Ship__JobChange jc = SHIP__JOB_CHANGE__INIT;
 	jc.queue = (char *)queue;
@@ -330,7 +305,7 @@ SHIPC_EXPORT int shipc_job_get(struct shipc *h, const char *queue,
                                const char *id, struct shipc_job **job)
 {
 	if (!queue || !id || !job)
-		return bad(h, "no queue, job id or job");
+		return bad_arg(h, "no queue, job id or job");
 	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
 	Ship__JobGet g = SHIP__JOB_GET__INIT;
 	g.queue = (char *)queue;
@@ -354,7 +329,7 @@ static void jobs_reply(struct shipc *h, struct call *c,
 {
 	(void)h;
 	struct list_out *out = c->out;
-	if (!want(c, f, SHIP__SERVER_FRAME__BODY_JOBS))
+	if (!reply_is(c, f, SHIP__SERVER_FRAME__BODY_JOBS))
 		return;
 	size_t n = f->jobs->n_jobs;
 	if (!(out->list = calloc(n ? n : 1, sizeof(*out->list)))) {
@@ -380,7 +355,7 @@ SHIPC_EXPORT int shipc_job_list(struct shipc *h, const char *queue,
                                 int *truncated)
 {
 	if (!queue || !list || !n)
-		return bad(h, "no queue or list");
+		return bad_arg(h, "no queue or list");
 	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
 	Ship__JobList jl = SHIP__JOB_LIST__INIT;
 	jl.queue = (char *)queue;
@@ -411,7 +386,7 @@ static void counts_reply(struct shipc *h, struct call *c,
 {
 	(void)h;
 	struct shipc_job_counts *out = c->out;
-	if (!want(c, f, SHIP__SERVER_FRAME__BODY_JOB_COUNTS))
+	if (!reply_is(c, f, SHIP__SERVER_FRAME__BODY_JOB_COUNTS))
 		return;
 	const Ship__JobCounts *jc = f->job_counts;
 	out->queued = jc->queued;
@@ -426,7 +401,7 @@ SHIPC_EXPORT int shipc_job_counts(struct shipc *h, const char *queue,
                                   struct shipc_job_counts *counts)
 {
 	if (!queue || !counts)
-		return bad(h, "no queue or counts");
+		return bad_arg(h, "no queue or counts");
 	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
 	Ship__JobQueueRequest r = SHIP__JOB_QUEUE_REQUEST__INIT;
 	r.queue = (char *)queue;
@@ -560,7 +535,7 @@ SHIPC_EXPORT int shipc_job_work(struct shipc *h, const char *queue,
                                 const struct shipc_job_work_opts *o)
 {
 	if (!queue || !worker || !fn)
-		return bad(h, "no queue, worker or function");
+		return bad_arg(h, "no queue, worker or function");
 	uint32_t wait = o && o->wait_ms ? o->wait_ms : WORK_WAIT_MS;
 	uint64_t max = o ? o->max_jobs : 0, done = 0;
 	volatile int *stop = o ? o->stop : NULL;

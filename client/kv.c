@@ -15,32 +15,7 @@
 static int kv_call(struct shipc *h, Ship__ClientFrame *f, call_reply_fn *fn,
                    void *out)
 {
-	struct call c = {.waiter = true, .on_reply = fn, .out = out};
-	pthread_mutex_lock(&h->mu);
-	int r = wait_for_space(h);
-	if (r == 0)
-		r = call_start(h, &c, f, KV_TIMEOUT_MS);
-	pthread_mutex_unlock(&h->mu);
-	return r;
-}
-
-static bool want(struct call *c, const Ship__ServerFrame *f,
-                 Ship__ServerFrame__BodyCase body)
-{
-	if (c->err)
-		return false;
-	if (f->body_case != body) {
-		c->err = EPROTO;
-		return false;
-	}
-	return true;
-}
-
-static int bad(struct shipc *h, const char *what)
-{
-	set_error(h, "%s", what);
-	errno = EINVAL;
-	return -1;
+	return call_wait_reply(h, f, fn, out, KV_TIMEOUT_MS);
 }
 
 /* ---- buckets ---- */
@@ -68,7 +43,7 @@ static void status_from(struct shipc_kv_status *st, const Ship__KvBucketInfo *bi
 static void bucket_reply(struct shipc *h, struct call *c,
                          const Ship__ServerFrame *f)
 {
-	if (want(c, f, SHIP__SERVER_FRAME__BODY_KV_BUCKET) && c->out)
+	if (reply_is(c, f, SHIP__SERVER_FRAME__BODY_KV_BUCKET) && c->out)
 		status_from(c->out, f->kv_bucket);
 }
 
@@ -77,7 +52,7 @@ SHIPC_EXPORT int shipc_kv_bucket_create(struct shipc *h,
                                         struct shipc_kv_status *st)
 {
 	if (!cfg || !cfg->bucket)
-		return bad(h, "no bucket name");
+		return bad_arg(h, "no bucket name");
 	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
 	Ship__KvBucketCreate bc = SHIP__KV_BUCKET_CREATE__INIT;
 	Ship__KvBucketConfig kc = SHIP__KV_BUCKET_CONFIG__INIT;
@@ -99,7 +74,7 @@ SHIPC_EXPORT int shipc_kv_bucket_info(struct shipc *h, const char *bucket,
                                       struct shipc_kv_status *st)
 {
 	if (!bucket)
-		return bad(h, "no bucket name");
+		return bad_arg(h, "no bucket name");
 	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
 	Ship__KvBucketInfoRequest r = SHIP__KV_BUCKET_INFO_REQUEST__INIT;
 	r.bucket = (char *)bucket;
@@ -117,7 +92,7 @@ static void buckets_reply(struct shipc *h, struct call *c,
                           const Ship__ServerFrame *f)
 {
 	struct list_out *out = c->out;
-	if (!want(c, f, SHIP__SERVER_FRAME__BODY_KV_BUCKETS))
+	if (!reply_is(c, f, SHIP__SERVER_FRAME__BODY_KV_BUCKETS))
 		return;
 	size_t n = f->kv_buckets->n_buckets;
 	if (!(out->list = calloc(n ? n : 1, sizeof(*out->list)))) {
@@ -154,7 +129,7 @@ SHIPC_EXPORT void shipc_kv_bucket_list_free(struct shipc_kv_status *list)
 SHIPC_EXPORT int shipc_kv_bucket_delete(struct shipc *h, const char *bucket)
 {
 	if (!bucket)
-		return bad(h, "no bucket name");
+		return bad_arg(h, "no bucket name");
 	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
 	Ship__KvBucketDelete r = SHIP__KV_BUCKET_DELETE__INIT;
 	r.bucket = (char *)bucket;
@@ -225,7 +200,7 @@ static void entry_reply(struct shipc *h, struct call *c,
                         const Ship__ServerFrame *f)
 {
 	struct shipc_kv_entry **out = c->out;
-	if (!want(c, f, SHIP__SERVER_FRAME__BODY_KV_ENTRY))
+	if (!reply_is(c, f, SHIP__SERVER_FRAME__BODY_KV_ENTRY))
 		return;
 	struct shipc_kv_entry *e = calloc(1, sizeof(*e));
 	if (!e || copy_entry(e, f->kv_entry) < 0) {
@@ -251,7 +226,7 @@ SHIPC_EXPORT int shipc_kv_get(struct shipc *h, const char *bucket,
                               struct shipc_kv_entry **e)
 {
 	if (!bucket || !key || !e)
-		return bad(h, "no bucket or key");
+		return bad_arg(h, "no bucket or key");
 	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
 	Ship__KvGet g = SHIP__KV_GET__INIT;
 	get_frame(&f, &g, bucket, key, revision);
@@ -268,7 +243,7 @@ static void revision_reply(struct shipc *h, struct call *c,
                            const Ship__ServerFrame *f)
 {
 	uint64_t *rev = c->out;
-	if (want(c, f, SHIP__SERVER_FRAME__BODY_KV_ENTRY) && rev)
+	if (reply_is(c, f, SHIP__SERVER_FRAME__BODY_KV_ENTRY) && rev)
 		*rev = f->kv_entry->revision;
 }
 
@@ -292,7 +267,7 @@ static int kv_write(struct shipc *h, const char *bucket, const char *key,
                     uint64_t expected, uint64_t *revision)
 {
 	if (!bucket || !key || (len && !value))
-		return bad(h, "no bucket, key or value");
+		return bad_arg(h, "no bucket, key or value");
 	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
 	Ship__KvWrite w = SHIP__KV_WRITE__INIT;
 	write_frame(&f, &w, bucket, key, op, value, len, expected);
@@ -405,7 +380,7 @@ SHIPC_EXPORT int shipc_kv_put_async(struct shipc *h, const char *bucket,
                                     size_t len, shipc_kv_put_fn *cb, void *arg)
 {
 	if (!bucket || !key || !cb || (len && !value))
-		return bad(h, "no bucket, key, value or callback");
+		return bad_arg(h, "no bucket, key, value or callback");
 	struct async_kv *a = calloc(1, sizeof(*a));
 	if (!a)
 		return -1;
@@ -423,7 +398,7 @@ SHIPC_EXPORT int shipc_kv_get_async(struct shipc *h, const char *bucket,
                                     shipc_kv_get_fn *cb, void *arg)
 {
 	if (!bucket || !key || !cb)
-		return bad(h, "no bucket, key or callback");
+		return bad_arg(h, "no bucket, key or callback");
 	struct async_kv *a = calloc(1, sizeof(*a));
 	if (!a)
 		return -1;
@@ -446,7 +421,7 @@ static void keys_reply(struct shipc *h, struct call *c,
                        const Ship__ServerFrame *f)
 {
 	struct keys_out *out = c->out;
-	if (!want(c, f, SHIP__SERVER_FRAME__BODY_KV_KEYS))
+	if (!reply_is(c, f, SHIP__SERVER_FRAME__BODY_KV_KEYS))
 		return;
 	size_t n = f->kv_keys->n_keys;
 	if (!(out->keys = calloc(n ? n : 1, sizeof(char *)))) {
@@ -486,7 +461,7 @@ SHIPC_EXPORT int shipc_kv_keys(struct shipc *h, const char *bucket,
                                const char *filter, char ***keys, size_t *n)
 {
 	if (!bucket)
-		return bad(h, "no bucket name");
+		return bad_arg(h, "no bucket name");
 	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
 	Ship__KvKeys k = SHIP__KV_KEYS__INIT;
 	k.bucket = (char *)bucket;
@@ -505,7 +480,7 @@ static void entries_reply(struct shipc *h, struct call *c,
                           const Ship__ServerFrame *f)
 {
 	struct entries_out *out = c->out;
-	if (!want(c, f, SHIP__SERVER_FRAME__BODY_KV_ENTRIES))
+	if (!reply_is(c, f, SHIP__SERVER_FRAME__BODY_KV_ENTRIES))
 		return;
 	size_t n = f->kv_entries->n_entries;
 	if (!(out->list = calloc(n ? n : 1, sizeof(*out->list)))) {
@@ -539,7 +514,7 @@ SHIPC_EXPORT int shipc_kv_history(struct shipc *h, const char *bucket,
                                   size_t *n)
 {
 	if (!bucket || !key)
-		return bad(h, "no bucket or key");
+		return bad_arg(h, "no bucket or key");
 	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
 	Ship__KvHistory k = SHIP__KV_HISTORY__INIT;
 	k.bucket = (char *)bucket;
@@ -609,7 +584,7 @@ SHIPC_EXPORT uint64_t shipc_kv_watch(struct shipc *h, const char *bucket,
                                      shipc_kv_end_fn *end, void *arg)
 {
 	if (!bucket || !cb) {
-		bad(h, "no bucket or callback");
+		bad_arg(h, "no bucket or callback");
 		return 0;
 	}
 	struct sub *s = calloc(1, sizeof(*s));
@@ -721,7 +696,7 @@ static void beings_reply(struct shipc *h, struct call *c,
 	struct beings_out *out = c->out;
 	if (!out)
 		return;
-	if (!want(c, f, SHIP__SERVER_FRAME__BODY_BEINGS))
+	if (!reply_is(c, f, SHIP__SERVER_FRAME__BODY_BEINGS))
 		return;
 	size_t n = f->beings->n_beings;
 	if (!(out->list = calloc(n ? n : 1, sizeof(*out->list)))) {
@@ -775,7 +750,7 @@ SHIPC_EXPORT int shipc_being_register(struct shipc *h, const char *id,
                                       struct shipc_being **out)
 {
 	if (!id || (n && !caps))
-		return bad(h, "no being id");
+		return bad_arg(h, "no being id");
 	Ship__BeingRequest r = SHIP__BEING_REQUEST__INIT;
 	r.op = SHIP__BEING_OP__BEING_REGISTER;
 	r.being_id = (char *)id;
@@ -789,7 +764,7 @@ SHIPC_EXPORT int shipc_being_update(struct shipc *h, const char *id,
                                     struct shipc_being **out)
 {
 	if (!id || !state)
-		return bad(h, "no being id or state");
+		return bad_arg(h, "no being id or state");
 	Ship__BeingRequest r = SHIP__BEING_REQUEST__INIT;
 	r.op = SHIP__BEING_OP__BEING_UPDATE;
 	r.being_id = (char *)id;
@@ -802,7 +777,7 @@ SHIPC_EXPORT int shipc_being_update(struct shipc *h, const char *id,
 SHIPC_EXPORT int shipc_being_heartbeat(struct shipc *h, const char *id)
 {
 	if (!id)
-		return bad(h, "no being id");
+		return bad_arg(h, "no being id");
 	Ship__BeingRequest r = SHIP__BEING_REQUEST__INIT;
 	r.op = SHIP__BEING_OP__BEING_HEARTBEAT;
 	r.being_id = (char *)id;
@@ -813,7 +788,7 @@ SHIPC_EXPORT int shipc_being_get(struct shipc *h, const char *id,
                                  struct shipc_being **out)
 {
 	if (!id || !out)
-		return bad(h, "no being id");
+		return bad_arg(h, "no being id");
 	Ship__BeingRequest r = SHIP__BEING_REQUEST__INIT;
 	r.op = SHIP__BEING_OP__BEING_GET;
 	r.being_id = (char *)id;
@@ -824,7 +799,7 @@ static int being_simple(struct shipc *h, const char *id, Ship__BeingOp op,
                         uint32_t interval_ms)
 {
 	if (!id)
-		return bad(h, "no being id");
+		return bad_arg(h, "no being id");
 	Ship__BeingRequest r = SHIP__BEING_REQUEST__INIT;
 	r.op = op;
 	r.being_id = (char *)id;
@@ -883,7 +858,7 @@ static int store_value(struct shipc *h, Ship__Store store, Ship__StoreOp op,
                        char **out)
 {
 	if (!key || (op == SHIP__STORE_OP__STORE_SET && !json))
-		return bad(h, "no key or value");
+		return bad_arg(h, "no key or value");
 	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
 	Ship__StoreRequest r = SHIP__STORE_REQUEST__INIT;
 	struct shipc_kv_entry *list = NULL;
@@ -909,7 +884,7 @@ SHIPC_EXPORT int shipc_config_get(struct shipc *h, const char *key,
                                   const char *default_json, char **json)
 {
 	if (!json)
-		return bad(h, "nowhere to put the value");
+		return bad_arg(h, "nowhere to put the value");
 	return store_value(h, SHIP__STORE__STORE_CONFIG, SHIP__STORE_OP__STORE_GET,
 	                   key, default_json, default_json != NULL, json);
 }
@@ -954,7 +929,7 @@ SHIPC_EXPORT int shipc_health_get(struct shipc *h, const char *source,
                                   char **json)
 {
 	if (!json)
-		return bad(h, "nowhere to put the value");
+		return bad_arg(h, "nowhere to put the value");
 	return store_value(h, SHIP__STORE__STORE_HEALTH, SHIP__STORE_OP__STORE_GET,
 	                   source, NULL, false, json);
 }

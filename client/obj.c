@@ -30,35 +30,10 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static int bad(struct shipc *h, const char *what)
-{
-	set_error(h, "%s", what);
-	errno = EINVAL;
-	return -1;
-}
-
 static int obj_call(struct shipc *h, Ship__ClientFrame *f, call_reply_fn *fn,
                     void *out)
 {
-	struct call c = {.waiter = true, .on_reply = fn, .out = out};
-	pthread_mutex_lock(&h->mu);
-	int r = wait_for_space(h);
-	if (r == 0)
-		r = call_start(h, &c, f, OBJ_TIMEOUT_MS);
-	pthread_mutex_unlock(&h->mu);
-	return r;
-}
-
-static bool want(struct call *c, const Ship__ServerFrame *f,
-                 Ship__ServerFrame__BodyCase body)
-{
-	if (c->err)
-		return false;
-	if (f->body_case != body) {
-		c->err = EPROTO;
-		return false;
-	}
-	return true;
+	return call_wait_reply(h, f, fn, out, OBJ_TIMEOUT_MS);
 }
 
 /* ---- object information: one allocation per object ---- */
@@ -171,7 +146,7 @@ static void bucket_reply(struct shipc *h, struct call *c,
                          const Ship__ServerFrame *f)
 {
 	(void)h;
-	if (want(c, f, SHIP__SERVER_FRAME__BODY_OBJ_BUCKET) && c->out)
+	if (reply_is(c, f, SHIP__SERVER_FRAME__BODY_OBJ_BUCKET) && c->out)
 		status_from(c->out, f->obj_bucket);
 }
 
@@ -180,7 +155,7 @@ SHIPC_EXPORT int shipc_obj_bucket_create(struct shipc *h,
                                          struct shipc_obj_bucket_status *st)
 {
 	if (!cfg || !cfg->bucket)
-		return bad(h, "no bucket name");
+		return bad_arg(h, "no bucket name");
 	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
 	Ship__ObjBucketCreate bc = SHIP__OBJ_BUCKET_CREATE__INIT;
 	bc.bucket = (char *)cfg->bucket;
@@ -200,7 +175,7 @@ static int bucket_request(struct shipc *h, const char *bucket,
                           struct shipc_obj_bucket_status *st)
 {
 	if (!bucket)
-		return bad(h, "no bucket name");
+		return bad_arg(h, "no bucket name");
 	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
 	Ship__ObjBucketRequest r = SHIP__OBJ_BUCKET_REQUEST__INIT;
 	r.bucket = (char *)bucket;
@@ -249,7 +224,7 @@ static void buckets_reply(struct shipc *h, struct call *c,
 {
 	(void)h;
 	struct bucket_list *out = c->out;
-	if (!want(c, f, SHIP__SERVER_FRAME__BODY_OBJ_BUCKETS))
+	if (!reply_is(c, f, SHIP__SERVER_FRAME__BODY_OBJ_BUCKETS))
 		return;
 	size_t n = f->obj_buckets->n_buckets;
 	if (!(out->list = calloc(n ? n : 1, sizeof(*out->list)))) {
@@ -290,7 +265,7 @@ static void info_reply(struct shipc *h, struct call *c,
                        const Ship__ServerFrame *f)
 {
 	(void)h;
-	if (!want(c, f, SHIP__SERVER_FRAME__BODY_OBJ_INFO))
+	if (!reply_is(c, f, SHIP__SERVER_FRAME__BODY_OBJ_INFO))
 		return;
 	if (!(*(struct shipc_obj_info **)c->out = info_dup(f->obj_info)))
 		c->err = ENOMEM;
@@ -301,7 +276,7 @@ SHIPC_EXPORT int shipc_obj_info(struct shipc *h, const char *bucket,
                                 struct shipc_obj_info **info)
 {
 	if (!bucket || !name || !*name)
-		return bad(h, "no bucket or object name");
+		return bad_arg(h, "no bucket or object name");
 	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
 	Ship__ObjInfoRequest r = SHIP__OBJ_INFO_REQUEST__INIT;
 	struct shipc_obj_info *out = NULL;
@@ -331,7 +306,7 @@ static void infos_reply(struct shipc *h, struct call *c,
 {
 	(void)h;
 	struct info_list *out = c->out;
-	if (!want(c, f, SHIP__SERVER_FRAME__BODY_OBJ_INFOS))
+	if (!reply_is(c, f, SHIP__SERVER_FRAME__BODY_OBJ_INFOS))
 		return;
 	size_t n = f->obj_infos->n_objects;
 	if (!(out->list = calloc(n ? n : 1, sizeof(*out->list)))) {
@@ -355,7 +330,7 @@ SHIPC_EXPORT int shipc_obj_list(struct shipc *h, const char *bucket,
                                 size_t *n)
 {
 	if (!bucket)
-		return bad(h, "no bucket name");
+		return bad_arg(h, "no bucket name");
 	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
 	Ship__ObjListRequest r = SHIP__OBJ_LIST_REQUEST__INIT;
 	struct info_list out = {0};
@@ -376,7 +351,7 @@ SHIPC_EXPORT int shipc_obj_delete(struct shipc *h, const char *bucket,
                                   const char *name)
 {
 	if (!bucket || !name || !*name)
-		return bad(h, "no bucket or object name");
+		return bad_arg(h, "no bucket or object name");
 	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
 	Ship__ObjDelete r = SHIP__OBJ_DELETE__INIT;
 	r.bucket = (char *)bucket;
@@ -985,7 +960,7 @@ static int put(struct shipc *h, const char *bucket, const char *name,
 	if (!o)
 		o = &none;
 	if (!bucket || !name || !*name)
-		return bad(h, "no bucket or object name");
+		return bad_arg(h, "no bucket or object name");
 	size_t size = o->chunk_size ? o->chunk_size : DEFAULT_CHUNK;
 	Ship__Header *hs = calloc(o->n_headers + o->n_metadata + 1, sizeof(*hs));
 	Ship__Header **hp = hs ? ship_headers(o->headers, o->n_headers, hs) : NULL;
@@ -1047,7 +1022,7 @@ SHIPC_EXPORT int shipc_obj_put_file(struct shipc *h, const char *bucket,
                                     struct shipc_obj_info **info)
 {
 	if (!path)
-		return bad(h, "no file");
+		return bad_arg(h, "no file");
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		set_error(h, "%s: %s", path, strerror(errno));
@@ -1072,7 +1047,7 @@ SHIPC_EXPORT int shipc_obj_put_mem(struct shipc *h, const char *bucket,
                                    struct shipc_obj_info **info)
 {
 	if (len && !data)
-		return bad(h, "no data");
+		return bad_arg(h, "no data");
 	static const uint8_t empty;
 	struct source src = {.fd = -1, .mem = len ? data : &empty, .len = len};
 	return put(h, bucket, name, &src, o, len, info);
@@ -1137,7 +1112,7 @@ SHIPC_EXPORT int shipc_obj_get_fd(struct shipc *h, const char *bucket,
 	if (!o)
 		o = &none;
 	if (!bucket || !name || !*name)
-		return bad(h, "no bucket or object name");
+		return bad_arg(h, "no bucket or object name");
 	struct xfer *x = xfer_new(h, o->progress, o->progress_arg);
 	if (!x)
 		return -1;
@@ -1151,7 +1126,7 @@ SHIPC_EXPORT int shipc_obj_get_file(struct shipc *h, const char *bucket,
                                     struct shipc_obj_info **info)
 {
 	if (!path)
-		return bad(h, "no file");
+		return bad_arg(h, "no file");
 	size_t n = strlen(path) + sizeof(".part-XXXXXX");
 	char *tmp = malloc(n);
 	if (!tmp)
@@ -1193,7 +1168,7 @@ SHIPC_EXPORT int shipc_obj_get_mem(struct shipc *h, const char *bucket,
                                    size_t max, struct shipc_obj_info **info)
 {
 	if (!bucket || !name || !*name || !data || !len)
-		return bad(h, "no bucket, object name or output");
+		return bad_arg(h, "no bucket, object name or output");
 	struct xfer *x = xfer_new(h, NULL, NULL);
 	if (!x)
 		return -1;
@@ -1219,7 +1194,7 @@ SHIPC_EXPORT int shipc_obj_update_meta(struct shipc *h, const char *bucket,
 		m = &none;
 	if (!bucket || !name || !*name || (m->n_headers && !m->headers) ||
 	    (m->n_metadata && !m->metadata))
-		return bad(h, "no bucket or object name, or headers missing");
+		return bad_arg(h, "no bucket or object name, or headers missing");
 	Ship__Header *hs = calloc(m->n_headers + m->n_metadata + 1, sizeof(*hs));
 	Ship__Header **hp = hs ? ship_headers(m->headers, m->n_headers, hs) : NULL;
 	Ship__Header **mp = hs ? ship_headers(m->metadata, m->n_metadata,
@@ -1256,7 +1231,7 @@ SHIPC_EXPORT int shipc_obj_link(struct shipc *h, const char *bucket,
                                 struct shipc_obj_info **info)
 {
 	if (!bucket || !name || !*name || !target_bucket)
-		return bad(h, "no bucket, object name or target bucket");
+		return bad_arg(h, "no bucket, object name or target bucket");
 	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
 	Ship__ObjLink l = SHIP__OBJ_LINK__INIT;
 	struct shipc_obj_info *out = NULL;
@@ -1514,7 +1489,7 @@ SHIPC_EXPORT uint64_t shipc_obj_watch(struct shipc *h, const char *bucket,
                                       void *arg)
 {
 	if (!bucket || !cb) {
-		bad(h, "no bucket or callback");
+		bad_arg(h, "no bucket or callback");
 		return 0;
 	}
 	struct obj_watch *w = calloc(1, sizeof(*w));

@@ -98,6 +98,16 @@ int call_wait(struct shipc *h, struct call *c, int timeout_ms);
  * the reply (waiter) or return at once (callback). Returns 0 or -1. */
 int call_start(struct shipc *h, struct call *c, Ship__ClientFrame *f,
                int timeout_ms);
+/* Lock not held: wait for room, send f as a waiting call and wait up to
+ * timeout_ms for its reply, which fn takes into out. 0 or -1 (errno). */
+int call_wait_reply(struct shipc *h, Ship__ClientFrame *f, call_reply_fn *fn,
+                    void *out, int timeout_ms);
+/* In a call_reply_fn: whether f is the reply body wanted (else c->err is
+ * set: shipd's error, or EPROTO for another body). */
+bool reply_is(struct call *c, const Ship__ServerFrame *f,
+              Ship__ServerFrame__BodyCase body);
+/* Refuse a call's argument: what in last_error, EINVAL, -1. */
+int bad_arg(struct shipc *h, const char *what);
 struct sub *sub_find(struct shipc *h, uint64_t id);
 /* Open the stream f describes as s (lock held; s->cb or s->ecb, arg and
  * what set): registers it, sends f and waits for shipd's answer. On
