@@ -145,6 +145,7 @@ struct jreq {
 	struct event *timer;
 	int step, tries, claims;
 	bool immediate; /* a claim that does not wait */
+	uint64_t deadline; /* a claim's, now_ms() */
 	bool create;    /* it makes the queue if missing */
 	char event[24]; /* the lifecycle event the edit makes */
 	char id[ID_MAX + 1];
@@ -1453,8 +1454,20 @@ static void claim_next(struct jreq *x)
 		          q->name);
 		return;
 	}
-	if (x->on != &q->waiters) /* kept in its place: first come first */
+	if (x->on != &q->waiters) { /* kept in its place: first come first */
+		/* Back from a lost race: its wait goes on for what is left. */
+		uint64_t mono = now_ms();
+		if (mono >= x->deadline) {
+			fail_code(x, SHIP__CODE__NOT_FOUND,
+			          "no job ready in queue '%s'", q->name);
+			return;
+		}
+		uint64_t left = x->deadline - mono;
+		struct timeval tv = {(time_t)(left / 1000),
+		                     (suseconds_t)(left % 1000) * 1000};
+		evtimer_add(x->timer, &tv);
 		req_list(x, &q->waiters);
+	}
 	if (!q->indexed)
 		queue_follow(q);
 }
@@ -1509,6 +1522,7 @@ static void handle_claim(struct client *c, uint64_t id, const Ship__JobClaim *r)
 		x->immediate = true;
 		wait = conf->request_timeout_ms;
 	}
+	x->deadline = now_ms() + wait;
 	if (wait) {
 		struct timeval tv = {wait / 1000, (wait % 1000) * 1000};
 		if (!(x->timer = evtimer_new(base, claim_timeout, x)) ||

@@ -309,12 +309,17 @@ END_TEST
  * puts the job back at once; another worker finishes it. */
 START_TEST(worker_killed_mid_job)
 {
-	int p[2];
+	int p[2], go[2];
 	ck_assert_int_eq(pipe(p), 0);
+	ck_assert_int_eq(pipe(go), 0);
 	pid_t pid = fork(); /* before this process has a libshipc handle */
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
+		char g;
 		close(p[0]);
+		close(go[1]);
+		if (read(go[0], &g, 1) != 1) /* the queue is made */
+			_exit(1);
 		struct shipc *h = shipc_connect(sa.sock, "doomed");
 		struct shipc_job *j = NULL;
 		if (!h || shipc_job_claim(h, "wk", "doomed", 20000, &j) < 0)
@@ -325,8 +330,11 @@ START_TEST(worker_killed_mid_job)
 		_exit(0);
 	}
 	close(p[1]);
+	close(go[0]);
 	struct shipc *h = conn(sa.sock, "submitter");
 	make_queue(h, "wk", 30000); /* a lease far longer than the test */
+	ck_assert_int_eq(write(go[1], "g", 1), 1);
+	close(go[1]);
 	submit_n(h, "wk", 1);
 	char c;
 	ck_assert_int_eq(read(p[0], &c, 1), 1);
@@ -483,6 +491,77 @@ START_TEST(retention)
 }
 END_TEST
 
+/* ---- waiting claims that lose a race ---- */
+
+struct waiter {
+	pthread_t t;
+	struct shipc *h;
+	const char *name;
+	int got, err;
+	uint64_t took_ms;
+};
+
+static void *wait_claim(void *arg)
+{
+	struct waiter *w = arg;
+	struct shipc_job *j = NULL;
+	uint64_t t0 = fx_now_ms();
+	w->got = shipc_job_claim(w->h, "wr", w->name, 1500, &j) == 0;
+	w->err = w->got ? 0 : errno;
+	w->took_ms = fx_now_ms() - t0;
+	shipc_job_free(j);
+	return NULL;
+}
+
+/* Two shipds' workers wait for one job: the one whose claim loses the
+ * compare-and-swap goes on waiting for the rest of its time and is told
+ * ENOENT then, and takes no later job for a caller that left. */
+START_TEST(waiting_claims_lose_a_race)
+{
+	struct shipc *h = conn(sa.sock, "submitter");
+	make_queue(h, "wr", 30000);
+	struct waiter w[2] = {{.name = "wa"}, {.name = "wb"}};
+	w[0].h = conn(sa.sock, "wa");
+	w[1].h = conn(sb.sock, "wb");
+	for (int i = 0; i < 2; i++) { /* both shipds follow the queue */
+		struct shipc_job *j = NULL;
+		ck_assert_int_eq(shipc_job_claim(w[i].h, "wr", w[i].name, 0, &j),
+		                 -1);
+	}
+	for (int round = 0; round < 5; round++) {
+		for (int i = 0; i < 2; i++)
+			ck_assert_int_eq(pthread_create(&w[i].t, NULL, wait_claim,
+			                                &w[i]),
+			                 0);
+		fx_sleep_ms(200);
+		submit_n(h, "wr", 1);
+		for (int i = 0; i < 2; i++)
+			pthread_join(w[i].t, NULL);
+		ck_assert_int_eq(w[0].got + w[1].got, 1);
+		for (int i = 0; i < 2; i++)
+			if (!w[i].got) {
+				ck_assert_msg(w[i].err == ENOENT, "round %d: %s",
+				              round, strerror(w[i].err));
+				ck_assert_uint_lt(w[i].took_ms, 5000);
+			}
+	}
+	fx_sleep_ms(500);
+	struct shipc_job_counts c;
+	ck_assert_int_eq(shipc_job_counts(h, "wr", &c), 0);
+	ck_assert_uint_eq(c.running, 5); /* each held by its round's winner */
+	ck_assert_uint_eq(c.queued, 0);
+	/* A job now goes to a claim made now, not to one that gave up. */
+	submit_n(h, "wr", 1);
+	struct shipc_job *j = NULL;
+	ck_assert_msg(shipc_job_claim(w[0].h, "wr", "wa", 3000, &j) == 0,
+	              "a claim that gave up took the job: %s", why(w[0].h));
+	shipc_job_free(j);
+	for (int i = 0; i < 2; i++)
+		shipc_close(w[i].h);
+	shipc_close(h);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("jobs-fleet");
@@ -495,6 +574,7 @@ int main(void)
 	tcase_add_test(tc, shipd_killed_mid_job);
 	tcase_add_test(tc, nats_restarted_under_workers);
 	tcase_add_test(tc, retention);
+	tcase_add_test(tc, waiting_claims_lose_a_race);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
