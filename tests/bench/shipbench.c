@@ -31,6 +31,7 @@ static struct {
 	unsigned count;
 	unsigned clients;
 	unsigned obj_mib; /* 0: 256, or 4 with --quick */
+	unsigned jobs;    /* 0: 2000, or 200 with --quick */
 	bool json;
 	bool quick;
 } opt = {.size = 128, .count = 200000, .clients = 4};
@@ -40,6 +41,7 @@ static struct shipdp sd;
 static pid_t shipd_pid; /* 0 when pointed at a shipd we did not start */
 static char *payload;
 static bool first_row = true;
+static unsigned bench_failures; /* scenarios that failed: exit 1 */
 
 static uint64_t now_ns(void)
 {
@@ -140,6 +142,45 @@ static void row(const char *scenario, const char *metric, double direct,
 	fflush(stdout);
 }
 
+/* Quotes, backslashes and control characters replaced, so that why goes
+ * into the JSON output as it is. */
+static void json_safe(char *why)
+{
+	for (char *p = why; *p; p++)
+		if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20)
+			*p = '\'';
+}
+
+/* A failed run is a failure, not a rate: no ratio, a reason (made
+ * json_safe) for the side that failed, and the run exits non-zero. */
+static void row_failed(const char *scenario, const char *metric, bool d_ok,
+                       double direct, const char *d_why, bool s_ok,
+                       double shipd, const char *s_why)
+{
+	bench_failures++;
+	if (opt.json) {
+		printf("%s{\"scenario\":\"%s\",\"metric\":\"%s\",\"failed\":true",
+		       first_row ? "" : ",\n", scenario, metric);
+		if (d_ok)
+			printf(",\"direct\":%.3f", direct);
+		else
+			printf(",\"direct_error\":\"%s\"", d_why);
+		if (s_ok)
+			printf(",\"shipd\":%.3f}", shipd);
+		else
+			printf(",\"shipd_error\":\"%s\"}", s_why);
+	} else {
+		char dv[32] = "FAILED", sv[32] = "FAILED";
+		if (d_ok)
+			snprintf(dv, sizeof(dv), "%.1f", direct);
+		if (s_ok)
+			snprintf(sv, sizeof(sv), "%.1f", shipd);
+		printf("%-8s %-16s %14s %14s %8s\n", scenario, metric, dv, sv, "-");
+	}
+	first_row = false;
+	fflush(stdout);
+}
+
 /* asap: write each message at once, the best nats.c does for latency;
  * otherwise its flusher thread batches, the best for throughput. */
 static natsConnection *nats_connect_opts(bool asap)
@@ -163,15 +204,20 @@ static natsConnection *nats_connect(void)
 	return nats_connect_opts(false);
 }
 
-static struct shipc *ship_connect(const char *name)
+static struct shipc *ship_connect_at(const char *sock, const char *name)
 {
-	struct shipc *h = shipc_connect(opt.socket, name);
+	struct shipc *h = shipc_connect(sock, name);
 	if (!h) {
 		fprintf(stderr, "shipbench: cannot connect to shipd at %s: %s\n",
-		        opt.socket, strerror(errno));
+		        sock, strerror(errno));
 		exit(1);
 	}
 	return h;
+}
+
+static struct shipc *ship_connect(const char *name)
+{
+	return ship_connect_at(opt.socket, name);
 }
 
 /* ---- rtt: a bare Unix socket ping-pong, the floor for any sidecar ---- */
@@ -854,13 +900,10 @@ struct obj_run {
 	char why[256];
 };
 
-static unsigned bench_failures;
-
 static void obj_fail(struct obj_run *r, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* Only the first reason is kept; quotes and backslashes are replaced so
- * that it goes into the JSON output as it is. */
+/* Only the first reason is kept, json_safe. */
 static void obj_fail(struct obj_run *r, const char *fmt, ...)
 {
 	if (!r->ok && r->why[0])
@@ -869,9 +912,7 @@ static void obj_fail(struct obj_run *r, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(r->why, sizeof(r->why), fmt, ap);
 	va_end(ap);
-	for (char *p = r->why; *p; p++)
-		if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20)
-			*p = '\'';
+	json_safe(r->why);
 	r->ok = false;
 }
 
@@ -1232,28 +1273,8 @@ static void obj_row(const char *metric, struct obj_run *d, struct obj_run *s,
 		row("obj", metric, d->mbps, s->mbps, true, u);
 		return;
 	}
-	bench_failures++;
-	if (opt.json) {
-		printf("%s{\"scenario\":\"obj\",\"metric\":\"%s\",\"failed\":true",
-		       first_row ? "" : ",\n", metric);
-		if (d->ok)
-			printf(",\"direct\":%.3f", d->mbps);
-		else
-			printf(",\"direct_error\":\"%s\"", d->why);
-		if (s->ok)
-			printf(",\"shipd\":%.3f}", s->mbps);
-		else
-			printf(",\"shipd_error\":\"%s\"}", s->why);
-	} else {
-		char dv[32] = "FAILED", sv[32] = "FAILED";
-		if (d->ok)
-			snprintf(dv, sizeof(dv), "%.1f", d->mbps);
-		if (s->ok)
-			snprintf(sv, sizeof(sv), "%.1f", s->mbps);
-		printf("%-8s %-16s %14s %14s %8s\n", "obj", metric, dv, sv, "-");
-	}
-	first_row = false;
-	fflush(stdout);
+	row_failed("obj", metric, d->ok, d->mbps, d->why, s->ok, s->mbps,
+	           s->why);
 	obj_tell(d);
 	obj_tell(s);
 }
@@ -1344,6 +1365,760 @@ static void bench_obj(void)
 	shipc_close(h);
 }
 
+/* ---- jobs: a JobQueue across two shipds, against one written by hand ----
+ *
+ * JOBS_SUBMITTERS apps submit the jobs as fast as they can while
+ * JOBS_WORKERS apps claim them (waiting) and complete them: jobs/s is from
+ * the first submit to the last complete. Then one app submits jobs one at
+ * a time, each once the one before was claimed: "claim p50 us" is from a
+ * submit call to the claim's answer with the workers idle, what a job
+ * waits on a quiet queue. Through shipd the submitters use shipd A and
+ * half the workers a second shipd B on the same nats-server (when
+ * shipbench started shipd A itself).
+ *
+ * Direct is a queue on KV written by hand with nats.c, every app on a
+ * connection of its own: a submit is kvStore_Create of job.<n>; a worker
+ * follows the bucket with a watcher of its own, reads the oldest job it
+ * saw queued (kvStore_Get) and claims it by kvStore_Update at the revision
+ * read (a lost race goes on to the next job), then completes it by
+ * kvStore_Update at the claim's revision. Its values carry shipd's fields.
+ * shipd does more per job, for its own reasons: a submit also takes the
+ * next id from a counter (a compare-and-swap of its own), a complete reads
+ * the job again, and each step publishes a lifecycle event.
+ *
+ * Every job must be completed exactly once: a job lost, claimed or
+ * completed twice fails the scenario, it is not rated. */
+
+#define JOBS_SUBMITTERS 2
+#define JOBS_WORKERS 4
+#define JOBS_CLAIM_WAIT_MS 200
+#define JOBS_IDLE_MS 15000 /* no progress for so long: the rest are lost */
+#define JOBS_VALUE_MAX 640
+#define JOBS_MAX 1000000
+
+struct jobs_run {
+	const char *name;     /* the queue, or the direct queue's bucket */
+	unsigned n;
+	bool paced;           /* one submitter, a job once the last is claimed */
+	const char *socks[2]; /* shipd A and B (B may be A) */
+	struct shipc *admin;  /* makes, checks and deletes shipd's queue */
+	atomic_uint next;     /* the next job to submit */
+	atomic_uint done;     /* completes */
+	atomic_uint *claims, *completes;            /* per job */
+	atomic_uint_fast64_t *submit_ns, *claim_ns; /* per job, the first */
+	atomic_uint_fast64_t progress_ns; /* the last submit or complete */
+	atomic_uint_fast64_t last_ns;     /* the last complete */
+	atomic_uint lost_races;           /* direct: compare-and-swaps lost */
+	unsigned lost, twice, reclaimed;  /* jobs done not once, claimed twice */
+	atomic_bool stop;
+	pthread_mutex_t mu; /* failed, why; claims, when paced */
+	pthread_cond_t claimed;
+	bool failed;
+	char why[256];
+	double rate, wait_p50_us, wait_p99_us;
+};
+
+/* One app: a submitter or a worker, with its own handle or connection. */
+struct jobs_app {
+	struct jobs_run *r;
+	pthread_t t;
+	bool started;
+	char name[32];
+	struct shipc *h;
+	natsConnection *nc;
+	jsCtx *js;
+	kvStore *kv;
+	/* a direct worker: what its watcher saw, the oldest first */
+	kvWatcher *w;
+	pthread_t feed;
+	pthread_mutex_t mu;
+	pthread_cond_t cond;
+	uint8_t *seen; /* per job: 0 not yet, 1 queued, 2 taken */
+	unsigned *fifo, head, tail;
+};
+
+static void jobs_fail(struct jobs_run *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* The first reason is kept; every app stops. */
+static void jobs_fail(struct jobs_run *r, const char *fmt, ...)
+{
+	pthread_mutex_lock(&r->mu);
+	if (!r->failed) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(r->why, sizeof(r->why), fmt, ap);
+		va_end(ap);
+		json_safe(r->why);
+		r->failed = true;
+	}
+	pthread_mutex_unlock(&r->mu);
+	atomic_store(&r->stop, true);
+}
+
+static void atomic_max_u64(atomic_uint_fast64_t *a, uint64_t v)
+{
+	uint_fast64_t cur = atomic_load(a);
+	while (cur < v && !atomic_compare_exchange_weak(a, &cur, v))
+		;
+}
+
+static struct timespec deadline_in_ms(long ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += ms % 1000 * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	return ts;
+}
+
+/* Job i was submitted; paced, return once it was claimed. */
+static void jobs_submitted(struct jobs_run *r, unsigned i)
+{
+	atomic_max_u64(&r->progress_ns, now_ns());
+	if (!r->paced)
+		return;
+	pthread_mutex_lock(&r->mu);
+	while (!atomic_load(&r->claim_ns[i]) && !atomic_load(&r->stop)) {
+		struct timespec ts = deadline_in_ms(100);
+		pthread_cond_timedwait(&r->claimed, &r->mu, &ts);
+	}
+	pthread_mutex_unlock(&r->mu);
+}
+
+static void jobs_claimed(struct jobs_run *r, unsigned i)
+{
+	uint_fast64_t none = 0;
+	atomic_compare_exchange_strong(&r->claim_ns[i], &none, now_ns());
+	atomic_fetch_add(&r->claims[i], 1);
+	if (r->paced) {
+		pthread_mutex_lock(&r->mu);
+		pthread_cond_broadcast(&r->claimed);
+		pthread_mutex_unlock(&r->mu);
+	}
+}
+
+static void jobs_completed(struct jobs_run *r, unsigned i)
+{
+	uint64_t t = now_ns();
+	atomic_fetch_add(&r->completes[i], 1);
+	atomic_fetch_add(&r->done, 1);
+	atomic_max_u64(&r->last_ns, t);
+	atomic_max_u64(&r->progress_ns, t);
+}
+
+static uint64_t wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* ---- jobs through shipd ---- */
+
+/* A fresh queue keeping every finished job, so that its counts can be
+ * checked after the run. */
+static bool jobs_prepare_shipd(struct jobs_run *r)
+{
+	struct shipc_job_queue_config cfg = {.queue = r->name,
+	                                     .keep_finished = 10000000};
+	char err[256];
+	if (shipc_job_queue_delete(r->admin, r->name) < 0 && errno != ENOENT)
+		fprintf(stderr, "shipbench: jobs: cannot delete queue %s: %s\n",
+		        r->name, shipc_last_error(r->admin, err, sizeof(err)));
+	if (shipc_job_queue_create(r->admin, &cfg, NULL) == 0)
+		return true;
+	jobs_fail(r, "cannot create queue %s: %s", r->name,
+	          shipc_last_error(r->admin, err, sizeof(err)));
+	return false;
+}
+
+/* What shipd's store says after the run: every job complete. */
+static void jobs_verify_shipd(struct jobs_run *r)
+{
+	struct shipc_job_counts c = {0};
+	char err[256];
+	if (shipc_job_counts(r->admin, r->name, &c) < 0)
+		jobs_fail(r, "shipd counts: %s",
+		          shipc_last_error(r->admin, err, sizeof(err)));
+	else if (c.complete != r->n || c.queued || c.running || c.failed)
+		jobs_fail(r, "shipd counts %" PRIu64 " complete of %u, %" PRIu64
+		             " queued, %" PRIu64 " running, %" PRIu64 " failed",
+		          c.complete, r->n, c.queued, c.running, c.failed);
+}
+
+static void jobs_drop_shipd(struct jobs_run *r)
+{
+	shipc_job_queue_delete(r->admin, r->name);
+}
+
+static void jobs_open_shipd(struct jobs_app *a, int idx, bool worker)
+{
+	struct jobs_run *r = a->r;
+	/* Workers alternate between A and B; submitters use A. */
+	const char *sock = worker ? r->socks[idx % 2] : r->socks[0];
+	snprintf(a->name, sizeof(a->name), "bench-%s%d%s",
+	         worker ? "work" : "submit", idx,
+	         worker ? (idx % 2 ? "b" : "a") : "");
+	a->h = ship_connect_at(sock, a->name);
+	if (!worker)
+		return;
+	/* A first claim returns once its shipd follows the queue: the
+	 * measurement does not include reading the queue's index. */
+	struct shipc_job *job = NULL;
+	char err[256];
+	if (shipc_job_claim(a->h, r->name, a->name, 0, &job) == 0 ||
+	    errno != ENOENT)
+		jobs_fail(r, "shipd first claim: %s",
+		          job ? "a job in a new queue"
+		              : shipc_last_error(a->h, err, sizeof(err)));
+	shipc_job_free(job);
+}
+
+static void jobs_close_shipd(struct jobs_app *a)
+{
+	shipc_close(a->h);
+}
+
+static void *jobs_submit_shipd(void *arg)
+{
+	struct jobs_app *a = arg;
+	struct jobs_run *r = a->r;
+	char payload_json[32], err[256];
+	unsigned i;
+	while (!atomic_load(&r->stop) &&
+	       (i = atomic_fetch_add(&r->next, 1)) < r->n) {
+		struct shipc_job_submit s = {.payload_json = payload_json};
+		snprintf(payload_json, sizeof(payload_json), "{\"n\":%u}", i);
+		atomic_store(&r->submit_ns[i], now_ns());
+		if (shipc_job_submit(a->h, r->name, &s, NULL) < 0) {
+			jobs_fail(r, "shipd submit of job %u: %s", i,
+			          shipc_last_error(a->h, err, sizeof(err)));
+			break;
+		}
+		jobs_submitted(r, i);
+	}
+	return NULL;
+}
+
+static void *jobs_work_shipd(void *arg)
+{
+	struct jobs_app *a = arg;
+	struct jobs_run *r = a->r;
+	char err[256];
+	while (!atomic_load(&r->stop)) {
+		struct shipc_job *job = NULL;
+		unsigned i;
+		uint64_t t0 = now_ns();
+		if (shipc_job_claim(a->h, r->name, a->name, JOBS_CLAIM_WAIT_MS,
+		                    &job) < 0) {
+			if (errno == ENOENT)
+				continue; /* none ready yet */
+			jobs_fail(r, "shipd claim by %s (%u done): %s after %.1f s",
+			          a->name, atomic_load(&r->done),
+			          shipc_last_error(a->h, err, sizeof(err)),
+			          (double)(now_ns() - t0) / 1e9);
+			break;
+		}
+		if (sscanf(job->payload_json, "{\"n\":%u}", &i) != 1 || i >= r->n) {
+			jobs_fail(r, "shipd claim: job %s, payload %.64s", job->id,
+			          job->payload_json);
+			shipc_job_free(job);
+			break;
+		}
+		jobs_claimed(r, i);
+		if (shipc_job_complete(a->h, r->name, job->id, NULL, NULL) < 0) {
+			jobs_fail(r, "shipd complete of %s: %s", job->id,
+			          shipc_last_error(a->h, err, sizeof(err)));
+			shipc_job_free(job);
+			break;
+		}
+		jobs_completed(r, i);
+		shipc_job_free(job);
+	}
+	return NULL;
+}
+
+/* ---- jobs directly on KV ---- */
+
+/* A fresh bucket (kvStore_Create fails on keys of an earlier run); with
+ * make false, it is only deleted. */
+static bool djob_bucket(struct jobs_run *r, bool make)
+{
+	natsConnection *nc = nats_connect();
+	jsCtx *js = NULL;
+	kvStore *kv = NULL;
+	kvConfig kc;
+	natsStatus s = NATS_OK;
+	natsConnection_JetStream(&js, nc, NULL);
+	js_DeleteKeyValue(js, r->name);
+	if (make) {
+		kvConfig_Init(&kc);
+		kc.Bucket = r->name;
+		kc.History = 1; /* as shipd's queues */
+		if ((s = js_CreateKeyValue(&kv, js, &kc)) != NATS_OK)
+			jobs_fail(r, "cannot create bucket %s: %s", r->name,
+			          nats_why(s));
+		kvStore_Destroy(kv);
+	}
+	jsCtx_Destroy(js);
+	natsConnection_Destroy(nc);
+	return s == NATS_OK;
+}
+
+static bool jobs_prepare_direct(struct jobs_run *r)
+{
+	return djob_bucket(r, true);
+}
+
+static void jobs_drop_direct(struct jobs_run *r)
+{
+	djob_bucket(r, false);
+}
+
+/* A job's value: the fields shipd keeps, about as long. */
+static int djob_value(char *buf, unsigned i, const char *status,
+                      const char *worker, uint64_t queued_at,
+                      uint64_t started_at, uint64_t completed_at)
+{
+	return snprintf(
+	    buf, JOBS_VALUE_MAX,
+	    "{\"id\":\"D-%u\",\"queue\":\"direct\",\"payload\":{\"n\":%u},"
+	    "\"status\":\"%s\",\"worker\":\"\",\"queued_by\":\"bench-submit\","
+	    "\"queued_at\":%" PRIu64 ",\"started_at\":%" PRIu64
+	    ",\"completed_at\":%" PRIu64 ",\"result\":null,\"error\":null,"
+	    "\"attempts\":%d,\"max_attempts\":3,\"priority\":0,"
+	    "\"not_before\":%" PRIu64 ",\"lease_until\":%" PRIu64
+	    ",\"claimed_by\":\"%s\",\"holder\":\"%s\",\"dead_letter\":false,"
+	    "\"cancelled\":false,\"idempotency_key\":null}",
+	    i, i, status, queued_at, started_at, completed_at,
+	    started_at ? 1 : 0, queued_at,
+	    started_at && !completed_at ? started_at + 30000 : 0, worker,
+	    started_at && !completed_at ? worker : "");
+}
+
+static bool djob_queued(const char *value)
+{
+	return strstr(value, "\"status\":\"queued\"") != NULL;
+}
+
+/* What the watcher sees, into the worker's list of queued jobs. */
+static void *djob_feed(void *arg)
+{
+	struct jobs_app *a = arg;
+	for (;;) {
+		kvEntry *e = NULL;
+		natsStatus s = kvWatcher_Next(&e, a->w, 1000);
+		if (s == NATS_TIMEOUT)
+			continue;
+		if (s != NATS_OK)
+			return NULL; /* stopped */
+		unsigned i;
+		if (e && kvEntry_Operation(e) == kvOp_Put &&
+		    sscanf(kvEntry_Key(e), "job.%u", &i) == 1 && i < a->r->n) {
+			bool queued = djob_queued(kvEntry_ValueString(e));
+			pthread_mutex_lock(&a->mu);
+			if (queued && !a->seen[i]) {
+				a->seen[i] = 1;
+				a->fifo[a->tail++] = i;
+				pthread_cond_signal(&a->cond);
+			} else if (!queued) {
+				a->seen[i] = 2;
+			}
+			pthread_mutex_unlock(&a->mu);
+		}
+		kvEntry_Destroy(e);
+	}
+}
+
+static void jobs_open_direct(struct jobs_app *a, int idx, bool worker)
+{
+	struct jobs_run *r = a->r;
+	snprintf(a->name, sizeof(a->name), "direct-%s%d",
+	         worker ? "work" : "submit", idx);
+	a->nc = nats_connect_opts(true);
+	natsConnection_JetStream(&a->js, a->nc, NULL);
+	if (js_KeyValue(&a->kv, a->js, r->name) != NATS_OK) {
+		jobs_fail(r, "direct: no bucket %s", r->name);
+		return;
+	}
+	if (!worker)
+		return;
+	a->seen = calloc(r->n, 1);
+	a->fifo = calloc(r->n, sizeof(*a->fifo));
+	pthread_mutex_init(&a->mu, NULL);
+	pthread_cond_init(&a->cond, NULL);
+	kvWatchOptions wo;
+	kvWatchOptions_Init(&wo);
+	wo.IgnoreDeletes = true;
+	natsStatus s = kvStore_Watch(&a->w, a->kv, "job.>", &wo);
+	if (s != NATS_OK) {
+		jobs_fail(r, "direct watch: %s", nats_why(s));
+		return;
+	}
+	pthread_create(&a->feed, NULL, djob_feed, a);
+}
+
+static void jobs_close_direct(struct jobs_app *a)
+{
+	if (a->w) {
+		kvWatcher_Stop(a->w);
+		pthread_join(a->feed, NULL);
+		kvWatcher_Destroy(a->w);
+	}
+	if (a->fifo) {
+		pthread_mutex_destroy(&a->mu);
+		pthread_cond_destroy(&a->cond);
+	}
+	free(a->seen);
+	free(a->fifo);
+	kvStore_Destroy(a->kv);
+	jsCtx_Destroy(a->js);
+	natsConnection_Destroy(a->nc);
+}
+
+static void *jobs_submit_direct(void *arg)
+{
+	struct jobs_app *a = arg;
+	struct jobs_run *r = a->r;
+	char key[32], value[JOBS_VALUE_MAX];
+	unsigned i;
+	while (!atomic_load(&r->stop) &&
+	       (i = atomic_fetch_add(&r->next, 1)) < r->n) {
+		snprintf(key, sizeof(key), "job.%u", i);
+		int len = djob_value(value, i, "queued", "", wall_ms(), 0, 0);
+		atomic_store(&r->submit_ns[i], now_ns());
+		natsStatus s = kvStore_Create(NULL, a->kv, key, value, len);
+		if (s != NATS_OK) {
+			jobs_fail(r, "direct submit of job %u: %s", i, nats_why(s));
+			break;
+		}
+		jobs_submitted(r, i);
+	}
+	return NULL;
+}
+
+/* The oldest job the watcher saw queued and nobody took since; false
+ * when the run stops first. */
+static bool djob_next(struct jobs_app *a, unsigned *i)
+{
+	bool got = false;
+	pthread_mutex_lock(&a->mu);
+	while (!atomic_load(&a->r->stop)) {
+		while (a->head < a->tail && a->seen[a->fifo[a->head]] != 1)
+			a->head++;
+		if (a->head < a->tail) {
+			*i = a->fifo[a->head++];
+			got = true;
+			break;
+		}
+		struct timespec ts = deadline_in_ms(100);
+		pthread_cond_timedwait(&a->cond, &a->mu, &ts);
+	}
+	pthread_mutex_unlock(&a->mu);
+	return got;
+}
+
+static bool lost_race(natsStatus s)
+{
+	const char *text = nats_GetLastError(NULL);
+	return s == NATS_ERR && text && strstr(text, "wrong last sequence");
+}
+
+/* Claim job i: 1, 0 when another worker has it, -1 on an error. */
+static int djob_claim(struct jobs_app *a, unsigned i, const char *key,
+                      uint64_t *rev, uint64_t *queued_at)
+{
+	struct jobs_run *r = a->r;
+	kvEntry *e = NULL;
+	char value[JOBS_VALUE_MAX];
+	natsStatus s = kvStore_Get(&e, a->kv, key);
+	if (s != NATS_OK) {
+		jobs_fail(r, "direct get of %s: %s", key, nats_why(s));
+		return -1;
+	}
+	const char *old = kvEntry_ValueString(e);
+	const char *qa = strstr(old, "\"queued_at\":");
+	bool queued = djob_queued(old);
+	uint64_t read = kvEntry_Revision(e);
+	*queued_at = qa ? strtoull(qa + 12, NULL, 10) : 0;
+	kvEntry_Destroy(e);
+	if (!queued)
+		return 0;
+	int len = djob_value(value, i, "running", a->name, *queued_at,
+	                     wall_ms(), 0);
+	s = kvStore_Update(rev, a->kv, key, value, len, read);
+	if (s == NATS_OK)
+		return 1;
+	if (lost_race(s)) {
+		atomic_fetch_add(&r->lost_races, 1);
+		return 0;
+	}
+	jobs_fail(r, "direct claim of %s: %s", key, nats_why(s));
+	return -1;
+}
+
+static void *jobs_work_direct(void *arg)
+{
+	struct jobs_app *a = arg;
+	struct jobs_run *r = a->r;
+	char key[32], value[JOBS_VALUE_MAX];
+	unsigned i;
+	while (djob_next(a, &i)) {
+		uint64_t rev = 0, queued_at = 0;
+		snprintf(key, sizeof(key), "job.%u", i);
+		int rc = djob_claim(a, i, key, &rev, &queued_at);
+		if (rc < 0)
+			break;
+		if (rc == 0)
+			continue;
+		jobs_claimed(r, i);
+		uint64_t now = wall_ms();
+		int len = djob_value(value, i, "complete", a->name, queued_at, now,
+		                     now);
+		natsStatus s = kvStore_Update(NULL, a->kv, key, value, len, rev);
+		if (s != NATS_OK) {
+			jobs_fail(r, "direct complete of %s: %s", key, nats_why(s));
+			break;
+		}
+		jobs_completed(r, i);
+	}
+	return NULL;
+}
+
+/* ---- jobs: a run, either way ---- */
+
+struct jobs_side {
+	const char *name;
+	bool (*prepare)(struct jobs_run *r); /* a fresh queue */
+	void (*open)(struct jobs_app *a, int idx, bool worker);
+	void (*close)(struct jobs_app *a);
+	void *(*submit)(void *arg);
+	void *(*work)(void *arg);
+	void (*verify)(struct jobs_run *r); /* after a good run; or NULL */
+	void (*drop)(struct jobs_run *r);
+};
+
+static const struct jobs_side jobs_direct = {
+	"direct", jobs_prepare_direct, jobs_open_direct, jobs_close_direct,
+	jobs_submit_direct, jobs_work_direct, NULL, jobs_drop_direct};
+static const struct jobs_side jobs_shipd = {
+	"shipd", jobs_prepare_shipd, jobs_open_shipd, jobs_close_shipd,
+	jobs_submit_shipd, jobs_work_shipd, jobs_verify_shipd, jobs_drop_shipd};
+
+/* Every job completed once and claimed once; the rate and the wait from
+ * submit to claim. */
+static void jobs_check(struct jobs_run *r, uint64_t t0)
+{
+	unsigned nw = 0;
+	uint64_t *wait = calloc(r->n, sizeof(*wait));
+	for (unsigned i = 0; i < r->n; i++) {
+		unsigned c = atomic_load(&r->completes[i]);
+		r->lost += c == 0;
+		r->twice += c > 1;
+		r->reclaimed += atomic_load(&r->claims[i]) > 1;
+		uint64_t s = atomic_load(&r->submit_ns[i]);
+		uint64_t cl = atomic_load(&r->claim_ns[i]);
+		if (s && cl)
+			wait[nw++] = cl > s ? cl - s : 0;
+	}
+	if (r->lost || r->twice || r->reclaimed)
+		jobs_fail(r, "%u of %u jobs lost, %u completed twice, %u claimed "
+		             "twice",
+		          r->lost, r->n, r->twice, r->reclaimed);
+	uint64_t last = atomic_load(&r->last_ns);
+	r->rate = last > t0 ? r->n / ((double)(last - t0) / 1e9) : 0;
+	if (nw) {
+		qsort(wait, nw, sizeof(*wait), cmp_u64);
+		r->wait_p50_us = pct(wait, nw, 0.5);
+		r->wait_p99_us = pct(wait, nw, 0.99);
+	}
+	free(wait);
+}
+
+static void jobs_wait(struct jobs_run *r)
+{
+	while (!atomic_load(&r->stop) && atomic_load(&r->done) < r->n &&
+	       now_ns() - atomic_load(&r->progress_ns) <
+	           (uint64_t)JOBS_IDLE_MS * 1000000u)
+		fx_sleep_ms(1);
+	atomic_store(&r->stop, true);
+}
+
+/* The apps of a run: workers first, waiting, then the clock starts with
+ * the submitters. */
+static void jobs_apps(const struct jobs_side *side, struct jobs_run *r,
+                      struct usage *u, uint64_t *t0)
+{
+	int nsub = r->paced ? 1 : JOBS_SUBMITTERS;
+	struct jobs_app sub[JOBS_SUBMITTERS] = {0}, wk[JOBS_WORKERS] = {0};
+	for (int i = 0; i < nsub; i++) {
+		sub[i].r = r;
+		side->open(&sub[i], i, false);
+	}
+	for (int i = 0; i < JOBS_WORKERS; i++) {
+		wk[i].r = r;
+		side->open(&wk[i], i, true);
+	}
+	for (int i = 0; i < JOBS_WORKERS && !atomic_load(&r->stop); i++)
+		wk[i].started =
+		    !pthread_create(&wk[i].t, NULL, side->work, &wk[i]);
+	usage_begin(u);
+	*t0 = now_ns();
+	atomic_store(&r->progress_ns, *t0);
+	for (int i = 0; i < nsub && !atomic_load(&r->stop); i++)
+		sub[i].started =
+		    !pthread_create(&sub[i].t, NULL, side->submit, &sub[i]);
+	jobs_wait(r);
+	for (int i = 0; i < nsub; i++)
+		if (sub[i].started)
+			pthread_join(sub[i].t, NULL);
+	for (int i = 0; i < JOBS_WORKERS; i++)
+		if (wk[i].started)
+			pthread_join(wk[i].t, NULL);
+	usage_end(u);
+	for (int i = 0; i < nsub; i++)
+		side->close(&sub[i]);
+	for (int i = 0; i < JOBS_WORKERS; i++)
+		side->close(&wk[i]);
+}
+
+static void jobs_run(const struct jobs_side *side, struct jobs_run *r,
+                     struct usage *u)
+{
+	uint64_t t0 = 0;
+	if (side->prepare(r)) {
+		jobs_apps(side, r, u, &t0);
+		jobs_check(r, t0);
+		if (!r->failed && side->verify)
+			side->verify(r);
+	}
+	side->drop(r);
+	if (r->failed)
+		fprintf(stderr, "shipbench: jobs: %s%s: %s (of %u jobs %u lost, "
+		                "%u completed twice, %u claimed twice; %.1f jobs/s "
+		                "until the last, claim p50 %.1f us)\n",
+		        side->name, r->paced ? " paced" : "", r->why, r->n, r->lost,
+		        r->twice, r->reclaimed, r->rate, r->wait_p50_us);
+}
+
+static struct jobs_run *jobs_run_new(const char *name, unsigned n,
+                                     bool paced)
+{
+	struct jobs_run *r = calloc(1, sizeof(*r));
+	r->name = name;
+	r->n = n;
+	r->paced = paced;
+	r->claims = calloc(n, sizeof(*r->claims));
+	r->completes = calloc(n, sizeof(*r->completes));
+	r->submit_ns = calloc(n, sizeof(*r->submit_ns));
+	r->claim_ns = calloc(n, sizeof(*r->claim_ns));
+	pthread_mutex_init(&r->mu, NULL);
+	pthread_cond_init(&r->claimed, NULL);
+	return r;
+}
+
+static void jobs_run_free(struct jobs_run *r)
+{
+	pthread_cond_destroy(&r->claimed);
+	pthread_mutex_destroy(&r->mu);
+	free(r->claims);
+	free(r->completes);
+	free(r->submit_ns);
+	free(r->claim_ns);
+	free(r);
+}
+
+static void jobs_use_shipd(struct jobs_run *r, struct shipc *admin,
+                           const char *b_sock)
+{
+	r->socks[0] = opt.socket;
+	r->socks[1] = b_sock;
+	r->admin = admin;
+}
+
+/* d and s: throughput; dp and sp: paced, the wait for a claim. */
+static void jobs_rows(struct jobs_run *d, struct jobs_run *s,
+                      struct jobs_run *dp, struct jobs_run *sp,
+                      const struct usage *u)
+{
+	if (!d->failed && !s->failed)
+		row("jobs", "jobs/s", d->rate, s->rate, true, u);
+	else
+		row_failed("jobs", "jobs/s", !d->failed, d->rate, d->why,
+		           !s->failed, s->rate, s->why);
+	if (dp->failed || sp->failed) {
+		row_failed("jobs", "claim p50 us", !dp->failed, dp->wait_p50_us,
+		           dp->why, !sp->failed, sp->wait_p50_us, sp->why);
+		return;
+	}
+	row("jobs", "claim p50 us", dp->wait_p50_us, sp->wait_p50_us, false,
+	    NULL);
+	row("jobs", "claim p99 us", dp->wait_p99_us, sp->wait_p99_us, false,
+	    NULL);
+}
+
+static void bench_jobs(void)
+{
+	unsigned n = opt.jobs ? opt.jobs : opt.quick ? 200 : 2000;
+	unsigned np = n / 10 > 200 ? 200 : n / 10; /* paced */
+	if (np < 20)
+		np = n < 20 ? n : 20;
+	struct shipdp b = {0};
+	/* B only beside an A of ours: another shipd might use another NATS. */
+	if (shipd_pid && (shipd_start(&b, opt.nats_url, NULL) < 0 ||
+	                  !fx_wait_link(b.sock, 10000))) {
+		fprintf(stderr, "shipbench: jobs: cannot start a second shipd\n");
+		shipd_cleanup(&b);
+		bench_failures++;
+		return;
+	}
+	if (!fx_wait_link(opt.socket, 10000))
+		fprintf(stderr, "shipbench: jobs: shipd is not linked to NATS\n");
+	struct jobs_run *d = jobs_run_new("shipbench_jobs", n, false);
+	struct jobs_run *dp = jobs_run_new("shipbench_jobs_paced", np, true);
+	struct jobs_run *s = jobs_run_new("shipbench", n, false);
+	struct jobs_run *sp = jobs_run_new("shipbench_paced", np, true);
+	struct shipc *h = ship_connect("bench-jobs");
+	struct usage u = {0}, un = {0};
+	jobs_run(&jobs_direct, d, &un);
+	jobs_run(&jobs_direct, dp, &un);
+	jobs_use_shipd(s, h, b.pid ? b.sock : opt.socket);
+	jobs_use_shipd(sp, h, b.pid ? b.sock : opt.socket);
+	double b_cpu = b.pid ? proc_cpu_s(b.pid) : 0;
+	jobs_run(&jobs_shipd, s, &u);
+	/* Both shipds' CPU; the peak RSS is A's. */
+	u.cpu_s += b.pid ? proc_cpu_s(b.pid) - b_cpu : 0;
+	jobs_run(&jobs_shipd, sp, &un);
+	jobs_rows(d, s, dp, sp, &u);
+	if (opt.json)
+		printf(",\n{\"scenario\":\"jobs\",\"jobs\":%u,\"paced_jobs\":%u,"
+		       "\"submitters\":%d,\"workers\":%d,\"shipds\":%d,"
+		       "\"direct_cas_lost\":%u,\"direct_loaded_claim_p50_us\":%.3f,"
+		       "\"shipd_loaded_claim_p50_us\":%.3f}",
+		       n, np, JOBS_SUBMITTERS, JOBS_WORKERS, b.pid ? 2 : 1,
+		       atomic_load(&d->lost_races), d->wait_p50_us, s->wait_p50_us);
+	else
+		printf("%-8s %u jobs (%u paced), %d submitters on A, %d workers "
+		       "on %s%s\n"
+		       "%-8s direct lost %u claim races; at full load a claim "
+		       "waited %.1f ms direct, %.1f ms shipd (p50)\n",
+		       "jobs", n, np, JOBS_SUBMITTERS, JOBS_WORKERS,
+		       b.pid ? "A and B" : "A", b.pid ? "; shipd cpu: A + B" : "",
+		       "jobs", atomic_load(&d->lost_races), d->wait_p50_us / 1000,
+		       s->wait_p50_us / 1000);
+	shipc_close(h);
+	jobs_run_free(d);
+	jobs_run_free(dp);
+	jobs_run_free(s);
+	jobs_run_free(sp);
+	shipd_cleanup(&b);
+}
+
 /* ---- main ---- */
 
 static void usage(FILE *f)
@@ -1351,12 +2126,14 @@ static void usage(FILE *f)
 	fprintf(f,
 	        "usage: shipbench [--nats URL] [--socket PATH] [--size N] "
 	        "[--count N]\n"
-	        "                 [--clients N] [--obj-mib N] [--quick] [--json]\n"
-	        "                 [SCENARIO...]\n"
-	        "scenarios: rtt pub pubsub fanout req jspub kv obj idle "
+	        "                 [--clients N] [--obj-mib N] [--jobs N] [--quick]\n"
+	        "                 [--json] [SCENARIO...]\n"
+	        "scenarios: rtt pub pubsub fanout req jspub kv obj jobs idle "
 	        "(default: all)\n"
 	        "obj puts and gets one object of --obj-mib MiB (256; 4 with "
 	        "--quick).\n"
+	        "jobs submits and completes --jobs jobs (2000; 200 with --quick)\n"
+	        "across two shipds on one nats-server.\n"
 	        "Without --nats a temporary nats-server -js is started; without\n"
 	        "--socket a shipd is started (SHIPD_BIN or the one built beside).\n");
 }
@@ -1398,6 +2175,7 @@ int main(int argc, char **argv)
 		{"count", required_argument, NULL, 'c'},
 		{"clients", required_argument, NULL, 'k'},
 		{"obj-mib", required_argument, NULL, 'o'},
+		{"jobs", required_argument, NULL, 'b'},
 		{"quick", no_argument, NULL, 'q'},
 		{"json", no_argument, NULL, 'j'},
 		{"help", no_argument, NULL, 'h'},
@@ -1425,6 +2203,13 @@ int main(int argc, char **argv)
 			if (opt.obj_mib == 0 || opt.obj_mib > OBJ_MIB_MAX) {
 				fprintf(stderr, "shipbench: --obj-mib: 1 to %d\n",
 				        OBJ_MIB_MAX);
+				return 2;
+			}
+			break;
+		case 'b':
+			opt.jobs = (unsigned)strtoul(optarg, NULL, 10);
+			if (opt.jobs == 0 || opt.jobs > JOBS_MAX) {
+				fprintf(stderr, "shipbench: --jobs: 1 to %d\n", JOBS_MAX);
 				return 2;
 			}
 			break;
@@ -1496,6 +2281,8 @@ int main(int argc, char **argv)
 		bench_kv();
 	if (want(argc, argv, "obj"))
 		bench_obj();
+	if (want(argc, argv, "jobs"))
+		bench_jobs();
 	if (want(argc, argv, "idle"))
 		bench_idle();
 	if (opt.json)
