@@ -59,6 +59,14 @@ void blocks_link_changed(bool up)
 			blocks[i]->link_changed(up);
 }
 
+bool blocks_busy(void)
+{
+	for (size_t i = 0; i < N_BLOCKS; i++)
+		if (blocks[i]->busy && blocks[i]->busy())
+			return true;
+	return false;
+}
+
 void blocks_finish(void)
 {
 	for (size_t i = 0; i < N_BLOCKS; i++)

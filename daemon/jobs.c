@@ -520,6 +520,11 @@ static struct jreq *req_new(struct client *c, uint64_t id, enum jkind kind)
 
 static void fail(struct jreq *x, const struct js_err *e)
 {
+	/* The bucket went (deleted through another shipd): the queue is
+	 * looked up, or made, again at its next use. */
+	if (x->q && (kv_no_stream(e) || (e->code == SHIP__CODE__NOT_FOUND &&
+	                                  !strncmp(e->text, "bucket '", 8))))
+		x->q->ready = false;
 	if (x->op.c)
 		client_js_error(x->op.c, x->op.id, e);
 	req_free(x);
@@ -762,8 +767,10 @@ static struct queue *queue_get(struct client *c, uint64_t id, const char *name)
 	}
 	jobs_start();
 	TAILQ_FOREACH(q, &queues, entry)
-	if (!strcmp(q->name, name))
+	if (!strcmp(q->name, name)) {
+		q->used_ms = now_ms();
 		return q;
+	}
 	if (n_queues >= QUEUES_MAX) {
 		client_error(c, id, SHIP__CODE__RESOURCE_EXHAUSTED,
 		             "shipd knows %d queues already", QUEUES_MAX);
@@ -785,6 +792,7 @@ static struct queue *queue_get(struct client *c, uint64_t id, const char *name)
 	TAILQ_INIT(&q->active);
 	TAILQ_INSERT_TAIL(&queues, q, entry);
 	n_queues++;
+	q->used_ms = now_ms();
 	return q;
 }
 
@@ -812,16 +820,22 @@ static void queue_free(struct queue *q, const struct js_err *gone)
 	TAILQ_REMOVE(&queues, q, entry);
 	n_queues--;
 	kv_req_cancel(q->cfg_req);
+	q->cfg_req = NULL;
 	kv_follow_cancel(q->follow);
+	q->follow = NULL;
 	idx_clear(q);
 	js_cancel(q->info_call);
+	q->info_call = NULL;
 	queue_drop_reqs(q, gone);
 	while ((h = TAILQ_FIRST(&q->held))) {
 		TAILQ_REMOVE(&q->held, h, entry);
 		free(h);
 	}
 	event_free(q->dispatch);
-	free(q);
+	if (q->ensuring)
+		q->finished = true; /* its ensure answers later: freed there */
+	else
+		free(q);
 }
 
 static void cfg_created(void *arg, uint64_t revision, const struct js_err *e);
@@ -895,6 +909,14 @@ static void ensured(void *arg, const struct js_err *e)
 static void req_ready(struct jreq *x);
 static void queue_starting_done(struct queue *q, const struct js_err *e);
 
+static bool queue_idle(const struct queue *q)
+{
+	return TAILQ_EMPTY(&q->starting_reqs) && TAILQ_EMPTY(&q->waiters) &&
+	       TAILQ_EMPTY(&q->work) && TAILQ_EMPTY(&q->active) &&
+	       TAILQ_EMPTY(&q->held) && !q->follow && !q->ensuring &&
+	       !q->cfg_req && !q->info_call;
+}
+
 /* Whether the queue's bucket exists, for what does not make it. */
 static void queue_info(void *arg, json_t *reply, const struct js_err *e)
 {
@@ -915,6 +937,8 @@ static void queue_info(void *arg, json_t *reply, const struct js_err *e)
 		}
 		if (!create) {
 			queue_starting_done(q, &ne);
+			if (queue_idle(q)) /* lookups of made-up names keep none */
+				queue_free(q, NULL);
 			return;
 		}
 		/* A submit or a claim came meanwhile: make it. */
@@ -956,6 +980,9 @@ static void queue_use(struct jreq *x, bool create)
 {
 	struct queue *q = x->q;
 	x->create = create;
+	/* Every request of q is on one of its lists: a delete of q ends
+	 * them all, none is left pointing at it. */
+	req_list(x, &q->active);
 	if (q->ready) {
 		req_ready(x);
 		return;
@@ -1210,6 +1237,14 @@ static void idem_job_got(void *arg, const struct kv_entry *ent,
 		fail(x, err);
 		return;
 	}
+	if (ent->op != SHIP__KV_OP__KV_PUT) {
+		/* Made, finished and purged by retention: not run again. */
+		fail_code(x, SHIP__CODE__ALREADY_EXISTS,
+		          "job '%s' of this idempotency key is finished and no "
+		          "longer kept",
+		          x->id);
+		return;
+	}
 	json_t *j = json_loadb(ent->value, ent->len, 0, NULL);
 	if (!json_is_object(j)) {
 		json_decref(j);
@@ -1281,8 +1316,10 @@ static void handle_submit(struct client *c, uint64_t id,
 		             "a delay of more than a year");
 		return;
 	}
+	if (!client_allowed(c, id, POL_JOBS_SUBMIT, s->queue))
+		return;
 	struct queue *q = queue_get(c, id, s->queue);
-	if (!q || !client_allowed(c, id, POL_JOBS_SUBMIT, s->queue))
+	if (!q)
 		return;
 	struct jreq *x = req_new(c, id, K_SUBMIT);
 	if (!x)
@@ -1494,8 +1531,10 @@ static void handle_claim(struct client *c, uint64_t id, const Ship__JobClaim *r)
 		             WORKER_MAX);
 		return;
 	}
+	if (!client_allowed(c, id, POL_JOBS_CLAIM, r->queue))
+		return;
 	struct queue *q = queue_get(c, id, r->queue);
-	if (!q || !client_allowed(c, id, POL_JOBS_CLAIM, r->queue))
+	if (!q)
 		return;
 	struct held *h;
 	size_t n = 0;
@@ -1715,8 +1754,9 @@ static void prune(struct queue *q, uint64_t now)
 		snprintf(w->id, sizeof(w->id), "%s", x->id);
 		snprintf(key, sizeof(key), "job.%s", x->id);
 		req_list(w, &q->work);
-		w->kv = kv_put(q->bucket, key, SHIP__KV_WRITE_OP__KV_WRITE_PURGE,
-		               NULL, 0, 0, pruned, w, &e);
+		/* At the revision the index has: a job changed since (a
+		 * requeue) is not purged. */
+		w->kv = kv_purge_at(q->bucket, key, x->revision, pruned, w, &e);
 		if (!w->kv) {
 			req_free(w);
 			break;
@@ -1740,6 +1780,11 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 			renew_start(q, h);
 		if (!TAILQ_EMPTY(&q->held) || !TAILQ_EMPTY(&q->waiters))
 			q->used_ms = mono;
+		if (queue_idle(q) && mono - q->used_ms > FOLLOW_IDLE_MS) {
+			/* Unused for a while: known again at the next use. */
+			queue_free(q, NULL);
+			continue;
+		}
 		if (!q->indexed)
 			continue;
 		for (size_t i = 0; i < q->tsize; i++)
@@ -1838,8 +1883,10 @@ static void handle_finish(struct client *c, uint64_t id,
 		             "invalid job id '%.64s' or error text", r->id);
 		return;
 	}
+	if (!client_allowed(c, id, POL_JOBS_CLAIM, r->queue))
+		return;
 	struct queue *q = queue_get(c, id, r->queue);
-	if (!q || !client_allowed(c, id, POL_JOBS_CLAIM, r->queue))
+	if (!q)
 		return;
 	struct held *h = held_find(q, c, r->id);
 	if (!h) {
@@ -1926,8 +1973,10 @@ static void handle_change(struct client *c, uint64_t id,
 		             "invalid job id '%.64s'", r->id);
 		return;
 	}
+	if (!client_allowed(c, id, POL_JOBS_ADMIN, r->queue))
+		return;
 	struct queue *q = queue_get(c, id, r->queue);
-	if (!q || !client_allowed(c, id, POL_JOBS_ADMIN, r->queue))
+	if (!q)
 		return;
 	struct jreq *x = req_new(c, id, K_CHANGE);
 	if (!x)
@@ -1960,8 +2009,10 @@ static void handle_get(struct client *c, uint64_t id, const Ship__JobGet *r)
 		             "invalid job id '%.64s'", r->id);
 		return;
 	}
+	if (!client_allowed(c, id, POL_JOBS_SUBMIT, r->queue))
+		return;
 	struct queue *q = queue_get(c, id, r->queue);
-	if (!q || !client_allowed(c, id, POL_JOBS_SUBMIT, r->queue))
+	if (!q)
 		return;
 	struct jreq *x = req_new(c, id, K_GET);
 	if (!x)
@@ -2107,8 +2158,10 @@ static void handle_list(struct client *c, uint64_t id, const Ship__JobList *r,
 		             r->status);
 		return;
 	}
+	if (!client_allowed(c, id, POL_JOBS_SUBMIT, queue))
+		return;
 	struct queue *q = queue_get(c, id, queue);
-	if (!q || !client_allowed(c, id, POL_JOBS_SUBMIT, queue))
+	if (!q)
 		return;
 	struct jreq *x = req_new(c, id, kind);
 	if (!x)
@@ -2160,8 +2213,10 @@ static void handle_queue_create(struct client *c, uint64_t id,
 		             "max_attempts over 1000");
 		return;
 	}
+	if (!client_allowed(c, id, POL_JOBS_ADMIN, r->queue))
+		return;
 	struct queue *q = queue_get(c, id, r->queue);
-	if (!q || !client_allowed(c, id, POL_JOBS_ADMIN, r->queue))
+	if (!q)
 		return;
 	struct jreq *x = req_new(c, id, K_QCREATE);
 	if (!x)
@@ -2205,11 +2260,12 @@ static void deleted(void *arg, json_t *reply, const struct js_err *e)
 static void handle_queue(struct client *c, uint64_t id, const char *name,
                          enum jkind kind)
 {
+	if (!client_allowed(c, id,
+	                    kind == K_QDELETE ? POL_JOBS_ADMIN : POL_JOBS_SUBMIT,
+	                    name))
+		return;
 	struct queue *q = queue_get(c, id, name);
-	if (!q || !client_allowed(c, id,
-	                          kind == K_QDELETE ? POL_JOBS_ADMIN
-	                                            : POL_JOBS_SUBMIT,
-	                          name))
+	if (!q)
 		return;
 	struct jreq *x = req_new(c, id, kind);
 	if (!x)
@@ -2220,6 +2276,7 @@ static void handle_queue(struct client *c, uint64_t id, const char *name,
 		return;
 	}
 	char what[KV_NAME_MAX + 32];
+	req_list(x, &q->active);
 	snprintf(what, sizeof(what), "STREAM.DELETE.KV_%s", q->bucket);
 	x->call = js_api(what, NULL, 5000, deleted, x);
 	if (!x->call)
@@ -2321,27 +2378,8 @@ static void jobs_link_changed(bool up)
 static void jobs_finish(void)
 {
 	struct queue *q;
-	while ((q = TAILQ_FIRST(&queues))) {
-		if (q->ensuring) {
-			/* Its ensure answers after this: freed there. */
-			struct held *h;
-			TAILQ_REMOVE(&queues, q, entry);
-			n_queues--;
-			kv_follow_cancel(q->follow);
-			q->follow = NULL;
-			idx_clear(q);
-			js_cancel(q->info_call);
-			queue_drop_reqs(q, NULL);
-			while ((h = TAILQ_FIRST(&q->held))) {
-				TAILQ_REMOVE(&q->held, h, entry);
-				free(h);
-			}
-			event_free(q->dispatch);
-			q->finished = true;
-			continue;
-		}
+	while ((q = TAILQ_FIRST(&queues)))
 		queue_free(q, NULL);
-	}
 	if (tick)
 		event_free(tick);
 	tick = NULL;
@@ -2397,8 +2435,23 @@ static void req_job_counts(struct client *c, const Ship__ClientFrame *f)
 	handle_list(c, f->id, NULL, K_COUNTS, f->job_counts->queue);
 }
 
+/* Jobs given back at shutdown (their clients went) are still on their
+ * way: shipd waits a little for them rather than leave them held until
+ * their leases run out. */
+static bool jobs_busy(void)
+{
+	struct queue *q;
+	struct jreq *x;
+	TAILQ_FOREACH(q, &queues, entry)
+	TAILQ_FOREACH(x, &q->work, qentry)
+	if (x->kind == K_RELEASE)
+		return true;
+	return false;
+}
+
 const struct block jobs_block = {
 	.name = "jobs",
+	.busy = jobs_busy,
 	.client_gone = jobs_client_gone,
 	.link_changed = jobs_link_changed,
 	.finish = jobs_finish,

@@ -475,9 +475,10 @@ static int put_publish(struct kv_req *r, uint64_t expected, bool cas,
 	return 0;
 }
 
-struct kv_req *kv_put(const char *bucket, const char *key, int op,
-                      const void *value, size_t len, uint64_t expected,
-                      kv_put_fn *fn, void *arg, struct js_err *err)
+static struct kv_req *put_start(const char *bucket, const char *key, int op,
+                                const void *value, size_t len,
+                                uint64_t expected, bool purge_cas,
+                                kv_put_fn *fn, void *arg, struct js_err *err)
 {
 	int64_t maxp = link_info()->max_payload;
 	if (maxp > 0 && len > (uint64_t)maxp) {
@@ -511,13 +512,32 @@ struct kv_req *kv_put(const char *bucket, const char *key, int op,
 	r->put_fn = fn;
 	r->arg = arg;
 	bool cas = op == SHIP__KV_WRITE_OP__KV_WRITE_CREATE ||
-	           op == SHIP__KV_WRITE_OP__KV_WRITE_UPDATE;
-	if (put_publish(r, op == SHIP__KV_WRITE_OP__KV_WRITE_UPDATE ? expected : 0,
+	           op == SHIP__KV_WRITE_OP__KV_WRITE_UPDATE || purge_cas;
+	if (put_publish(r,
+	                op == SHIP__KV_WRITE_OP__KV_WRITE_UPDATE || purge_cas
+	                        ? expected
+	                        : 0,
 	                cas, err) < 0) {
 		req_free(r);
 		return NULL;
 	}
 	return r;
+}
+
+struct kv_req *kv_put(const char *bucket, const char *key, int op,
+                      const void *value, size_t len, uint64_t expected,
+                      kv_put_fn *fn, void *arg, struct js_err *err)
+{
+	return put_start(bucket, key, op, value, len, expected, false, fn, arg,
+	                 err);
+}
+
+struct kv_req *kv_purge_at(const char *bucket, const char *key,
+                           uint64_t revision, kv_put_fn *fn, void *arg,
+                           struct js_err *err)
+{
+	return put_start(bucket, key, SHIP__KV_WRITE_OP__KV_WRITE_PURGE, NULL, 0,
+	                 revision, true, fn, arg, err);
 }
 
 /* ---- bucket configuration ---- */

@@ -18,6 +18,7 @@
 #include "config.h"
 #include "shipd.h"
 
+#define SHUTDOWN_DRAIN_MS 2000 /* at most, for work owed to NATS */
 #define DEFAULT_CONFIG SHIP_SYSCONFDIR "/ship/shipd.conf"
 #define STATUS_INTERVAL_MS 5000
 
@@ -360,6 +361,14 @@ int main(int argc, char **argv)
 	control_stop_accepting();
 	control_flush();
 	control_shutdown_clients();
+	/* What the clients' going started (their held jobs given back)
+	 * goes out to NATS first, for a bounded time. */
+	uint64_t until = now_ms() + SHUTDOWN_DRAIN_MS;
+	while (blocks_busy() && link_connected() && now_ms() < until) {
+		struct timeval slice = {0, 20000};
+		event_base_loopexit(base, &slice);
+		event_base_dispatch(base);
+	}
 	blocks_finish();
 	ojournal_close();
 	link_stop();

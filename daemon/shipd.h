@@ -489,6 +489,9 @@ struct block {
 	void (*client_gone)(struct client *c);
 	void (*link_changed)(bool up); /* the NATS link came up or went down */
 	void (*finish)(void);          /* at shutdown, once clients are gone */
+	/* At shutdown, once clients are gone: work that should reach NATS
+	 * before shipd stops (jobs given back) is still on its way. */
+	bool (*busy)(void);
 };
 
 extern const struct block admin_block, pubsub_block, kv_block,
@@ -503,6 +506,8 @@ bool blocks_payload(int kind);
 void blocks_client_gone(struct client *c);
 void blocks_link_changed(bool up);
 void blocks_finish(void);
+/* Whether some block's work should still reach NATS (see busy). */
+bool blocks_busy(void);
 
 /* ---- pubsub.c: publish, subscribe, request/reply ---- */
 
@@ -565,6 +570,11 @@ struct kv_req *kv_get(const char *bucket, const char *key, uint64_t revision,
 struct kv_req *kv_put(const char *bucket, const char *key, int op,
                       const void *value, size_t len, uint64_t expected,
                       kv_put_fn *fn, void *arg, struct js_err *err);
+/* Purge key only if its last revision is still revision (else
+ * WRONG_REVISION): for shipd's own clean-ups that must not race a write. */
+struct kv_req *kv_purge_at(const char *bucket, const char *key,
+                           uint64_t revision, kv_put_fn *fn, void *arg,
+                           struct js_err *err);
 void kv_req_cancel(struct kv_req *r);
 /* RFC 3339 (Z or an offset, any fraction) to Unix ns; 0 if unreadable. */
 uint64_t kv_parse_time_ns(const char *s);

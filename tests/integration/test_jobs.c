@@ -897,6 +897,549 @@ START_TEST(json_in_kv)
 }
 END_TEST
 
+/* ---- review: lifecycle events on the EventBus ---- */
+
+struct jev {
+	pthread_mutex_t mu;
+	int n;
+	char type[32][32];
+	char id[32][96];
+	char status[32][16];
+	char corr[32][96];
+	char source[32][128];
+	int payload_ok[32];
+};
+
+static void on_job_event(struct shipc *h, const struct shipc_event *ev,
+                         int err, void *arg)
+{
+	struct jev *g = arg;
+	(void)h;
+	(void)err;
+	if (!ev)
+		return;
+	pthread_mutex_lock(&g->mu);
+	if (g->n < 32) {
+		int i = g->n++;
+		snprintf(g->type[i], sizeof(g->type[i]), "%s",
+		         ev->event_type ? ev->event_type : "");
+		snprintf(g->corr[i], sizeof(g->corr[i]), "%s",
+		         ev->correlation_id ? ev->correlation_id : "");
+		snprintf(g->source[i], sizeof(g->source[i]), "%s",
+		         ev->source ? ev->source : "");
+		json_t *j = ev->payload_json
+		                    ? json_loads(ev->payload_json, 0, NULL)
+		                    : NULL;
+		g->payload_ok[i] = json_is_object(j);
+		const char *id = json_string_value(json_object_get(j, "id"));
+		const char *st = json_string_value(json_object_get(j, "status"));
+		snprintf(g->id[i], sizeof(g->id[i]), "%s", id ? id : "");
+		snprintf(g->status[i], sizeof(g->status[i]), "%s", st ? st : "");
+		json_decref(j);
+	}
+	pthread_mutex_unlock(&g->mu);
+}
+
+static int jev_n(struct jev *g)
+{
+	pthread_mutex_lock(&g->mu);
+	int n = g->n;
+	pthread_mutex_unlock(&g->mu);
+	return n;
+}
+
+/* Index of the event of type for job id (status as given), or -1. */
+static int jev_find(struct jev *g, const char *type, const char *id,
+                    const char *status)
+{
+	for (int i = 0; i < g->n; i++)
+		if (!strcmp(g->type[i], type) && !strcmp(g->id[i], id) &&
+		    !strcmp(g->status[i], status))
+			return i;
+	return -1;
+}
+
+START_TEST(lifecycle_events)
+{
+	struct shipc *h = conn(), *ev = conn();
+	queue(h, "evq", 0, 50);
+	struct jev g = {.mu = PTHREAD_MUTEX_INITIALIZER};
+	struct shipc_event_sub s = {.pattern = "job.>", .auto_ack = 1};
+	uint64_t sub = shipc_event_subscribe(ev, &s, on_job_event, &g);
+	ck_assert_msg(sub > 0, "subscribe: %s", why(ev));
+
+	/* a: queued, claimed, completed. */
+	char *a = submit_id(h, "evq", "{\"a\":1}", NULL, 0);
+	struct shipc_job *j = claim(h, "evq", "w", 0);
+	ck_assert_str_eq(j->id, a);
+	shipc_job_free(j);
+	ck_assert_int_eq(shipc_job_complete(h, "evq", a, "{\"ok\":1}", NULL), 0);
+	/* b: queued, claimed, failed with retry (requeued), claimed, failed. */
+	char *b = submit_id(h, "evq", "{\"b\":1}", NULL, 0);
+	j = claim(h, "evq", "w", 0);
+	ck_assert_str_eq(j->id, b);
+	shipc_job_free(j);
+	ck_assert_int_eq(shipc_job_fail(h, "evq", b, "flaky", 1, NULL), 0);
+	j = claim(h, "evq", "w", 3000);
+	ck_assert_str_eq(j->id, b);
+	shipc_job_free(j);
+	ck_assert_int_eq(shipc_job_fail(h, "evq", b, "broken", 0, NULL), 0);
+
+	uint64_t end = fx_now_ms() + 10000;
+	while (jev_n(&g) < 8 && fx_now_ms() < end)
+		shipc_dispatch(ev, 20);
+	end = fx_now_ms() + 300; /* nothing more than these */
+	while (fx_now_ms() < end)
+		shipc_dispatch(ev, 20);
+	pthread_mutex_lock(&g.mu);
+	struct {
+		const char *type, *id, *status;
+	} want[] = {
+		{"job.queued", a, "queued"},    {"job.claimed", a, "running"},
+		{"job.completed", a, "complete"}, {"job.queued", b, "queued"},
+		{"job.claimed", b, "running"},  {"job.requeued", b, "queued"},
+		{"job.failed", b, "failed"},
+	};
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		int k = jev_find(&g, want[i].type, want[i].id, want[i].status);
+		ck_assert_msg(k >= 0, "no %s event for %s (%s); %d events",
+		              want[i].type, want[i].id, want[i].status, g.n);
+		ck_assert_msg(g.payload_ok[k], "%s: payload is not the job",
+		              want[i].type);
+		ck_assert_str_eq(g.corr[k], want[i].id);
+		ck_assert_msg(!strncmp(g.source[k], "shipd/", 6), "source %s",
+		              g.source[k]);
+	}
+	/* Two claims of b, and one of each other kind. */
+	ck_assert_int_eq(g.n, 8);
+	pthread_mutex_unlock(&g.mu);
+	free(a);
+	free(b);
+	shipc_close(ev);
+	shipc_close(h);
+}
+END_TEST
+
+/* ---- review: a deleted queue and the requests that point at it ---- */
+
+struct deleter {
+	pthread_barrier_t *bar;
+	const char *queue;
+	int rc, err;
+};
+
+static void *delete_thread(void *arg)
+{
+	struct deleter *d = arg;
+	struct shipc *h = shipc_connect(sd.sock, "deleter");
+	pthread_barrier_wait(d->bar);
+	d->rc = h ? shipc_job_queue_delete(h, d->queue) : -1;
+	d->err = errno;
+	shipc_close(h);
+	return NULL;
+}
+
+/* Two deletes of one queue in flight at once: the request of a delete
+ * is on none of the queue's lists, so the first delete's queue_free()
+ * leaves the second pointing at a freed queue; its answer then reads
+ * it and frees it again (jobs.c deleted()). */
+START_TEST(queue_deleted_twice_at_once)
+{
+	struct shipc *h = conn();
+	for (int round = 0; round < 5; round++) {
+		queue(h, "twice", 0, 0);
+		free(submit_id(h, "twice", "1", NULL, 0));
+		pthread_barrier_t bar;
+		pthread_barrier_init(&bar, NULL, 3);
+		struct deleter d[2] = {{&bar, "twice", 0, 0},
+		                       {&bar, "twice", 0, 0}};
+		pthread_t t[2];
+		for (int i = 0; i < 2; i++)
+			pthread_create(&t[i], NULL, delete_thread, &d[i]);
+		pthread_barrier_wait(&bar);
+		for (int i = 0; i < 2; i++)
+			pthread_join(t[i], NULL);
+		pthread_barrier_destroy(&bar);
+		for (int i = 0; i < 2; i++)
+			ck_assert_msg(d[i].rc == 0 || d[i].err == ENOENT,
+			              "round %d: delete %d: %s", round, i,
+			              strerror(d[i].err));
+		/* shipd is still there and the queue is gone. */
+		struct shipc_job_queue_status st;
+		ck_assert_int_eq(shipc_job_queue_info(h, "twice", &st), -1);
+		ck_assert_msg(errno == ENOENT, "round %d: info: %s", round,
+		              why(h));
+	}
+	shipc_close(h);
+}
+END_TEST
+
+struct getter {
+	const char *queue, *id;
+	bool submit;
+	volatile int stop;
+	int n;
+};
+
+static void *get_loop(void *arg)
+{
+	struct getter *g = arg;
+	struct shipc *h = shipc_connect(sd.sock, "getter");
+	while (h && !g->stop) {
+		struct shipc_job *j = NULL;
+		if (g->submit) {
+			struct shipc_job_submit s = {.payload_json = "2"};
+			shipc_job_submit(h, g->queue, &s, &j);
+		} else {
+			shipc_job_get(h, g->queue, g->id, &j);
+		}
+		shipc_job_free(j);
+		g->n++;
+	}
+	shipc_close(h);
+	return NULL;
+}
+
+/* A get or a submit (or a finish, change, list) on a ready queue is on
+ * none of the queue's lists either: a delete answered while one is out
+ * frees the queue under it, and its next step reads x->q (ASan:
+ * heap-use-after-free in edit_got, seq_got, submit_created, ...). */
+START_TEST(queue_deleted_under_requests)
+{
+	struct shipc *h = conn();
+	for (int round = 0; round < 20; round++) {
+		queue(h, "busyq", 0, 0);
+		char *id = submit_id(h, "busyq", "1", NULL, 0);
+		enum { T = 6 };
+		struct getter g[T];
+		pthread_t t[T];
+		for (int i = 0; i < T; i++) {
+			g[i] = (struct getter){.queue = "busyq", .id = id,
+			                       .submit = i % 2 == 0};
+			pthread_create(&t[i], NULL, get_loop, &g[i]);
+		}
+		fx_sleep_ms(150);
+		shipc_job_queue_delete(h, "busyq"); /* ENOENT if just made */
+		fx_sleep_ms(50);
+		for (int i = 0; i < T; i++) {
+			g[i].stop = 1;
+			pthread_join(t[i], NULL);
+		}
+		free(id);
+		struct shipc_status st;
+		ck_assert_msg(shipc_status(h, &st) == 0, "round %d: shipd: %s",
+		              round, why(h));
+	}
+	shipc_close(h);
+}
+END_TEST
+
+/* ---- review: queues only looked up fill the table for good ---- */
+
+/* queue_get() makes a struct queue for any valid name before the
+ * permission check and before anything says the queue exists, and only
+ * a delete frees one: 256 gets of queues that do not exist leave shipd
+ * refusing every new queue (RESOURCE_EXHAUSTED) until it restarts. */
+START_TEST(lookups_do_not_use_up_queues)
+{
+	struct shipc *h = conn();
+	for (int i = 0; i < 260; i++) {
+		char q[32];
+		struct shipc_job *j = NULL;
+		snprintf(q, sizeof(q), "ghost%d", i);
+		ck_assert_int_eq(shipc_job_get(h, q, "JOB-001", &j), -1);
+		ck_assert_msg(errno == ENOENT || errno == ENOBUFS, "%s: %s", q,
+		              why(h));
+	}
+	struct shipc_job_submit s = {.payload_json = "1"};
+	struct shipc_job *j = NULL;
+	ck_assert_msg(shipc_job_submit(h, "real", &s, &j) == 0,
+	              "a submit to a new queue after 260 lookups of missing "
+	              "ones: %s",
+	              why(h));
+	shipc_job_free(j);
+	shipc_close(h);
+}
+END_TEST
+
+/* ---- review: a waiting claim that lost a job ---- */
+
+/* claim_next() deletes the claim's timer when it tries a job; if that
+ * try is lost (another shipd won the compare-and-swap, the job changed
+ * or is gone) the claim goes back to the waiters with no timer, and its
+ * wait_ms never ends it. Here the lost try is made certain with a job
+ * whose key is longer than the index keeps (written by another NATS
+ * client): the index holds the id cut at 64, the claim reads a key
+ * that does not exist. */
+START_TEST(claim_wait_ends_after_a_lost_try)
+{
+	struct shipc *h = conn();
+	queue(h, "lost", 0, 0);
+	char id[80], key[96], val[256];
+	memset(id, 'x', 70);
+	id[70] = '\0';
+	snprintf(key, sizeof(key), "job.%s", id);
+	snprintf(val, sizeof(val),
+	         "{\"id\":\"%s\",\"queue\":\"lost\",\"payload\":1,"
+	         "\"status\":\"queued\",\"worker\":\"\",\"queued_at\":1,"
+	         "\"not_before\":0,\"attempts\":0,\"max_attempts\":3,"
+	         "\"priority\":0}",
+	         id);
+	ck_assert_msg(shipc_kv_put(h, "JOBS_lost", key, val, strlen(val), NULL) ==
+	                      0,
+	              "kv put: %s", why(h));
+	struct shipc_job *j = NULL;
+	uint64_t t0 = fx_now_ms();
+	int rc = shipc_job_claim(h, "lost", "w", 1000, &j);
+	int e = errno;
+	uint64_t took = fx_now_ms() - t0;
+	shipc_job_free(j);
+	/* What the claim left behind: a real job submitted now must go to
+	 * a worker that asks for it, not to the claim h gave up on (which
+	 * would hold it, its lease renewed, for as long as h is open). */
+	struct shipc *other = conn();
+	char *real = submit_id(other, "lost", "{\"real\":1}", NULL, 0);
+	j = NULL;
+	int rc2 = shipc_job_claim(other, "lost", "w", 3000, &j);
+	int e2 = errno;
+	shipc_job_free(j);
+	ck_assert_msg(rc == -1 && e == ENOENT && took < 5000,
+	              "a claim waiting 1000 ms ended after %llu ms with %s; "
+	              "then a fresh claim of job %s: %s",
+	              (unsigned long long)took, strerror(e), real,
+	              rc2 == 0 ? "ok" : strerror(e2));
+	ck_assert_msg(rc2 == 0, "job %s went to an abandoned claim: %s", real,
+	              strerror(e2));
+	free(real);
+	shipc_close(other);
+	shipc_close(h);
+}
+END_TEST
+
+/* ---- review: retention against a requeue ---- */
+
+struct cycler {
+	char queue[32];
+	char worker[16];
+	uint64_t end_ms;
+	int cycles, lost, purged_failed, errors;
+	char lost_id[64];
+	char why[256];
+};
+
+/* Cancel and requeue one job of our own over and over. A requeue that
+ * was answered leaves a queued job, which retention must never purge. */
+static void *cycle_thread(void *arg)
+{
+	struct cycler *c = arg;
+	struct shipc *h = shipc_connect(sd.sock, c->worker);
+	char id[64] = "";
+	while (h && fx_now_ms() < c->end_ms) {
+		struct shipc_job *j = NULL;
+		if (!id[0]) {
+			struct shipc_job_submit s = {.payload_json = "1",
+			                             .worker = c->worker};
+			if (shipc_job_submit(h, c->queue, &s, &j) < 0) {
+				c->errors++;
+				continue;
+			}
+			snprintf(id, sizeof(id), "%s", j->id);
+			shipc_job_free(j);
+		}
+		if (shipc_job_cancel(h, c->queue, id, NULL) < 0) {
+			if (errno == ENOENT) {
+				/* Queued since its requeue was answered: gone. */
+				c->lost++;
+				snprintf(c->lost_id, sizeof(c->lost_id), "%s", id);
+				break;
+			}
+			c->errors++;
+			continue;
+		}
+		if (shipc_job_requeue(h, c->queue, id, NULL) < 0) {
+			if (errno == ENOENT)
+				c->purged_failed++; /* purged while failed: fine */
+			else
+				c->errors++;
+			id[0] = '\0';
+			continue;
+		}
+		c->cycles++;
+	}
+	shipc_close(h);
+	return NULL;
+}
+
+/* prune() purges by the index, with no expected revision (the PURGE is
+ * no compare-and-swap), and a requeue (K_CHANGE) does not mark the job
+ * busy: a requeue whose write is out when the tick prunes is answered
+ * "queued", then the purge lands after it and the job is gone. */
+START_TEST(retention_never_purges_a_requeued_job)
+{
+	struct shipc *h = conn();
+	struct shipc_job_queue_config qc = {.queue = "prq", .keep_finished = 1,
+	                                    .keep_finished_ms = 1};
+	ck_assert_msg(shipc_job_queue_create(h, &qc, NULL) == 0, "%s", why(h));
+	/* Followed from now on (retention runs where a queue is followed). */
+	expect_no_claim(h, "prq", "nobody");
+	enum { N = 16 };
+	struct cycler c[N];
+	pthread_t t[N];
+	uint64_t end = fx_now_ms() + 22000; /* two or three prune rounds */
+	for (int i = 0; i < N; i++) {
+		c[i] = (struct cycler){.end_ms = end};
+		snprintf(c[i].queue, sizeof(c[i].queue), "prq");
+		snprintf(c[i].worker, sizeof(c[i].worker), "cy%d", i);
+		pthread_create(&t[i], NULL, cycle_thread, &c[i]);
+	}
+	int lost = 0, cycles = 0, purged = 0;
+	char which[64] = "";
+	for (int i = 0; i < N; i++) {
+		pthread_join(t[i], NULL);
+		lost += c[i].lost;
+		cycles += c[i].cycles;
+		purged += c[i].purged_failed;
+		if (c[i].lost)
+			snprintf(which, sizeof(which), "%s", c[i].lost_id);
+	}
+	fprintf(stderr, "retention vs requeue: %d cycles, %d purged while "
+	                "failed, %d lost after an answered requeue\n",
+	        cycles, purged, lost);
+	ck_assert_msg(lost == 0,
+	              "%d requeued jobs purged after the requeue was answered "
+	              "(e.g. %s)",
+	              lost, which);
+	shipc_close(h);
+}
+END_TEST
+
+/* ---- review: idempotency outlives retention ---- */
+
+static bool job_gone(void *arg)
+{
+	struct shipc *h = arg;
+	struct shipc_job *j = NULL;
+	int rc = shipc_job_get(h, "idem-keep", "JOB-001", &j);
+	shipc_job_free(j);
+	return rc < 0 && errno == ENOENT;
+}
+
+/* "A submit again with it answers the same job, made once": after
+ * retention purged the finished job, idem_job_got() finds no job under
+ * the key's id and makes it again, so the work runs twice. */
+START_TEST(idempotent_submit_not_run_again_after_retention)
+{
+	struct shipc *h = conn();
+	struct shipc_job_queue_config qc = {.queue = "idem-keep",
+	                                    .keep_finished_ms = 1};
+	ck_assert_int_eq(shipc_job_queue_create(h, &qc, NULL), 0);
+	struct shipc_job_submit s = {.payload_json = "{\"pay\":100}",
+	                             .idempotency_key = "invoice-7"};
+	struct shipc_job *j = NULL;
+	ck_assert_int_eq(shipc_job_submit(h, "idem-keep", &s, &j), 0);
+	ck_assert_str_eq(j->id, "JOB-001");
+	shipc_job_free(j);
+	j = claim(h, "idem-keep", "w", 0);
+	ck_assert_int_eq(shipc_job_complete(h, "idem-keep", j->id, NULL, NULL), 0);
+	shipc_job_free(j);
+	ck_assert_msg(fx_wait(job_gone, h, 25000), "never purged");
+	/* The client retries its submit (say its first answer was lost). */
+	j = NULL;
+	int rc = shipc_job_submit(h, "idem-keep", &s, &j);
+	shipc_job_free(j);
+	(void)rc; /* an answer or an error may both be fine; a rerun is not */
+	struct shipc_job *again = NULL;
+	ck_assert_msg(shipc_job_claim(h, "idem-keep", "w", 0, &again) == -1,
+	              "the job of key invoice-7 runs a second time (%s)",
+	              again ? again->id : "?");
+	shipc_job_free(again);
+	shipc_close(h);
+}
+END_TEST
+
+/* ---- review: a stop gives held jobs back ---- */
+
+/* At SIGTERM, control_shutdown_clients() runs jobs_client_gone(), whose
+ * release_start() sends the release's read; blocks_finish() then runs
+ * jobs_finish(), whose queue_drop_reqs() cancels that release at once.
+ * Every job held through shipd is left running under a holder that no
+ * longer exists, until its lease (30 s by default) runs out. */
+START_TEST(stop_gives_held_jobs_back)
+{
+	struct shipc *a = conn();
+	struct shipc_job_queue_config qc = {.queue = "stopq", .lease_ms = 30000,
+	                                    .backoff_ms = 1};
+	ck_assert_int_eq(shipc_job_queue_create(a, &qc, NULL), 0);
+	char *id = submit_id(a, "stopq", "{}", NULL, 0);
+	shipc_job_free(claim(a, "stopq", "wa", 0));
+	ck_assert_int_eq(shipd_stop(&sd), 0);
+	shipc_close(a);
+	ck_assert_int_eq(shipd_restart(&sd, nd.url, NULL), 0);
+	struct shipc *b = conn();
+	struct shipc_job *j = NULL;
+	uint64_t t0 = fx_now_ms();
+	int rc = shipc_job_claim(b, "stopq", "wb", 8000, &j);
+	ck_assert_msg(rc == 0, "the job held at the stop was not back after "
+	                       "%llu ms: %s",
+	              (unsigned long long)(fx_now_ms() - t0), why(b));
+	ck_assert_str_eq(j->id, id);
+	ck_assert_uint_eq(j->attempts, 2);
+	shipc_job_free(j);
+	free(id);
+	shipc_close(b);
+}
+END_TEST
+
+/* ---- review: a queue deleted and made again, seen by another shipd ---- */
+
+static struct shipc *conn_at(const char *sock)
+{
+	struct shipc *h = shipc_connect(sock, "test_jobs_b");
+	ck_assert_ptr_nonnull(h);
+	struct shipc_status st;
+	for (int i = 0; i < 200; i++) {
+		if (shipc_status(h, &st) == 0 && st.link == SHIPC_LINK_CONNECTED)
+			break;
+		fx_sleep_ms(25);
+	}
+	return h;
+}
+
+/* ---- review: a queue deleted by another shipd ---- */
+
+/* Shipd A knows queue dq as ready (a submit went through it) but does
+ * not follow it. Shipd B deletes it. queue_use() on A still takes
+ * q->ready as true and goes straight to the seq read, which fails with
+ * "bucket not found", every time: "the first submit makes a missing
+ * queue" never happens again on A until it restarts. */
+START_TEST(queue_deleted_elsewhere_is_made_again)
+{
+	struct shipdp sb = {0};
+	ck_assert_int_eq(shipd_start(&sb, nd.url, NULL), 0);
+	ck_assert(fx_wait_link(sb.sock, 10000));
+	struct shipc *a = conn(), *b = conn_at(sb.sock);
+	free(submit_id(a, "dq", "1", NULL, 0));
+	int del = shipc_job_queue_delete(b, "dq");
+	char delwhy[300];
+	snprintf(delwhy, sizeof(delwhy), "%s", why(b));
+	int rc = -1;
+	char msg[300] = "";
+	for (int i = 0; i < 3 && rc != 0; i++) { /* a retry is fine too */
+		struct shipc_job_submit s = {.payload_json = "2"};
+		rc = shipc_job_submit(a, "dq", &s, NULL);
+		if (rc != 0)
+			snprintf(msg, sizeof(msg), "%s", why(a));
+	}
+	shipc_close(b);
+	shipc_close(a);
+	int down = shipd_cleanup(&sb);
+	ck_assert_msg(del == 0, "delete on B: %s", delwhy);
+	ck_assert_msg(rc == 0, "3 submits on A after B deleted the queue: %s",
+	              msg);
+	ck_assert_int_eq(down, 0);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("jobs");
@@ -915,6 +1458,15 @@ int main(void)
 	tcase_add_test(tc, bad_input);
 	tcase_add_test(tc, worker_loop);
 	tcase_add_test(tc, json_in_kv);
+	tcase_add_test(tc, lifecycle_events);
+	tcase_add_test(tc, queue_deleted_twice_at_once);
+	tcase_add_test(tc, queue_deleted_under_requests);
+	tcase_add_test(tc, lookups_do_not_use_up_queues);
+	tcase_add_test(tc, claim_wait_ends_after_a_lost_try);
+	tcase_add_test(tc, retention_never_purges_a_requeued_job);
+	tcase_add_test(tc, idempotent_submit_not_run_again_after_retention);
+	tcase_add_test(tc, stop_gives_held_jobs_back);
+	tcase_add_test(tc, queue_deleted_elsewhere_is_made_again);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
