@@ -518,6 +518,40 @@ static struct jreq *req_new(struct client *c, uint64_t id, enum jkind kind)
 	return x;
 }
 
+static struct queue *queue_get(struct client *c, uint64_t id,
+                               const char *name);
+
+/* A request of kind on queue name that c may make with op; NULL when
+ * refused (answered). */
+static struct jreq *req_on(struct client *c, uint64_t id, enum pol_op op,
+                           const char *name, enum jkind kind)
+{
+	if (!client_allowed(c, id, op, name))
+		return NULL;
+	struct queue *q = queue_get(c, id, name);
+	if (!q)
+		return NULL;
+	struct jreq *x = req_new(c, id, kind);
+	if (x)
+		x->q = q;
+	return x;
+}
+
+/* A copy of a request's message that outlives its frame; NULL: out of
+ * memory. */
+static void *msg_copy(const ProtobufCMessage *m)
+{
+	size_t len = protobuf_c_message_get_packed_size(m);
+	uint8_t *buf = malloc(len ? len : 1);
+	void *copy = NULL;
+	if (buf) {
+		protobuf_c_message_pack(m, buf);
+		copy = protobuf_c_message_unpack(m->descriptor, NULL, len, buf);
+		free(buf);
+	}
+	return copy;
+}
+
 static void fail(struct jreq *x, const struct js_err *e)
 {
 	/* The bucket went (deleted through another shipd): the queue is
@@ -1316,23 +1350,11 @@ static void handle_submit(struct client *c, uint64_t id,
 		             "a delay of more than a year");
 		return;
 	}
-	if (!client_allowed(c, id, POL_JOBS_SUBMIT, s->queue))
-		return;
-	struct queue *q = queue_get(c, id, s->queue);
-	if (!q)
-		return;
-	struct jreq *x = req_new(c, id, K_SUBMIT);
+	struct jreq *x = req_on(c, id, POL_JOBS_SUBMIT, s->queue, K_SUBMIT);
 	if (!x)
 		return;
-	x->q = q;
 	/* Kept: the request's strings outlive this call. */
-	size_t len = ship__job_submit__get_packed_size(s);
-	uint8_t *buf = malloc(len ? len : 1);
-	if (buf) {
-		ship__job_submit__pack(s, buf);
-		x->sub = ship__job_submit__unpack(NULL, len, buf);
-		free(buf);
-	}
+	x->sub = msg_copy(&s->base);
 	if (!x->sub) {
 		fail_code(x, SHIP__CODE__INTERNAL, "out of memory");
 		return;
@@ -1903,13 +1925,7 @@ static void handle_finish(struct client *c, uint64_t id,
 	h->busy = true; /* no renewal races the finish */
 	snprintf(x->id, sizeof(x->id), "%s", r->id);
 	holder_of(c, x->holder, sizeof(x->holder));
-	size_t len = ship__job_finish__get_packed_size(r);
-	uint8_t *buf = malloc(len ? len : 1);
-	if (buf) {
-		ship__job_finish__pack(r, buf);
-		x->fin = ship__job_finish__unpack(NULL, len, buf);
-		free(buf);
-	}
+	x->fin = msg_copy(&r->base);
 	if (!x->fin) {
 		h->busy = false;
 		fail_code(x, SHIP__CODE__INTERNAL, "out of memory");
@@ -1973,15 +1989,9 @@ static void handle_change(struct client *c, uint64_t id,
 		             "invalid job id '%.64s'", r->id);
 		return;
 	}
-	if (!client_allowed(c, id, POL_JOBS_ADMIN, r->queue))
-		return;
-	struct queue *q = queue_get(c, id, r->queue);
-	if (!q)
-		return;
-	struct jreq *x = req_new(c, id, K_CHANGE);
+	struct jreq *x = req_on(c, id, POL_JOBS_ADMIN, r->queue, K_CHANGE);
 	if (!x)
 		return;
-	x->q = q;
 	x->change = r->op;
 	snprintf(x->id, sizeof(x->id), "%s", r->id);
 	x->edit = change_edit;
@@ -2009,15 +2019,9 @@ static void handle_get(struct client *c, uint64_t id, const Ship__JobGet *r)
 		             "invalid job id '%.64s'", r->id);
 		return;
 	}
-	if (!client_allowed(c, id, POL_JOBS_SUBMIT, r->queue))
-		return;
-	struct queue *q = queue_get(c, id, r->queue);
-	if (!q)
-		return;
-	struct jreq *x = req_new(c, id, K_GET);
+	struct jreq *x = req_on(c, id, POL_JOBS_SUBMIT, r->queue, K_GET);
 	if (!x)
 		return;
-	x->q = q;
 	snprintf(x->id, sizeof(x->id), "%s", r->id);
 	x->after = get_after;
 	queue_use(x, false);
@@ -2158,23 +2162,11 @@ static void handle_list(struct client *c, uint64_t id, const Ship__JobList *r,
 		             r->status);
 		return;
 	}
-	if (!client_allowed(c, id, POL_JOBS_SUBMIT, queue))
-		return;
-	struct queue *q = queue_get(c, id, queue);
-	if (!q)
-		return;
-	struct jreq *x = req_new(c, id, kind);
+	struct jreq *x = req_on(c, id, POL_JOBS_SUBMIT, queue, kind);
 	if (!x)
 		return;
-	x->q = q;
 	if (r) {
-		size_t len = ship__job_list__get_packed_size(r);
-		uint8_t *buf = malloc(len ? len : 1);
-		if (buf) {
-			ship__job_list__pack(r, buf);
-			x->list = ship__job_list__unpack(NULL, len, buf);
-			free(buf);
-		}
+		x->list = msg_copy(&r->base);
 		if (!x->list) {
 			fail_code(x, SHIP__CODE__INTERNAL, "out of memory");
 			return;
@@ -2213,22 +2205,11 @@ static void handle_queue_create(struct client *c, uint64_t id,
 		             "max_attempts over 1000");
 		return;
 	}
-	if (!client_allowed(c, id, POL_JOBS_ADMIN, r->queue))
-		return;
-	struct queue *q = queue_get(c, id, r->queue);
-	if (!q)
-		return;
-	struct jreq *x = req_new(c, id, K_QCREATE);
+	struct jreq *x = req_on(c, id, POL_JOBS_ADMIN, r->queue, K_QCREATE);
 	if (!x)
 		return;
-	x->q = q;
-	size_t len = ship__job_queue_config__get_packed_size(r);
-	uint8_t *buf = malloc(len ? len : 1);
-	if (buf) {
-		ship__job_queue_config__pack(r, buf);
-		x->qcfg = ship__job_queue_config__unpack(NULL, len, buf);
-		free(buf);
-	}
+	struct queue *q = x->q;
+	x->qcfg = msg_copy(&r->base);
 	if (!x->qcfg) {
 		fail_code(x, SHIP__CODE__INTERNAL, "out of memory");
 		return;
