@@ -113,7 +113,10 @@ static bool complete(struct shipc *h, struct board *b,
                      const struct shipc_job *j, const char *me)
 {
 	const char *id = j->id;
-	for (int i = 0; i < 50; i++) {
+	/* Up to 30 s: NATS restarting on a loaded machine can leave the
+	 * outcome unknown for several seconds, and a complete that was
+	 * applied must still be counted. */
+	for (int i = 0; i < 300; i++) {
 		struct shipc_job *after = NULL;
 		if (shipc_job_complete(h, b->queue, id, "{\"ok\":true}", NULL) == 0)
 			return true;
