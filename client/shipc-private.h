@@ -75,6 +75,7 @@ struct shipc {
 	uint64_t next_id;
 	struct call *done_calls; /* completions to run */
 	struct sub *done_subs;
+	struct shipc_svc *svcs; /* services added (svc.c) */
 	pthread_t bg;
 	bool bg_started;
 	char last_error[256];

@@ -1235,6 +1235,158 @@ int shipc_job_work(struct shipc *h, const char *queue, const char *worker,
                    shipc_job_fn *fn, void *arg,
                    const struct shipc_job_work_opts *o);
 
+/*
+ * ---- Services (request/reply services found with the NATS micro protocol) ----
+ *
+ * The handle hosts a service instance: shipd subscribes to its endpoints
+ * on NATS (queue group "q" by default, so instances on many hosts share
+ * the load), hands each request to a handler of this handle, and publishes
+ * the answer. shipd answers `nats micro` discovery ($SRV.PING, INFO, STATS)
+ * for the instance with statistics it measures. A request not answered in
+ * timeout_ms gets error 504 from shipd; past max_pending unanswered ones,
+ * error 503. When the handle closes (or the app dies) the instance is gone
+ * at once and its callers get error 503; shipc_svc_stop() drains it. After
+ * a reconnect to a restarted shipd the library adds the service again
+ * (a new instance id).
+ *
+ * Names (service, endpoint): letters, digits, _ and -. Version: semantic
+ * versioning (1.0.0). Errors: EINVAL (bad name, version, subject),
+ * EACCES (the policy's "service" on the name, or "subscribe" on an
+ * endpoint's subject), EEXIST (the handle hosts the same name already).
+ */
+struct shipc_svc;
+
+/* A request, valid during the handler's call (copy what is kept; answer
+ * later with its svc and token). */
+struct shipc_svc_req {
+	struct shipc_svc *svc;
+	uint64_t token;
+	unsigned endpoint;          /* index in shipc_svc_config.endpoints */
+	const char *command;        /* prefix routing: the subject after the
+	                             * endpoint's subject and '.'; "" else */
+	const char *subject;
+	const char *reply;          /* "" when the caller wants no answer
+	                             * (answering it does no harm) */
+	const void *data;
+	size_t len;
+	const struct shipc_header *headers;
+	size_t n_headers;
+	uint32_t timeout_ms;        /* left to answer */
+};
+
+/* A handler: answer with shipc_svc_respond() or shipc_svc_error(), now or
+ * later (the token stays valid until answered or timed out). It may call
+ * this library. */
+typedef void shipc_svc_fn(struct shipc *h, const struct shipc_svc_req *req,
+                          void *arg);
+
+/* A named handler of a prefix-routed endpoint. */
+struct shipc_svc_command {
+	const char *name;           /* the command: one token or more (pr.merge) */
+	shipc_svc_fn *fn;
+	void *arg;
+};
+
+struct shipc_svc_endpoint {
+	const char *name;
+	const char *subject;        /* NULL: name */
+	const char *group;          /* NULL: none; else the subject's prefix */
+	const char *queue_group;    /* NULL: "q" */
+	int no_queue;               /* every instance gets each request */
+	const struct shipc_header *metadata;
+	size_t n_metadata;
+	/* The handler; with prefix routing the default handler (NULL: shipd
+	 * answers an unknown command {"error":"UNKNOWN_COMMAND: x","code":404}). */
+	shipc_svc_fn *fn;
+	void *arg;
+	/* Prefix routing (noesis-ship's NatsServiceBuilder): the endpoint
+	 * takes <subject>.<command...>; commands go to their handler. */
+	int prefix;
+	const struct shipc_svc_command *commands;
+	size_t n_commands;
+};
+
+struct shipc_svc_config {
+	const char *name;
+	const char *version;
+	const char *description;    /* NULL: "" */
+	const struct shipc_header *metadata;
+	size_t n_metadata;
+	const struct shipc_svc_endpoint *endpoints;
+	size_t n_endpoints;
+	uint32_t timeout_ms;        /* a request's time to be answered; 0: 10 s */
+	uint32_t drain_ms;          /* what shipc_svc_stop() waits for; 0: 5 s */
+	uint32_t max_pending;       /* unanswered requests; 0: 1024 */
+	/* Mutation events (shipc_svc_reply.event_type) go to
+	 * <event_prefix>.<type> as ShipEvents; NULL: to <type>. */
+	const char *event_prefix;
+	const char *event_source;   /* NULL: the service's name */
+};
+
+/* Add a service instance; waits until its subscriptions are made. NULL
+ * with errno set on failure. The configuration is copied. Handlers may
+ * run (with req->svc) before this returns. */
+struct shipc_svc *shipc_svc_add(struct shipc *h,
+                                const struct shipc_svc_config *cfg);
+/* The instance id ($SRV.<verb>.<name>.<id>), valid until the service is
+ * stopped; it changes when the library adds the service again. */
+const char *shipc_svc_id(const struct shipc_svc *svc);
+/* 0 while the service serves (or waits to be added again after a
+ * reconnect); else the errno of why it ended for good: shipd ended it,
+ * or refused to add it again (EACCES, ...). An ended service takes no
+ * requests; it still needs shipc_svc_stop() to be freed. */
+int shipc_svc_ended(const struct shipc_svc *svc);
+
+/* Answer request token of svc with data. Not waited for: 0 once queued. */
+int shipc_svc_respond(struct shipc_svc *svc, uint64_t token, const void *data,
+                      size_t len);
+/* Answer with an error: headers Nats-Service-Error: text and
+ * Nats-Service-Error-Code: code (code > 0), and data (may be NULL). */
+int shipc_svc_error(struct shipc_svc *svc, uint64_t token, unsigned code,
+                    const char *text, const void *data, size_t len);
+
+/* An answer with everything. */
+struct shipc_svc_reply {
+	const void *data;
+	size_t len;
+	const struct shipc_header *headers;
+	size_t n_headers;
+	unsigned error_code;        /* > 0: an error reply, with error_text */
+	const char *error_text;
+	/* A mutation event published (and acknowledged by JetStream) before
+	 * the answer is sent: type, and its JSON payload (NULL: null). */
+	const char *event_type;
+	const char *event_json;
+};
+/* Answer and wait for shipd to have sent it: ENOENT when the request
+ * timed out already, the event's error when it could not be stored (the
+ * answer is sent all the same). */
+int shipc_svc_reply(struct shipc_svc *svc, uint64_t token,
+                    const struct shipc_svc_reply *r);
+
+/* Stop taking requests, wait (up to drain_ms) for those in flight to be
+ * answered, and remove the instance. svc is freed, also on failure
+ * (ETIMEDOUT: shipd did not end it in time). May be called from one of
+ * its handlers. shipc_close() frees the services of a handle without
+ * draining (their callers get error 503). */
+int shipc_svc_stop(struct shipc_svc *svc);
+
+/* Serve: dispatch until *stop becomes nonzero (a signal handler may set
+ * it; read at least every 100 ms) or a service of h ends for good, then
+ * stop every service of h (draining; each svc is freed). 0 after *stop,
+ * or -1 with errno: the ended service's (see shipc_svc_ended()), or
+ * ETIMEDOUT from the stop. h must not be closed while this runs. */
+int shipc_svc_run(struct shipc *h, volatile int *stop);
+
+/* Discovery: send $SRV.<verb>[.<name>[.<id>]] ("PING", "INFO", "STATS";
+ * name and id may be NULL) and collect every instance's JSON answer for
+ * up to wait_ms (0: 2 s; it ends earlier once answers stop coming).
+ * *replies gets n malloc'd strings (free with shipc_svc_replies_free()). */
+int shipc_svc_discover(struct shipc *h, const char *verb, const char *name,
+                       const char *id, uint32_t wait_ms, char ***replies,
+                       size_t *n);
+void shipc_svc_replies_free(char **replies, size_t n);
+
 #ifdef __cplusplus
 }
 #endif

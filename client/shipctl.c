@@ -215,18 +215,22 @@ void print_msg(const struct shipc_msg *m, uint64_t n, bool raw)
 
 int add_header(struct msg_args *a, const char *arg)
 {
-	const char *colon = strchr(arg, ':');
-	if (!colon || colon == arg || a->n_hdrs == MAX_HDRS) {
-		fprintf(stderr, "shipctl: bad header '%s' (want 'Key: Value')\n",
+	/* "Key: Value", or "Key=Value" when an '=' comes before any ':'. */
+	const char *colon = strchr(arg, ':'), *eq = strchr(arg, '=');
+	const char *sep = eq && (!colon || eq < colon) ? eq : colon;
+	if (!sep || sep == arg || a->n_hdrs == MAX_HDRS) {
+		fprintf(stderr,
+		        "shipctl: bad header '%s' (want 'Key: Value' or "
+		        "Key=Value)\n",
 		        arg);
 		return -1;
 	}
 	char *kv = strdup(arg);
 	if (!kv)
 		return -1;
-	kv[colon - arg] = '\0';
-	char *v = kv + (colon - arg) + 1;
-	while (*v == ' ')
+	kv[sep - arg] = '\0';
+	char *v = kv + (sep - arg) + 1;
+	while (sep == colon && *v == ' ')
 		v++;
 	a->hdr_store[a->n_hdrs] = kv;
 	a->hdrs[a->n_hdrs].key = kv;
@@ -833,7 +837,19 @@ usage:
 	return 2;
 }
 
-static int cmd_req(int argc, char **argv)
+static int print_plain(const struct shipc_msg *reply)
+{
+	if (json) {
+		print_msg(reply, 1, false);
+	} else {
+		fwrite(reply->data, 1, reply->len, stdout);
+		fputc('\n', stdout);
+	}
+	return 0;
+}
+
+int request_cmd(int argc, char **argv, const char *name,
+                int (*print)(const struct shipc_msg *reply))
 {
 	static const struct option opts[] = {
 		{"timeout", required_argument, NULL, 't'},
@@ -872,25 +888,24 @@ static int cmd_req(int argc, char **argv)
 	                      .n_headers = a.n_hdrs};
 	struct shipc_msg *reply;
 	if (shipc_request_msg(h, &m, (int)timeout, &reply) < 0) {
-		fail("req", errno);
+		fail(name, errno);
 		goto out;
 	}
-	if (json) {
-		print_msg(reply, 1, false);
-	} else {
-		fwrite(reply->data, 1, reply->len, stdout);
-		fputc('\n', stdout);
-	}
+	rc = print(reply);
 	shipc_msg_free(reply);
-	rc = 0;
 out:
 	msg_args_finish(&a);
 	return rc;
 usage:
 	msg_args_finish(&a);
-	fprintf(stderr, "usage: shipctl req SUBJECT [DATA] [--timeout MS] "
-	                "[-H 'Key: Value']...\n");
+	fprintf(stderr, "usage: shipctl %s SUBJECT [DATA] [--timeout MS] "
+	                "[-H 'Key: Value']...\n", name);
 	return 2;
+}
+
+static int cmd_req(int argc, char **argv)
+{
+	return request_cmd(argc, argv, "req", print_plain);
 }
 
 static const struct cmd core_cmds[] = {
@@ -913,7 +928,8 @@ static const struct cmd core_cmds[] = {
 
 /* Each building block brings its own table; the usage lists them all. */
 static const struct cmd *const tables[] = {core_cmds, kv_cmds, event_cmds,
-                                           obj_cmds, store_cmds, jobs_cmds};
+                                           obj_cmds, store_cmds, jobs_cmds,
+                                           svc_cmds};
 
 static void usage(FILE *f)
 {

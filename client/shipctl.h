@@ -25,6 +25,7 @@ extern const struct cmd event_cmds[]; /* shipctl-events.c */
 extern const struct cmd obj_cmds[];   /* shipctl-obj.c */
 extern const struct cmd store_cmds[]; /* shipctl-stores.c */
 extern const struct cmd jobs_cmds[];  /* shipctl-jobs.c */
+extern const struct cmd svc_cmds[];   /* shipctl-svc.c */
 
 extern bool json;          /* --json */
 extern struct shipc *h;    /* set by open_handle() */
@@ -52,6 +53,10 @@ struct msg_args {
 };
 
 int add_header(struct msg_args *a, const char *arg);
+/* shipctl req and svc call: send SUBJECT [DATA] (-H, --timeout) and
+ * print the reply with print, whose result is the exit status. */
+int request_cmd(int argc, char **argv, const char *name,
+                int (*print)(const struct shipc_msg *reply));
 /* Read all of stdin (bounded) into a->data. */
 int read_stdin(struct msg_args *a);
 void msg_args_finish(struct msg_args *a);

@@ -12,7 +12,7 @@
 static const struct block *const blocks[] = {
 	&admin_block,  &pubsub_block, &kv_block,
 	&registry_block, &events_block, &channels_block,
-	&obj_block,    &jobs_block,
+	&obj_block,    &jobs_block,     &svc_block,
 };
 
 #define N_BLOCKS (sizeof(blocks) / sizeof(blocks[0]))
@@ -72,4 +72,13 @@ void blocks_finish(void)
 	for (size_t i = 0; i < N_BLOCKS; i++)
 		if (blocks[i]->finish)
 			blocks[i]->finish();
+}
+
+bool blocks_drain(void)
+{
+	bool any = false;
+	for (size_t i = 0; i < N_BLOCKS; i++)
+		if (blocks[i]->drain && blocks[i]->drain())
+			any = true;
+	return any;
 }

@@ -334,6 +334,15 @@ static void system_acked(void *arg, uint64_t seq, bool dup,
 	free(subject);
 }
 
+void events_envelope(struct ipc_buf *b, const char *type, const char *source,
+                     const char *payload_json)
+{
+	char ts[64], corr[9];
+	events_timestamp(ts, sizeof(ts));
+	events_random_hex(corr, 8);
+	envelope(b, type, ts, source, payload_json, corr);
+}
+
 void events_emit_system(const char *type, const char *source,
                         const char *payload_json, const char *corr,
                         const char *msg_id)

@@ -69,7 +69,6 @@ bool obj_meta_subject(const char *b, const char *name, char *out,
 bool obj_check_name(struct client *c, uint64_t id, const char *b,
 		    const char *name, char *meta, size_t size);
 void obj_digest_string(struct ipc_sha256 *s, char *out, size_t size);
-void obj_new_nuid(char out[NUID_LEN + 1]);
 void obj_rfc3339_now(char *buf, size_t size);
 uint64_t obj_wall_ns(void);
 void obj_unavailable(struct js_err *e);

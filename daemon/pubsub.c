@@ -10,7 +10,6 @@
 #include "shipd.h"
 
 #define SUBACK_WAIT_MS 2000
-#define MAX_HEADERS 256
 
 struct request;
 
@@ -34,6 +33,12 @@ struct sub {
 	 * call back with it, so it stays. */
 	unsigned live;
 	bool ended;
+	/* A subscription of shipd's own (pubsub_own): no stream, messages
+	 * go to own(own_arg, msg). */
+	pubsub_own_fn *own;
+	void *own_arg;
+	bool draining; /* own: taking nothing new, delivering what comes */
+	bool done;     /* own: nats.c ended it (drained); freed at the end */
 };
 
 enum req_kind { REQ_REQUEST, REQ_SUBACK };
@@ -96,9 +101,9 @@ uint32_t pubsub_sub_count(void)
 
 static bool check_headers(struct client *c, uint64_t id, const Ship__Msg *m)
 {
-	if (m->n_headers > MAX_HEADERS) {
+	if (m->n_headers > PUBSUB_MAX_HEADERS) {
 		client_error(c, id, SHIP__CODE__INVALID_ARGUMENT,
-		             "%zu headers, at most %d", m->n_headers, MAX_HEADERS);
+		             "%zu headers, at most %d", m->n_headers, PUBSUB_MAX_HEADERS);
 		return false;
 	}
 	for (size_t i = 0; i < m->n_headers; i++) {
@@ -149,8 +154,8 @@ static bool check_msg(struct client *c, uint64_t id, const Ship__Msg *m)
 
 /* Build and send a message, with headers if it has any (m may be NULL);
  * while the link is down it is kept for later. */
-static natsStatus send_msg(const char *subject, const char *reply,
-                           const void *data, size_t len, const Ship__Msg *m)
+natsStatus pubsub_send(const char *subject, const char *reply,
+                       const void *data, size_t len, const Ship__Msg *m)
 {
 	natsConnection *nc = link_conn();
 	if (!nc) {
@@ -259,7 +264,7 @@ static void publish(struct client *c, uint64_t id, const char *subject,
 		             link_state_name(link_info()->state));
 		return;
 	}
-	natsStatus s = send_msg(subject, reply, data, len, m);
+	natsStatus s = pubsub_send(subject, reply, data, len, m);
 	if (s == NATS_INSUFFICIENT_BUFFER && !link_connected()) {
 		client_error(c, id, SHIP__CODE__UNAVAILABLE,
 		             "NATS is not connected (%s) and the %u bytes kept "
@@ -381,7 +386,7 @@ static void handle_request(struct client *c, uint64_t id,
 	struct request *r = request_new(c, id, REQ_REQUEST, rq->msg->subject, t);
 	if (!r)
 		return;
-	natsStatus s = send_msg(rq->msg->subject, link_wait_inbox(r->wait),
+	natsStatus s = pubsub_send(rq->msg->subject, link_wait_inbox(r->wait),
 	                        rq->msg->data.data, rq->msg->data.len, rq->msg);
 	if (s != NATS_OK) {
 		client_error(c, id, pubsub_code(s), "request to '%.128s': %s",
@@ -394,15 +399,9 @@ static void handle_request(struct client *c, uint64_t id,
 
 /* ---- NATS messages to frames ---- */
 
-struct hdrs {
-	Ship__Header *ptrs[MAX_HEADERS];
-	Ship__Header h[MAX_HEADERS];
-	size_t n;
-	const char **keys;
-};
 
 /* Collect a message's headers; the strings stay owned by msg. */
-static void hdrs_get(struct hdrs *hs, natsMsg *msg)
+static void hdrs_get(struct pubsub_hdrs *hs, natsMsg *msg)
 {
 	const char **keys = NULL;
 	int nk = 0;
@@ -416,7 +415,7 @@ static void hdrs_get(struct hdrs *hs, natsMsg *msg)
 		int nv = 0;
 		if (natsMsgHeader_Values(msg, keys[i], &vals, &nv) != NATS_OK)
 			continue;
-		for (int j = 0; j < nv && hs->n < MAX_HEADERS; j++) {
+		for (int j = 0; j < nv && hs->n < PUBSUB_MAX_HEADERS; j++) {
 			Ship__Header *h = &hs->h[hs->n];
 			ship__header__init(h);
 			h->key = (char *)keys[i];
@@ -427,13 +426,13 @@ static void hdrs_get(struct hdrs *hs, natsMsg *msg)
 	}
 }
 
-static void hdrs_free(struct hdrs *hs)
+void pubsub_hdrs_free(struct pubsub_hdrs *hs)
 {
 	free((void *)hs->keys);
 }
 
 /* Fill m from msg; m points into msg and hs. */
-static void msg_view(Ship__Msg *m, struct hdrs *hs, natsMsg *msg)
+void pubsub_msg_view(Ship__Msg *m, struct pubsub_hdrs *hs, natsMsg *msg)
 {
 	ship__msg__init(m);
 	m->subject = (char *)natsMsg_GetSubject(msg);
@@ -457,15 +456,15 @@ static void request_done(void *arg, natsMsg *msg, natsStatus st)
 		 * stream that ended meanwhile cancelled this wait. */
 		client_ok(c, r->op.id);
 	} else if (st == NATS_OK) {
-		static struct hdrs hs;
+		static struct pubsub_hdrs hs;
 		Ship__ServerFrame f = SHIP__SERVER_FRAME__INIT;
 		Ship__Msg m;
-		msg_view(&m, &hs, msg);
+		pubsub_msg_view(&m, &hs, msg);
 		f.id = r->op.id;
 		f.body_case = SHIP__SERVER_FRAME__BODY_MSG;
 		f.msg = &m;
 		client_send(c, &f);
-		hdrs_free(&hs);
+		pubsub_hdrs_free(&hs);
 		stats.msgs_in++;
 	} else if (st == NATS_NO_RESPONDERS) {
 		client_error(c, r->op.id, SHIP__CODE__NO_RESPONDERS,
@@ -527,7 +526,8 @@ static void sub_end(struct sub *s, Ship__Code code, const char *why)
 	if (s->ended)
 		return;
 	s->ended = true;
-	n_subs--;
+	if (!s->own)
+		n_subs--;
 	if (s->ack)
 		request_free(s->ack); /* the stream's end answers instead */
 	if (s->st.c) {
@@ -679,6 +679,14 @@ static uint64_t nats_dropped(struct sub *s)
 
 static void sub_deliver(struct sub *s, natsMsg *msg)
 {
+	if (s->own) {
+		s->received++;
+		if (s->ended)
+			natsMsg_Destroy(msg);
+		else
+			s->own(s->own_arg, msg);
+		return;
+	}
 	if (never_delivered(s, natsMsg_GetSubject(msg))) {
 		natsMsg_Destroy(msg); /* not counted: not the app's at all */
 		return;
@@ -692,11 +700,11 @@ static void sub_deliver(struct sub *s, natsMsg *msg)
 		natsMsg_Destroy(msg);
 		return;
 	}
-	static struct hdrs hs;
+	static struct pubsub_hdrs hs;
 	Ship__ServerFrame f = SHIP__SERVER_FRAME__INIT;
 	Ship__Delivery d = SHIP__DELIVERY__INIT;
 	Ship__Msg m;
-	msg_view(&m, &hs, msg);
+	pubsub_msg_view(&m, &hs, msg);
 	d.msg = &m;
 	d.dropped = s->unreported;
 	f.id = s->st.id;
@@ -712,7 +720,7 @@ static void sub_deliver(struct sub *s, natsMsg *msg)
 		s->unreported = 0;
 		stats.msgs_in++;
 	}
-	hdrs_free(&hs);
+	pubsub_hdrs_free(&hs);
 	natsMsg_Destroy(msg);
 	if (s->max_msgs && s->received >= s->max_msgs)
 		sub_end(s, SHIP__CODE__OK, NULL);
@@ -736,6 +744,11 @@ static void sub_complete(uint64_t ticket)
 	if (s->ended) {
 		if (!s->live)
 			sub_free(s);
+		return;
+	}
+	if (s->own) {
+		/* Drained (or closed by nats.c): its owner ends it. */
+		s->done = true;
 		return;
 	}
 	natsConnection *nc = link_conn();
@@ -775,13 +788,18 @@ static void link_up(void)
 {
 	struct sub *s, *tmp;
 	TAILQ_FOREACH_SAFE(s, &subs, entry, tmp) {
-		if (s->ended || s->ns)
+		if (s->ended || s->ns || s->draining)
 			continue;
 		if (s->max_msgs && s->received >= s->max_msgs) {
 			sub_end(s, SHIP__CODE__OK, NULL);
 			continue;
 		}
 		natsStatus st = sub_open(s);
+		if (st != NATS_OK && s->own) {
+			log_warnx("subscribe to '%s': %s", s->subject,
+			          natsStatus_GetText(st));
+			continue; /* tried again on the next connection */
+		}
 		if (st != NATS_OK) {
 			char why[160];
 			snprintf(why, sizeof(why), "subscribe to '%.100s': %s",
@@ -789,6 +807,64 @@ static void link_up(void)
 			sub_end(s, pubsub_code(st), why);
 		}
 	}
+}
+
+/* ---- subscriptions of shipd's own ---- */
+
+struct sub *pubsub_own(const char *subject, const char *queue,
+                       pubsub_own_fn *fn, void *arg)
+{
+	struct sub *s = calloc(1, sizeof(*s));
+	if (!s || !(s->subject = strdup(subject)) ||
+	    !(s->queue = strdup(queue ? queue : ""))) {
+		if (s) {
+			free(s->subject);
+			free(s->queue);
+		}
+		free(s);
+		return NULL;
+	}
+	s->own = fn;
+	s->own_arg = arg;
+	TAILQ_INSERT_TAIL(&subs, s, entry);
+	if (link_conn()) {
+		natsStatus st = sub_open(s);
+		if (st != NATS_OK)
+			log_warnx("subscribe to '%s': %s", subject,
+			          natsStatus_GetText(st));
+	}
+	return s;
+}
+
+void pubsub_own_drain(struct sub *s, uint32_t timeout_ms)
+{
+	if (s->draining || s->ended)
+		return;
+	s->draining = true;
+	if (!s->ns || natsSubscription_DrainTimeout(s->ns, timeout_ms) !=
+	                      NATS_OK) {
+		/* Nothing is on its way, or nats.c will not say when it
+		 * is: nothing more is taken. */
+		if (s->ns)
+			natsSubscription_Unsubscribe(s->ns);
+		s->done = true;
+	}
+}
+
+bool pubsub_own_drained(const struct sub *s)
+{
+	return s->done || !s->ns;
+}
+
+bool pubsub_own_live(const struct sub *s)
+{
+	return s->ns != NULL && !s->draining;
+}
+
+void pubsub_own_end(struct sub *s)
+{
+	if (s)
+		sub_end(s, SHIP__CODE__OK, NULL);
 }
 
 /* ---- the block ---- */

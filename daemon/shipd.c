@@ -19,6 +19,7 @@
 #include "shipd.h"
 
 #define SHUTDOWN_DRAIN_MS 2000 /* at most, for work owed to NATS */
+#define SHUTDOWN_SERVICE_MS 61000 /* services' drains end sooner */
 #define DEFAULT_CONFIG SHIP_SYSCONFDIR "/ship/shipd.conf"
 #define STATUS_INTERVAL_MS 5000
 
@@ -359,6 +360,14 @@ int main(int argc, char **argv)
 
 	sd_notify(0, "STOPPING=1");
 	control_stop_accepting();
+	/* Services drain: their apps, still connected, answer what was
+	 * taken, bounded by the longest drain time a service asked for. */
+	uint64_t drain_until = now_ms() + SHUTDOWN_SERVICE_MS;
+	while (blocks_drain() && now_ms() < drain_until) {
+		struct timeval slice = {0, 20000};
+		event_base_loopexit(base, &slice);
+		event_base_dispatch(base);
+	}
 	control_flush();
 	control_shutdown_clients();
 	/* What the clients' going started (their held jobs given back)

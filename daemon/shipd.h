@@ -492,10 +492,15 @@ struct block {
 	/* At shutdown, once clients are gone: work that should reach NATS
 	 * before shipd stops (jobs given back) is still on its way. */
 	bool (*busy)(void);
+	/* At shutdown, before clients are closed: stop taking new work, and
+	 * say whether work in flight still needs the clients (called again
+	 * until no block says so, for a bounded time). */
+	bool (*drain)(void);
 };
 
 extern const struct block admin_block, pubsub_block, kv_block,
-	registry_block, events_block, channels_block, obj_block, jobs_block;
+	registry_block, events_block, channels_block, obj_block, jobs_block,
+	svc_block;
 
 /* Index the table's request kinds (fatal if two blocks claim one). */
 void blocks_init(void);
@@ -508,6 +513,8 @@ void blocks_link_changed(bool up);
 void blocks_finish(void);
 /* Whether some block's work should still reach NATS (see busy). */
 bool blocks_busy(void);
+/* Whether some block drains work that still needs the clients. */
+bool blocks_drain(void);
 
 /* ---- pubsub.c: publish, subscribe, request/reply ---- */
 
@@ -522,6 +529,37 @@ Ship__Code pubsub_code(natsStatus s);
 void pubsub_release_nats(void);
 void pubsub_finish(void);
 uint32_t pubsub_sub_count(void);
+/* Build and send a message, with the headers of m if it has any (m may
+ * be NULL); while the link is down it is kept (link_hold). */
+natsStatus pubsub_send(const char *subject, const char *reply,
+                       const void *data, size_t len, const Ship__Msg *m);
+
+/* A NATS message as a Ship__Msg that points into it (and into hs). */
+#define PUBSUB_MAX_HEADERS 256
+struct pubsub_hdrs {
+	Ship__Header *ptrs[PUBSUB_MAX_HEADERS];
+	Ship__Header h[PUBSUB_MAX_HEADERS];
+	size_t n;
+	const char **keys;
+};
+void pubsub_msg_view(Ship__Msg *m, struct pubsub_hdrs *hs, natsMsg *msg);
+void pubsub_hdrs_free(struct pubsub_hdrs *hs);
+
+/* A subscription of shipd's own (no app's stream, no policy): fn gets
+ * each message on the loop (ownership passes). It is made again on every
+ * connection until drained or ended. NULL if out of memory. */
+typedef void pubsub_own_fn(void *arg, natsMsg *msg);
+struct sub *pubsub_own(const char *subject, const char *queue,
+                       pubsub_own_fn *fn, void *arg);
+/* Take nothing new; what the server sent before it saw that still comes
+ * (nats.c's drain, up to timeout_ms). */
+void pubsub_own_drain(struct sub *s, uint32_t timeout_ms);
+/* Drained: nothing more can come. */
+bool pubsub_own_drained(const struct sub *s);
+/* Subscribed on the present connection and not draining. */
+bool pubsub_own_live(const struct sub *s);
+/* No callback after this; pubsub frees it. NULL is accepted. */
+void pubsub_own_end(struct sub *s);
 
 /* ---- kv.c: KV buckets and the noesis-ship stores ---- */
 
@@ -679,6 +717,11 @@ void events_publish(struct client *c, uint64_t id, const char *subject,
 void events_emit_system(const char *type, const char *source,
                         const char *payload_json, const char *corr,
                         const char *msg_id);
+/* A ShipEvent of type from source, stamped now with a new correlation
+ * id, appended to b; payload_json is valid JSON text, or NULL or "" for
+ * null. */
+void events_envelope(struct ipc_buf *b, const char *type, const char *source,
+                     const char *payload_json);
 /* RFC 3339 UTC with nanoseconds and +00:00, as noesis-ship writes. */
 void events_timestamp(char *buf, size_t size);
 /* nchars random lowercase hex digits (buf has nchars + 1 bytes). */
@@ -886,6 +929,8 @@ bool js_ack_meta(const char *reply, struct js_meta *m);
 /* ---- objjournal.c: object puts in progress, kept on disk ---- */
 
 #define NUID_LEN 22
+/* A new id as nats.go makes them (22 base-62 characters, random). */
+void obj_new_nuid(char out[NUID_LEN + 1]);
 
 /* A put (P) whose meta may have been stored, or chunks to purge (X). */
 struct ojentry {

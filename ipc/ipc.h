@@ -185,6 +185,14 @@ bool ipc_first_token(const char *s, const char *tok);
 bool ipc_subject_system(const char *s);
 /* A queue group name: printable, no spaces; "" is allowed (no group). */
 bool ipc_queue_valid(const char *s);
+/* A service's or endpoint's name (NATS micro): 1 to IPC_SVC_NAME_MAX
+ * letters, digits, _ and -. */
+#define IPC_SVC_NAME_MAX 128
+bool ipc_svc_name_valid(const char *s);
+/* A version by Semantic Versioning 2.0.0, the regex nats.go checks
+ * (1.0.0, 1.2.3-rc.1+build.5), at most IPC_SEMVER_MAX bytes. */
+#define IPC_SEMVER_MAX 256
+bool ipc_semver_valid(const char *s);
 /* snprintf for names built from a client's input: false if it was cut,
  * since a cut name is another, valid, name (someone else's). */
 bool ipc_fmt_fits(char *buf, size_t size, const char *fmt, ...)

@@ -110,3 +110,78 @@ bool ipc_subject_system(const char *s)
 			return true;
 	return false;
 }
+
+/* ---- the NATS micro protocol's names (ADR-32) ---- */
+
+static bool digit(char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+static bool alnum(char c)
+{
+	return digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+bool ipc_svc_name_valid(const char *s)
+{
+	if (!s || !*s || strlen(s) > IPC_SVC_NAME_MAX)
+		return false;
+	for (; *s; s++)
+		if (!alnum(*s) && *s != '_' && *s != '-')
+			return false;
+	return true;
+}
+
+/* A numeric identifier: 0, or digits without a leading zero. */
+static bool semver_number(const char **p)
+{
+	const char *s = *p;
+	if (*s == '0') {
+		*p = s + 1;
+		return !digit(s[1]);
+	}
+	while (digit(**p))
+		(*p)++;
+	return *p > s;
+}
+
+/* Dot-separated identifiers of [0-9A-Za-z-]; in a pre-release, one of
+ * digits alone has no leading zero. */
+static bool semver_idents(const char **p, bool pre)
+{
+	for (;;) {
+		const char *s = *p;
+		bool digits = true;
+		while (alnum(**p) || **p == '-') {
+			digits &= digit(**p);
+			(*p)++;
+		}
+		if (*p == s || (pre && digits && *s == '0' && *p - s > 1))
+			return false;
+		if (**p != '.')
+			return true;
+		(*p)++;
+	}
+}
+
+bool ipc_semver_valid(const char *s)
+{
+	if (!s || strlen(s) > IPC_SEMVER_MAX)
+		return false;
+	for (int i = 0; i < 3; i++) {
+		if (!semver_number(&s) || (i < 2 && *s++ != '.'))
+			return false;
+	}
+	if (*s == '-') {
+		s++;
+		if (!semver_idents(&s, true))
+			return false;
+	}
+	if (*s == '+') {
+		s++;
+		if (!semver_idents(&s, false))
+			return false;
+	}
+	return *s == '\0';
+}

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -92,27 +93,38 @@ static long proc_status_kib(pid_t pid, const char *key)
 	return v;
 }
 
-static void usage_begin(struct usage *u)
+/* Of a shipd (none when pid is 0). */
+static void usage_begin_at(struct usage *u, pid_t pid)
 {
-	if (!shipd_pid)
+	if (!pid)
 		return;
 	/* Writing 5 to clear_refs resets the peak RSS (VmHWM). */
 	char path[64];
-	snprintf(path, sizeof(path), "/proc/%d/clear_refs", (int)shipd_pid);
+	snprintf(path, sizeof(path), "/proc/%d/clear_refs", (int)pid);
 	FILE *f = fopen(path, "w");
 	if (f) {
 		fputs("5", f);
 		fclose(f);
 	}
-	u->cpu_s = proc_cpu_s(shipd_pid);
+	u->cpu_s = proc_cpu_s(pid);
+}
+
+static void usage_end_at(struct usage *u, pid_t pid)
+{
+	if (!pid)
+		return;
+	u->cpu_s = proc_cpu_s(pid) - u->cpu_s;
+	u->peak_kib = proc_status_kib(pid, "VmHWM");
+}
+
+static void usage_begin(struct usage *u)
+{
+	usage_begin_at(u, shipd_pid);
 }
 
 static void usage_end(struct usage *u)
 {
-	if (!shipd_pid)
-		return;
-	u->cpu_s = proc_cpu_s(shipd_pid) - u->cpu_s;
-	u->peak_kib = proc_status_kib(shipd_pid, "VmHWM");
+	usage_end_at(u, shipd_pid);
 }
 
 /* ---- output ---- */
@@ -2119,6 +2131,657 @@ static void bench_jobs(void)
 	shipd_cleanup(&b);
 }
 
+/* ---- svc: a service call through two shipds, against nats.c ----
+ *
+ * Direct, one nats.c connection hosts the service (a queue subscription
+ * answering each request with its data from nats.c's callback) and another
+ * calls it. Through shipd, an app on shipd B hosts it with the Services
+ * API (an endpoint whose handler answers at once with shipc_svc_respond(),
+ * served by shipc_svc_run() in a thread of its own) and an app on shipd A
+ * calls it, both shipds on one nats-server (B only beside an A of ours).
+ * First requests one at a time after a warm-up (the round trip:
+ * natsConnection_Request against shipc_request), then SVC_WINDOW in
+ * flight (answers/s from the first request to the last answer:
+ * natsConnection_PublishRequest to one inbox against
+ * shipc_request_async).
+ *
+ * A request carries its number and a pattern made from it, and every
+ * answer is checked against what was sent: an answer lost, duplicated,
+ * not as sent or an error fails the scenario, it is not rated. Then the
+ * service's own count (calls of its handler, and shipd B's $SRV.STATS)
+ * must be the number of requests sent. */
+
+#define SVC_NAME "shipbench"
+#define SVC_SUBJECT "bench.svc.echo"
+#define SVC_WINDOW 64
+#define SVC_WAIT_MS 5000  /* a request's timeout */
+#define SVC_IDLE_MS 10000 /* no answer for so long: the rest are lost */
+#define SVC_SEQ_LEN 10    /* the request's number, in decimal, leads */
+#define SVC_SIZE_MIN 16
+
+struct svc_call;
+
+struct svc_run {
+	const char *what;
+	unsigned n;    /* requests */
+	unsigned warm; /* of which the first are not timed */
+	size_t size;
+	pthread_mutex_t mu;
+	pthread_cond_t cond;
+	unsigned sent;
+	unsigned done;   /* requests whose fate is known */
+	unsigned bad;    /* answers not as sent, or for another request */
+	unsigned errors; /* error answers */
+	unsigned *got;   /* per request: answers as sent */
+	uint64_t t0, last_ns, progress_ns;
+	uint64_t *lat; /* one at a time: per request */
+	struct svc_call *calls; /* through shipd, in flight: per request */
+	bool bad_run;
+	char first[160]; /* the first thing that went wrong */
+	char why[256];
+	double rate;
+};
+
+static void svc_run_init(struct svc_run *r, const char *what, unsigned n,
+                         unsigned warm)
+{
+	*r = (struct svc_run){.what = what, .n = n, .warm = warm};
+	r->size = opt.size < SVC_SIZE_MIN ? SVC_SIZE_MIN : opt.size;
+	r->got = calloc(n, sizeof(*r->got));
+	r->lat = calloc(n, sizeof(*r->lat));
+	pthread_mutex_init(&r->mu, NULL);
+	pthread_cond_init(&r->cond, NULL);
+}
+
+static void svc_run_finish(struct svc_run *r)
+{
+	pthread_cond_destroy(&r->cond);
+	pthread_mutex_destroy(&r->mu);
+	free(r->got);
+	free(r->lat);
+	free(r->calls);
+}
+
+static void svc_note(struct svc_run *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Keeps the first thing that went wrong; r->mu held. */
+static void svc_note(struct svc_run *r, const char *fmt, ...)
+{
+	if (r->first[0])
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(r->first, sizeof(r->first), fmt, ap);
+	va_end(ap);
+}
+
+static void svc_payload(char *buf, size_t size, unsigned seq)
+{
+	snprintf(buf, size, "%0*u", SVC_SEQ_LEN, seq);
+	for (size_t k = SVC_SEQ_LEN; k < size; k++)
+		buf[k] = (char)('a' + (seq + k) % 26);
+}
+
+/* The request whose payload data is, or -1. */
+static long svc_seq_of(const struct svc_run *r, const void *data, size_t len)
+{
+	const char *p = data;
+	char digits[SVC_SEQ_LEN + 1];
+	if (len != r->size)
+		return -1;
+	memcpy(digits, p, SVC_SEQ_LEN);
+	digits[SVC_SEQ_LEN] = '\0';
+	if (strspn(digits, "0123456789") != SVC_SEQ_LEN)
+		return -1;
+	unsigned long seq = strtoul(digits, NULL, 10);
+	if (seq >= r->n)
+		return -1;
+	for (size_t k = SVC_SEQ_LEN; k < len; k++)
+		if (p[k] != (char)('a' + (seq + k) % 26))
+			return -1;
+	return (long)seq;
+}
+
+/* An answer to request want (-1: to the one its data names). */
+static void svc_got(struct svc_run *r, long want, const void *data, size_t len)
+{
+	long seq = svc_seq_of(r, data, len);
+	uint64_t now = now_ns();
+	pthread_mutex_lock(&r->mu);
+	if (seq < 0) {
+		r->bad++;
+		svc_note(r, "an answer of %zu bytes not as sent (request %ld)",
+		         len, want);
+	} else if (want >= 0 && seq != want) {
+		r->bad++;
+		svc_note(r, "request %ld got the answer to request %ld", want,
+		         seq);
+	}
+	if (seq >= 0 && r->got[seq]++ == 0 && want < 0)
+		r->done++;
+	else if (seq >= 0 && r->got[seq] > 1)
+		svc_note(r, "request %ld answered %u times", seq, r->got[seq]);
+	if (want >= 0)
+		r->done++;
+	r->last_ns = r->progress_ns = now;
+	pthread_cond_signal(&r->cond);
+	pthread_mutex_unlock(&r->mu);
+}
+
+static void svc_failed(struct svc_run *r, bool error_answer, const char *fmt,
+                       ...) __attribute__((format(printf, 3, 4)));
+
+/* A request ended without an answer as sent: an error answer, or none. */
+static void svc_failed(struct svc_run *r, bool error_answer, const char *fmt,
+                       ...)
+{
+	va_list ap;
+	pthread_mutex_lock(&r->mu);
+	if (!r->first[0]) {
+		va_start(ap, fmt);
+		vsnprintf(r->first, sizeof(r->first), fmt, ap);
+		va_end(ap);
+	}
+	r->errors += error_answer;
+	r->done++;
+	r->progress_ns = now_ns();
+	pthread_cond_signal(&r->cond);
+	pthread_mutex_unlock(&r->mu);
+}
+
+/* Nothing answered for SVC_IDLE_MS: true, and the rest are lost; r->mu
+ * held. */
+static bool svc_stalled(struct svc_run *r)
+{
+	if (now_ns() - r->progress_ns < (uint64_t)SVC_IDLE_MS * 1000000u)
+		return false;
+	svc_note(r, "no answer for %d ms with %u in flight", SVC_IDLE_MS,
+	         r->sent - r->done);
+	return true;
+}
+
+/* Wait, r->mu held, until at most max requests are in flight; false if
+ * answers stopped coming. */
+static bool svc_wait_direct(struct svc_run *r, unsigned max)
+{
+	while (r->sent - r->done > max) {
+		if (svc_stalled(r))
+			return false;
+		struct timespec ts = deadline_in_ms(100);
+		pthread_cond_timedwait(&r->cond, &r->mu, &ts);
+	}
+	return true;
+}
+
+/* Every request answered once, as sent; the rate, and the round trips
+ * sorted. */
+static void svc_check(struct svc_run *r)
+{
+	unsigned lost = 0, dup = 0;
+	for (unsigned i = 0; i < r->n; i++) {
+		lost += r->got[i] == 0;
+		dup += r->got[i] > 1 ? r->got[i] - 1u : 0;
+	}
+	if (lost || dup || r->bad || r->errors) {
+		r->bad_run = true;
+		snprintf(r->why, sizeof(r->why),
+		         "%s: %u sent of %u, %u answers lost, %u duplicated, %u not "
+		         "as sent, %u errors (first: %s)",
+		         r->what, r->sent, r->n, lost, dup, r->bad, r->errors,
+		         r->first);
+		json_safe(r->why);
+		fprintf(stderr, "shipbench: svc: %s\n", r->why);
+	}
+	if (r->t0 && r->last_ns > r->t0)
+		r->rate = (r->n - r->warm) / ((double)(r->last_ns - r->t0) / 1e9);
+	qsort(r->lat + r->warm, r->n - r->warm, sizeof(*r->lat), cmp_u64);
+}
+
+/* ---- svc directly on nats.c ---- */
+
+static void svc_direct_answer(natsConnection *nc, natsSubscription *sub,
+                              natsMsg *m, void *arg)
+{
+	svc_got(arg, -1, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m));
+	natsMsg_Destroy(m);
+}
+
+static natsSubscription *svc_direct_serve(natsConnection *nc)
+{
+	natsSubscription *ss = NULL;
+	if (natsConnection_QueueSubscribe(&ss, nc, SVC_SUBJECT, "q",
+	                                  direct_echo_cb, NULL) != NATS_OK) {
+		fprintf(stderr, "shipbench: svc: direct: cannot subscribe\n");
+		exit(1);
+	}
+	natsSubscription_SetPendingLimits(ss, -1, -1);
+	natsConnection_Flush(nc);
+	return ss;
+}
+
+static void svc_direct_seq(struct svc_run *r)
+{
+	natsConnection *srv = nats_connect_opts(true);
+	natsConnection *cli = nats_connect_opts(true);
+	natsSubscription *ss = svc_direct_serve(srv);
+	char *buf = malloc(r->size);
+	for (unsigned i = 0; i < r->n; i++) {
+		natsMsg *rep = NULL;
+		svc_payload(buf, r->size, i);
+		uint64_t t0 = now_ns();
+		natsStatus s = natsConnection_Request(&rep, cli, SVC_SUBJECT, buf,
+		                                      (int)r->size, SVC_WAIT_MS);
+		r->lat[i] = now_ns() - t0;
+		r->sent++;
+		if (s != NATS_OK) {
+			svc_failed(r, false, "request %u: %s", i, nats_why(s));
+			break;
+		}
+		svc_got(r, i, natsMsg_GetData(rep),
+		        (size_t)natsMsg_GetDataLength(rep));
+		natsMsg_Destroy(rep);
+	}
+	free(buf);
+	natsSubscription_Destroy(ss);
+	natsConnection_Destroy(srv);
+	natsConnection_Destroy(cli);
+}
+
+/* Both connections write at once (SendAsap), as for the round trip: with
+ * nats.c's flusher on either side or both it was no faster here. */
+static void svc_direct_window(struct svc_run *r)
+{
+	natsConnection *srv = nats_connect_opts(true);
+	natsConnection *cli = nats_connect_opts(true);
+	natsSubscription *ss = svc_direct_serve(srv), *rs = NULL;
+	natsInbox *inbox = NULL;
+	char *buf = malloc(r->size);
+	if (natsInbox_Create(&inbox) != NATS_OK ||
+	    natsConnection_Subscribe(&rs, cli, inbox, svc_direct_answer, r) !=
+	        NATS_OK) {
+		fprintf(stderr, "shipbench: svc: direct: no inbox\n");
+		exit(1);
+	}
+	natsSubscription_SetPendingLimits(rs, -1, -1);
+	natsConnection_Flush(cli);
+	pthread_mutex_lock(&r->mu);
+	r->t0 = r->progress_ns = now_ns();
+	for (unsigned i = 0; i < r->n && svc_wait_direct(r, SVC_WINDOW - 1); i++) {
+		pthread_mutex_unlock(&r->mu);
+		svc_payload(buf, r->size, i);
+		natsStatus s = natsConnection_PublishRequest(cli, SVC_SUBJECT, inbox,
+		                                             buf, (int)r->size);
+		pthread_mutex_lock(&r->mu);
+		if (s != NATS_OK) {
+			svc_note(r, "request %u: %s", i, nats_why(s));
+			break;
+		}
+		r->sent++;
+	}
+	svc_wait_direct(r, 0);
+	pthread_mutex_unlock(&r->mu);
+	/* An answer sent twice comes before the PONG of a flush of both
+	 * connections, and into the subscription's queue: it is counted. */
+	natsConnection_Flush(srv);
+	natsConnection_Flush(cli);
+	int queued = 0;
+	for (int k = 0; k < 1000; k++) {
+		if (natsSubscription_GetPending(rs, &queued, NULL) != NATS_OK ||
+		    queued == 0)
+			break;
+		fx_sleep_ms(1);
+	}
+	natsSubscription_Destroy(rs);
+	natsSubscription_Destroy(ss);
+	natsConnection_Destroy(srv);
+	natsConnection_Destroy(cli);
+	natsInbox_Destroy(inbox);
+	free(buf);
+}
+
+/* ---- svc through shipd A (the caller) and B (the service) ---- */
+
+struct svc_host {
+	struct shipc *h;
+	struct shipc_svc *svc;
+	pthread_t t;
+	volatile int stop; /* read by shipc_svc_run() every 100 ms */
+	int run_rc, run_errno;
+	atomic_uint calls;
+	atomic_uint respond_failed;
+	atomic_int respond_errno;
+};
+
+static void svc_echo(struct shipc *h, const struct shipc_svc_req *req,
+                     void *arg)
+{
+	struct svc_host *host = arg;
+	atomic_fetch_add(&host->calls, 1);
+	if (shipc_svc_respond(req->svc, req->token, req->data, req->len) < 0) {
+		atomic_store(&host->respond_errno, errno);
+		atomic_fetch_add(&host->respond_failed, 1);
+	}
+}
+
+/* The app's thread: serve, then stop the service (draining). */
+static void *svc_host_run(void *arg)
+{
+	struct svc_host *host = arg;
+	host->run_rc = shipc_svc_run(host->h, &host->stop);
+	host->run_errno = errno;
+	return NULL;
+}
+
+static bool svc_host_start(struct svc_host *host, const char *sock)
+{
+	struct shipc_svc_endpoint ep = {.name = "echo", .subject = SVC_SUBJECT,
+	                                .fn = svc_echo, .arg = host};
+	struct shipc_svc_config cfg = {.name = SVC_NAME, .version = "1.0.0",
+	                               .description = "shipbench's echo",
+	                               .endpoints = &ep, .n_endpoints = 1};
+	char err[256];
+	host->h = ship_connect_at(sock, "bench-svc");
+	host->svc = shipc_svc_add(host->h, &cfg);
+	if (!host->svc) {
+		fprintf(stderr, "shipbench: svc: shipc_svc_add: %s (%s)\n",
+		        strerror(errno), shipc_last_error(host->h, err, sizeof(err)));
+		shipc_close(host->h);
+		return false;
+	}
+	pthread_create(&host->t, NULL, svc_host_run, host);
+	return true;
+}
+
+/* false (told) if shipc_svc_run() failed. */
+static bool svc_host_stop(struct svc_host *host)
+{
+	host->stop = 1;
+	pthread_join(host->t, NULL);
+	shipc_close(host->h);
+	if (host->run_rc == 0)
+		return true;
+	fprintf(stderr, "shipbench: svc: shipc_svc_run: %s\n",
+	        strerror(host->run_errno));
+	return false;
+}
+
+/* An error answer: the value of Nats-Service-Error (or "") and its code. */
+static const char *svc_error_of(const struct shipc_msg *m, const char **code)
+{
+	const char *text = NULL;
+	*code = "";
+	for (size_t k = 0; k < m->n_headers; k++) {
+		if (!strcasecmp(m->headers[k].key, "Nats-Service-Error"))
+			text = m->headers[k].value;
+		else if (!strcasecmp(m->headers[k].key, "Nats-Service-Error-Code"))
+			*code = m->headers[k].value;
+	}
+	return text ? text : **code ? "" : NULL;
+}
+
+static void svc_ship_seq(struct svc_run *r, struct shipc *h)
+{
+	char *buf = malloc(r->size), err[256];
+	for (unsigned i = 0; i < r->n; i++) {
+		struct shipc_msg *rep = NULL;
+		const char *text, *code;
+		svc_payload(buf, r->size, i);
+		uint64_t t0 = now_ns();
+		int rc = shipc_request(h, SVC_SUBJECT, buf, r->size, SVC_WAIT_MS,
+		                       &rep);
+		r->lat[i] = now_ns() - t0;
+		r->sent++;
+		if (rc < 0) {
+			svc_failed(r, false, "request %u: %s (%s)", i, strerror(errno),
+			           shipc_last_error(h, err, sizeof(err)));
+			break;
+		}
+		if ((text = svc_error_of(rep, &code))) {
+			svc_failed(r, true, "request %u: error %s %s", i, code, text);
+			shipc_msg_free(rep);
+			break;
+		}
+		svc_got(r, i, rep->data, rep->len);
+		shipc_msg_free(rep);
+	}
+	free(buf);
+}
+
+struct svc_call {
+	struct svc_run *r;
+	unsigned i;
+};
+
+static void svc_ship_answer(struct shipc *h, const struct shipc_msg *rep,
+                            int err, void *arg)
+{
+	struct svc_call *c = arg;
+	const char *text, *code;
+	if (!rep)
+		svc_failed(c->r, false, "request %u: %s", c->i, strerror(err));
+	else if ((text = svc_error_of(rep, &code)))
+		svc_failed(c->r, true, "request %u: error %s %s", c->i, code, text);
+	else
+		svc_got(c->r, c->i, rep->data, rep->len);
+}
+
+/* Dispatch until at most max requests are in flight; false if answers
+ * stopped coming. Callbacks run in this thread, from shipc_dispatch();
+ * r->mu is taken anyway, as everywhere else. */
+static bool svc_wait_ship(struct svc_run *r, struct shipc *h, unsigned max)
+{
+	for (;;) {
+		pthread_mutex_lock(&r->mu);
+		bool room = r->sent - r->done <= max;
+		bool stalled = !room && svc_stalled(r);
+		pthread_mutex_unlock(&r->mu);
+		if (room || stalled)
+			return room;
+		shipc_dispatch(h, 10);
+	}
+}
+
+static void svc_ship_window(struct svc_run *r, struct shipc *h)
+{
+	/* A callback still pending when the run gives up runs from
+	 * shipc_close(): r->calls stays until then. */
+	struct svc_call *calls = r->calls = calloc(r->n, sizeof(*calls));
+	char *buf = malloc(r->size), err[256];
+	struct shipc_msg m = {.subject = SVC_SUBJECT, .reply = "", .data = buf,
+	                      .len = r->size};
+	r->t0 = r->progress_ns = now_ns();
+	for (unsigned i = 0; i < r->n && svc_wait_ship(r, h, SVC_WINDOW - 1);
+	     i++) {
+		calls[i] = (struct svc_call){r, i};
+		svc_payload(buf, r->size, i);
+		if (shipc_request_async(h, &m, SVC_WAIT_MS, svc_ship_answer,
+		                        &calls[i]) < 0) {
+			pthread_mutex_lock(&r->mu);
+			svc_note(r, "request %u: %s (%s)", i, strerror(errno),
+			         shipc_last_error(h, err, sizeof(err)));
+			pthread_mutex_unlock(&r->mu);
+			break;
+		}
+		pthread_mutex_lock(&r->mu);
+		r->sent++;
+		pthread_mutex_unlock(&r->mu);
+	}
+	svc_wait_ship(r, h, 0);
+	free(buf);
+}
+
+/* What shipd B's $SRV.STATS says of the endpoint. */
+struct svc_stats {
+	bool ok;
+	uint64_t requests, errors;
+	double avg_us;
+};
+
+static void svc_stats(struct shipc *h, struct svc_host *host,
+                      struct svc_stats *st)
+{
+	char **rep = NULL, req[32], errs[32], avg[32], err[256];
+	size_t n = 0;
+	if (shipc_svc_discover(h, "STATS", SVC_NAME, shipc_svc_id(host->svc), 0,
+	                       &rep, &n) < 0) {
+		fprintf(stderr, "shipbench: svc: STATS: %s (%s)\n", strerror(errno),
+		        shipc_last_error(h, err, sizeof(err)));
+		return;
+	}
+	/* One endpoint: its keys are the first of their names. */
+	if (n != 1) {
+		fprintf(stderr, "shipbench: svc: STATS: %zu answers, not 1\n", n);
+	} else if (!json_get(rep[0], "num_requests", req, sizeof(req)) ||
+	           !json_get(rep[0], "num_errors", errs, sizeof(errs)) ||
+	           !json_get(rep[0], "average_processing_time", avg,
+	                     sizeof(avg))) {
+		fprintf(stderr, "shipbench: svc: STATS: %.300s\n", rep[0]);
+	} else {
+		st->ok = true;
+		st->requests = strtoull(req, NULL, 10);
+		st->errors = strtoull(errs, NULL, 10);
+		st->avg_us = strtod(avg, NULL) / 1000.0;
+	}
+	shipc_svc_replies_free(rep, n);
+}
+
+/* ---- svc: a run, both ways ---- */
+
+/* shipd A's and B's (when B is not A): CPU together, the larger peak. */
+static void svc_usage_begin(struct usage u[2], pid_t b)
+{
+	usage_begin_at(&u[0], shipd_pid);
+	usage_begin_at(&u[1], b);
+}
+
+static void svc_usage_end(struct usage u[2], pid_t b)
+{
+	usage_end_at(&u[0], shipd_pid);
+	usage_end_at(&u[1], b);
+	u[0].cpu_s += u[1].cpu_s;
+	if (u[1].peak_kib > u[0].peak_kib)
+		u[0].peak_kib = u[1].peak_kib;
+}
+
+static double svc_p50(struct svc_run *r)
+{
+	return pct(r->lat + r->warm, r->n - r->warm, 0.5);
+}
+
+static void svc_rows(struct svc_run *dl, struct svc_run *sl,
+                     struct svc_run *dw, struct svc_run *sw,
+                     const struct usage *ul, const struct usage *uw)
+{
+	if (!dl->bad_run && !sl->bad_run)
+		report_latency("svc", dl->lat + dl->warm, sl->lat + sl->warm,
+		               dl->n - dl->warm, ul);
+	else
+		row_failed("svc", "p50 us", !dl->bad_run, svc_p50(dl), dl->why,
+		           !sl->bad_run, svc_p50(sl), sl->why);
+	if (!dw->bad_run && !sw->bad_run)
+		row("svc", "answers/s", dw->rate, sw->rate, true, uw);
+	else
+		row_failed("svc", "answers/s", !dw->bad_run, dw->rate, dw->why,
+		           !sw->bad_run, sw->rate, sw->why);
+}
+
+/* The service saw each request sent once, and shipd B counts the same;
+ * false (told on stderr) if not. */
+static bool svc_counts_ok(struct svc_host *host, const struct svc_stats *st,
+                          unsigned sent)
+{
+	unsigned calls = atomic_load(&host->calls);
+	unsigned rf = atomic_load(&host->respond_failed);
+	bool ok = calls == sent && !rf && st->ok && st->requests == calls &&
+	          !st->errors;
+	if (rf)
+		fprintf(stderr, "shipbench: svc: %u shipc_svc_respond() failed "
+		                "(last: %s)\n",
+		        rf, strerror(atomic_load(&host->respond_errno)));
+	if (calls != sent || (st->ok && (st->requests != calls || st->errors)))
+		fprintf(stderr, "shipbench: svc: %u requests sent through shipd, "
+		                "the handler ran %u times, shipd B's STATS count "
+		                "%" PRIu64 " requests and %" PRIu64 " errors\n",
+		        sent, calls, st->requests, st->errors);
+	return ok;
+}
+
+static void bench_svc(void)
+{
+	unsigned warm = opt.quick ? 20 : 200, nl = opt.quick ? 200 : 2000;
+	unsigned nw = opt.quick ? 5000 : 50000;
+	struct shipdp b = {0};
+	/* B only beside an A of ours: another shipd might use another NATS. */
+	if (shipd_pid && (shipd_start(&b, opt.nats_url, NULL) < 0 ||
+	                  !fx_wait_link(b.sock, 10000))) {
+		fprintf(stderr, "shipbench: svc: cannot start a second shipd\n");
+		shipd_cleanup(&b);
+		bench_failures++;
+		return;
+	}
+	if (!fx_wait_link(opt.socket, 10000))
+		fprintf(stderr, "shipbench: svc: shipd is not linked to NATS\n");
+	struct svc_run dl, dw, sl, sw;
+	svc_run_init(&dl, "direct one at a time", warm + nl, warm);
+	svc_run_init(&dw, "direct windowed", nw, 0);
+	svc_run_init(&sl, "shipd one at a time", warm + nl, warm);
+	svc_run_init(&sw, "shipd windowed", nw, 0);
+	svc_direct_seq(&dl);
+	svc_direct_window(&dw);
+
+	struct svc_host host = {0};
+	struct svc_stats st = {0};
+	struct usage ul[2] = {0}, uw[2] = {0};
+	bool hosted = svc_host_start(&host, b.pid ? b.sock : opt.socket);
+	bool served = hosted;
+	if (hosted) {
+		struct shipc *c = ship_connect("bench-svc-call");
+		svc_usage_begin(ul, b.pid);
+		svc_ship_seq(&sl, c);
+		svc_usage_end(ul, b.pid);
+		svc_usage_begin(uw, b.pid);
+		svc_ship_window(&sw, c);
+		svc_usage_end(uw, b.pid);
+		svc_stats(c, &host, &st);
+		served = svc_host_stop(&host);
+		shipc_close(c);
+	} else {
+		svc_note(&sl, "no service: shipc_svc_add failed");
+		svc_note(&sw, "no service: shipc_svc_add failed");
+	}
+	svc_check(&dl);
+	svc_check(&dw);
+	svc_check(&sl);
+	svc_check(&sw);
+	svc_rows(&dl, &sl, &dw, &sw, &ul[0], &uw[0]);
+	if (!served || !svc_counts_ok(&host, &st, sl.sent + sw.sent))
+		bench_failures++;
+	if (opt.json)
+		printf(",\n{\"scenario\":\"svc\",\"requests\":%u,\"warm_up\":%u,"
+		       "\"windowed\":%u,\"window\":%d,\"size\":%zu,\"shipds\":%d,"
+		       "\"handler_calls\":%u,\"stats_ok\":%s,\"stats_requests\":%"
+		       PRIu64 ",\"stats_errors\":%" PRIu64 ","
+		       "\"stats_avg_processing_us\":%.3f}",
+		       nl, warm, nw, SVC_WINDOW, sl.size, b.pid ? 2 : 1,
+		       atomic_load(&host.calls), st.ok ? "true" : "false",
+		       st.requests, st.errors, st.avg_us);
+	else
+		printf("%-8s %u one at a time (after %u), %u with %d in flight, "
+		       "%zu bytes; service on %s, caller on A%s\n"
+		       "%-8s the handler ran %u times; shipd B's STATS: %" PRIu64
+		       " requests, %" PRIu64 " errors, %.1f us average from "
+		       "NATS to answer\n",
+		       "svc", nl, warm, nw, SVC_WINDOW, sl.size,
+		       b.pid ? "B" : "A", b.pid ? "; shipd cpu: A + B" : "", "svc",
+		       atomic_load(&host.calls), st.requests, st.errors, st.avg_us);
+	svc_run_finish(&dl);
+	svc_run_finish(&dw);
+	svc_run_finish(&sl);
+	svc_run_finish(&sw);
+	shipd_cleanup(&b);
+}
+
 /* ---- main ---- */
 
 static void usage(FILE *f)
@@ -2128,14 +2791,16 @@ static void usage(FILE *f)
 	        "[--count N]\n"
 	        "                 [--clients N] [--obj-mib N] [--jobs N] [--quick]\n"
 	        "                 [--json] [SCENARIO...]\n"
-	        "scenarios: rtt pub pubsub fanout req jspub kv obj jobs idle "
+	        "scenarios: rtt pub pubsub fanout req jspub kv obj jobs svc idle "
 	        "(default: all)\n"
 	        "obj puts and gets one object of --obj-mib MiB (256; 4 with "
 	        "--quick).\n"
 	        "jobs submits and completes --jobs jobs (2000; 200 with --quick)\n"
-	        "across two shipds on one nats-server.\n"
+	        "across two shipds on one nats-server; svc calls a service\n"
+	        "hosted on the second (--size bytes, at least %d).\n"
 	        "Without --nats a temporary nats-server -js is started; without\n"
-	        "--socket a shipd is started (SHIPD_BIN or the one built beside).\n");
+	        "--socket a shipd is started (SHIPD_BIN or the one built beside).\n",
+	        SVC_SIZE_MIN);
 }
 
 static bool want(int argc, char **argv, const char *name)
@@ -2265,7 +2930,7 @@ int main(int argc, char **argv)
 		       "scenario", "metric", "direct", "shipd", "ratio",
 		       "shipd cpu", "shipd peak");
 	if (want(argc, argv, "rtt") || want(argc, argv, "req") ||
-	    want(argc, argv, "kv"))
+	    want(argc, argv, "kv") || want(argc, argv, "svc"))
 		bench_rtt();
 	if (want(argc, argv, "pub"))
 		bench_pub();
@@ -2283,6 +2948,8 @@ int main(int argc, char **argv)
 		bench_obj();
 	if (want(argc, argv, "jobs"))
 		bench_jobs();
+	if (want(argc, argv, "svc"))
+		bench_svc();
 	if (want(argc, argv, "idle"))
 		bench_idle();
 	if (opt.json)

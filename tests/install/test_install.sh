@@ -193,6 +193,16 @@ if [ -x "$tmp/example" ]; then
 	unset LD_LIBRARY_PATH
 fi
 
+# The service of README.md's "Services" compiles against the installed
+# library too.
+awk '$0 == "## Services" { sec = 1 } sec && $0 == "```c" { on = 1; next }
+     on && $0 == "```" { exit } on' "$src/README.md" >"$tmp/service.c"
+check "README.md has a service in C" test -s "$tmp/service.c"
+check "README.md's service compiles and links (C99, pedantic)" \
+	"$CC" -std=c99 -pedantic -Wall -Wextra -Wno-unused-parameter -Werror \
+	${san[@]+"${san[@]}"} ${cflags[@]+"${cflags[@]}"} "$tmp/service.c" \
+	-o "$tmp/service" ${libs[@]+"${libs[@]}"}
+
 printf '#include <shipc.h>\n#include <shipc.h>\n' >"$tmp/header.c"
 check "shipc.h is pedantic C99" "$CC" -std=c99 -pedantic -Werror -Wall \
 	-Wextra -fsyntax-only ${cflags[@]+"${cflags[@]}"} -x c "$tmp/header.c"

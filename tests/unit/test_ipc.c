@@ -590,10 +590,10 @@ START_TEST(test_pb_unknown_fields)
 {
 	static const uint8_t wire[] = {
 		0x08, 0x07,             /* id = 7 */
-		0xa0, 0x06, 0x2a,       /* field 100, varint 42 */
-		0xaa, 0x06, 0x03, 'a', 'b', 'c', /* field 101, bytes "abc" */
-		0xb5, 0x06, 1, 2, 3, 4, /* field 102, fixed32 */
-		0xb9, 0x06, 1, 2, 3, 4, 5, 6, 7, 8, /* field 103, fixed64 */
+		0xc0, 0x07, 0x2a,       /* field 120, varint 42 */
+		0xca, 0x07, 0x03, 'a', 'b', 'c', /* field 121, bytes "abc" */
+		0xd5, 0x07, 1, 2, 3, 4, /* field 122, fixed32 */
+		0xd9, 0x07, 1, 2, 3, 4, 5, 6, 7, 8, /* field 123, fixed64 */
 		0x3a, 0x00,             /* field 7: status {} */
 		0xba, 0x0c, 0x00,       /* field 199 (unassigned), empty */
 	};
@@ -1170,6 +1170,43 @@ START_TEST(test_queue_valid)
 }
 END_TEST
 
+/* Service names and versions as nats.go checks them (ADR-32). */
+START_TEST(test_svc_names)
+{
+	ck_assert(ipc_svc_name_valid("kanban"));
+	ck_assert(ipc_svc_name_valid("a-b_C9"));
+	ck_assert(!ipc_svc_name_valid(NULL));
+	ck_assert(!ipc_svc_name_valid(""));
+	ck_assert(!ipc_svc_name_valid("a.b"));
+	ck_assert(!ipc_svc_name_valid("a b"));
+	ck_assert(!ipc_svc_name_valid("caf\xc3\xa9"));
+	char *s = repeat('n', IPC_SVC_NAME_MAX + 1);
+	ck_assert(!ipc_svc_name_valid(s));
+	s[IPC_SVC_NAME_MAX] = '\0';
+	ck_assert(ipc_svc_name_valid(s));
+	free(s);
+
+	static const char *const good[] = {
+		"0.0.0", "1.0.0", "10.20.30", "1.1.2-prerelease+meta",
+		"1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-0.3.7", "1.0.0-x.7.z.92",
+		"1.0.0-alpha+001", "1.0.0+20130313144700", "1.0.0-rc.1+build.1",
+		"1.0.0-alpha-a.b-c", "1.0.0+0.build.1-rc.10000aaa-kk-0.1",
+		"1.2.3----RC-SNAPSHOT.12.9.1--.12+788", "1.0.0-0A.is.legal",
+	};
+	static const char *const bad[] = {
+		"", "1", "1.2", "1.2.3.4", "01.1.1", "1.01.1", "1.1.01",
+		"1.2.3-0123", "1.2.3-0123.0123", "1.2.3-", "1.2.3+", "1.2.3-a..b",
+		"+invalid", "-invalid", "alpha", "1.2.3-beta!", "1.2.3 ", " 1.2.3",
+		"1.2.3+meta+meta", "v1.2.3", "1.2-SNAPSHOT",
+	};
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+		ck_assert_msg(ipc_semver_valid(good[i]), "%s refused", good[i]);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		ck_assert_msg(!ipc_semver_valid(bad[i]), "'%s' taken", bad[i]);
+	ck_assert(!ipc_semver_valid(NULL));
+}
+END_TEST
+
 START_TEST(test_header_key_valid)
 {
 	ck_assert(ipc_header_key_valid("Content-Type"));
@@ -1279,6 +1316,7 @@ static Suite *ipc_suite(void)
 	tcase_add_test(t, test_subject_pattern_valid);
 	tcase_add_test(t, test_subject_length);
 	tcase_add_test(t, test_queue_valid);
+	tcase_add_test(t, test_svc_names);
 	tcase_add_test(t, test_header_key_valid);
 	tcase_add_test(t, test_header_value_valid);
 	tcase_add_test(t, test_code_names);

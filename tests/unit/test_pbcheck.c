@@ -224,10 +224,10 @@ START_TEST(unknown_fields_pass)
 {
 	static const uint8_t wire[] = {
 		0x08, 0x07,             /* id = 7 */
-		0xa0, 0x06, 0x2a,       /* field 100, varint 42 */
-		0xaa, 0x06, 0x03, 'a', 0, 'c', /* field 101, bytes */
-		0xb5, 0x06, 1, 2, 3, 4, /* field 102, fixed32 */
-		0xb9, 0x06, 1, 2, 3, 4, 5, 6, 7, 8, /* field 103, fixed64 */
+		0xc0, 0x07, 0x2a,       /* field 120, varint 42 */
+		0xca, 0x07, 0x03, 'a', 0, 'c', /* field 121, bytes */
+		0xd5, 0x07, 1, 2, 3, 4, /* field 122, fixed32 */
+		0xd9, 0x07, 1, 2, 3, 4, 5, 6, 7, 8, /* field 123, fixed64 */
 		0x3a, 0x00,             /* field 7: status {} */
 		0xba, 0x0c, 0x00,       /* field 199 (unassigned), empty */
 	};
