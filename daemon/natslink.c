@@ -897,6 +897,9 @@ enum link_inbox_kind link_inbox_kind(const char *subject)
 	uint64_t token, secret;
 	if (subject[n] == '.' && reply_token(subject + n + 1, &token, &secret))
 		return LINK_INBOX_REPLY;
+	if (!strncmp(subject + n, ".m.", 3) &&
+	    reply_token(subject + n + 3, &token, &secret))
+		return LINK_INBOX_WAIT;
 	return LINK_INBOX_OTHER;
 }
 

@@ -199,7 +199,7 @@ static bool may_send(struct client *c, uint64_t id, enum pol_op op,
 {
 	const char *bad = NULL;
 	if (ipc_subject_system(subject) ||
-	    link_inbox_kind(subject) == LINK_INBOX_OTHER)
+	    link_inbox_kind(subject) >= LINK_INBOX_WAIT)
 		bad = subject;
 	else if (reply[0] && (ipc_subject_system(reply) ||
 	                      link_inbox_kind(reply) != LINK_INBOX_NONE))
@@ -583,6 +583,7 @@ static natsStatus sub_open(struct sub *s)
 	                                 (void *)(uintptr_t)ticket);
 	s->ticket = ticket;
 	s->live++;
+	s->done = false;
 	s->nats_dropped = 0; /* a new natsSubscription counts from 0 */
 	/* Messages nats.c read but its delivery thread has not handed over
 	 * yet are bounded too; what it drops there is counted below. */
@@ -680,7 +681,12 @@ static uint64_t nats_dropped(struct sub *s)
 static void sub_deliver(struct sub *s, natsMsg *msg)
 {
 	if (s->own) {
-		s->received++;
+		/* What the loop could not take is lost like any message: a
+		 * caller times out; it is counted. */
+		uint64_t early = atomic_exchange(&s->dropped_early, 0) +
+		                 nats_dropped(s);
+		stats.dropped += early;
+		s->received += 1 + early;
 		if (s->ended)
 			natsMsg_Destroy(msg);
 		else
@@ -747,8 +753,10 @@ static void sub_complete(uint64_t ticket)
 		return;
 	}
 	if (s->own) {
-		/* Drained (or closed by nats.c): its owner ends it. */
-		s->done = true;
+		/* Drained: nothing more comes; its owner ends it. Else the
+		 * connection closed it: made again on the next (link_up). */
+		if (s->draining)
+			s->done = true;
 		return;
 	}
 	natsConnection *nc = link_conn();
@@ -854,11 +862,6 @@ void pubsub_own_drain(struct sub *s, uint32_t timeout_ms)
 bool pubsub_own_drained(const struct sub *s)
 {
 	return s->done || !s->ns;
-}
-
-bool pubsub_own_live(const struct sub *s)
-{
-	return s->ns != NULL && !s->draining;
 }
 
 void pubsub_own_end(struct sub *s)

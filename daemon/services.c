@@ -27,6 +27,8 @@
 #define SVC_DISCOVER_STALL_MS 300
 #define SVC_DISCOVER_MAX 10000 /* answers collected */
 #define SVC_DRAIN_TICK_MS 20
+#define SVC_INFO_MAX (256 * 1024)
+#define SVC_PER_CLIENT 64     /* instances one connection hosts */
 
 /* The error codes shipd answers with itself (HTTP's, as services use). */
 #define SVC_E_UNKNOWN 404
@@ -71,6 +73,7 @@ struct svc_req {
 	uint64_t token;
 	uint64_t start_ns;
 	uint64_t deadline_ms;
+	size_t held; /* charged to the app's stream */
 	char reply[]; /* "" when nobody waits for an answer */
 };
 
@@ -108,6 +111,7 @@ struct svc_answer {
 	TAILQ_ENTRY(svc_answer) entry;
 	struct op op; /* with the frame's id, when the app waits */
 	bool tracked;
+	size_t bytes;
 	struct js_call *call;
 	natsMsg *msg; /* the answer; NULL when nobody waits for it */
 	char subject[IPC_SUBJECT_MAX + 1]; /* the event's */
@@ -125,6 +129,9 @@ struct svc_find {
 static TAILQ_HEAD(, svc) svcs = TAILQ_HEAD_INITIALIZER(svcs);
 static size_t n_svcs;
 static TAILQ_HEAD(, svc_answer) answers = TAILQ_HEAD_INITIALIZER(answers);
+/* Answers waiting for their events, and their bytes: bounded. */
+static size_t n_answers, answers_bytes;
+#define SVC_ANSWERS_MAX 4096
 static bool stopping;
 
 static uint64_t mono_ns(void)
@@ -205,6 +212,31 @@ static void reply_view(Ship__Msg *m, struct reply_hdrs *rh, const void *data,
 	m->n_headers = n;
 }
 
+/* Copy src into dst (size bytes) as UTF-8: bytes that are not become
+ * '?', and a cut falls between characters. Text from NATS (subjects) or
+ * an app must not break the JSON and frames it goes into. */
+static void utf8_copy(char *dst, size_t size, const char *src)
+{
+	size_t o = 0;
+	while (*src && o + 1 < size) {
+		unsigned char c = (unsigned char)*src;
+		size_t n = c < 0x80 ? 1 : c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
+		if (c >= 0x80 && (strnlen(src, n) < n || !ipc_pb_string_ok(src, n)))
+			n = 0;
+		if (n == 0) {
+			dst[o++] = '?';
+			src++;
+			continue;
+		}
+		if (o + n >= size)
+			break;
+		memcpy(dst + o, src, n);
+		o += n;
+		src += n;
+	}
+	dst[o] = '\0';
+}
+
 static void count(struct svc_ep *ep, uint64_t start_ns, unsigned code,
                   const char *text)
 {
@@ -212,9 +244,10 @@ static void count(struct svc_ep *ep, uint64_t start_ns, unsigned code,
 	uint64_t now = mono_ns();
 	ep->processing_ns += now > start_ns ? now - start_ns : 0;
 	if (code) {
+		char e[sizeof(ep->last_error) + 4]; /* utf8_copy cuts */
 		ep->num_errors++;
-		snprintf(ep->last_error, sizeof(ep->last_error), "%u:%s", code,
-		         text);
+		snprintf(e, sizeof(e), "%u:%s", code, text);
+		utf8_copy(ep->last_error, sizeof(ep->last_error), e);
 	}
 }
 
@@ -251,6 +284,7 @@ static void req_free(struct svc *s, struct svc_req *r)
 	ipc_idmap_del(&s->reqs, r->token);
 	TAILQ_REMOVE(&s->pending, r, entry);
 	s->n_pending--;
+	stream_unhold(&s->st, r->held);
 	free(r);
 }
 
@@ -404,6 +438,20 @@ static void svc_schedule(struct svc *s)
 
 /* ---- requests from NATS ---- */
 
+/* A reply subject shipd may answer to with its own account: not a system
+ * subject ($JS.API..., $KV...) and in shipd's inbox only a request's or a
+ * wait's (a local app calling, a local discovery), never the liveness
+ * probe's. A request naming another is dropped. */
+static bool reply_ok(const char *reply)
+{
+	if (!ipc_subject_system(reply) &&
+	    link_inbox_kind(reply) != LINK_INBOX_OTHER)
+		return true;
+	stats.dropped++;
+	log_debug("service request with reply '%.64s' dropped", reply);
+	return false;
+}
+
 static bool has_command(const struct svc_ep *ep, const char *cmd)
 {
 	for (size_t i = 0; i < ep->n_commands; i++)
@@ -421,24 +469,34 @@ static void ep_msg(void *arg, natsMsg *msg)
 	const char *reply = natsMsg_GetReply(msg);
 	if (!reply)
 		reply = "";
+	if (!reply_ok(reply)) {
+		natsMsg_Destroy(msg);
+		return;
+	}
 	const char *command = "";
-	if (ep->prefix) {
+	if (ep->prefix)
 		command = strlen(subject) > ep->base_len ? subject + ep->base_len
 		                                         : "";
-		if (!ep->default_handler && !has_command(ep, command)) {
-			char text[IPC_SUBJECT_MAX + 32];
-			json_t *body = json_pack("{s:s+,s:i}", "error",
-			                         "UNKNOWN_COMMAND: ", command,
-			                         "code", SVC_E_UNKNOWN);
-			char *b = body ? json_dumps(body, JSON_COMPACT) : NULL;
-			snprintf(text, sizeof(text), "UNKNOWN_COMMAND: %s",
-			         command);
-			fail_request(ep, reply, start, SVC_E_UNKNOWN, text, b);
-			free(b);
-			json_decref(body);
-			natsMsg_Destroy(msg);
-			return;
-		}
+	if (!ipc_pb_string_ok(subject, strlen(subject))) {
+		/* The app's frames carry text: a subject that is not UTF-8
+		 * (NATS takes any bytes) cannot reach it. */
+		fail_request(ep, reply, start, SVC_E_INVALID,
+		             "the subject is not UTF-8", NULL);
+		natsMsg_Destroy(msg);
+		return;
+	}
+	if (ep->prefix && !ep->default_handler && !has_command(ep, command)) {
+		char text[IPC_SUBJECT_MAX + 32];
+		snprintf(text, sizeof(text), "UNKNOWN_COMMAND: %s", command);
+		json_t *body = json_pack("{s:s,s:i}", "error", text, "code",
+		                         SVC_E_UNKNOWN);
+		char *b = body ? json_dumps(body, JSON_COMPACT) : NULL;
+		fail_request(ep, reply, start, SVC_E_UNKNOWN, text,
+		             b ? b : "{\"error\":\"UNKNOWN_COMMAND\",\"code\":404}");
+		free(b);
+		json_decref(body);
+		natsMsg_Destroy(msg);
+		return;
 	}
 	if (!s->st.c || s->n_pending >= s->max_pending) {
 		char text[96];
@@ -449,15 +507,25 @@ static void ep_msg(void *arg, natsMsg *msg)
 		return;
 	}
 	size_t rlen = strlen(reply);
+	size_t held = sizeof(struct svc_req) + rlen + 1 + 64;
+	if (!stream_hold(&s->st, held)) {
+		/* What the app may hold is held: it is behind. */
+		fail_request(ep, reply, start, SVC_E_GONE,
+		             "service busy: its memory limit is reached", NULL);
+		natsMsg_Destroy(msg);
+		return;
+	}
 	struct svc_req *r = calloc(1, sizeof(*r) + rlen + 1);
 	uint64_t token = ++s->next_token;
 	if (!r || ipc_idmap_put(&s->reqs, token, r) < 0) {
 		free(r);
+		stream_unhold(&s->st, held);
 		fail_request(ep, reply, start, SVC_E_INVALID,
 		             "shipd is out of memory", NULL);
 		natsMsg_Destroy(msg);
 		return;
 	}
+	r->held = held;
 	r->ep = ep;
 	r->token = token;
 	r->start_ns = start;
@@ -504,8 +572,7 @@ static char *stats_json(const struct svc *s)
 		uint64_t avg = ep->num_requests
 		                       ? ep->processing_ns / ep->num_requests
 		                       : 0;
-		json_array_append_new(
-			eps, json_pack("{s:s,s:s,s:s,s:I,s:I,s:s,s:I,s:I}",
+		json_t *e = json_pack("{s:s,s:s,s:s,s:I,s:I,s:s,s:I,s:I}",
 			               "name", ep->name, "subject", ep->subject,
 			               "queue_group", ep->queue, "num_requests",
 			               (json_int_t)ep->num_requests, "num_errors",
@@ -513,7 +580,11 @@ static char *stats_json(const struct svc *s)
 			               ep->last_error, "processing_time",
 			               (json_int_t)ep->processing_ns,
 			               "average_processing_time",
-			               (json_int_t)avg));
+			               (json_int_t)avg);
+		if (!e || json_array_append_new(eps, e) < 0) {
+			json_decref(eps);
+			return NULL;
+		}
 	}
 	json_t *o = json_pack("{s:s,s:s,s:s,s:O,s:s,s:s,s:o}", "name", s->name,
 	                      "id", s->id, "version", s->version, "metadata",
@@ -529,7 +600,7 @@ static void verb_msg(void *arg, natsMsg *msg)
 {
 	struct svc_verb *v = arg;
 	const char *reply = natsMsg_GetReply(msg);
-	if (reply && reply[0]) {
+	if (reply && reply[0] && reply_ok(reply)) {
 		char *dyn = v->verb == V_STATS ? stats_json(v->svc) : NULL;
 		const char *text = v->verb == V_PING   ? v->svc->ping_json
 		                   : v->verb == V_INFO ? v->svc->info_json
@@ -782,6 +853,16 @@ static bool add_check(struct client *c, uint64_t id, const Ship__ServiceAdd *a)
 		             "%d services on this shipd already", SVC_MAX);
 		return false;
 	}
+	size_t mine = 0;
+	struct svc *o;
+	TAILQ_FOREACH(o, &svcs, entry)
+		mine += o->st.c == c;
+	if (mine >= SVC_PER_CLIENT) {
+		client_error(c, id, SHIP__CODE__RESOURCE_EXHAUSTED,
+		             "this connection hosts %d services already",
+		             SVC_PER_CLIENT);
+		return false;
+	}
 	if (stopping) {
 		client_error(c, id, SHIP__CODE__UNAVAILABLE, "shipd is stopping");
 		return false;
@@ -830,6 +911,14 @@ static void handle_add(struct client *c, uint64_t id, const Ship__ServiceAdd *a)
 			ok = false;
 			code = SHIP__CODE__INVALID_ARGUMENT;
 		}
+		for (size_t j = 0; ok && j < i; j++) {
+			if (!strcmp(s->eps[j].name, ep->name)) {
+				snprintf(why, sizeof(why),
+				         "endpoint name '%s' twice", ep->name);
+				ok = false;
+				code = SHIP__CODE__INVALID_ARGUMENT;
+			}
+		}
 	}
 	if (!ok) {
 		client_error(c, id, code, "%s", why);
@@ -848,6 +937,15 @@ static void handle_add(struct client *c, uint64_t id, const Ship__ServiceAdd *a)
 	s->info_json = info_json(s, a->description);
 	if (!s->ping_json || !s->info_json) {
 		client_error(c, id, SHIP__CODE__INTERNAL, "out of memory");
+		svc_free(s);
+		return;
+	}
+	/* INFO and STATS go out as one message each: they must fit. */
+	if (strlen(s->info_json) > SVC_INFO_MAX) {
+		client_error(c, id, SHIP__CODE__INVALID_ARGUMENT,
+		             "description, metadata and endpoints make an INFO "
+		             "of %zu bytes, at most %d",
+		             strlen(s->info_json), SVC_INFO_MAX);
 		svc_free(s);
 		return;
 	}
@@ -892,6 +990,8 @@ static void handle_add(struct client *c, uint64_t id, const Ship__ServiceAdd *a)
 static void answer_free(struct svc_answer *a)
 {
 	TAILQ_REMOVE(&answers, a, entry);
+	n_answers--;
+	answers_bytes -= a->bytes;
 	js_cancel(a->call);
 	op_end(&a->op);
 	natsMsg_Destroy(a->msg);
@@ -1021,6 +1121,19 @@ static void respond_with_event(struct client *c, uint64_t id, struct svc *s,
 		send_view(reply, m);
 		return;
 	}
+	/* Answers wait for their events within a bound (JetStream may be
+	 * slow: a stream without its quorum). */
+	size_t bytes = sizeof(struct svc_answer) + m->data.len + strlen(reply) +
+	               strlen(r->event_json) + 256;
+	if (n_answers >= SVC_ANSWERS_MAX ||
+	    answers_bytes + bytes > conf->memory_limit / 4) {
+		send_view(reply, m);
+		client_error(c, id, SHIP__CODE__RESOURCE_EXHAUSTED,
+		             "event not published: %zu answers wait for their "
+		             "events already",
+		             n_answers);
+		return;
+	}
 	struct svc_answer *a = calloc(1, sizeof(*a));
 	if (!a || (reply[0] && !(a->msg = answer_msg(reply, m)))) {
 		free(a);
@@ -1030,6 +1143,9 @@ static void respond_with_event(struct client *c, uint64_t id, struct svc *s,
 		return;
 	}
 	TAILQ_INSERT_TAIL(&answers, a, entry);
+	n_answers++;
+	a->bytes = bytes;
+	answers_bytes += bytes;
 	snprintf(a->subject, sizeof(a->subject), "%s", sub);
 	/* The app's payload goes in as it is when it is JSON; else null,
 	 * as noesis-ship does. */
@@ -1097,23 +1213,23 @@ static void handle_respond(struct client *c, uint64_t id,
 		drain_check(s);
 		return;
 	}
-	count(ep, q->start_ns, r->error_code, r->error);
 	Ship__Msg m;
 	struct reply_hdrs rh;
 	reply_view(&m, &rh, r->data.data, r->data.len, r->headers, r->n_headers,
 	           r->error_code, r->error);
-	char reply[IPC_SUBJECT_MAX + 1];
-	snprintf(reply, sizeof(reply), "%s", q->reply);
-	req_free(s, q);
+	/* q (and its reply subject, of any length) goes after the answer. */
 	if (r->event_type[0]) {
-		respond_with_event(c, id, s, reply, &m, r);
+		count(ep, q->start_ns, r->error_code, r->error);
+		respond_with_event(c, id, s, q->reply, &m, r);
 	} else {
-		natsStatus ns = send_view(reply, &m);
+		natsStatus ns = send_view(q->reply, &m);
 		if (ns == NATS_MAX_PAYLOAD) {
-			send_answer(reply, NULL, 0, NULL, 0, SVC_E_INVALID,
-			            "the service's answer is over the NATS "
-			            "payload limit");
-			ep->num_errors++;
+			static const char big[] = "the service's answer is over "
+			                          "the NATS payload limit";
+			fail_request(ep, q->reply, q->start_ns, SVC_E_INVALID,
+			             big, NULL);
+		} else {
+			count(ep, q->start_ns, r->error_code, r->error);
 		}
 		if (id && ns != NATS_OK)
 			client_error(c, id, pubsub_code(ns), "answer: %s",
@@ -1121,6 +1237,7 @@ static void handle_respond(struct client *c, uint64_t id,
 		else if (id)
 			client_ok(c, id);
 	}
+	req_free(s, q);
 	drain_check(s);
 }
 
@@ -1197,8 +1314,11 @@ static void find_reply(void *arg, natsMsg *msg, natsStatus st)
 	}
 	memcpy(text, natsMsg_GetData(msg), len);
 	text[len] = '\0';
-	f->replies[f->n++] = text;
 	natsMsg_Destroy(msg);
+	if (ipc_pb_string_ok(text, len))
+		f->replies[f->n++] = text;
+	else
+		free(text); /* not JSON, and no frame could carry it */
 	uint64_t now = now_ms();
 	uint64_t left = f->until_ms > now ? f->until_ms - now : 0;
 	link_wait_rearm(f->wait, left < SVC_DISCOVER_STALL_MS

@@ -96,6 +96,9 @@ static void status_cb(evutil_socket_t fd, short what, void *arg)
 		malloc_trim(0);
 }
 
+/* SIGTERM and SIGINT received: a second one cuts the services' drain. */
+static unsigned stop_signals;
+
 static void signal_cb(evutil_socket_t sig, short what, void *arg)
 {
 	if (sig == SIGHUP) {
@@ -108,7 +111,11 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 		}
 		return;
 	}
-	log_info("signal %d: shutting down", (int)sig);
+	if (stop_signals++)
+		log_info("signal %d again: not waiting for services to drain",
+		         (int)sig);
+	else
+		log_info("signal %d: shutting down", (int)sig);
 	event_base_loopbreak(base);
 }
 
@@ -363,7 +370,7 @@ int main(int argc, char **argv)
 	/* Services drain: their apps, still connected, answer what was
 	 * taken, bounded by the longest drain time a service asked for. */
 	uint64_t drain_until = now_ms() + SHUTDOWN_SERVICE_MS;
-	while (blocks_drain() && now_ms() < drain_until) {
+	while (blocks_drain() && now_ms() < drain_until && stop_signals < 2) {
 		struct timeval slice = {0, 20000};
 		event_base_loopexit(base, &slice);
 		event_base_dispatch(base);

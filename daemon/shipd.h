@@ -203,9 +203,15 @@ const struct link_info *link_info(void);
 /* The reply inbox prefix ("_INBOX.<nuid>"), "" before the link exists. */
 const char *link_inbox(void);
 /* What a subject is to the reply inbox: not in it; the reply inbox of
- * one request (an app answering a request publishes there); or anything
- * else in it (never an app's to reach). */
-enum link_inbox_kind { LINK_INBOX_NONE, LINK_INBOX_REPLY, LINK_INBOX_OTHER };
+ * one request (an app answering a request publishes there); the inbox of
+ * a multi wait (shipd's own: a discovery, a pull); or anything else in
+ * it. Only the first two are an app's to reach. */
+enum link_inbox_kind {
+	LINK_INBOX_NONE,
+	LINK_INBOX_REPLY,
+	LINK_INBOX_WAIT,
+	LINK_INBOX_OTHER,
+};
 enum link_inbox_kind link_inbox_kind(const char *subject);
 /* url with its user information (user:password@, token@) as "***@". */
 void link_url_redact(const char *url, char *out, size_t size);
@@ -556,8 +562,6 @@ struct sub *pubsub_own(const char *subject, const char *queue,
 void pubsub_own_drain(struct sub *s, uint32_t timeout_ms);
 /* Drained: nothing more can come. */
 bool pubsub_own_drained(const struct sub *s);
-/* Subscribed on the present connection and not draining. */
-bool pubsub_own_live(const struct sub *s);
 /* No callback after this; pubsub frees it. NULL is accepted. */
 void pubsub_own_end(struct sub *s);
 
