@@ -19,9 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -56,46 +54,31 @@ static const char *why(struct shipc *h)
 
 static struct shipc *conn(const char *name)
 {
-	struct shipc *h = shipc_connect(sd.sock, name);
+	struct shipc *h = fx_connect(sd.sock, name, 10000);
 	ck_assert_msg(h != NULL, "connect: %s", strerror(errno));
-	struct shipc_status st;
-	for (int i = 0; i < 400; i++) {
-		if (shipc_status(h, &st) == 0 && st.link == SHIPC_LINK_CONNECTED)
-			break;
-		fx_sleep_ms(25);
-	}
 	return h;
 }
 
-/* ---- an app hosting services: a handle and a thread dispatching it ---- */
+/* ---- a test's apps: one hosting services on a thread, one calling ---- */
 
-struct host {
-	struct shipc *h;
-	pthread_t t;
-	atomic_bool stop;
-};
-
-static void *host_loop(void *arg)
+static void host_start(struct fx_app *a, const char *name)
 {
-	struct host *a = arg;
-	while (!atomic_load(&a->stop))
-		if (shipc_dispatch(a->h, 50) < 0)
-			fx_sleep_ms(10); /* not connected: do not spin */
-	return NULL;
+	ck_assert_int_eq(fx_app_start(a, conn(name)), 0);
 }
 
-static void host_start(struct host *a, const char *name)
+/* The usual two: "app" hosting services, and "caller". */
+static struct shipc *apps_start(struct fx_app *a)
 {
-	a->h = conn(name);
-	atomic_init(&a->stop, false);
-	ck_assert_int_eq(pthread_create(&a->t, NULL, host_loop, a), 0);
+	host_start(a, "app");
+	return conn("caller");
 }
 
-static void host_end(struct host *a)
+/* Stop the service s, then close the caller and the host. */
+static void apps_end(struct fx_app *a, struct shipc *c, struct shipc_svc *s)
 {
-	atomic_store(&a->stop, true);
-	pthread_join(a->t, NULL);
-	shipc_close(a->h);
+	ck_assert_int_eq(shipc_svc_stop(s), 0);
+	shipc_close(c);
+	fx_app_end(a);
 }
 
 /* ---- handlers ---- */
@@ -142,10 +125,7 @@ static void on_req(struct shipc *h, const struct shipc_svc_req *r, void *arg)
 {
 	struct ep *e = arg;
 	char data[256];
-	size_t n = r->len < sizeof(data) - 1 ? r->len : sizeof(data) - 1;
-	if (n)
-		memcpy(data, r->data, n);
-	data[n] = '\0';
+	fx_strcopy(data, sizeof(data), r->data, r->len);
 	pthread_mutex_lock(&e->mu);
 	e->calls++;
 	e->svc = r->svc;
@@ -199,62 +179,60 @@ static void on_req(struct shipc *h, const struct shipc_svc_req *r, void *arg)
 	}
 }
 
-static int ep_calls(struct ep *e)
-{
-	pthread_mutex_lock(&e->mu);
-	int n = e->calls;
-	pthread_mutex_unlock(&e->mu);
-	return n;
-}
+/* What a handler counts: requests, requests held, shipc_svc_reply()
+ * calls returned (EVENT). */
+enum count { CALLS, HELD, REPLIED };
 
-static int ep_held(struct ep *e)
+static int ep_count(struct ep *e, enum count which)
 {
 	pthread_mutex_lock(&e->mu);
-	int n = e->n_held;
+	int n = which == CALLS  ? e->calls
+	        : which == HELD ? e->n_held
+	                        : e->replied;
 	pthread_mutex_unlock(&e->mu);
 	return n;
 }
 
 struct want {
 	struct ep *e;
+	enum count which;
 	int n;
 };
 
-static bool held_n(void *arg)
+static bool reached(void *arg)
 {
 	struct want *w = arg;
-	return ep_held(w->e) >= w->n;
+	return ep_count(w->e, w->which) >= w->n;
 }
 
-static bool calls_n(void *arg)
+/* Whether e counted n (or more) within timeout_ms. */
+static bool ep_wait(struct ep *e, enum count which, int n, int timeout_ms)
 {
-	struct want *w = arg;
-	return ep_calls(w->e) >= w->n;
-}
-
-static bool replied_n(void *arg)
-{
-	struct want *w = arg;
-	pthread_mutex_lock(&w->e->mu);
-	bool ok = w->e->replied >= w->n;
-	pthread_mutex_unlock(&w->e->mu);
-	return ok;
+	struct want w = {e, which, n};
+	return fx_wait(reached, &w, timeout_ms);
 }
 
 /* The EVENT handler's shipc_svc_reply() returned n times (the caller
  * may have its answer before that). */
 static void wait_replied(struct ep *e, int n)
 {
-	struct want w = {e, n};
-	ck_assert_msg(fx_wait(replied_n, &w, 10000),
+	ck_assert_msg(ep_wait(e, REPLIED, n, 10000),
 	              "shipc_svc_reply() in the handler did not return");
 }
 
 static void wait_held(struct ep *e, int n)
 {
-	struct want w = {e, n};
-	ck_assert_msg(fx_wait(held_n, &w, 10000), "the handler holds %d of %d",
-	              ep_held(e), n);
+	ck_assert_msg(ep_wait(e, HELD, n, 10000), "the handler holds %d of %d",
+	              ep_count(e, HELD), n);
+}
+
+/* Answer e's held request i with prefix and the request's data. */
+static void answer_held(struct shipc_svc *s, struct ep *e, int i,
+                        const char *prefix)
+{
+	char out[80];
+	snprintf(out, sizeof(out), "%s%s", prefix, e->held[i]);
+	ck_assert_int_eq(shipc_svc_respond(s, e->token[i], out, strlen(out)), 0);
 }
 
 /* ---- callers ---- */
@@ -279,11 +257,7 @@ static void call_cb(struct shipc *h, const struct shipc_msg *m, int err,
 	k->at = fx_now_ms();
 	k->err = err;
 	if (m) {
-		size_t n = m->len < sizeof(k->data) - 1 ? m->len
-		                                        : sizeof(k->data) - 1;
-		if (n)
-			memcpy(k->data, m->data, n);
-		k->data[n] = '\0';
+		fx_strcopy(k->data, sizeof(k->data), m->data, m->len);
 		for (size_t i = 0; i < m->n_headers; i++) {
 			const struct shipc_header *x = &m->headers[i];
 			if (!strcmp(x->key, "Nats-Service-Error-Code")) {
@@ -362,6 +336,36 @@ static void expect_error(struct call *k, const char *code)
 	              "error %s without one Nats-Service-Error", code);
 }
 
+/* call(), answered want. */
+static void call_expect(struct shipc *c, const char *subject, const char *data,
+                        const char *want)
+{
+	struct call k = {0};
+	call(c, subject, data, &k);
+	expect_answer(&k, want);
+}
+
+/* Requests i = from..to-1 on subject with data "<i>", answers in k[i]. */
+static void call_range(struct shipc *c, const char *subject, int timeout_ms,
+                       struct call *k, int from, int to)
+{
+	for (int i = from; i < to; i++) {
+		char d[8];
+		snprintf(d, sizeof(d), "%d", i);
+		call_async(c, subject, d, timeout_ms, &k[i]);
+	}
+}
+
+/* Calls k[from..to-1] answered "<tag>:<i>". */
+static void expect_range(struct call *k, int from, int to, const char *tag)
+{
+	for (int i = from; i < to; i++) {
+		char want[16];
+		snprintf(want, sizeof(want), "%s:%d", tag, i);
+		expect_answer(&k[i], want);
+	}
+}
+
 /* ---- services ---- */
 
 static struct shipc_svc *add(struct shipc *h, const struct shipc_svc_config *c)
@@ -376,6 +380,28 @@ static struct shipc_svc *add(struct shipc *h, const struct shipc_svc_config *c)
 
 /* One endpoint answering with handler e. */
 #define ONE(n, subj, e) {.name = (n), .subject = (subj), .fn = on_req, .arg = (e)}
+
+/* A service of one endpoint, version 1.0.0. */
+#define SVC1(n, ep)                                                            \
+	{.name = (n), .version = "1.0.0", .endpoints = (ep), .n_endpoints = 1}
+
+/* "calc" 1.2.3 with metadata: add (math.add) answered by handler a,
+ * status (calc.status, with metadata) by handler st. */
+static struct shipc_svc *add_calc(struct shipc *h, struct ep *a, struct ep *st)
+{
+	const struct shipc_header md[] = {{"kind", "read"}};
+	const struct shipc_header smd[] = {{"team", "nav"}};
+	struct shipc_svc_endpoint eps[] = {
+		{.name = "add", .group = "math", .fn = on_req, .arg = a},
+		{.name = "status", .subject = "calc.status", .metadata = md,
+		 .n_metadata = 1, .fn = on_req, .arg = st},
+	};
+	struct shipc_svc_config cfg = {
+		.name = "calc", .version = "1.2.3", .description = "adds things",
+		.metadata = smd, .n_metadata = 1, .endpoints = eps,
+		.n_endpoints = 2};
+	return add(h, &cfg);
+}
 
 /* ---- discovery ---- */
 
@@ -517,25 +543,37 @@ static long long rfc3339(const char *s)
 	return t;
 }
 
-/* INFO: the identity, description, endpoints (an array, [] when none). */
-static json_t *expect_info(json_t *j, const char *name, const char *id,
-                           const char *version, const char *description)
+/* The endpoints of an INFO or STATS answer j: an array, each endpoint
+ * with a name, a subject and a queue group that is a string if any. */
+static json_t *endpoints_of(json_t *j, const char *verb)
 {
-	expect_identity(j, "io.nats.micro.v1.info_response", name, id, version);
-	ck_assert_str_eq(jstr(j, "description"), description);
 	json_t *eps = json_object_get(j, "endpoints");
-	ck_assert_msg(json_is_array(eps), "INFO endpoints not an array: %s",
+	ck_assert_msg(json_is_array(eps), "%s endpoints not an array: %s", verb,
 	              show(j));
 	size_t i;
 	json_t *e;
 	json_array_foreach(eps, i, e) {
 		ck_assert(matches(NAME_RE, jstr(e, "name")));
 		ck_assert_uint_gt(strlen(jstr(e, "subject")), 0);
+		json_t *q = json_object_get(e, "queue_group");
+		ck_assert_msg(!q || json_is_string(q), "queue_group: %s", show(j));
+	}
+	return eps;
+}
+
+/* INFO: the identity, description, endpoints (an array, [] when none). */
+static json_t *expect_info(json_t *j, const char *name, const char *id,
+                           const char *version, const char *description)
+{
+	expect_identity(j, "io.nats.micro.v1.info_response", name, id, version);
+	ck_assert_str_eq(jstr(j, "description"), description);
+	json_t *eps = endpoints_of(j, "INFO");
+	size_t i;
+	json_t *e;
+	json_array_foreach(eps, i, e) {
 		json_t *m = json_object_get(e, "metadata");
 		if (m && !json_is_null(m))
 			expect_strmap(m, "endpoint metadata", j);
-		json_t *q = json_object_get(e, "queue_group");
-		ck_assert_msg(!q || json_is_string(q), "queue_group: %s", show(j));
 	}
 	return eps;
 }
@@ -554,14 +592,10 @@ static json_t *expect_stats(json_t *j, const char *name, const char *id,
 	                      started <= (long long)time(NULL) + 2,
 	              "started %s is not when the service was added",
 	              jstr(j, "started"));
-	json_t *eps = json_object_get(j, "endpoints");
-	ck_assert_msg(json_is_array(eps), "STATS endpoints not an array: %s",
-	              show(j));
+	json_t *eps = endpoints_of(j, "STATS");
 	size_t i;
 	json_t *e;
 	json_array_foreach(eps, i, e) {
-		ck_assert(matches(NAME_RE, jstr(e, "name")));
-		ck_assert_uint_gt(strlen(jstr(e, "subject")), 0);
 		json_int_t nr = jint(e, "num_requests");
 		json_int_t ne = jint(e, "num_errors");
 		json_int_t pt = jint(e, "processing_time");
@@ -574,8 +608,6 @@ static json_t *expect_stats(json_t *j, const char *name, const char *id,
 			ck_assert_msg(llabs(avg * nr - pt) <= nr,
 			              "average %lld is not %lld / %lld", (long long)avg,
 			              (long long)pt, (long long)nr);
-		json_t *q = json_object_get(e, "queue_group");
-		ck_assert_msg(!q || json_is_string(q), "queue_group: %s", show(j));
 	}
 	return eps;
 }
@@ -601,32 +633,31 @@ static json_t *stats_of(struct shipc *h, const char *name, const char *id)
 	return js[0];
 }
 
+/* Endpoint name of STATS endpoints eps: its requests, errors and last
+ * error. */
+static json_t *expect_counts(json_t *eps, const char *name,
+                             json_int_t requests, json_int_t errors,
+                             const char *last_error)
+{
+	json_t *e = endpoint_named(eps, name);
+	ck_assert_int_eq(jint(e, "num_requests"), requests);
+	ck_assert_int_eq(jint(e, "num_errors"), errors);
+	ck_assert_str_eq(jstr(e, "last_error"), last_error);
+	return e;
+}
+
 /* ---- serving ---- */
 
 START_TEST(serve_and_call)
 {
-	struct host a;
-	host_start(&a, "app");
-	struct shipc *c = conn("caller");
+	struct fx_app a;
+	struct shipc *c = apps_start(&a);
 	static struct ep add_ep = EP(ECHO, .tag = "add");
 	static struct ep st_ep = EP(ECHO, .tag = "status");
-	const struct shipc_header md[] = {{"kind", "read"}};
-	const struct shipc_header smd[] = {{"team", "nav"}};
-	struct shipc_svc_endpoint eps[] = {
-		{.name = "add", .group = "math", .fn = on_req, .arg = &add_ep},
-		{.name = "status", .subject = "calc.status", .metadata = md,
-		 .n_metadata = 1, .fn = on_req, .arg = &st_ep},
-	};
-	struct shipc_svc_config cfg = {
-		.name = "calc", .version = "1.2.3", .description = "adds things",
-		.metadata = smd, .n_metadata = 1, .endpoints = eps,
-		.n_endpoints = 2};
-	struct shipc_svc *s = add(a.h, &cfg);
+	struct shipc_svc *s = add_calc(a.h, &add_ep, &st_ep);
 
-	struct call k = {0};
-	call(c, "math.add", "2+3", &k);
-	expect_answer(&k, "add:2+3");
-	ck_assert_int_eq(ep_calls(&add_ep), 1);
+	call_expect(c, "math.add", "2+3", "add:2+3");
+	ck_assert_int_eq(ep_count(&add_ep, CALLS), 1);
 	ck_assert_uint_eq(add_ep.endpoint, 0);
 	ck_assert_str_eq(add_ep.subject, "math.add");
 	ck_assert_str_eq(add_ep.command, "");
@@ -653,25 +684,20 @@ START_TEST(serve_and_call)
 
 	/* A message without a reply subject is handed over with reply "". */
 	ck_assert_int_eq(shipc_publish(c, "calc.status", "fire", 4), 0);
-	struct want w = {&st_ep, 2};
-	ck_assert(fx_wait(calls_n, &w, 5000));
+	ck_assert(ep_wait(&st_ep, CALLS, 2, 5000));
 	ck_assert(!st_ep.has_reply);
 	ck_assert_str_eq(st_ep.data, "fire");
 
 	/* Still answering after that. */
-	call(c, "math.add", "1", &k);
-	expect_answer(&k, "add:1");
-	ck_assert_int_eq(shipc_svc_stop(s), 0);
-	shipc_close(c);
-	host_end(&a);
+	call_expect(c, "math.add", "1", "add:1");
+	apps_end(&a, c, s);
 }
 END_TEST
 
 START_TEST(error_answers)
 {
-	struct host a;
-	host_start(&a, "app");
-	struct shipc *c = conn("caller");
+	struct fx_app a;
+	struct shipc *c = apps_start(&a);
 	static struct ep ok_ep = EP(ECHO);
 	static struct ep fail_ep = EP(FAIL, .code = 418, .text = "teapot",
 	                              .body = "sorry");
@@ -683,9 +709,8 @@ START_TEST(error_answers)
 	                               .endpoints = eps, .n_endpoints = 3};
 	time_t t0 = time(NULL);
 	struct shipc_svc *s = add(a.h, &cfg);
+	call_expect(c, "errs.ok", "fine", "fine");
 	struct call k = {0};
-	call(c, "errs.ok", "fine", &k);
-	expect_answer(&k, "fine");
 	call(c, "errs.fail", "x", &k);
 	expect_error(&k, "418");
 	ck_assert_str_eq(k.text, "teapot");
@@ -707,21 +732,11 @@ START_TEST(error_answers)
 
 	json_t *st = stats_of(c, "errs", shipc_svc_id(s));
 	json_t *eps_j = expect_stats(st, "errs", shipc_svc_id(s), "0.1.0", t0);
-	json_t *e = endpoint_named(eps_j, "fail");
-	ck_assert_int_eq(jint(e, "num_requests"), 1);
-	ck_assert_int_eq(jint(e, "num_errors"), 1);
-	ck_assert_str_eq(jstr(e, "last_error"), "418:teapot");
-	e = endpoint_named(eps_j, "later");
-	ck_assert_int_eq(jint(e, "num_errors"), 1);
-	ck_assert_str_eq(jstr(e, "last_error"), "503:later");
-	e = endpoint_named(eps_j, "ok");
-	ck_assert_int_eq(jint(e, "num_requests"), 1);
-	ck_assert_int_eq(jint(e, "num_errors"), 0);
-	ck_assert_str_eq(jstr(e, "last_error"), "");
+	expect_counts(eps_j, "fail", 1, 1, "418:teapot");
+	expect_counts(eps_j, "later", 1, 1, "503:later");
+	expect_counts(eps_j, "ok", 1, 0, "");
 	json_decref(st);
-	ck_assert_int_eq(shipc_svc_stop(s), 0);
-	shipc_close(c);
-	host_end(&a);
+	apps_end(&a, c, s);
 }
 END_TEST
 
@@ -729,26 +744,14 @@ END_TEST
 
 START_TEST(discovery_nine_subjects)
 {
-	struct host a;
-	host_start(&a, "app");
-	struct shipc *c = conn("caller");
+	struct fx_app a;
+	struct shipc *c = apps_start(&a);
 	static struct ep add_ep = EP(ECHO);
 	static struct ep st_ep = EP(HOLD);
-	const struct shipc_header md[] = {{"kind", "read"}};
-	const struct shipc_header smd[] = {{"team", "nav"}};
-	struct shipc_svc_endpoint eps[] = {
-		{.name = "add", .group = "math", .fn = on_req, .arg = &add_ep},
-		{.name = "status", .subject = "calc.status", .metadata = md,
-		 .n_metadata = 1, .fn = on_req, .arg = &st_ep},
-	};
-	struct shipc_svc_config cfg = {
-		.name = "calc", .version = "1.2.3", .description = "adds things",
-		.metadata = smd, .n_metadata = 1, .endpoints = eps,
-		.n_endpoints = 2};
 	/* No metadata, no description, no endpoints. */
 	struct shipc_svc_config bare = {.name = "bare", .version = "0.0.1-rc.1"};
 	time_t t0 = time(NULL);
-	struct shipc_svc *s = add(a.h, &cfg);
+	struct shipc_svc *s = add_calc(a.h, &add_ep, &st_ep);
 	struct shipc_svc *b = add(a.h, &bare);
 	char id[64], bid[64];
 	snprintf(id, sizeof(id), "%s", shipc_svc_id(s));
@@ -817,14 +820,9 @@ START_TEST(discovery_nine_subjects)
 			} else {
 				json_t *eps_j = expect_stats(j, "calc", id, "1.2.3", t0);
 				ck_assert_uint_eq(json_array_size(eps_j), 2);
-				json_t *e = endpoint_named(eps_j, "add");
+				json_t *e = expect_counts(eps_j, "add", 1, 0, "");
 				ck_assert_str_eq(jstr(e, "subject"), "math.add");
-				ck_assert_int_eq(jint(e, "num_requests"), 1);
-				ck_assert_int_eq(jint(e, "num_errors"), 0);
-				ck_assert_str_eq(jstr(e, "last_error"), "");
-				e = endpoint_named(eps_j, "status");
-				ck_assert_int_eq(jint(e, "num_requests"), 1);
-				ck_assert_str_eq(jstr(e, "last_error"), "");
+				e = expect_counts(eps_j, "status", 1, 0, "");
 				/* Nanoseconds, measured: the answer took 60 ms or more. */
 				json_int_t pt = jint(e, "processing_time");
 				ck_assert_msg(pt >= 55000000LL && pt < 5000000000LL,
@@ -851,7 +849,7 @@ START_TEST(discovery_nine_subjects)
 	/* Stopped: gone from discovery. */
 	ck_assert_uint_eq(ping_ids(c, "calc", ids, 4), 0);
 	shipc_close(c);
-	host_end(&a);
+	fx_app_end(&a);
 }
 END_TEST
 
@@ -859,9 +857,8 @@ END_TEST
 
 START_TEST(prefix_routing)
 {
-	struct host a;
-	host_start(&a, "app");
-	struct shipc *c = conn("caller");
+	struct fx_app a;
+	struct shipc *c = apps_start(&a);
 	static struct ep merge = EP(ECHO, .tag = "merge");
 	static struct ep echo = EP(ECHO, .tag = "echo");
 	static struct ep dflt = EP(ECHO, .tag = "default");
@@ -878,42 +875,40 @@ START_TEST(prefix_routing)
 	struct shipc_svc_config cfg = {.name = "kanban", .version = "1.0.0",
 	                               .endpoints = eps, .n_endpoints = 2};
 	struct shipc_svc *s = add(a.h, &cfg);
-	struct call k = {0};
-	call(c, "kanban.cmd.pr.merge", "{}", &k);
-	expect_answer(&k, "merge:{}");
-	ck_assert_str_eq(merge.command, "pr.merge");
-	ck_assert_str_eq(merge.subject, "kanban.cmd.pr.merge");
+	/* Each request reaches the handler of its command, with the command
+	 * and the whole subject. */
+	const struct {
+		const char *subject, *data, *answer;
+		struct ep *e;
+		const char *command;
+	} routes[] = {
+		{"kanban.cmd.pr.merge", "{}", "merge:{}", &merge, "pr.merge"},
+		{"kanban.cmd.echo", "x", "echo:x", &echo, "echo"},
+		/* Anything else goes to the default handler, with its command. */
+		{"kanban.cmd.other.thing", "y", "default:y", &dflt, "other.thing"},
+		{"kanban.cmd.pr", "z", "default:z", &dflt, "pr"},
+		{"kanban.cmd.pr.merge.now", "w", "default:w", &dflt,
+		 "pr.merge.now"},
+		{"strict.cmd.known", "k", "known:k", &known, "known"},
+	};
+	for (size_t i = 0; i < sizeof(routes) / sizeof(*routes); i++) {
+		call_expect(c, routes[i].subject, routes[i].data, routes[i].answer);
+		ck_assert_str_eq(routes[i].e->command, routes[i].command);
+		ck_assert_str_eq(routes[i].e->subject, routes[i].subject);
+	}
 	ck_assert_uint_eq(merge.endpoint, 0);
-	call(c, "kanban.cmd.echo", "x", &k);
-	expect_answer(&k, "echo:x");
-	ck_assert_str_eq(echo.command, "echo");
-	/* Anything else goes to the default handler, with its command. */
-	call(c, "kanban.cmd.other.thing", "y", &k);
-	expect_answer(&k, "default:y");
-	ck_assert_str_eq(dflt.command, "other.thing");
-	ck_assert_str_eq(dflt.subject, "kanban.cmd.other.thing");
-	call(c, "kanban.cmd.pr", "z", &k);
-	expect_answer(&k, "default:z");
-	ck_assert_str_eq(dflt.command, "pr");
-	call(c, "kanban.cmd.pr.merge.now", "w", &k);
-	expect_answer(&k, "default:w");
-	ck_assert_str_eq(dflt.command, "pr.merge.now");
-	ck_assert_int_eq(ep_calls(&merge), 1);
-	ck_assert_int_eq(ep_calls(&dflt), 3);
+	ck_assert_int_eq(ep_count(&merge, CALLS), 1);
+	ck_assert_int_eq(ep_count(&dflt, CALLS), 3);
 
 	/* Without a default handler: noesis-ship's 404. */
-	call(c, "strict.cmd.known", "k", &k);
-	expect_answer(&k, "known:k");
-	ck_assert_str_eq(known.command, "known");
+	struct call k = {0};
 	call(c, "strict.cmd.x", "", &k);
 	ck_assert_str_eq(k.data, "{\"error\":\"UNKNOWN_COMMAND: x\",\"code\":404}");
 	call(c, "strict.cmd.a.b", "", &k);
 	ck_assert_str_eq(k.data,
 	                 "{\"error\":\"UNKNOWN_COMMAND: a.b\",\"code\":404}");
-	ck_assert_int_eq(ep_calls(&known), 1);
-	ck_assert_int_eq(shipc_svc_stop(s), 0);
-	shipc_close(c);
-	host_end(&a);
+	ck_assert_int_eq(ep_count(&known, CALLS), 1);
+	apps_end(&a, c, s);
 }
 END_TEST
 
@@ -921,14 +916,12 @@ END_TEST
 
 START_TEST(deadline_504)
 {
-	struct host a;
-	host_start(&a, "app");
-	struct shipc *c = conn("caller");
+	struct fx_app a;
+	struct shipc *c = apps_start(&a);
 	static struct ep never = EP(HOLD);
 	struct shipc_svc_endpoint ep = ONE("never", "slow.never", &never);
-	struct shipc_svc_config cfg = {.name = "slow", .version = "1.0.0",
-	                               .endpoints = &ep, .n_endpoints = 1,
-	                               .timeout_ms = 300};
+	struct shipc_svc_config cfg = SVC1("slow", &ep);
+	cfg.timeout_ms = 300;
 	time_t t0 = time(NULL);
 	struct shipc_svc *s = add(a.h, &cfg);
 	struct call k = {0};
@@ -939,7 +932,7 @@ START_TEST(deadline_504)
 	ck_assert_msg(took >= 250 && took <= 300 + 1200,
 	              "504 after %llu ms for a 300 ms deadline",
 	              (unsigned long long)took);
-	ck_assert_int_eq(ep_held(&never), 1);
+	ck_assert_int_eq(ep_count(&never, HELD), 1);
 	ck_assert_msg(never.timeout_ms > 0 && never.timeout_ms <= 300,
 	              "%u ms left of 300", never.timeout_ms);
 
@@ -963,40 +956,30 @@ START_TEST(deadline_504)
 	ck_assert_int_eq(shipc_svc_reply(s, never.token[1], &rep), 0);
 	ck_assert(calls_wait(c, &k, 1, 5000));
 	expect_answer(&k, "late");
-	ck_assert_int_eq(shipc_svc_stop(s), 0);
-	shipc_close(c);
-	host_end(&a);
+	apps_end(&a, c, s);
 }
 END_TEST
 
 START_TEST(max_pending_503)
 {
-	struct host a;
-	host_start(&a, "app");
-	struct shipc *c = conn("caller");
+	struct fx_app a;
+	struct shipc *c = apps_start(&a);
 	static struct ep hold = EP(HOLD);
 	struct shipc_svc_endpoint ep = ONE("hold", "busy.hold", &hold);
-	struct shipc_svc_config cfg = {.name = "busy", .version = "1.0.0",
-	                               .endpoints = &ep, .n_endpoints = 1,
-	                               .max_pending = 2};
+	struct shipc_svc_config cfg = SVC1("busy", &ep);
+	cfg.max_pending = 2;
 	struct shipc_svc *s = add(a.h, &cfg);
 	struct call k[4] = {0};
-	call_async(c, "busy.hold", "0", 8000, &k[0]);
-	call_async(c, "busy.hold", "1", 8000, &k[1]);
+	call_range(c, "busy.hold", 8000, k, 0, 2);
 	wait_held(&hold, 2);
 	call_async(c, "busy.hold", "2", 8000, &k[2]);
 	ck_assert(calls_wait(c, &k[2], 1, 3000));
 	expect_error(&k[2], "503");
-	ck_assert_int_eq(ep_held(&hold), 2);
+	ck_assert_int_eq(ep_count(&hold, HELD), 2);
 	ck_assert(!atomic_load(&k[0].done) && !atomic_load(&k[1].done));
 	/* Answered: room again. */
-	for (int i = 0; i < 2; i++) {
-		char out[80];
-		snprintf(out, sizeof(out), "r%s", hold.held[i]);
-		ck_assert_int_eq(shipc_svc_respond(s, hold.token[i], out,
-		                                   strlen(out)),
-		                 0);
-	}
+	for (int i = 0; i < 2; i++)
+		answer_held(s, &hold, i, "r");
 	ck_assert(calls_wait(c, k, 2, 5000));
 	expect_answer(&k[0], "r0");
 	expect_answer(&k[1], "r1");
@@ -1005,9 +988,7 @@ START_TEST(max_pending_503)
 	ck_assert_int_eq(shipc_svc_respond(s, hold.token[2], "r3", 2), 0);
 	ck_assert(calls_wait(c, &k[3], 1, 5000));
 	expect_answer(&k[3], "r3");
-	ck_assert_int_eq(shipc_svc_stop(s), 0);
-	shipc_close(c);
-	host_end(&a);
+	apps_end(&a, c, s);
 }
 END_TEST
 
@@ -1046,18 +1027,16 @@ static void doomed_req(struct shipc *h, const struct shipc_svc_req *r,
 
 /* The child: host "doomed" and never answer; say its id, then each
  * request. Ends by SIGKILL (or after a minute). */
-static void __attribute__((noreturn)) doomed_child(int fd)
+static void __attribute__((noreturn)) doomed_child(int fd, void *arg)
 {
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	doomed_fd = fd;
 	struct shipc *h = shipc_connect(sd.sock, "doomed");
 	if (!h)
 		_exit(2);
 	struct shipc_svc_endpoint ep = {.name = "work", .subject = "doomed.work",
 	                                .fn = doomed_req};
-	struct shipc_svc_config cfg = {.name = "doomed", .version = "1.0.0",
-	                               .endpoints = &ep, .n_endpoints = 1,
-	                               .timeout_ms = 30000};
+	struct shipc_svc_config cfg = SVC1("doomed", &ep);
+	cfg.timeout_ms = 30000;
 	struct shipc_svc *s = NULL;
 	for (int i = 0; i < 100 && !s; i++)
 		if (!(s = shipc_svc_add(h, &cfg)))
@@ -1075,17 +1054,11 @@ static void __attribute__((noreturn)) doomed_child(int fd)
 START_TEST(app_killed_503)
 {
 	/* Forked before this process has a handle (libshipc has a thread). */
-	int p[2];
-	ck_assert_int_eq(pipe(p), 0);
-	pid_t pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		close(p[0]);
-		doomed_child(p[1]);
-	}
-	close(p[1]);
+	int fd;
+	pid_t pid = fx_fork(doomed_child, NULL, &fd);
+	ck_assert_int_gt(pid, 0);
 	char line[256];
-	ck_assert_msg(read_line(p[0], line, sizeof(line), 20000),
+	ck_assert_msg(read_line(fd, line, sizeof(line), 20000),
 	              "the child said '%s'", line);
 	ck_assert_msg(!strncmp(line, "id ", 3), "the child: %s", line);
 	char id[64];
@@ -1097,7 +1070,7 @@ START_TEST(app_killed_503)
 	ck_assert_str_eq(ids[0], id);
 	struct call k = {0};
 	call_async(c, "doomed.work", "?", 20000, &k);
-	ck_assert_msg(read_line(p[0], line, sizeof(line), 10000),
+	ck_assert_msg(read_line(fd, line, sizeof(line), 10000),
 	              "the request never reached the child");
 	ck_assert_str_eq(line, "got");
 	uint64_t killed = fx_now_ms();
@@ -1109,7 +1082,7 @@ START_TEST(app_killed_503)
 	              "503 came %llu ms after the app died (deadline 30 s)",
 	              (unsigned long long)took);
 	ck_assert_int_eq(fx_wait_exit(pid, 5000), 128 + SIGKILL);
-	close(p[0]);
+	close(fd);
 	/* Removed at once: no instance answers. */
 	ck_assert_uint_eq(ping_ids(c, "doomed", ids, 4), 0);
 	errno = 0;
@@ -1123,20 +1096,18 @@ END_TEST
 /* The app closes its handle with a request in flight: 503 at once. */
 START_TEST(app_closes_503)
 {
-	struct host a;
-	host_start(&a, "app");
-	struct shipc *c = conn("caller");
+	struct fx_app a;
+	struct shipc *c = apps_start(&a);
 	static struct ep hold = EP(HOLD);
 	struct shipc_svc_endpoint ep = ONE("work", "closing.work", &hold);
-	struct shipc_svc_config cfg = {.name = "closing", .version = "1.0.0",
-	                               .endpoints = &ep, .n_endpoints = 1,
-	                               .timeout_ms = 30000};
+	struct shipc_svc_config cfg = SVC1("closing", &ep);
+	cfg.timeout_ms = 30000;
 	add(a.h, &cfg);
 	struct call k = {0};
 	call_async(c, "closing.work", "?", 20000, &k);
 	wait_held(&hold, 1);
 	uint64_t closed = fx_now_ms();
-	host_end(&a); /* shipc_close() without stopping the service */
+	fx_app_end(&a); /* shipc_close() without stopping the service */
 	ck_assert(calls_wait(c, &k, 1, 25000));
 	expect_error(&k, "503");
 	ck_assert_msg(k.at - closed < 3000, "503 came %llu ms after the close",
@@ -1170,7 +1141,7 @@ static void *stop_thread(void *arg)
 
 START_TEST(stop_drains)
 {
-	struct host a, b;
+	struct fx_app a, b;
 	host_start(&a, "app-a");
 	host_start(&b, "app-b");
 	struct shipc *c = conn("caller");
@@ -1178,9 +1149,8 @@ START_TEST(stop_drains)
 	static struct ep eb = EP(ECHO, .tag = "B");
 	struct shipc_svc_endpoint epa = ONE("job", "drainer.job", &ea);
 	struct shipc_svc_endpoint epb = ONE("job", "drainer.job", &eb);
-	struct shipc_svc_config ca = {.name = "drainer", .version = "1.0.0",
-	                              .endpoints = &epa, .n_endpoints = 1,
-	                              .drain_ms = 8000};
+	struct shipc_svc_config ca = SVC1("drainer", &epa);
+	ca.drain_ms = 8000;
 	struct shipc_svc_config cb = ca;
 	cb.endpoints = &epb;
 	struct shipc_svc *sa = add(a.h, &ca);
@@ -1190,11 +1160,7 @@ START_TEST(stop_drains)
 	/* Five requests accepted by A (alone yet), answered after the stop. */
 	enum { N = 5, M = 10 };
 	struct call k[N + M] = {0};
-	for (int i = 0; i < N; i++) {
-		char d[8];
-		snprintf(d, sizeof(d), "%d", i);
-		call_async(c, "drainer.job", d, 15000, &k[i]);
-	}
+	call_range(c, "drainer.job", 15000, k, 0, N);
 	wait_held(&ea, N);
 	struct shipc_svc *sb = add(b.h, &cb);
 	char idb[64];
@@ -1210,19 +1176,11 @@ START_TEST(stop_drains)
 	 * stop a margin to reach it, then A must take nothing new. */
 	fx_sleep_ms(300);
 	uint64_t stopped = fx_now_ms();
-	for (int i = N; i < N + M; i++) {
-		char d[8];
-		snprintf(d, sizeof(d), "%d", i);
-		call_async(c, "drainer.job", d, 5000, &k[i]);
-	}
+	call_range(c, "drainer.job", 5000, k, N, N + M);
 	ck_assert(calls_wait(c, k + N, M, 10000));
-	for (int i = N; i < N + M; i++) {
-		char want[16];
-		snprintf(want, sizeof(want), "B:%d", i);
-		expect_answer(&k[i], want);
-	}
-	ck_assert_msg(ep_held(&ea) == N, "A took %d requests while stopping",
-	              ep_held(&ea) - N);
+	expect_range(k, N, N + M, "B");
+	ck_assert_msg(ep_count(&ea, HELD) == N,
+	              "A took %d requests while stopping", ep_count(&ea, HELD) - N);
 	/* A's accepted requests are answered during the drain. */
 	uint64_t last = 0;
 	for (int i = 0; i < N; i++) {
@@ -1230,20 +1188,12 @@ START_TEST(stop_drains)
 		              "shipc_svc_stop returned (%d, %s) with %d requests "
 		              "in flight",
 		              st.rc, strerror(st.err), N - i);
-		char out[80];
-		snprintf(out, sizeof(out), "A:%s", ea.held[i]);
-		ck_assert_int_eq(shipc_svc_respond(sa, ea.token[i], out,
-		                                   strlen(out)),
-		                 0);
+		answer_held(sa, &ea, i, "A:");
 		last = fx_now_ms();
 		fx_sleep_ms(20);
 	}
 	ck_assert(calls_wait(c, k, N, 10000));
-	for (int i = 0; i < N; i++) {
-		char want[16];
-		snprintf(want, sizeof(want), "A:%d", i);
-		expect_answer(&k[i], want);
-	}
+	expect_range(k, 0, N, "A");
 	pthread_join(st.t, NULL);
 	ck_assert_msg(st.rc == 0, "shipc_svc_stop: %s", strerror(st.err));
 	ck_assert_uint_ge(st.at, last);
@@ -1254,8 +1204,8 @@ START_TEST(stop_drains)
 	ck_assert_str_eq(ids[0], idb);
 	ck_assert_int_eq(shipc_svc_stop(sb), 0);
 	shipc_close(c);
-	host_end(&a);
-	host_end(&b);
+	fx_app_end(&a);
+	fx_app_end(&b);
 }
 END_TEST
 
@@ -1265,13 +1215,12 @@ END_TEST
 START_TEST(sigterm_drains)
 {
 	enum { N = 8 };
-	struct host a;
+	struct fx_app a;
 	host_start(&a, "app");
 	static struct ep hold = EP(HOLD);
 	struct shipc_svc_endpoint ep = ONE("slow", "term.slow", &hold);
-	struct shipc_svc_config cfg = {.name = "term", .version = "1.0.0",
-	                               .endpoints = &ep, .n_endpoints = 1,
-	                               .drain_ms = 8000};
+	struct shipc_svc_config cfg = SVC1("term", &ep);
+	cfg.drain_ms = 8000;
 	struct shipc_svc *s = add(a.h, &cfg);
 
 	natsConnection *nc = NULL;
@@ -1299,11 +1248,7 @@ START_TEST(sigterm_drains)
 	                 NATS_OK);
 	for (int i = 0; i < N; i++) {
 		fx_sleep_ms(40);
-		char out[80];
-		snprintf(out, sizeof(out), "real-%s", hold.held[i]);
-		ck_assert_int_eq(shipc_svc_respond(s, hold.token[i], out,
-		                                   strlen(out)),
-		                 0);
+		answer_held(s, &hold, i, "real-");
 		if (i == N / 2) {
 			ck_assert_int_eq(natsConnection_PublishRequestString(
 						 nc, "term.slow", "svcterm.late", "late"),
@@ -1337,8 +1282,9 @@ START_TEST(sigterm_drains)
 	ck_assert_msg(n == N, "%d of %d callers answered", n, N);
 	/* Nothing new was taken while draining: the late request got no
 	 * answer of the app's (no responders, or an error of shipd's). */
-	ck_assert_msg(ep_held(&hold) == N, "the app got %d requests after "
-	              "SIGTERM", ep_held(&hold) - N);
+	ck_assert_msg(ep_count(&hold, HELD) == N,
+	              "the app got %d requests after SIGTERM",
+	              ep_count(&hold, HELD) - N);
 	natsMsg *lm = NULL;
 	if (natsSubscription_NextMsg(&lm, late, 200) == NATS_OK) {
 		ck_assert_msg(natsMsg_GetDataLength(lm) < 5 ||
@@ -1356,7 +1302,7 @@ START_TEST(sigterm_drains)
 	natsSubscription_Destroy(sub);
 	natsConnection_Destroy(nc);
 	nats_CloseAndWait(2000);
-	host_end(&a);
+	fx_app_end(&a);
 }
 END_TEST
 
@@ -1377,8 +1323,7 @@ START_TEST(bad_input)
 	struct shipc *h = conn("app");
 	static struct ep e = EP(ECHO);
 	struct shipc_svc_endpoint ep = ONE("ep", "bad.ep", &e);
-	const struct shipc_svc_config good = {.name = "good", .version = "1.0.0",
-	                                      .endpoints = &ep, .n_endpoints = 1};
+	const struct shipc_svc_config good = SVC1("good", &ep);
 	static const char *const names[] = {"", "bad name", "bad.name", "a*b",
 	                                    "a>b", "ü"};
 	for (size_t i = 0; i < sizeof(names) / sizeof(*names); i++) {
@@ -1455,6 +1400,23 @@ static void observe_stream(struct call *k)
 	k->observed = (long)stream_msgs(observer, "KANBAN_EVENTS");
 }
 
+/* A request to the EVENT handler e, answered want; events: how many
+ * the stream held when the answer came (-1: no stream holds the event,
+ * and the answer goes out once storing it failed). Returns what
+ * shipc_svc_reply() in the handler returned. */
+static int call_event(struct shipc *c, const char *subject, const char *data,
+                      const char *want, struct ep *e, long events)
+{
+	struct call k = {.observe = events >= 0 ? observe_stream : NULL};
+	call_async(c, subject, data, 5000, &k);
+	ck_assert(calls_wait(c, &k, 1, events >= 0 ? 5000 : 8000));
+	expect_answer(&k, want);
+	if (events >= 0)
+		ck_assert_int_eq(k.observed, events);
+	wait_replied(e, 1);
+	return e->reply_rc;
+}
+
 struct evbox {
 	pthread_mutex_t mu;
 	int n;
@@ -1517,7 +1479,7 @@ static void expect_envelope(struct evbox *b, int i, const char *subject,
 
 START_TEST(mutation_events)
 {
-	struct host a;
+	struct fx_app a;
 	host_start(&a, "kanban-server");
 	struct shipc *c = conn("caller");
 	observer = conn("observer");
@@ -1573,29 +1535,15 @@ START_TEST(mutation_events)
 	              "the stream held %ld events when the answer came",
 	              k.observed);
 	/* Answered from inside the handler, payload null. */
-	k.observe = observe_stream;
-	call_async(c, "kanban.cmd.delete", "{\"id\":7}", 5000, &k);
-	ck_assert(calls_wait(c, &k, 1, 5000));
-	expect_answer(&k, "{\"deleted\":true}");
-	ck_assert_int_eq(k.observed, 2);
-	wait_replied(&del, 1);
-	ck_assert_msg(del.reply_rc == 0, "shipc_svc_reply in the handler: %s",
+	ck_assert_msg(call_event(c, "kanban.cmd.delete", "{\"id\":7}",
+	                         "{\"deleted\":true}", &del, 2) == 0,
+	              "shipc_svc_reply in the handler: %s",
 	              strerror(del.reply_err));
-	k.observe = observe_stream;
-	call_async(c, "kanban2.move", "", 5000, &k);
-	ck_assert(calls_wait(c, &k, 1, 5000));
-	expect_answer(&k, "ok");
-	ck_assert_int_eq(k.observed, 3);
-	wait_replied(&moved, 1);
-	ck_assert_int_eq(moved.reply_rc, 0);
+	ck_assert_int_eq(call_event(c, "kanban2.move", "", "ok", &moved, 3), 0);
 	/* No stream holds it: an error for the app, the answer goes out. */
-	k.observe = NULL;
-	call_async(c, "kanban2.lost", "", 5000, &k);
-	ck_assert(calls_wait(c, &k, 1, 8000));
-	expect_answer(&k, "still answered");
-	wait_replied(&lost, 1);
-	ck_assert_msg(lost.reply_rc == -1, "an event no stream holds was "
-	                                   "acknowledged");
+	ck_assert_msg(call_event(c, "kanban2.lost", "", "still answered", &lost,
+	                         -1) == -1,
+	              "an event no stream holds was acknowledged");
 	ck_assert_int_ne(lost.reply_err, 0);
 
 	static struct evbox box = {.mu = PTHREAD_MUTEX_INITIALIZER};
@@ -1616,10 +1564,8 @@ START_TEST(mutation_events)
 	                "kanban2", "[1,2]");
 	ck_assert_int_eq(shipc_unsubscribe(observer, sub), 0);
 	ck_assert_int_eq(shipc_svc_stop(s2), 0);
-	ck_assert_int_eq(shipc_svc_stop(s), 0);
 	shipc_close(observer);
-	shipc_close(c);
-	host_end(&a);
+	apps_end(&a, c, s);
 }
 END_TEST
 
@@ -1653,7 +1599,7 @@ static void teardown_policy(void)
 
 /* As uid 65534: "okay" with a subject under svc. is granted, any other
  * name or subject is not. Exit status 0, else a message on fd. */
-static void __attribute__((noreturn)) policy_child(int fd)
+static void __attribute__((noreturn)) policy_child(int fd, void *arg)
 {
 	char msg[512];
 	const gid_t g = 65534;
@@ -1669,8 +1615,7 @@ static void __attribute__((noreturn)) policy_child(int fd)
 	static struct ep e = EP(ECHO);
 	struct shipc_svc_endpoint in = ONE("ep", "svc.okay", &e);
 	struct shipc_svc_endpoint out = ONE("ep", "other.okay", &e);
-	struct shipc_svc_config c = {.name = "nope", .version = "1.0.0",
-	                             .endpoints = &in, .n_endpoints = 1};
+	struct shipc_svc_config c = SVC1("nope", &in);
 	errno = 0;
 	if (shipc_svc_add(h, &c) || errno != EACCES ||
 	    !strstr(shipc_last_error(h, msg, sizeof(msg)), "service")) {
@@ -1716,36 +1661,17 @@ static void __attribute__((noreturn)) policy_child(int fd)
 
 START_TEST(policy_service)
 {
-	int p[2];
-	ck_assert_int_eq(pipe(p), 0);
-	pid_t pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		close(p[0]);
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		policy_child(p[1]);
-	}
-	close(p[1]);
-	char msg[1024] = "";
-	size_t len = 0;
-	ssize_t n;
-	while (len < sizeof(msg) - 1 &&
-	       (n = read(p[0], msg + len, sizeof(msg) - 1 - len)) > 0)
-		len += (size_t)n;
-	msg[len] = '\0';
-	close(p[0]);
-	int st = fx_wait_exit(pid, 30000);
-	if (st < 0) {
-		kill(pid, SIGKILL);
-		waitpid(pid, NULL, 0);
-	}
+	int fd;
+	pid_t pid = fx_fork(policy_child, NULL, &fd);
+	ck_assert_int_gt(pid, 0);
+	char msg[1024];
+	int st = fx_child_wait(pid, fd, msg, sizeof(msg), 30000);
 	ck_assert_msg(st == 0, "as uid 65534 (exit %d): %s", st, msg);
 	/* Root may host any name. */
 	struct shipc *h = conn("root");
 	static struct ep e = EP(ECHO);
 	struct shipc_svc_endpoint ep = ONE("ep", "other.root", &e);
-	struct shipc_svc_config c = {.name = "nope", .version = "1.0.0",
-	                             .endpoints = &ep, .n_endpoints = 1};
+	struct shipc_svc_config c = SVC1("nope", &ep);
 	struct shipc_svc *s = add(h, &c);
 	ck_assert_int_eq(shipc_svc_stop(s), 0);
 	shipc_close(h);
@@ -1754,22 +1680,17 @@ END_TEST
 
 int main(void)
 {
+	const TTest *tests[] = {serve_and_call, error_answers,
+	                        discovery_nine_subjects, prefix_routing,
+	                        deadline_504, max_pending_503, app_killed_503,
+	                        app_closes_503, stop_drains, sigterm_drains,
+	                        bad_input, mutation_events};
 	Suite *s = suite_create("svc");
 	TCase *tc = tcase_create("services");
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 120);
-	tcase_add_test(tc, serve_and_call);
-	tcase_add_test(tc, error_answers);
-	tcase_add_test(tc, discovery_nine_subjects);
-	tcase_add_test(tc, prefix_routing);
-	tcase_add_test(tc, deadline_504);
-	tcase_add_test(tc, max_pending_503);
-	tcase_add_test(tc, app_killed_503);
-	tcase_add_test(tc, app_closes_503);
-	tcase_add_test(tc, stop_drains);
-	tcase_add_test(tc, sigterm_drains);
-	tcase_add_test(tc, bad_input);
-	tcase_add_test(tc, mutation_events);
+	for (size_t i = 0; i < sizeof(tests) / sizeof(*tests); i++)
+		tcase_add_test(tc, tests[i]);
 	suite_add_tcase(s, tc);
 	TCase *pol = tcase_create("policy");
 	tcase_add_checked_fixture(pol, setup_policy, teardown_policy);

@@ -7,7 +7,6 @@
  * queue group gets every request on both. */
 #include <check.h>
 #include <errno.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -49,14 +48,8 @@ static const char *why(struct shipc *h)
 
 static struct shipc *conn(const char *sock, const char *name)
 {
-	struct shipc *h = shipc_connect(sock, name);
+	struct shipc *h = fx_connect(sock, name, 10000);
 	ck_assert_msg(h != NULL, "connect: %s", strerror(errno));
-	struct shipc_status st;
-	for (int i = 0; i < 400; i++) {
-		if (shipc_status(h, &st) == 0 && st.link == SHIPC_LINK_CONNECTED)
-			break;
-		fx_sleep_ms(25);
-	}
 	return h;
 }
 
@@ -64,9 +57,7 @@ static struct shipc *conn(const char *sock, const char *name)
 
 struct host {
 	const char *tag;
-	struct shipc *h;
-	pthread_t t;
-	atomic_bool stop;
+	struct fx_app app;
 	struct shipc_svc *svc;
 	/* how often each request reached this instance */
 	atomic_int work[REQS];
@@ -74,24 +65,12 @@ struct host {
 	atomic_int work_n, bcast_n;
 };
 
-static void *host_loop(void *arg)
-{
-	struct host *a = arg;
-	while (!atomic_load(&a->stop))
-		if (shipc_dispatch(a->h, 50) < 0)
-			fx_sleep_ms(10); /* not connected: do not spin */
-	return NULL;
-}
-
 /* Answer "<tag>:<data>" and count request <data>. */
 static void answer(struct shipc *h, const struct shipc_svc_req *r,
                    atomic_int *seen, atomic_int *n, const char *tag)
 {
 	char data[32];
-	size_t len = r->len < sizeof(data) - 1 ? r->len : sizeof(data) - 1;
-	if (len)
-		memcpy(data, r->data, len);
-	data[len] = '\0';
+	fx_strcopy(data, sizeof(data), r->data, r->len);
 	int i = atoi(data);
 	if (i >= 0 && i < REQS)
 		atomic_fetch_add(&seen[i], 1);
@@ -118,7 +97,7 @@ static void host_start(struct host *a, const char *sock, const char *tag)
 {
 	memset(a, 0, sizeof(*a));
 	a->tag = tag;
-	a->h = conn(sock, tag);
+	struct shipc *h = conn(sock, tag);
 	struct shipc_svc_endpoint eps[] = {
 		{.name = "work", .subject = "fleet.work", .fn = on_work, .arg = a},
 		{.name = "bcast", .subject = "fleet.bcast", .no_queue = 1,
@@ -127,16 +106,25 @@ static void host_start(struct host *a, const char *sock, const char *tag)
 	struct shipc_svc_config cfg = {.name = "fleet", .version = "1.0.0",
 	                               .description = "one of many",
 	                               .endpoints = eps, .n_endpoints = 2};
-	a->svc = shipc_svc_add(a->h, &cfg);
-	ck_assert_msg(a->svc != NULL, "add on %s: %s", tag, why(a->h));
-	ck_assert_int_eq(pthread_create(&a->t, NULL, host_loop, a), 0);
+	a->svc = shipc_svc_add(h, &cfg);
+	ck_assert_msg(a->svc != NULL, "add on %s: %s", tag, why(h));
+	ck_assert_int_eq(fx_app_start(&a->app, h), 0);
 }
 
-static void host_end(struct host *a)
+/* "A" on the first shipd, "B" on the second. */
+static void hosts_start(struct host *a, struct host *b)
 {
-	atomic_store(&a->stop, true);
-	pthread_join(a->t, NULL);
-	shipc_close(a->h);
+	host_start(a, sa.sock, "A");
+	host_start(b, sb.sock, "B");
+}
+
+/* Stop both instances and end their apps. */
+static void hosts_end(struct host *a, struct host *b)
+{
+	ck_assert_int_eq(shipc_svc_stop(a->svc), 0);
+	ck_assert_int_eq(shipc_svc_stop(b->svc), 0);
+	fx_app_end(&a->app);
+	fx_app_end(&b->app);
 }
 
 /* ---- callers ---- */
@@ -154,11 +142,7 @@ static void call_cb(struct shipc *h, const struct shipc_msg *m, int err,
 	struct call *k = arg;
 	k->err = err;
 	if (m) {
-		size_t n = m->len < sizeof(k->data) - 1 ? m->len
-		                                        : sizeof(k->data) - 1;
-		if (n)
-			memcpy(k->data, m->data, n);
-		k->data[n] = '\0';
+		fx_strcopy(k->data, sizeof(k->data), m->data, m->len);
 		for (size_t i = 0; i < m->n_headers; i++)
 			if (!strcmp(m->headers[i].key, "Nats-Service-Error-Code"))
 				k->error_reply = true;
@@ -274,8 +258,7 @@ static struct call calls[REQS];
 START_TEST(load_shared)
 {
 	static struct host a, b;
-	host_start(&a, sa.sock, "A");
-	host_start(&b, sb.sock, "B");
+	hosts_start(&a, &b);
 	struct shipc *ca = conn(sa.sock, "caller-a");
 	struct shipc *cb = conn(sb.sock, "caller-b");
 	struct shipc *cs[] = {ca, cb};
@@ -310,12 +293,9 @@ START_TEST(load_shared)
 	ck_assert_int_eq(atomic_load(&b.work_n), on_b);
 	ck_assert_int_eq(stats_requests(ca, "work"), REQS);
 
-	ck_assert_int_eq(shipc_svc_stop(a.svc), 0);
-	ck_assert_int_eq(shipc_svc_stop(b.svc), 0);
 	shipc_close(ca);
 	shipc_close(cb);
-	host_end(&a);
-	host_end(&b);
+	hosts_end(&a, &b);
 }
 END_TEST
 
@@ -329,8 +309,7 @@ static bool link_up(void *arg)
 START_TEST(shipd_killed)
 {
 	static struct host a, b;
-	host_start(&a, sa.sock, "A");
-	host_start(&b, sb.sock, "B");
+	hosts_start(&a, &b);
 	struct shipc *ca = conn(sa.sock, "caller-a");
 	struct shipc *cs[] = {ca};
 	char ida[64], idb[64], ids[4][64];
@@ -357,7 +336,7 @@ START_TEST(shipd_killed)
 	/* B's shipd back: B's library adds the service again, a new id. */
 	ck_assert_int_eq(shipd_restart(&sb, nd.url, NULL), 0);
 	ck_assert(fx_wait_link(sb.sock, 10000));
-	ck_assert(fx_wait(link_up, b.h, 15000));
+	ck_assert(fx_wait(link_up, b.app.h, 15000));
 	uint64_t end = fx_now_ms() + 15000;
 	n = 0;
 	while (fx_now_ms() < end) {
@@ -380,11 +359,8 @@ START_TEST(shipd_killed)
 	ck_assert_int_gt(on_b, 0);
 	ck_assert_int_eq(atomic_load(&b.work_n) - b_before, on_b);
 
-	ck_assert_int_eq(shipc_svc_stop(a.svc), 0);
-	ck_assert_int_eq(shipc_svc_stop(b.svc), 0);
 	shipc_close(ca);
-	host_end(&a);
-	host_end(&b);
+	hosts_end(&a, &b);
 }
 END_TEST
 
@@ -406,8 +382,7 @@ static bool both_saw_all(void *arg)
 START_TEST(no_queue_reaches_every_instance)
 {
 	static struct host a, b;
-	host_start(&a, sa.sock, "A");
-	host_start(&b, sb.sock, "B");
+	hosts_start(&a, &b);
 	struct shipc *ca = conn(sa.sock, "caller-a");
 	struct shipc *cs[] = {ca};
 	enum { N = 20 };
@@ -448,11 +423,8 @@ START_TEST(no_queue_reaches_every_instance)
 		json_decref(j);
 	}
 	shipc_svc_replies_free(rs, n);
-	ck_assert_int_eq(shipc_svc_stop(a.svc), 0);
-	ck_assert_int_eq(shipc_svc_stop(b.svc), 0);
 	shipc_close(ca);
-	host_end(&a);
-	host_end(&b);
+	hosts_end(&a, &b);
 }
 END_TEST
 

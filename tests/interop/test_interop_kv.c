@@ -5,89 +5,25 @@
 #include <check.h>
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#include <jansson.h>
-
-#include "fixture.h"
-#include "shipc.h"
-
-#ifndef INTEROP_DIR
-#define INTEROP_DIR "tests/interop"
-#endif
-
-static struct natsd nd;
-static struct shipdp sd;
-
-static const char *dir(void)
-{
-	const char *e = getenv("INTEROP_DIR");
-	return e && *e ? e : INTEROP_DIR;
-}
-
-static void setup(void)
-{
-	signal(SIGPIPE, SIG_IGN);
-	ck_assert_int_eq(fx_up(&nd, &sd, NULL), 0);
-}
-
-static void teardown(void)
-{
-	int rc = fx_down(&nd, &sd);
-	ck_assert_msg(rc == 0, "shipd exited with %d", rc);
-}
-
-static const char *why(struct shipc *h)
-{
-	static char buf[256];
-	return shipc_last_error(h, buf, sizeof(buf));
-}
-
-/* Run kv.mjs and parse the one JSON object it prints. */
-static json_t *node(const char *args)
-{
-	char cmd[2048];
-	snprintf(cmd, sizeof(cmd), "timeout 60 node '%s/kv.mjs' %s", dir(), args);
-	FILE *p = popen(cmd, "r");
-	ck_assert_ptr_nonnull(p);
-	json_error_t err;
-	json_t *j = json_loadf(p, JSON_DISABLE_EOF_CHECK, &err);
-	int rc = pclose(p);
-	ck_assert_msg(rc == 0, "'%s' failed with %d", cmd, rc);
-	ck_assert_msg(j != NULL, "node printed no JSON: %s", err.text);
-	return j;
-}
-
-static struct shipc *conn(void)
-{
-	struct shipc *h = shipc_connect(sd.sock, "interop");
-	ck_assert_ptr_nonnull(h);
-	struct shipc_status st;
-	for (int i = 0; i < 200; i++) {
-		if (shipc_status(h, &st) == 0 && st.link == SHIPC_LINK_CONNECTED)
-			break;
-		fx_sleep_ms(25);
-	}
-	return h;
-}
+#include "interop.h"
 
 static uint64_t put(struct shipc *h, const char *k, const char *v)
 {
 	uint64_t rev = 0;
 	ck_assert_msg(shipc_kv_put(h, "shared", k, v, strlen(v), &rev) == 0,
-	              "put: %s", why(h));
+	              "put: %s", interop_why(h));
 	return rev;
 }
 
 START_TEST(nodejs_reads_what_shipd_wrote)
 {
-	struct shipc *h = conn();
+	struct shipc *h = interop_conn("interop");
 	struct shipc_kv_config c = {.bucket = "shared", .history = 5};
-	ck_assert_msg(shipc_kv_bucket_create(h, &c, NULL) == 0, "%s", why(h));
+	ck_assert_msg(shipc_kv_bucket_create(h, &c, NULL) == 0, "%s",
+	              interop_why(h));
 	uint64_t a1 = put(h, "a", "one");
 	uint64_t a2 = put(h, "a", "two");
 	put(h, "b.c", "bee");
@@ -97,8 +33,9 @@ START_TEST(nodejs_reads_what_shipd_wrote)
 	uint64_t n1 = 0;
 	ck_assert_int_eq(shipc_kv_create(h, "shared", "n", "new", 3, &n1), 0);
 	char args[512];
-	snprintf(args, sizeof(args), "read %s shared a b.c p n", nd.url);
-	json_t *j = node(args);
+	snprintf(args, sizeof(args), "read %s shared a b.c p n",
+	         interop_nats.url);
+	json_t *j = interop_node("kv.mjs", args);
 	json_t *a = json_object_get(j, "a");
 	ck_assert_str_eq(json_string_value(json_object_get(a, "value")), "two");
 	ck_assert_int_eq(json_integer_value(json_object_get(a, "revision")), a2);
@@ -154,9 +91,10 @@ static void on_entry(struct shipc *h, const struct shipc_kv_entry *e,
 
 START_TEST(shipd_reads_and_watches_what_nodejs_wrote)
 {
-	struct shipc *h = conn();
+	struct shipc *h = interop_conn("interop");
 	struct shipc_kv_config c = {.bucket = "shared", .history = 5};
-	ck_assert_msg(shipc_kv_bucket_create(h, &c, NULL) == 0, "%s", why(h));
+	ck_assert_msg(shipc_kv_bucket_create(h, &c, NULL) == 0, "%s",
+	              interop_why(h));
 	struct seen s = {.mu = PTHREAD_MUTEX_INITIALIZER};
 	ck_assert(shipc_kv_watch(h, "shared", "js.>", 0, on_entry, NULL, &s));
 	uint64_t end = fx_now_ms() + 5000;
@@ -164,8 +102,8 @@ START_TEST(shipd_reads_and_watches_what_nodejs_wrote)
 		shipc_dispatch(h, 20);
 	ck_assert(s.init);
 	char args[512];
-	snprintf(args, sizeof(args), "write %s shared", nd.url);
-	json_t *j = node(args);
+	snprintf(args, sizeof(args), "write %s shared", interop_nats.url);
+	json_t *j = interop_node("kv.mjs", args);
 	ck_assert_str_eq(json_string_value(json_object_get(j, "stale_update")),
 	                 "refused");
 	/* put, update, create, delete, put, purge, put */
@@ -201,28 +139,7 @@ END_TEST
 
 int main(void)
 {
-	char path[1024];
-	snprintf(path, sizeof(path), "%s/node_modules/@nats-io/kv/package.json",
-	         dir());
-	if (access(path, R_OK) != 0) {
-		printf("SKIP: %s/node_modules is missing (run: npm ci --prefix %s)\n",
-		       dir(), dir());
-		return 77;
-	}
-	if (system("node --version >/dev/null 2>&1") != 0) {
-		printf("SKIP: node is not installed\n");
-		return 77;
-	}
-	Suite *s = suite_create("interop-kv");
-	TCase *tc = tcase_create("nats.js");
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 120);
-	tcase_add_test(tc, nodejs_reads_what_shipd_wrote);
-	tcase_add_test(tc, shipd_reads_and_watches_what_nodejs_wrote);
-	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	const TTest *tests[] = {nodejs_reads_what_shipd_wrote,
+	                        shipd_reads_and_watches_what_nodejs_wrote, NULL};
+	return interop_main("interop-kv", "@nats-io/kv", 120, tests);
 }

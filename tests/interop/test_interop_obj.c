@@ -6,79 +6,14 @@
  * stored, byte for byte with the digest checked. */
 #include <check.h>
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#include <jansson.h>
-
-#include "fixture.h"
+#include "interop.h"
 #include "ipc.h"
-#include "shipc.h"
-
-#ifndef INTEROP_DIR
-#define INTEROP_DIR "tests/interop"
-#endif
 
 #define CHUNK 131072
-
-static struct natsd nd;
-static struct shipdp sd;
-
-static const char *dir(void)
-{
-	const char *e = getenv("INTEROP_DIR");
-	return e && *e ? e : INTEROP_DIR;
-}
-
-static void setup(void)
-{
-	signal(SIGPIPE, SIG_IGN);
-	ck_assert_int_eq(fx_up(&nd, &sd, NULL), 0);
-}
-
-static void teardown(void)
-{
-	int rc = fx_down(&nd, &sd);
-	ck_assert_msg(rc == 0, "shipd exited with %d", rc);
-}
-
-static const char *why(struct shipc *h)
-{
-	static char buf[256];
-	return shipc_last_error(h, buf, sizeof(buf));
-}
-
-/* Run obj.mjs and parse the one JSON object it prints. */
-static json_t *node(const char *args)
-{
-	char cmd[4096];
-	snprintf(cmd, sizeof(cmd), "timeout 60 node '%s/obj.mjs' %s", dir(),
-	         args);
-	FILE *p = popen(cmd, "r");
-	ck_assert_ptr_nonnull(p);
-	json_error_t err;
-	json_t *j = json_loadf(p, JSON_DISABLE_EOF_CHECK, &err);
-	int rc = pclose(p);
-	ck_assert_msg(rc == 0, "'%s' failed with %d", cmd, rc);
-	ck_assert_msg(j != NULL, "node printed no JSON: %s", err.text);
-	return j;
-}
-
-static struct shipc *conn(void)
-{
-	struct shipc *h = shipc_connect(sd.sock, "interop");
-	ck_assert_ptr_nonnull(h);
-	struct shipc_status st;
-	for (int i = 0; i < 200; i++) {
-		if (shipc_status(h, &st) == 0 && st.link == SHIPC_LINK_CONNECTED)
-			break;
-		fx_sleep_ms(25);
-	}
-	return h;
-}
 
 static void digest_of(const void *p, size_t n, char out[64])
 {
@@ -102,10 +37,11 @@ static const size_t sizes[] = {0, 1, CHUNK, CHUNK + 1, 3 * CHUNK + 5};
 
 START_TEST(nodejs_reads_what_shipd_wrote)
 {
-	struct shipc *h = conn();
+	struct shipc *h = interop_conn("interop");
 	struct shipc_obj_bucket_config c = {.bucket = "shared",
 	                                    .description = "from shipd"};
-	ck_assert_msg(shipc_obj_bucket_create(h, &c, NULL) == 0, "%s", why(h));
+	ck_assert_msg(shipc_obj_bucket_create(h, &c, NULL) == 0, "%s",
+	              interop_why(h));
 	char names[512] = "", digests[6][64];
 	struct shipc_header hdrs[] = {{"X-From", "shipd"}, {"X-Two", "a"},
 	                              {"X-Two", "b"}};
@@ -125,7 +61,7 @@ START_TEST(nodejs_reads_what_shipd_wrote)
 		struct shipc_obj_info *info;
 		ck_assert_msg(shipc_obj_put_mem(h, "shared", name, d, n, &o,
 		                                &info) == 0,
-		              "put %s: %s", name, why(h));
+		              "put %s: %s", name, interop_why(h));
 		digest_of(d, n, digests[i]);
 		ck_assert_str_eq(info->digest, digests[i]);
 		shipc_obj_info_free(info);
@@ -141,7 +77,7 @@ START_TEST(nodejs_reads_what_shipd_wrote)
 	                           .metadata = meta,
 	                           .n_metadata = 1};
 	ck_assert_msg(shipc_obj_update_meta(h, "shared", "c-1", &m) == 0, "%s",
-	              why(h));
+	              interop_why(h));
 	struct shipc_obj_put_opts small = {.chunk_size = 1000};
 	uint8_t blob[10000];
 	for (size_t k = 0; k < sizeof(blob); k++)
@@ -157,13 +93,13 @@ START_TEST(nodejs_reads_what_shipd_wrote)
 	/* A link shipd made: nats.js reads through it. */
 	ck_assert_msg(shipc_obj_link(h, "shared", "c-link", "shared", "c-small",
 	                             NULL) == 0,
-	              "%s", why(h));
+	              "%s", interop_why(h));
 
 	char args[1024];
 	snprintf(args, sizeof(args),
-	         "read %s shared %sc-small c-gone c-never c-1 c-link", nd.url,
-	         names);
-	json_t *j = node(args);
+	         "read %s shared %sc-small c-gone c-never c-1 c-link",
+	         interop_nats.url, names);
+	json_t *j = interop_node("obj.mjs", args);
 	for (size_t i = 0; i < 5; i++) {
 		char name[32];
 		snprintf(name, sizeof(name), "c-%zu", sizes[i]);
@@ -235,10 +171,10 @@ static uint8_t *pattern(size_t n, unsigned seed)
 
 START_TEST(shipd_reads_what_nodejs_wrote)
 {
-	struct shipc *h = conn();
+	struct shipc *h = interop_conn("interop");
 	char args[512];
-	snprintf(args, sizeof(args), "write %s fromjs", nd.url);
-	json_t *j = node(args);
+	snprintf(args, sizeof(args), "write %s fromjs", interop_nats.url);
+	json_t *j = interop_node("obj.mjs", args);
 	const char *key;
 	json_t *o;
 	json_object_foreach(j, key, o) {
@@ -255,7 +191,7 @@ START_TEST(shipd_reads_what_nodejs_wrote)
 		struct shipc_obj_info *info;
 		ck_assert_msg(shipc_obj_get_mem(h, "fromjs", key, &got, &len, n,
 		                                &info) == 0,
-		              "get %s: %s", key, why(h));
+		              "get %s: %s", key, interop_why(h));
 		ck_assert_uint_eq(len, n);
 		ck_assert_msg(memcmp(got, want, n) == 0, "%s differs", key);
 		ck_assert_str_eq(info->digest, d);
@@ -311,28 +247,7 @@ END_TEST
 
 int main(void)
 {
-	char path[1024];
-	snprintf(path, sizeof(path), "%s/node_modules/@nats-io/obj/package.json",
-	         dir());
-	if (access(path, R_OK) != 0) {
-		printf("SKIP: %s/node_modules is missing (run: npm ci --prefix %s)\n",
-		       dir(), dir());
-		return 77;
-	}
-	if (system("node --version >/dev/null 2>&1") != 0) {
-		printf("SKIP: node is not installed\n");
-		return 77;
-	}
-	Suite *s = suite_create("interop-obj");
-	TCase *tc = tcase_create("nats.js");
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 120);
-	tcase_add_test(tc, nodejs_reads_what_shipd_wrote);
-	tcase_add_test(tc, shipd_reads_what_nodejs_wrote);
-	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	const TTest *tests[] = {nodejs_reads_what_shipd_wrote,
+	                        shipd_reads_what_nodejs_wrote, NULL};
+	return interop_main("interop-obj", "@nats-io/obj", 120, tests);
 }

@@ -8,9 +8,7 @@
  * called by `shipctl svc call`. */
 #include <check.h>
 #include <errno.h>
-#include <pthread.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,41 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <jansson.h>
-
-#include "fixture.h"
-#include "shipc.h"
-
-#ifndef INTEROP_DIR
-#define INTEROP_DIR "tests/interop"
-#endif
-
-static struct natsd nd;
-static struct shipdp sd;
-
-static const char *dir(void)
-{
-	const char *e = getenv("INTEROP_DIR");
-	return e && *e ? e : INTEROP_DIR;
-}
-
-static void setup(void)
-{
-	signal(SIGPIPE, SIG_IGN);
-	ck_assert_int_eq(fx_up(&nd, &sd, NULL), 0);
-}
-
-static void teardown(void)
-{
-	int rc = fx_down(&nd, &sd);
-	ck_assert_msg(rc == 0, "shipd exited with %d", rc);
-}
-
-static const char *why(struct shipc *h)
-{
-	static __thread char buf[256];
-	return shipc_last_error(h, buf, sizeof(buf));
-}
+#include "interop.h"
 
 static const char *show(json_t *j)
 {
@@ -62,50 +26,7 @@ static const char *show(json_t *j)
 	return buf;
 }
 
-/* Run svc.mjs and parse the one JSON object it prints. */
-static json_t *node(const char *args)
-{
-	char cmd[2048];
-	snprintf(cmd, sizeof(cmd), "timeout 60 node '%s/svc.mjs' %s", dir(), args);
-	FILE *p = popen(cmd, "r");
-	ck_assert_ptr_nonnull(p);
-	json_error_t err;
-	json_t *j = json_loadf(p, JSON_DISABLE_EOF_CHECK, &err);
-	int rc = pclose(p);
-	ck_assert_msg(rc == 0, "'%s' failed with %d", cmd, rc);
-	ck_assert_msg(j != NULL, "node printed no JSON: %s", err.text);
-	return j;
-}
-
-static struct shipc *conn(const char *name)
-{
-	struct shipc *h = shipc_connect(sd.sock, name);
-	ck_assert_ptr_nonnull(h);
-	struct shipc_status st;
-	for (int i = 0; i < 200; i++) {
-		if (shipc_status(h, &st) == 0 && st.link == SHIPC_LINK_CONNECTED)
-			break;
-		fx_sleep_ms(25);
-	}
-	return h;
-}
-
 /* ---- a shipd-hosted service ---- */
-
-struct host {
-	struct shipc *h;
-	pthread_t t;
-	atomic_bool stop;
-};
-
-static void *host_loop(void *arg)
-{
-	struct host *a = arg;
-	while (!atomic_load(&a->stop))
-		if (shipc_dispatch(a->h, 50) < 0)
-			fx_sleep_ms(10);
-	return NULL;
-}
 
 static void on_echo(struct shipc *h, const struct shipc_svc_req *r, void *arg)
 {
@@ -146,8 +67,7 @@ static json_t *endpoint_named(json_t *eps, const char *name)
 
 START_TEST(nodejs_discovers_and_calls_shipd_service)
 {
-	struct host a = {.h = conn("interop-app")};
-	atomic_init(&a.stop, false);
+	struct shipc *app = interop_conn("interop-app");
 	const struct shipc_header smd[] = {{"robot", "r1"}};
 	const struct shipc_header emd[] = {{"lang", "c"}};
 	struct shipc_svc_endpoint eps[] = {
@@ -160,22 +80,24 @@ START_TEST(nodejs_discovers_and_calls_shipd_service)
 		.name = "interop", .version = "2.0.1-beta.2",
 		.description = "hosted by shipd", .metadata = smd, .n_metadata = 1,
 		.endpoints = eps, .n_endpoints = 3};
-	struct shipc_svc *s = shipc_svc_add(a.h, &cfg);
-	ck_assert_msg(s != NULL, "add: %s", why(a.h));
+	struct shipc_svc *s = shipc_svc_add(app, &cfg);
+	ck_assert_msg(s != NULL, "add: %s", interop_why(app));
 	char id[64];
 	snprintf(id, sizeof(id), "%s", shipc_svc_id(s));
-	ck_assert_int_eq(pthread_create(&a.t, NULL, host_loop, &a), 0);
+	struct fx_app a;
+	ck_assert_int_eq(fx_app_start(&a, app), 0);
 
 	/* nats.js calls: the answer, then an error answer. */
 	char args[512];
-	snprintf(args, sizeof(args), "call %s js.echo 'hello from js'", nd.url);
-	json_t *out = node(args);
+	snprintf(args, sizeof(args), "call %s js.echo 'hello from js'",
+	         interop_nats.url);
+	json_t *out = interop_node("svc.mjs", args);
 	ck_assert_str_eq(jstr(out, "data"), "hello from js");
 	ck_assert(json_is_false(json_object_get(out, "service_error")));
 	ck_assert_uint_eq(json_object_size(json_object_get(out, "headers")), 0);
 	json_decref(out);
-	snprintf(args, sizeof(args), "call %s interop.fail x", nd.url);
-	out = node(args);
+	snprintf(args, sizeof(args), "call %s interop.fail x", interop_nats.url);
+	out = interop_node("svc.mjs", args);
 	ck_assert_msg(json_is_true(json_object_get(out, "service_error")),
 	              "not a ServiceError: %s", show(out));
 	ck_assert_int_eq(jint(out, "code"), 422);
@@ -190,8 +112,9 @@ START_TEST(nodejs_discovers_and_calls_shipd_service)
 
 	/* Discovery through @nats-io/services' client, checked there against
 	 * the schemas; here against what was configured and done. */
-	snprintf(args, sizeof(args), "discover %s interop %s", nd.url, id);
-	out = node(args);
+	snprintf(args, sizeof(args), "discover %s interop %s", interop_nats.url,
+	         id);
+	out = interop_node("svc.mjs", args);
 	json_t *problems = json_object_get(out, "problems");
 	ck_assert_msg(json_is_array(problems) && json_array_size(problems) == 0,
 	              "schema problems: %s", show(problems));
@@ -246,9 +169,7 @@ START_TEST(nodejs_discovers_and_calls_shipd_service)
 	}
 	json_decref(out);
 	ck_assert_int_eq(shipc_svc_stop(s), 0);
-	atomic_store(&a.stop, true);
-	pthread_join(a.t, NULL);
-	shipc_close(a.h);
+	fx_app_end(&a);
 }
 END_TEST
 
@@ -260,7 +181,7 @@ static int shipctl(const char *out, const char *const *args)
 {
 	const char *bin = getenv("SHIPCTL_BIN");
 	ck_assert_msg(bin != NULL, "SHIPCTL_BIN is not set");
-	char *argv[24] = {(char *)bin, "-s", sd.sock};
+	char *argv[24] = {(char *)bin, "-s", interop_shipd.sock};
 	int n = 3;
 	for (int i = 0; args[i] && n < 23; i++)
 		argv[n++] = (char *)args[i];
@@ -336,10 +257,11 @@ static bool holds_instance(json_t *j, const char *name, const char *id)
 START_TEST(shipctl_finds_nodejs_service)
 {
 	char log[400];
-	snprintf(log, sizeof(log), "%s/serve.log", nd.dir);
+	snprintf(log, sizeof(log), "%s/serve.log", interop_nats.dir);
 	char script[600];
-	snprintf(script, sizeof(script), "%s/svc.mjs", dir());
-	char *argv[] = {"node", script, "serve", nd.url, "jshost", "0.3.0", NULL};
+	snprintf(script, sizeof(script), "%s/svc.mjs", interop_dir());
+	char *argv[] = {"node", script, "serve", interop_nats.url, "jshost",
+	                "0.3.0", NULL};
 	/* node resolves the packages beside the script. */
 	pid_t pid = fx_spawn(argv, log, NULL);
 	ck_assert_int_gt(pid, 0);
@@ -363,7 +285,7 @@ START_TEST(shipctl_finds_nodejs_service)
 	ck_assert_msg(id[0], "svc.mjs serve never said ready: %s", slurp(log));
 
 	char out[400];
-	snprintf(out, sizeof(out), "%s/shipctl.out", nd.dir);
+	snprintf(out, sizeof(out), "%s/shipctl.out", interop_nats.dir);
 	const char *ls[] = {"svc", "ls", "--json", NULL};
 	int rc = shipctl(out, ls);
 	ck_assert_msg(rc == 0, "shipctl svc ls --json: %d: %s", rc, slurp(out));
@@ -407,11 +329,11 @@ START_TEST(shipctl_finds_nodejs_service)
 	              "svc call of an error printed %s", slurp(out));
 
 	/* libshipc's discovery finds the nats.js instance too. */
-	struct shipc *h = conn("interop");
+	struct shipc *h = interop_conn("interop");
 	char **rs = NULL;
 	size_t n = 0;
 	ck_assert_msg(shipc_svc_discover(h, "INFO", "jshost", id, 0, &rs, &n) == 0,
-	              "%s", why(h));
+	              "%s", interop_why(h));
 	ck_assert_uint_eq(n, 1);
 	json_t *info = json_loads(rs[0], 0, NULL);
 	ck_assert_str_eq(jstr(info, "description"), "hosted by nats.js");
@@ -427,28 +349,7 @@ END_TEST
 
 int main(void)
 {
-	char path[1024];
-	snprintf(path, sizeof(path),
-	         "%s/node_modules/@nats-io/services/package.json", dir());
-	if (access(path, R_OK) != 0) {
-		printf("SKIP: %s/node_modules is missing (run: npm ci --prefix %s)\n",
-		       dir(), dir());
-		return 77;
-	}
-	if (system("node --version >/dev/null 2>&1") != 0) {
-		printf("SKIP: node is not installed\n");
-		return 77;
-	}
-	Suite *s = suite_create("interop-svc");
-	TCase *tc = tcase_create("nats.js");
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 180);
-	tcase_add_test(tc, nodejs_discovers_and_calls_shipd_service);
-	tcase_add_test(tc, shipctl_finds_nodejs_service);
-	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	const TTest *tests[] = {nodejs_discovers_and_calls_shipd_service,
+	                        shipctl_finds_nodejs_service, NULL};
+	return interop_main("interop-svc", "@nats-io/services", 180, tests);
 }
