@@ -104,18 +104,8 @@ static void drain_pull(void *arg, natsMsg *msg, natsStatus st)
  * deleted on the server (a durable one stays for the next subscribe). */
 void consumer_end(struct consumer *k, Ship__Code code, const char *why)
 {
-	if (k->st.c) {
-		Ship__ServerFrame f = SHIP__SERVER_FRAME__INIT;
-		Ship__StreamEnd e = SHIP__STREAM_END__INIT;
-		e.delivered = k->delivered;
-		f.id = k->st.id;
-		f.code = code;
-		f.error = (char *)(why ? why : "");
-		f.body_case = SHIP__SERVER_FRAME__BODY_END;
-		f.end = &e;
-		client_send(k->st.c, &f);
-		stream_close(&k->st);
-	}
+	stream_end_send(&k->st, code, false, why, k->delivered, 0);
+	stream_close(&k->st);
 	if (!k->durable && k->name)
 		js_consumer_delete(k->stream, k->name);
 	consumer_free(k);

@@ -460,6 +460,24 @@ bool stream_open(struct stream *s, const struct stream_kind *k,
 	return true;
 }
 
+void stream_end_send(struct stream *s, Ship__Code code, bool unknown,
+                     const char *why, uint64_t delivered, uint64_t dropped)
+{
+	if (!s->c)
+		return;
+	Ship__ServerFrame f = SHIP__SERVER_FRAME__INIT;
+	Ship__StreamEnd e = SHIP__STREAM_END__INIT;
+	e.delivered = delivered;
+	e.dropped = dropped;
+	f.id = s->id;
+	f.code = code;
+	f.error = (char *)(why ? why : "");
+	f.outcome_unknown = unknown;
+	f.body_case = SHIP__SERVER_FRAME__BODY_END;
+	f.end = &e;
+	client_send(s->c, &f);
+}
+
 void stream_close(struct stream *s)
 {
 	if (!s || !s->c)

@@ -125,21 +125,13 @@ static void watch_free(struct watch *w)
 static void watch_end(struct watch *w, Ship__Code code, const char *why)
 {
 	if (w->mode == W_STREAM && w->st.c) {
-		Ship__ServerFrame f = SHIP__SERVER_FRAME__INIT;
-		Ship__StreamEnd e = SHIP__STREAM_END__INIT;
-		e.delivered = w->delivered;
-		if (!w->answered && code != SHIP__CODE__OK) {
+		if (!w->answered && code != SHIP__CODE__OK)
 			/* Failed before it opened: the request's error is all. */
 			client_error(w->st.c, w->st.id, code, "%s",
 			             why ? why : "");
-		} else {
-			f.id = w->st.id;
-			f.code = code;
-			f.error = (char *)(why ? why : "");
-			f.body_case = SHIP__SERVER_FRAME__BODY_END;
-			f.end = &e;
-			client_send(w->st.c, &f);
-		}
+		else
+			stream_end_send(&w->st, code, false, why, w->delivered,
+			                0);
 		stream_close(&w->st);
 	} else if (w->mode == W_COLLECT && w->fn) {
 		struct js_err err = {.code = code};

@@ -54,15 +54,7 @@ static void get_end(struct objget *g, Ship__Code code, const char *fmt, ...)
 		va_start(ap, fmt);
 		vsnprintf(text, sizeof(text), fmt, ap);
 		va_end(ap);
-		Ship__ServerFrame f = SHIP__SERVER_FRAME__INIT;
-		Ship__StreamEnd end = SHIP__STREAM_END__INIT;
-		end.delivered = g->delivered;
-		f.id = g->st.id;
-		f.code = code;
-		f.error = text;
-		f.body_case = SHIP__SERVER_FRAME__BODY_END;
-		f.end = &end;
-		client_send(g->st.c, &f);
+		stream_end_send(&g->st, code, false, text, g->delivered, 0);
 	}
 	get_free(g);
 }

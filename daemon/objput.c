@@ -155,21 +155,12 @@ static void put_end_frame(struct objput *p, Ship__Code code, bool unknown,
 {
 	if (!p->st.c)
 		return;
-	Ship__ServerFrame f = SHIP__SERVER_FRAME__INIT;
-	Ship__StreamEnd end = SHIP__STREAM_END__INIT;
 	char text[640];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
-	end.delivered = p->chunks;
-	f.id = p->st.id;
-	f.code = code;
-	f.error = text;
-	f.outcome_unknown = unknown;
-	f.body_case = SHIP__SERVER_FRAME__BODY_END;
-	f.end = &end;
-	client_send(p->st.c, &f);
+	stream_end_send(&p->st, code, unknown, text, p->chunks, 0);
 }
 
 /* End the put with e. Before the meta, nothing is visible and its

@@ -531,16 +531,8 @@ static void sub_end(struct sub *s, Ship__Code code, const char *why)
 	if (s->ack)
 		request_free(s->ack); /* the stream's end answers instead */
 	if (s->st.c) {
-		Ship__ServerFrame f = SHIP__SERVER_FRAME__INIT;
-		Ship__StreamEnd e = SHIP__STREAM_END__INIT;
-		e.delivered = s->delivered;
-		e.dropped = s->dropped;
-		f.id = s->st.id;
-		f.code = code;
-		f.error = (char *)(why ? why : "");
-		f.body_case = SHIP__SERVER_FRAME__BODY_END;
-		f.end = &e;
-		client_send(s->st.c, &f);
+		stream_end_send(&s->st, code, false, why, s->delivered,
+		                s->dropped);
 		stream_close(&s->st);
 	}
 	if (s->ns)

@@ -342,17 +342,8 @@ static void svc_free(struct svc *s)
 static void svc_end(struct svc *s, Ship__Code code, const char *why)
 {
 	fail_pending(s, SVC_E_GONE, "service stopped before it answered");
-	if (s->st.c) {
-		Ship__ServerFrame f = SHIP__SERVER_FRAME__INIT;
-		Ship__StreamEnd e = SHIP__STREAM_END__INIT;
-		f.id = s->st.id;
-		f.code = code;
-		f.error = (char *)(why ? why : "");
-		f.body_case = SHIP__SERVER_FRAME__BODY_END;
-		f.end = &e;
-		client_send(s->st.c, &f);
-		stream_close(&s->st);
-	}
+	stream_end_send(&s->st, code, false, why, 0, 0);
+	stream_close(&s->st);
 	log_debug("service %s (%s) ended", s->name, s->id);
 	svc_free(s);
 }

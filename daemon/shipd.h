@@ -459,6 +459,11 @@ bool stream_open(struct stream *s, const struct stream_kind *k,
                  struct client *c, uint64_t id);
 /* s is over: its id is free again. NULL-safe, idempotent. */
 void stream_close(struct stream *s);
+/* Send s's last frame (StreamEnd) to its client, if it is still there:
+ * code and why (NULL: none), the counts, and outcome_unknown. The
+ * caller closes the stream. */
+void stream_end_send(struct stream *s, Ship__Code code, bool unknown,
+                     const char *why, uint64_t delivered, uint64_t dropped);
 /* Stream id of c if it is of kind k, else NULL. */
 struct stream *stream_find(struct client *c, uint64_t id,
                            const struct stream_kind *k);
