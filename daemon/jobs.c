@@ -557,8 +557,26 @@ static void fail(struct jreq *x, const struct js_err *e)
 	/* The bucket went (deleted through another shipd): the queue is
 	 * looked up, or made, again at its next use. */
 	if (x->q && (kv_no_stream(e) || (e->code == SHIP__CODE__NOT_FOUND &&
-	                                  !strncmp(e->text, "bucket '", 8))))
+	                                  !strncmp(e->text, "bucket '", 8)))) {
+		bool was_ready = x->q->ready;
 		x->q->ready = false;
+		if (was_ready && x->op.c) {
+			/* It was there a moment ago. After a NATS restart
+			 * JetStream says so until it has loaded its streams:
+			 * a worker told "not found" would drop a job it
+			 * holds. Try again; a queue really deleted says so
+			 * at the next call, which looks it up. */
+			struct js_err u = {.code = SHIP__CODE__UNAVAILABLE,
+			                   .unknown = e->unknown};
+			snprintf(u.text, sizeof(u.text),
+			         "queue '%.64s' is not reachable now (%.120s): "
+			         "try again",
+			         x->q->name, e->text);
+			client_js_error(x->op.c, x->op.id, &u);
+			req_free(x);
+			return;
+		}
+	}
 	if (x->op.c)
 		client_js_error(x->op.c, x->op.id, e);
 	req_free(x);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -135,6 +136,8 @@ static bool complete(struct shipc *h, struct board *b,
 			fx_sleep_ms(100);
 			continue;
 		}
+		fprintf(stderr, "complete of %s by %s refused: %s (%s)\n", id, me,
+		        strerror(e), why(h));
 		return false; /* not ours any more (its lease ran out) */
 	}
 	return false;
@@ -194,8 +197,36 @@ static void join_workers(struct worker *ws, int n)
 		pthread_join(ws[i].t, NULL);
 }
 
+/* The jobs not counted as done, as the queue has them (for a failure's
+ * log). */
+static void show_missing(struct shipc *h, struct board *b)
+{
+	struct shipc_job *list = NULL;
+	size_t n = 0;
+	if (shipc_job_list(h, b->queue, NULL, &list, &n, NULL) < 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		int k = job_n(&list[i]);
+		if (k >= 0 && k < b->n && atomic_load(&b->completed[k]) == 1)
+			continue;
+		fprintf(stderr,
+		        "job %s (n %d): %s attempts %u claimed_by '%s' holder "
+		        "'%s' lease_until %llu (now %llu) not_before %llu "
+		        "rev %llu\n",
+		        list[i].id, k, list[i].status, list[i].attempts,
+		        list[i].claimed_by, list[i].holder,
+		        (unsigned long long)list[i].lease_until_ms,
+		        (unsigned long long)time(NULL) * 1000,
+		        (unsigned long long)list[i].not_before_ms,
+		        (unsigned long long)list[i].revision);
+	}
+	shipc_job_list_free(list, n);
+}
+
 static void check_board(struct shipc *h, struct board *b)
 {
+	if (atomic_load(&b->done) != b->n)
+		show_missing(h, b);
 	ck_assert_int_eq(atomic_load(&b->violations), 0);
 	ck_assert_int_eq(atomic_load(&b->done), b->n);
 	for (int i = 0; i < b->n; i++)
