@@ -53,46 +53,15 @@ static const char *why(struct shipc *h)
 
 static struct shipc *conn(const char *name)
 {
-	struct shipc *h = shipc_connect(sd.sock, name);
+	struct shipc *h = fx_connect(sd.sock, name, 10000);
 	ck_assert_msg(h != NULL, "connect: %s", strerror(errno));
-	struct shipc_status st;
-	for (int i = 0; i < 400; i++) {
-		if (shipc_status(h, &st) == 0 && st.link == SHIPC_LINK_CONNECTED)
-			break;
-		fx_sleep_ms(25);
-	}
 	return h;
 }
 
-/* ---- an app hosting services: a handle and a thread dispatching it ---- */
-
-struct host {
-	struct shipc *h;
-	pthread_t t;
-	atomic_bool stop;
-};
-
-static void *host_loop(void *arg)
+/* An app hosting services: a handle and a thread dispatching it. */
+static void host_start(struct fx_app *a, const char *name)
 {
-	struct host *a = arg;
-	while (!atomic_load(&a->stop))
-		if (shipc_dispatch(a->h, 50) < 0)
-			fx_sleep_ms(10); /* not connected: do not spin */
-	return NULL;
-}
-
-static void host_start(struct host *a, const char *name)
-{
-	a->h = conn(name);
-	atomic_init(&a->stop, false);
-	ck_assert_int_eq(pthread_create(&a->t, NULL, host_loop, a), 0);
-}
-
-static void host_end(struct host *a)
-{
-	atomic_store(&a->stop, true);
-	pthread_join(a->t, NULL);
-	shipc_close(a->h);
+	ck_assert_int_eq(fx_app_start(a, conn(name)), 0);
 }
 
 /* ---- handlers ---- */
@@ -323,7 +292,7 @@ static bool victim_ok(jsCtx *js, const char *after, char *harm, size_t size)
 
 START_TEST(reply_to_system_subject)
 {
-	struct host a;
+	struct fx_app a;
 	host_start(&a, "app");
 	static struct ep echo = EP(ECHO);
 	static struct ep never = EP(HOLD);
@@ -411,7 +380,7 @@ START_TEST(reply_to_system_subject)
 	ck_assert_int_eq(shipc_svc_stop(s2), 0);
 	ck_assert_int_eq(shipc_svc_stop(s), 0);
 	shipc_close(c);
-	host_end(&a);
+	fx_app_end(&a);
 }
 END_TEST
 
@@ -422,7 +391,7 @@ END_TEST
 
 START_TEST(pending_charged_to_memory_limit)
 {
-	struct host a;
+	struct fx_app a;
 	host_start(&a, "hog");
 	static struct ep hold = EP(HOLD);
 	struct shipc_svc_endpoint ep = ONE("hold", "hog.hold", &hold);
@@ -496,7 +465,7 @@ START_TEST(pending_charged_to_memory_limit)
 	              ep_calls(&hold) - held);
 	natsSubscription_Destroy(sub);
 	natsConnection_Destroy(nc);
-	host_end(&a); /* the last ten: 503, the app is gone */
+	fx_app_end(&a); /* the last ten: 503, the app is gone */
 }
 END_TEST
 
@@ -504,7 +473,7 @@ END_TEST
 
 START_TEST(long_error_text_cut_as_utf8)
 {
-	struct host a;
+	struct fx_app a;
 	host_start(&a, "app");
 	char text[401];
 	for (int i = 0; i < 200; i++)
@@ -544,13 +513,13 @@ START_TEST(long_error_text_cut_as_utf8)
 	json_decref(st);
 	ck_assert_int_eq(shipc_svc_stop(s), 0);
 	shipc_close(c);
-	host_end(&a);
+	fx_app_end(&a);
 }
 END_TEST
 
 START_TEST(subject_not_utf8)
 {
-	struct host a;
+	struct fx_app a;
 	host_start(&a, "app");
 	static struct ep known = EP(ECHO), dflt = EP(ECHO);
 	const struct shipc_svc_command cmds[] = {{"known", on_req, &known}};
@@ -610,7 +579,7 @@ START_TEST(subject_not_utf8)
 	natsConnection_Destroy(nc);
 	ck_assert_int_eq(shipc_svc_stop(s), 0);
 	shipc_close(c);
-	host_end(&a);
+	fx_app_end(&a);
 }
 END_TEST
 
@@ -618,7 +587,7 @@ END_TEST
 
 START_TEST(long_reply_subject)
 {
-	struct host a;
+	struct fx_app a;
 	host_start(&a, "app");
 	static struct ep echo = EP(ECHO), hold = EP(HOLD);
 	struct shipc_svc_endpoint eps[] = {ONE("echo", "long.echo", &echo),
@@ -663,7 +632,7 @@ START_TEST(long_reply_subject)
 	natsSubscription_Destroy(s1);
 	natsConnection_Destroy(nc);
 	ck_assert_int_eq(shipc_svc_stop(s), 0);
-	host_end(&a);
+	fx_app_end(&a);
 }
 END_TEST
 
@@ -732,7 +701,7 @@ static void wait_both(natsConnection *nc, struct ep *ea, struct ep *eb)
  * restarts NATS twice: the mix-up comes from a race at each restart. */
 START_TEST(drain_after_nats_restart)
 {
-	struct host ha, hb;
+	struct fx_app ha, hb;
 	host_start(&ha, "relay-a");
 	host_start(&hb, "relay-b");
 	static struct ep ea = EP(ECHO), eb = EP(ECHO);
@@ -802,8 +771,8 @@ START_TEST(drain_after_nats_restart)
 	              "restarts ended with requests on their way",
 	              lost_total, sent_total);
 	ck_assert_int_eq(shipc_svc_stop(sb), 0);
-	host_end(&hb);
-	host_end(&ha);
+	fx_app_end(&hb);
+	fx_app_end(&ha);
 }
 END_TEST
 
