@@ -108,33 +108,52 @@ static int job_n(const struct shipc_job *j)
 	return n;
 }
 
+/* Whether job j is complete by me, from my claim (its attempt). */
+static bool completed_by(struct shipc *h, struct board *b,
+                         const struct shipc_job *j, const char *me)
+{
+	struct shipc_job *after = NULL;
+	if (shipc_job_get(h, b->queue, j->id, &after) < 0)
+		return false;
+	bool ok = !strcmp(after->status, "complete") &&
+	          !strcmp(after->claimed_by, me) &&
+	          after->attempts == j->attempts;
+	shipc_job_free(after);
+	return ok;
+}
+
 /* Complete, trying again while the answer says nothing; true if this
  * worker's complete is the one that counts (its claim's, by attempt). */
 static bool complete(struct shipc *h, struct board *b,
                      const struct shipc_job *j, const char *me)
 {
 	const char *id = j->id;
+	bool ambiguous = false;
 	/* Up to 30 s: NATS restarting on a loaded machine can leave the
 	 * outcome unknown for several seconds, and a complete that was
 	 * applied must still be counted. */
 	for (int i = 0; i < 300; i++) {
-		struct shipc_job *after = NULL;
 		if (shipc_job_complete(h, b->queue, id, "{\"ok\":true}", NULL) == 0)
 			return true;
 		int e = errno;
 		bool unknown = shipc_outcome_unknown(h);
 		if (e == EAGAIN || e == ETIMEDOUT || unknown) {
 			/* It may have been applied: look. */
-			if (shipc_job_get(h, b->queue, id, &after) == 0) {
-				bool ok = !strcmp(after->status, "complete") &&
-				          !strcmp(after->claimed_by, me) &&
-				          after->attempts == j->attempts;
-				shipc_job_free(after);
-				if (ok)
-					return true;
-			}
+			ambiguous = true;
+			if (completed_by(h, b, j, me))
+				return true;
 			fx_sleep_ms(100);
 			continue;
+		}
+		/* After an answer that said nothing, a refusal may be the
+		 * earlier try's work (the job is complete, no longer held):
+		 * look once more. */
+		for (int k = 0; ambiguous && k < 50; k++) {
+			if (completed_by(h, b, j, me))
+				return true;
+			if (errno != EAGAIN && errno != ETIMEDOUT)
+				break;
+			fx_sleep_ms(100);
 		}
 		fprintf(stderr, "complete of %s by %s refused: %s (%s)\n", id, me,
 		        strerror(e), why(h));
