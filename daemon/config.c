@@ -179,8 +179,11 @@ static int set_urls(struct config *c, const char *v, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	for (char *t = strtok_r(copy, ", \t", &save); t;
-	     t = strtok_r(NULL, ", \t", &save)) {
+	/* Separated by commas and by every blank the line parser trims, so
+	 * the printed list reads back as itself. */
+	static const char seps[] = ", \t\n\v\f\r";
+	for (char *t = strtok_r(copy, seps, &save); t;
+	     t = strtok_r(NULL, seps, &save)) {
 		if (n == CONFIG_MAX_URLS) {
 			snprintf(err, errlen, "more than %d URLs", CONFIG_MAX_URLS);
 			goto error;

@@ -441,6 +441,8 @@ START_TEST(test_mode_values)
 }
 END_TEST
 
+static void assert_round_trip(const struct config *c, const char *must);
+
 START_TEST(test_url_values)
 {
 	struct config c;
@@ -457,6 +459,15 @@ START_TEST(test_url_values)
 	ck_assert_int_eq(c.n_nats_urls, 2);
 	ck_assert_str_eq(c.nats_urls[0], "tls://x:4443");
 	ck_assert_str_eq(c.nats_urls[1], "host:4222");
+	/* Any blank separates, as the line parser trims any: a URL never
+	 * ends in a vertical tab that printing would then lose. */
+	ck_assert_int_eq(load_one(&c, "nats", "h:1\v\v,\fh:2\rh:3"), 0);
+	ck_assert_int_eq(c.n_nats_urls, 3);
+	ck_assert_str_eq(c.nats_urls[0], "h:1");
+	ck_assert_str_eq(c.nats_urls[1], "h:2");
+	ck_assert_str_eq(c.nats_urls[2], "h:3");
+	assert_round_trip(&c, "nats = h:1,h:2,h:3\n");
+	ck_assert_int_eq(load_one(&c, "nats", "tls://x:4443,,host:4222,"), 0);
 
 	struct loaded l;
 	load_text(&c,
