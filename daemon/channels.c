@@ -219,6 +219,7 @@ static void handle_listen(struct client *c, uint64_t id,
 		          : SHIP__DELIVER_FROM__DELIVER_NEW,
 		0, 0, 0, 0, NULL, 0);
 	struct consumer_spec spec = {
+		.dom = conf->channels_domain,
 		.stream = CHANNEL_STREAM,
 		.durable = durable,
 		.filter = filter,
@@ -247,7 +248,8 @@ static void history_free(struct history *h)
 	js_cancel(h->call);
 	link_wait_cancel(h->wait);
 	if (h->consumer)
-		js_consumer_delete(CHANNEL_STREAM, h->consumer);
+		js_consumer_delete(conf->channels_domain, CHANNEL_STREAM,
+		                   h->consumer);
 	for (size_t i = 0; i < h->want; i++)
 		cm_free(h->ring[i]);
 	free(h->ring);
@@ -372,8 +374,8 @@ static void on_history_msg(void *arg, natsMsg *msg, natsStatus st)
 static void history_pull(struct history *h)
 {
 	char subject[512];
-	if (!ipc_fmt_fits(subject, sizeof(subject), "$JS.API.CONSUMER.MSG.NEXT.%s.%s",
-	              CHANNEL_STREAM, h->consumer)) {
+	if (!js_subject(conf->channels_domain, subject, sizeof(subject),
+	                "CONSUMER.MSG.NEXT.%s.%s", CHANNEL_STREAM, h->consumer)) {
 		history_fail(h, SHIP__CODE__INTERNAL, "consumer name too long");
 		return;
 	}
@@ -466,8 +468,9 @@ static void handle_history(struct client *c, uint64_t id,
 		CHANNEL_STREAM, "config", "deliver_policy", "all", "ack_policy",
 		"none", "filter_subject", h->filter, "inactive_threshold",
 		(json_int_t)30 * 1000000000, "mem_storage", 1, "num_replicas", 1);
-	h->call = js_api("CONSUMER.CREATE." CHANNEL_STREAM, body, API_TIMEOUT_MS,
-	                 on_history_consumer, h);
+	h->call = js_api_in(conf->channels_domain,
+	                    "CONSUMER.CREATE." CHANNEL_STREAM, body,
+	                    API_TIMEOUT_MS, on_history_consumer, h);
 	if (!h->call)
 		history_fail(h, SHIP__CODE__UNAVAILABLE, "NATS is not connected");
 }

@@ -14,7 +14,7 @@
 
 enum ctype {
 	C_STR, C_BOOL, C_UINT, C_MODE, C_URLS, C_LOGLEVEL, C_STREAM, C_POLICY,
-	C_QUOTA
+	C_QUOTA, C_DOMAIN
 };
 
 struct ckey {
@@ -86,6 +86,21 @@ static const struct ckey keys[] = {
 	{"inbound_limit", C_UINT, O(inbound_limit), 65536, 1u << 30,
 	 "bytes of messages from NATS waiting for the loop", true},
 	{"log_level", C_LOGLEVEL, O(log_level), 0, 0, "info or debug", true},
+	/* Fleets: shipd is connected to the robot's own server, a leaf node
+	 * of the hub with JetStream domains of their own. */
+	{"hub_domain", C_STR, O(hub_domain), 0, 0,
+	 "JetStream domain of the hub (unset: one server, no hub)", false},
+	{"events_domain", C_DOMAIN, O(events_domain), 0, 0,
+	 "where EventBus streams are: local or hub", false},
+	{"channels_domain", C_DOMAIN, O(channels_domain), 0, 0,
+	 "where the Channels stream is: local or hub", false},
+	{"kv_domain", C_DOMAIN, O(kv_domain), 0, 0,
+	 "where KV buckets are, but for hub_buckets: local or hub", false},
+	{"hub_buckets", C_STR, O(hub_buckets), 0, 0,
+	 "KV buckets on the hub whatever kv_domain says, comma separated",
+	 false},
+	{"jobs_domain", C_DOMAIN, O(jobs_domain), 0, 0,
+	 "where job queues are: local or hub", false},
 	{"stream", C_STREAM, O(streams), 0, 0,
 	 "a JetStream stream to declare (repeatable): NAME SUBJECT[,SUBJECT] "
 	 "[max_age=S] [max_msgs=N] [max_bytes=N] [storage=file|memory] "
@@ -133,6 +148,10 @@ void config_defaults(struct config *c)
 	c->max_request_timeout_ms = 600000;
 	c->inbound_limit = 4u << 20;
 	c->log_level = 0;
+	/* The being registry, fleet configuration and health (noesis-ship's
+	 * buckets) and job queues are the fleet's; the rest is the robot's. */
+	c->hub_buckets = strdup("beings_status,ship_config,ship_health");
+	c->jobs_domain = JS_HUB;
 }
 
 static const struct ckey *find_key(const char *name)
@@ -278,6 +297,16 @@ static int set_key(struct config *c, const char *key, const char *v,
 		return policy_add_rule(field, v, file, line, err, errlen);
 	case C_QUOTA:
 		return policy_add_quota(field, v, file, line, err, errlen);
+	case C_DOMAIN:
+		if (!strcmp(v, "local"))
+			*(enum js_dom *)field = JS_LOCAL;
+		else if (!strcmp(v, "hub"))
+			*(enum js_dom *)field = JS_HUB;
+		else {
+			snprintf(err, errlen, "%s: '%s' is not local or hub", key, v);
+			return -1;
+		}
+		return 0;
 	case C_LOGLEVEL:
 		if (!strcmp(v, "info"))
 			*(int *)field = 0;
@@ -382,6 +411,43 @@ static char *trim(char *s)
 	return s;
 }
 
+/* The next name of a list separated by commas and blanks: its length,
+ * *p moved to it; 0 at the end. */
+static size_t list_next(const char **p)
+{
+	*p += strspn(*p, ", \t");
+	return strcspn(*p, ", \t");
+}
+
+/* Letters, digits, '-' and '_': JetStream domains and KV buckets. */
+static bool plain_name(const char *s, size_t n, size_t max)
+{
+	if (!n || n > max)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && s[i] != '-' && s[i] != '_')
+			return false;
+	return true;
+}
+
+bool js_domain_valid(const char *s)
+{
+	return plain_name(s, strlen(s), JS_DOMAIN_MAX);
+}
+
+static bool buckets_valid(const char *list, char *bad, size_t badlen)
+{
+	for (size_t n; (n = list_next(&list)); list += n) {
+		char b[KV_NAME_MAX];
+		snprintf(b, sizeof(b), "%.*s", (int)n, list);
+		if (!plain_name(list, n, KV_BUCKET_MAX)) {
+			snprintf(bad, badlen, "%.64s%s", b, n > 64 ? "..." : "");
+			return false;
+		}
+	}
+	return true;
+}
+
 int config_check(const struct config *c, char *err, size_t errlen)
 {
 	if (c->nats_reconnect_wait_min_ms > c->nats_reconnect_wait_max_ms) {
@@ -418,7 +484,31 @@ int config_check(const struct config *c, char *err, size_t errlen)
 		         c->socket_path);
 		return -1;
 	}
+	if (c->hub_domain && !js_domain_valid(c->hub_domain)) {
+		snprintf(err, errlen,
+		         "hub_domain: '%.64s' is not a JetStream domain (letters, "
+		         "digits, '-' and '_', at most %d)",
+		         c->hub_domain, JS_DOMAIN_MAX);
+		return -1;
+	}
+	if (c->hub_buckets) {
+		char bad[80];
+		if (!buckets_valid(c->hub_buckets, bad, sizeof(bad))) {
+			snprintf(err, errlen,
+			         "hub_buckets: '%s' is not a bucket name", bad);
+			return -1;
+		}
+	}
 	return 0;
+}
+
+bool config_listed(const char *list, const char *name)
+{
+	size_t len = strlen(name);
+	for (size_t n; list && (n = list_next(&list)); list += n)
+		if (n == len && !memcmp(list, name, n))
+			return true;
+	return false;
 }
 
 int config_load(struct config *c, const char *path, FILE *errs)
@@ -520,6 +610,11 @@ void config_print(const struct config *c, FILE *f)
 			fprintf(f, "%s = %s\n", k->name,
 			        *(const int *)field ? "debug" : "info");
 			break;
+		case C_DOMAIN:
+			fprintf(f, "%s = %s\n", k->name,
+			        *(const enum js_dom *)field == JS_HUB ? "hub"
+			                                              : "local");
+			break;
 		case C_STREAM:
 			if (c->n_streams == 0)
 				fprintf(f, "# %s = (none)\n", k->name);
@@ -592,6 +687,8 @@ static bool same_value(const struct ckey *k, const struct config *a,
 		return *(const unsigned *)fa == *(const unsigned *)fb;
 	case C_LOGLEVEL:
 		return *(const int *)fa == *(const int *)fb;
+	case C_DOMAIN:
+		return *(const enum js_dom *)fa == *(const enum js_dom *)fb;
 	case C_STREAM:
 		if (a->n_streams != b->n_streams)
 			return false;

@@ -42,7 +42,8 @@
  * address another consumer. */
 #define NAME_MAX_CHARS 255
 #define SUBJECT_SIZE                                                           \
-	(sizeof("$JS.API.CONSUMER.DURABLE.CREATE..") + 2 * NAME_MAX_CHARS)
+	(sizeof("$JS.API.CONSUMER.DURABLE.CREATE..") + 2 * NAME_MAX_CHARS + \
+	 JS_DOMAIN_MAX + 1)
 
 static TAILQ_HEAD(, consumer) consumers = TAILQ_HEAD_INITIALIZER(consumers);
 
@@ -107,7 +108,7 @@ void consumer_end(struct consumer *k, Ship__Code code, const char *why)
 	stream_end_send(&k->st, code, false, why, k->delivered, 0);
 	stream_close(&k->st);
 	if (!k->durable && k->name)
-		js_consumer_delete(k->stream, k->name);
+		js_consumer_delete(k->dom, k->stream, k->name);
 	consumer_free(k);
 }
 
@@ -376,8 +377,8 @@ static void pull(struct consumer *k)
 	uint32_t batch = k->credit < PULL_BATCH_MAX ? (uint32_t)k->credit
 	                                           : PULL_BATCH_MAX;
 	char subject[SUBJECT_SIZE], body[128];
-	snprintf(subject, sizeof(subject), "$JS.API.CONSUMER.MSG.NEXT.%s.%s",
-	         k->stream, k->name);
+	js_subject(k->dom, subject, sizeof(subject), "CONSUMER.MSG.NEXT.%s.%s",
+	           k->stream, k->name);
 	snprintf(body, sizeof(body),
 	         "{\"batch\":%u,\"expires\":%" PRIu64 ",\"max_bytes\":%u}",
 	         batch, (uint64_t)PULL_EXPIRES_MS * 1000000,
@@ -414,7 +415,8 @@ static bool send_create(struct consumer *k, json_t *cfg, bool updating)
 	else
 		snprintf(what, sizeof(what), "CONSUMER.CREATE.%s", k->stream);
 	k->updating = updating;
-	k->create_call = js_api(what, body, API_TIMEOUT_MS, on_created, k);
+	k->create_call =
+		js_api_in(k->dom, what, body, API_TIMEOUT_MS, on_created, k);
 	return true;
 }
 
@@ -522,7 +524,8 @@ static void consumer_missing(struct consumer *k)
 	/* Deleted alone, or with a stream made again since: the stream's
 	 * age tells. */
 	snprintf(what, sizeof(what), "STREAM.INFO.%s", k->stream);
-	k->create_call = js_api(what, NULL, API_TIMEOUT_MS, on_stream_info, k);
+	k->create_call = js_api_in(k->dom, what, NULL, API_TIMEOUT_MS,
+	                           on_stream_info, k);
 }
 
 static void ready(struct consumer *k, json_t *reply);
@@ -648,7 +651,8 @@ static bool lookup(struct consumer *k)
 	if (!k->name) /* an ephemeral one not made yet */
 		return send_create(k, json_deep_copy(k->config), false);
 	snprintf(what, sizeof(what), "CONSUMER.INFO.%s.%s", k->stream, k->name);
-	k->create_call = js_api(what, NULL, API_TIMEOUT_MS, on_info, k);
+	k->create_call =
+		js_api_in(k->dom, what, NULL, API_TIMEOUT_MS, on_info, k);
 	return true;
 }
 
@@ -681,6 +685,7 @@ struct consumer *consumer_open(struct client *c, uint64_t id,
 		return NULL;
 	}
 	TAILQ_INSERT_TAIL(&consumers, k, entry);
+	k->dom = sp->dom;
 	k->stream = strdup(sp->stream);
 	k->name = sp->durable ? strdup(sp->durable) : NULL;
 	k->filter = strdup(sp->filter);

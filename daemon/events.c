@@ -500,6 +500,7 @@ static void declare_configured(const struct config_stream *cs,
 		return;
 	}
 	struct js_stream_cfg cfg = {
+		.dom = conf->events_domain,
 		.name = cs->name,
 		.subjects = list,
 		.n_subjects = n,
@@ -523,6 +524,9 @@ static void declare_defaults(void)
 		struct default_stream *ds = &defaults[i];
 		char *subjects[] = {(char *)ds->subject};
 		struct js_stream_cfg cfg = {
+			/* CHANNELS is the Channels block's. */
+			.dom = strcmp(ds->name, "CHANNELS") ? conf->events_domain
+			                                    : conf->channels_domain,
 			.name = (char *)ds->name,
 			.subjects = subjects,
 			.n_subjects = 1,
@@ -582,6 +586,7 @@ static void handle_declare(struct client *c, uint64_t id,
 	if (!client_allowed(c, id, POL_STREAM_ADMIN, sd->name))
 		return;
 	struct js_stream_cfg cfg = {
+		.dom = conf->events_domain,
 		.name = sd->name,
 		.subjects = sd->subjects,
 		.n_subjects = sd->n_subjects,
@@ -800,6 +805,7 @@ static void handle_subscribe(struct client *c, uint64_t id,
 		s->start_time_ms, s->ack_wait_ms, s->max_deliver, s->backoff_ms,
 		s->n_backoff_ms);
 	struct consumer_spec spec = {
+		.dom = conf->events_domain,
 		.stream = stream,
 		.durable = s->durable[0] ? s->durable : NULL,
 		.filter = filter,
@@ -987,7 +993,8 @@ static void listing_next(struct listing *l)
 {
 	json_t *body = json_pack("{s:I}", "offset", (json_int_t)l->n);
 	if (body)
-		l->call = js_api("STREAM.LIST", body, API_TIMEOUT_MS, on_listed, l);
+		l->call = js_api_in(conf->events_domain, "STREAM.LIST", body,
+		                    API_TIMEOUT_MS, on_listed, l);
 	if (!l->call) {
 		client_error(l->op.c, l->op.id,
 		             body ? SHIP__CODE__UNAVAILABLE : SHIP__CODE__INTERNAL,

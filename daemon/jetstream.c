@@ -15,6 +15,7 @@
 #define JS_API "$JS.API"
 
 struct js_call {
+	enum js_dom dom;
 	js_api_fn *api_fn;
 	js_pub_fn *pub_fn;
 	void *arg;
@@ -125,10 +126,47 @@ static bool api_writes(const char *what)
 	return false;
 }
 
+/* ---- domains ---- */
+
+bool js_dom_remote(enum js_dom d)
+{
+	return d == JS_HUB && conf->hub_domain;
+}
+
+const char *js_dom_label(enum js_dom d)
+{
+	static char label[JS_DOMAIN_MAX + 16];
+	if (!js_dom_remote(d))
+		return "local";
+	snprintf(label, sizeof(label), "hub '%s'", conf->hub_domain);
+	return label;
+}
+
+static const char *dom_prefix(enum js_dom d, char *buf, size_t size)
+{
+	if (!js_dom_remote(d))
+		return JS_API;
+	snprintf(buf, size, "$JS.%s.API", conf->hub_domain);
+	return buf;
+}
+
+bool js_subject(enum js_dom d, char *out, size_t size, const char *fmt, ...)
+{
+	char pre[JS_DOMAIN_MAX + 16], rest[IPC_SUBJECT_MAX + 1];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(rest, sizeof(rest), fmt, ap);
+	va_end(ap);
+	return n >= 0 && (size_t)n < sizeof(rest) &&
+	       ipc_fmt_fits(out, size, "%s.%s", dom_prefix(d, pre, sizeof(pre)),
+	                    rest);
+}
+
 /* A request that was sent and got no answer (st): for a write the
  * outcome is unknown (client_js_error says so). No responders means
- * nobody took it. */
-static void err_from_status(struct js_err *e, natsStatus st, bool writes)
+ * nobody took it: on an API subject, nothing serves that API at all. */
+static void err_from_status(struct js_err *e, natsStatus st, bool writes,
+                            enum js_dom d, bool api)
 {
 	e->unknown = writes && st != NATS_NO_RESPONDERS;
 	switch (st) {
@@ -138,9 +176,22 @@ static void err_from_status(struct js_err *e, natsStatus st, bool writes)
 		break;
 	case NATS_NO_RESPONDERS:
 		e->code = SHIP__CODE__UNAVAILABLE;
-		snprintf(e->text, sizeof(e->text),
-		         "JetStream is not available (no responders: not "
-		         "enabled, or no such stream)");
+		e->unreachable = api;
+		if (js_dom_remote(d) && api)
+			snprintf(e->text, sizeof(e->text),
+			         "JetStream of the %s is not reachable (no "
+			         "responders: the uplink is down?)",
+			         js_dom_label(d));
+		else if (api)
+			snprintf(e->text, sizeof(e->text),
+			         "JetStream is not available (no responders: not "
+			         "enabled, or not started yet)");
+		else
+			snprintf(e->text, sizeof(e->text),
+			         "JetStream is not available (no responders: no "
+			         "stream takes the subject%s%s)",
+			         js_dom_remote(d) ? ", or the uplink to the " : "",
+			         js_dom_remote(d) ? js_dom_label(d) : "");
 		break;
 	default:
 		e->code = SHIP__CODE__UNAVAILABLE;
@@ -259,7 +310,7 @@ static void api_done(void *arg, natsMsg *msg, natsStatus st)
 	struct js_err e = {0};
 	json_t *j = NULL;
 	if (st != NATS_OK)
-		err_from_status(&e, st, call->writes);
+		err_from_status(&e, st, call->writes, call->dom, true);
 	else
 		j = parse_reply(msg, &e);
 	natsMsg_Destroy(msg);
@@ -271,14 +322,21 @@ static void api_done(void *arg, natsMsg *msg, natsStatus st)
 struct js_call *js_api(const char *what, json_t *body, uint32_t timeout_ms,
                        js_api_fn *fn, void *arg)
 {
-	char subject[IPC_SUBJECT_MAX + 1];
+	return js_api_in(JS_LOCAL, what, body, timeout_ms, fn, arg);
+}
+
+struct js_call *js_api_in(enum js_dom d, const char *what, json_t *body,
+                          uint32_t timeout_ms, js_api_fn *fn, void *arg)
+{
+	char subject[IPC_SUBJECT_MAX + 1], pre[JS_DOMAIN_MAX + 16];
+	const char *prefix = dom_prefix(d, pre, sizeof(pre));
 	/* A filter may end the subject (CONSUMER.CREATE.<s>.<c>.<filter>). */
-	if (!ipc_fmt_fits(subject, sizeof(subject), "%s.%s", JS_API, what) ||
+	if (!ipc_fmt_fits(subject, sizeof(subject), "%s.%s", prefix, what) ||
 	    !ipc_subject_pattern_valid(subject))
 		return refuse(body, fn, arg,
 		              "not a JetStream API subject: %s.%.64s%s (at most "
 		              "%d characters, non-empty tokens without spaces)",
-		              JS_API, what, strlen(what) > 64 ? "..." : "",
+		              prefix, what, strlen(what) > 64 ? "..." : "",
 		              IPC_SUBJECT_MAX);
 	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
 	json_decref(body);
@@ -288,6 +346,7 @@ struct js_call *js_api(const char *what, json_t *body, uint32_t timeout_ms,
 		free(call);
 		return NULL;
 	}
+	call->dom = d;
 	call->api_fn = fn;
 	call->arg = arg;
 	call->writes = api_writes(what);
@@ -382,7 +441,7 @@ static void pub_done(void *arg, natsMsg *msg, natsStatus st)
 		return;
 	}
 	if (st != NATS_OK)
-		err_from_status(&e, st, call->writes);
+		err_from_status(&e, st, call->writes, call->dom, false);
 	else
 		j = parse_reply(msg, &e);
 	natsMsg_Destroy(msg);
@@ -553,8 +612,9 @@ static bool stream_matches(const struct js_stream_cfg *c, json_t *config,
 /* $JS.API.<verb>.<stream>: a name that is no JetStream name would make
  * another subject (cut, or with more tokens), so it is refused through
  * fn, never sent. */
-static struct js_call *api_stream(const char *verb, const char *stream,
-                                  json_t *body, js_api_fn *fn, void *arg)
+static struct js_call *api_stream(enum js_dom d, const char *verb,
+                                  const char *stream, json_t *body,
+                                  js_api_fn *fn, void *arg)
 {
 	char what[IPC_SUBJECT_MAX + 1];
 	if (!js_name_valid(stream) ||
@@ -565,7 +625,7 @@ static struct js_call *api_stream(const char *verb, const char *stream,
 		              "spaces, dots, wildcards or slashes",
 		              stream, strlen(stream) > 64 ? "..." : "",
 		              strlen(stream), JS_NAME_MAX);
-	return js_api(what, body, 5000, fn, arg);
+	return js_api_in(d, what, body, 5000, fn, arg);
 }
 
 static void ensure_created(void *arg, json_t *reply, const struct js_err *e)
@@ -587,7 +647,7 @@ static void ensure_info(void *arg, json_t *reply, const struct js_err *e)
 {
 	struct ensure *en = arg;
 	if (e && e->err_code == 10059) {
-		en->call = api_stream("STREAM.CREATE", en->cfg.name,
+		en->call = api_stream(en->cfg.dom, "STREAM.CREATE", en->cfg.name,
 		                      stream_json(&en->cfg), ensure_created, en);
 		if (en->call)
 			return;
@@ -624,7 +684,8 @@ int js_stream_ensure(const struct js_stream_cfg *cfg, js_ensure_fn *fn,
 	}
 	en->fn = fn;
 	en->arg = arg;
-	en->call = api_stream("STREAM.INFO", cfg->name, NULL, ensure_info, en);
+	en->call = api_stream(cfg->dom, "STREAM.INFO", cfg->name, NULL,
+	                      ensure_info, en);
 	if (!en->call) {
 		js_stream_cfg_finish(&en->cfg);
 		free(en);
@@ -665,7 +726,7 @@ static void ignore_reply(void *arg, json_t *reply, const struct js_err *e)
 {
 }
 
-void js_consumer_delete(const char *stream, const char *name)
+void js_consumer_delete(enum js_dom d, const char *stream, const char *name)
 {
 	char what[IPC_SUBJECT_MAX + 1];
 	if (!link_connected())
@@ -679,7 +740,7 @@ void js_consumer_delete(const char *stream, const char *name)
 		          __func__, name, stream);
 		return;
 	}
-	js_api(what, NULL, 5000, ignore_reply, NULL);
+	js_api_in(d, what, NULL, 5000, ignore_reply, NULL);
 }
 
 bool js_ack_meta(const char *reply, struct js_meta *m)

@@ -275,7 +275,8 @@ static int start_info(struct kvop *o, struct js_err *err)
 	char what[KV_NAME_MAX + 32];
 	snprintf(what, sizeof(what), "STREAM.INFO.KV_%s", o->bucket);
 	o->kind = OP_INFO;
-	o->call = js_api(what, NULL, API_TIMEOUT_MS, info_done, o);
+	o->call = js_api_in(kv_dom(o->bucket), what, NULL, API_TIMEOUT_MS,
+	                    info_done, o);
 	if (!o->call) {
 		kv_set_err(err, SHIP__CODE__UNAVAILABLE, "NATS is not connected (%s)",
 		        link_state_name(link_info()->state));
@@ -347,7 +348,8 @@ static int list_page(struct kvop *o, struct js_err *err)
 {
 	json_t *body = json_pack("{s:I, s:s}", "offset", (json_int_t)o->page,
 	                         "subject", "$KV.>");
-	o->call = js_api("STREAM.LIST", body, API_TIMEOUT_MS, listed, o);
+	o->call = js_api_in(conf->kv_domain, "STREAM.LIST", body,
+	                    API_TIMEOUT_MS, listed, o);
 	if (!o->call) {
 		kv_set_err(err, SHIP__CODE__UNAVAILABLE, "NATS is not connected (%s)",
 		        link_state_name(link_info()->state));
@@ -454,7 +456,8 @@ static void handle_bucket_delete(struct client *c, uint64_t id, const char *b)
 	if (!o)
 		return;
 	snprintf(what, sizeof(what), "STREAM.DELETE.KV_%s", b);
-	if (!(o->call = js_api(what, NULL, API_TIMEOUT_MS, deleted, o))) {
+	if (!(o->call = js_api_in(kv_dom(b), what, NULL, API_TIMEOUT_MS,
+	                          deleted, o))) {
 		struct js_err err;
 		kv_set_err(&err, SHIP__CODE__UNAVAILABLE, "NATS is not connected (%s)",
 		        link_state_name(link_info()->state));

@@ -89,13 +89,23 @@ uint64_t kv_current_revision(const struct js_err *e)
 	return p ? strtoull(p, NULL, 10) : 0;
 }
 
-/* No responder on a KV subject or API: no such stream (JetStream itself
- * answers everything else). */
+/* No such stream: JetStream says so, or nothing took a publish on its
+ * subjects. No responders on the API itself is not that: nothing serves
+ * the API (JetStream off or starting; the hub out of reach). */
 bool kv_no_stream(const struct js_err *e)
 {
-	return (e->code == SHIP__CODE__UNAVAILABLE &&
+	return (e->code == SHIP__CODE__UNAVAILABLE && !e->unreachable &&
 	        strstr(e->text, "no responders")) ||
 	       e->err_code == 10059;
+}
+
+enum js_dom kv_dom(const char *bucket)
+{
+	if (!strncmp(bucket, "JOBS_", 5))
+		return conf->jobs_domain;
+	if (config_listed(conf->hub_buckets, bucket))
+		return JS_HUB;
+	return conf->kv_domain;
 }
 
 /* ---- buckets known to exist ---- */
@@ -248,9 +258,12 @@ static void get_done(void *arg, natsMsg *msg, natsStatus st)
 	r->wait = NULL;
 	if (st != NATS_OK)
 		kv_forget_bucket(r->bucket); /* look it up again next time */
+	/* JetStream takes all of its API: nobody there is no JetStream. */
 	if (st == NATS_NO_RESPONDERS)
-		kv_set_err(&err, SHIP__CODE__NOT_FOUND, "bucket '%s' not found",
-		        r->bucket);
+		kv_set_err(&err, SHIP__CODE__UNAVAILABLE,
+		           "bucket '%s': JetStream (%s) is not reachable (no "
+		           "responders)",
+		           r->bucket, js_dom_label(kv_dom(r->bucket)));
 	else if (st == NATS_TIMEOUT)
 		kv_set_err(&err, SHIP__CODE__TIMEOUT, "JetStream did not answer in time");
 	else if (st != NATS_OK)
@@ -350,14 +363,16 @@ static int direct_get(struct kv_req *r, uint64_t revision, struct js_err *err)
 	if (!known_has(r->bucket)) {
 		snprintf(subj, sizeof(subj), "STREAM.INFO.KV_%s", r->bucket);
 		r->revision = revision;
-		r->call = js_api(subj, NULL, conf->request_timeout_ms, looked_up, r);
+		r->call = js_api_in(kv_dom(r->bucket), subj, NULL,
+		                    conf->request_timeout_ms, looked_up, r);
 		if (!r->call) {
 			kv_set_err(err, SHIP__CODE__UNAVAILABLE, "cannot send to NATS");
 			return -1;
 		}
 		return 0;
 	}
-	snprintf(subj, sizeof(subj), "$JS.API.DIRECT.GET.KV_%s", r->bucket);
+	js_subject(kv_dom(r->bucket), subj, sizeof(subj), "DIRECT.GET.KV_%s",
+	           r->bucket);
 	if (revision)
 		snprintf(body, sizeof(body), "{\"seq\":%" PRIu64 "}", revision);
 	else
@@ -401,6 +416,25 @@ static void put_finish(struct kv_req *r, uint64_t seq, const struct js_err *e)
 	req_free(r);
 }
 
+/* After a write nothing took: what the bucket's lookup says. */
+static void put_looked_up(void *arg, json_t *reply, const struct js_err *e)
+{
+	struct kv_req *r = arg;
+	struct js_err err;
+	r->call = NULL;
+	if (!e)
+		kv_set_err(&err, SHIP__CODE__UNAVAILABLE,
+		           "bucket '%s' is there but nothing took the write (no "
+		           "responders)",
+		           r->bucket);
+	else if (kv_no_stream(e))
+		kv_set_err(&err, SHIP__CODE__NOT_FOUND, "bucket '%s' not found",
+		           r->bucket);
+	else
+		err = *e;
+	put_finish(r, 0, &err);
+}
+
 static void put_done(void *arg, uint64_t seq, bool dup,
                      const struct js_err *e)
 {
@@ -430,9 +464,16 @@ static void put_done(void *arg, uint64_t seq, bool dup,
 			        " (current revision %" PRIu64 ")",
 			        r->key, r->expected, cur);
 	} else if (kv_no_stream(e)) {
+		/* Nothing took the write: no such bucket, or nothing reachable
+		 * at all (the hub's, with the uplink down). Ask which. */
+		char what[KV_NAME_MAX + 16];
 		kv_forget_bucket(r->bucket);
-		kv_set_err(&err, SHIP__CODE__NOT_FOUND, "bucket '%s' not found",
-		        r->bucket);
+		snprintf(what, sizeof(what), "STREAM.INFO.KV_%s", r->bucket);
+		r->call = js_api_in(kv_dom(r->bucket), what, NULL,
+		                    conf->request_timeout_ms, put_looked_up, r);
+		if (r->call)
+			return;
+		kv_set_err(&err, SHIP__CODE__UNAVAILABLE, "NATS is not connected");
 	} else if (e->err_code == 10054) {
 		kv_set_err(&err, SHIP__CODE__RESOURCE_EXHAUSTED,
 		        "value of %zu bytes is over bucket '%s''s max value size",
@@ -448,7 +489,19 @@ static int put_publish(struct kv_req *r, uint64_t expected, bool cas,
 {
 	char subj[IPC_SUBJECT_MAX + 1], num[24];
 	natsMsg *m = NULL;
-	snprintf(subj, sizeof(subj), "$KV.%s.%s", r->bucket, r->key);
+	/* Into another domain as nats.go writes: $JS.<domain>.API.$KV...,
+	 * which that domain maps back to $KV..., so no same-named bucket on
+	 * the way takes it. */
+	enum js_dom d = kv_dom(r->bucket);
+	if (js_dom_remote(d) &&
+	    !js_subject(d, subj, sizeof(subj), "$KV.%s.%s", r->bucket, r->key)) {
+		kv_set_err(err, SHIP__CODE__INVALID_ARGUMENT,
+		           "key '%.64s...' is too long to be written in the %s",
+		           r->key, js_dom_label(d));
+		return -1;
+	}
+	if (!js_dom_remote(d))
+		snprintf(subj, sizeof(subj), "$KV.%s.%s", r->bucket, r->key);
 	natsStatus s = natsMsg_Create(&m, subj, NULL, r->value, (int)r->len);
 	if (s == NATS_OK && cas) {
 		snprintf(num, sizeof(num), "%" PRIu64, expected);
@@ -575,6 +628,7 @@ int kv_bucket_cfg(struct js_stream_cfg *cfg, const Ship__KvBucketConfig *bc,
 	snprintf(subject, sizeof(subject), "$KV.%s.>", bc->bucket);
 	subjects[0] = subject;
 	memset(cfg, 0, sizeof(*cfg));
+	cfg->dom = kv_dom(bc->bucket);
 	cfg->name = name;
 	cfg->description = bc->description;
 	cfg->subjects = subjects;

@@ -78,7 +78,7 @@ static void create_consumer(struct watch *w);
 static void delete_consumer(struct watch *w)
 {
 	if (w->consumer[0])
-		js_consumer_delete(w->stream_name, w->consumer);
+		js_consumer_delete(kv_dom(w->bucket), w->stream_name, w->consumer);
 	w->consumer[0] = '\0';
 }
 
@@ -618,7 +618,8 @@ static void create_consumer(struct watch *w)
 	json_t *body = json_pack("{s:s, s:o}", "stream_name", w->stream_name,
 	                         "config", cfg);
 	snprintf(what, sizeof(what), "CONSUMER.CREATE.%s", w->stream_name);
-	w->create_call = js_api(what, body, API_TIMEOUT_MS, on_created, w);
+	w->create_call = js_api_in(kv_dom(w->bucket), what, body,
+	                           API_TIMEOUT_MS, on_created, w);
 	if (!w->create_call) {
 		link_wait_cancel(w->wait);
 		w->wait = NULL;

@@ -51,6 +51,12 @@ void fatalx(const char *fmt, ...)
 #define CONFIG_MAX_URLS 16
 #define CONFIG_MAX_STREAMS 32
 
+/* Which JetStream a block talks to: the server shipd is connected to
+ * (the robot's own), or the hub's through it ($JS.<hub_domain>.API);
+ * without hub_domain both are the local one. */
+enum js_dom { JS_LOCAL, JS_HUB };
+#define JS_DOMAIN_MAX 64
+
 /* A JetStream stream the configuration declares ("stream = ..."). */
 struct config_stream {
 	char *name;
@@ -98,6 +104,12 @@ struct config {
 	uint32_t max_request_timeout_ms;
 	uint32_t inbound_limit;          /* bytes queued from NATS to the loop */
 	int log_level;                   /* 0 info, 1 debug */
+	char *hub_domain;                /* NULL: no hub, all is local */
+	enum js_dom events_domain;
+	enum js_dom channels_domain;
+	enum js_dom kv_domain;
+	char *hub_buckets;               /* KV buckets on the hub */
+	enum js_dom jobs_domain;
 	struct config_stream streams[CONFIG_MAX_STREAMS];
 	int n_streams;
 	struct policy *policy;  /* the "allow" rules; NULL: none */
@@ -121,6 +133,9 @@ int config_check(const struct config *c, char *err, size_t errlen);
 /* Print the effective configuration in the file's syntax. */
 void config_print(const struct config *c, FILE *f);
 void config_finish(struct config *c);
+bool js_domain_valid(const char *s);
+/* Whether name is one of list's (separated by commas and blanks). */
+bool config_listed(const char *list, const char *name);
 /* Read a secret file (first line, trailing newline removed). */
 char *config_read_secret(const char *path);
 
@@ -643,6 +658,9 @@ void kv_set_err(struct js_err *e, Ship__Code code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* The error says the bucket's stream does not exist. */
 bool kv_no_stream(const struct js_err *e);
+/* Whose JetStream keeps bucket: jobs_domain for job queues, the hub for
+ * hub_buckets, else kv_domain. */
+enum js_dom kv_dom(const char *bucket);
 /* Forget that a bucket exists (it is looked up again on next use). */
 void kv_forget_bucket(const char *b);
 
@@ -759,6 +777,7 @@ typedef void consumer_free_fn(Ship__EventDelivery *d);
 typedef bool consumer_skip_fn(struct consumer *k, natsMsg *msg);
 
 struct consumer_spec {
+	enum js_dom dom;     /* whose JetStream keeps the stream */
 	const char *stream;
 	const char *durable; /* NULL: ephemeral */
 	const char *filter;
@@ -778,6 +797,7 @@ struct consumer_spec {
 struct consumer {
 	struct stream st; /* st.c is NULL once the app is gone */
 	TAILQ_ENTRY(consumer) entry;
+	enum js_dom dom;
 	char *stream;
 	char *name;       /* durable, or the server's name for an ephemeral */
 	char *filter;
@@ -867,6 +887,8 @@ struct js_err {
 	/* A write was sent and no answer came (TIMEOUT, or the connection
 	 * lost): it may have been applied. */
 	bool unknown;
+	/* Nothing answers the API of the domain asked (js_api_in). */
+	bool unreachable;
 };
 
 struct js_call;
@@ -879,6 +901,19 @@ typedef void js_pub_fn(void *arg, uint64_t seq, bool duplicate,
  * sent (NATS not connected); else fn runs exactly once unless cancelled. */
 struct js_call *js_api(const char *what, json_t *body, uint32_t timeout_ms,
                        js_api_fn *fn, void *arg);
+/* The same in domain d's API. No responders there is UNAVAILABLE with
+ * err->unreachable set: nothing answers that API at all (JetStream not
+ * enabled or not started; for the hub, the uplink is down). */
+struct js_call *js_api_in(enum js_dom d, const char *what, json_t *body,
+                          uint32_t timeout_ms, js_api_fn *fn, void *arg);
+/* out = d's API prefix, ".", and the rest formatted; false if it does not
+ * fit in size. */
+bool js_subject(enum js_dom d, char *out, size_t size, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+/* Whether d is really elsewhere (JS_HUB with hub_domain set). */
+bool js_dom_remote(enum js_dom d);
+/* "local", or "hub 'NAME'" for texts. */
+const char *js_dom_label(enum js_dom d);
 /* Publish msg (taken) and wait for the stream's ack. */
 struct js_call *js_publish(natsMsg *msg, uint32_t timeout_ms, js_pub_fn *fn,
                            void *arg);
@@ -894,6 +929,7 @@ const char *js_acked_stream(void);
 Ship__Code js_code(int http, int err_code);
 
 struct js_stream_cfg {
+	enum js_dom dom; /* whose JetStream keeps it */
 	char *name;
 	char *description;
 	char **subjects;
@@ -923,7 +959,7 @@ void js_stream_cfg_finish(struct js_stream_cfg *c);
 /* A name that can be a stream, consumer or bucket name. */
 bool js_name_valid(const char *s);
 /* Delete a consumer, not waiting for the answer. */
-void js_consumer_delete(const char *stream, const char *name);
+void js_consumer_delete(enum js_dom d, const char *stream, const char *name);
 
 /* What a consumer's message says of itself in its $JS.ACK reply subject. */
 struct js_meta {

@@ -505,6 +505,40 @@ START_TEST(test_url_values)
 }
 END_TEST
 
+START_TEST(test_domain_values)
+{
+	struct config c;
+	config_defaults(&c);
+	/* The defaults: the fleet's registry, configuration and jobs on the
+	 * hub, the rest on the robot. */
+	ck_assert_int_eq(c.jobs_domain, JS_HUB);
+	ck_assert_int_eq(c.events_domain, JS_LOCAL);
+	ck_assert_int_eq(c.kv_domain, JS_LOCAL);
+	ck_assert(config_listed(c.hub_buckets, "beings_status"));
+	ck_assert(config_listed(c.hub_buckets, "ship_health"));
+	ck_assert(!config_listed(c.hub_buckets, "ship"));
+	ck_assert(!config_listed(c.hub_buckets, "beings_status2"));
+	ck_assert_ptr_null(c.hub_domain);
+	ck_assert_int_eq(load_one(&c, "events_domain", "hub"), 0);
+	ck_assert_int_eq(c.events_domain, JS_HUB);
+	ck_assert_int_eq(load_one(&c, "jobs_domain", "local"), 0);
+	ck_assert_int_eq(c.jobs_domain, JS_LOCAL);
+	ck_assert_int_eq(load_one(&c, "hub_buckets", "x ,\ty"), 0);
+	ck_assert(config_listed(c.hub_buckets, "x"));
+	ck_assert(config_listed(c.hub_buckets, "y"));
+	ck_assert(!config_listed(c.hub_buckets, "beings_status"));
+	struct loaded l;
+	load_text(&c, "kv_domain = remote\nchannels_domain = HUB\n", &l);
+	ck_assert_int_eq(l.rc, -1);
+	assert_line_error(&l, 1, "kv_domain: 'remote' is not local or hub");
+	assert_line_error(&l, 2, "channels_domain: 'HUB' is not local or hub");
+	ck_assert_int_eq(c.kv_domain, JS_LOCAL);
+	loaded_free(&l);
+	assert_round_trip(&c, "events_domain = hub\n");
+	config_finish(&c);
+}
+END_TEST
+
 START_TEST(test_log_level_values)
 {
 	struct config c;
@@ -691,6 +725,13 @@ START_TEST(test_check_cross_keys)
 		{{"socket", "run/shipd.sock", NULL},
 		 "socket: 'run/shipd.sock' is not an absolute path"},
 		{{"socket", "/tmp/s", NULL}, ""},
+		{{"hub_domain", "hub-1_a", NULL}, ""},
+		{{"hub_domain", "hub.a", NULL},
+		 "hub_domain: 'hub.a' is not a JetStream domain (letters, digits, "
+		 "'-' and '_', at most 64)"},
+		{{"hub_buckets", "a, b_1 ,c-2", NULL}, ""},
+		{{"hub_buckets", "a,b.c", NULL},
+		 "hub_buckets: 'b.c' is not a bucket name"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		char err[256];
@@ -978,9 +1019,13 @@ START_TEST(test_print_round_trip)
 		              p);
 	/* One line per key, in the documented order. */
 	static const char tail[] =
-		"\nlog_level = debug\n# stream = (none)\n# allow = (none)\n"
+		"\nlog_level = debug\n# hub_domain = (unset)\n"
+		"events_domain = local\nchannels_domain = local\n"
+		"kv_domain = local\n"
+		"hub_buckets = beings_status,ship_config,ship_health\n"
+		"jobs_domain = hub\n# stream = (none)\n# allow = (none)\n"
 		"# quota = (none)\n";
-	ck_assert_int_eq(count_lines(p), 37);
+	ck_assert_int_eq(count_lines(p), 43);
 	ck_assert_ptr_eq(strstr(p, "socket = "), p);
 	ck_assert_uint_gt(strlen(p), strlen(tail));
 	ck_assert_str_eq(p + strlen(p) - strlen(tail), tail);
@@ -1186,6 +1231,7 @@ static Suite *config_suite(void)
 	tcase_add_test(t, test_mode_values);
 	tcase_add_test(t, test_url_values);
 	tcase_add_test(t, test_log_level_values);
+	tcase_add_test(t, test_domain_values);
 	suite_add_tcase(s, t);
 
 	t = tcase_create("errors");

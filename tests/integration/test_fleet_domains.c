@@ -1,0 +1,246 @@
+/* SPDX-License-Identifier: MIT */
+/* A robot's shipd in the fleet topology: connected to the robot's own
+ * leaf server (JetStream domain robot1), whose uplink to the hub (domain
+ * hub) runs through a proxy that cuts it. Each block's streams and
+ * buckets are where the configuration puts them; with the uplink down,
+ * local operations go on and hub operations fail at once with EAGAIN
+ * (UNAVAILABLE), and work again once it is back. */
+#include <check.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nats/nats.h>
+
+#include "fixture.h"
+#include "shipc.h"
+
+static struct fx_hub hub;
+static struct fx_proxy uplink;
+static struct fx_node robot;
+static struct shipdp sd;
+static struct shipc *h;
+
+static void setup(void)
+{
+	int ports[FX_HUB_MAX];
+	signal(SIGPIPE, SIG_IGN);
+	ck_assert_int_eq(fx_hub_start(&hub, 3, "hub"), 0);
+	int n = fx_hub_leaf_ports(&hub, ports, FX_HUB_MAX);
+	ck_assert_int_eq(fx_proxy_start(&uplink, ports, n), 0);
+	ck_assert_int_eq(fx_leaf_start(&robot, "robot1", &uplink.port, 1), 0);
+	ck_assert(fx_leaf_wait_connected(&robot, 10000));
+	static const char *const extra[] = {"-o", "hub_domain=hub", NULL};
+	if (shipd_start(&sd, robot.url, extra) != 0) {
+		char cmd[400];
+		snprintf(cmd, sizeof(cmd), "cat %s >&2", sd.log);
+		ck_assert_int_eq(system(cmd), 0);
+		ck_abort_msg("shipd did not start");
+	}
+	ck_assert(fx_wait_link(sd.sock, 10000));
+	h = fx_connect(sd.sock, "fleet-test", 5000);
+	ck_assert_ptr_nonnull(h);
+}
+
+static void teardown(void)
+{
+	shipc_close(h);
+	h = NULL;
+	shipd_cleanup(&sd);
+	fx_proxy_stop(&uplink);
+	fx_leaf_cleanup(&robot);
+	fx_hub_cleanup(&hub);
+}
+
+/* Whether the JetStream of the server at url (its own, $JS.API) has
+ * stream name. */
+static bool has_stream(const char *url, const char *name)
+{
+	natsConnection *nc = NULL;
+	natsMsg *reply = NULL;
+	char subj[256];
+	ck_assert_int_eq(natsConnection_ConnectTo(&nc, url), NATS_OK);
+	snprintf(subj, sizeof(subj), "$JS.API.STREAM.INFO.%s", name);
+	ck_assert_int_eq(natsConnection_RequestString(&reply, nc, subj, "", 5000),
+	                 NATS_OK);
+	bool has = strstr(natsMsg_GetData(reply), "\"error\"") == NULL;
+	natsMsg_Destroy(reply);
+	natsConnection_Destroy(nc);
+	return has;
+}
+
+/* The value of key in bucket as the hub's own JetStream has it (a direct
+ * get on a hub node), into buf; false if it has none. */
+static bool hub_value(const char *bucket, const char *key, char *buf,
+                      size_t len)
+{
+	natsConnection *nc = NULL;
+	natsMsg *reply = NULL;
+	char subj[256], body[256];
+	ck_assert_int_eq(natsConnection_ConnectTo(&nc, hub.node[0].url), NATS_OK);
+	snprintf(subj, sizeof(subj), "$JS.API.DIRECT.GET.KV_%s", bucket);
+	snprintf(body, sizeof(body), "{\"last_by_subj\":\"$KV.%s.%s\"}", bucket,
+	         key);
+	ck_assert_int_eq(natsConnection_RequestString(&reply, nc, subj, body,
+	                                              5000),
+	                 NATS_OK);
+	const char *status = NULL;
+	natsMsgHeader_Get(reply, "Status", &status);
+	bool found = !status;
+	if (found)
+		fx_strcopy(buf, len, natsMsg_GetData(reply),
+		           (size_t)natsMsg_GetDataLength(reply));
+	natsMsg_Destroy(reply);
+	natsConnection_Destroy(nc);
+	return found;
+}
+
+static void bucket(const char *name)
+{
+	struct shipc_kv_config cfg = {.bucket = name, .history = 5};
+	ck_assert_msg(shipc_kv_bucket_create(h, &cfg, NULL) == 0, "%s: %s",
+	              name, shipc_last_error(h, NULL, 0));
+}
+
+static void cut(void)
+{
+	fx_proxy_cut(&uplink);
+	/* The leaf sees EOF at once. */
+	for (int i = 0; i < 100 && fx_leaf_connected(&robot); i++)
+		fx_sleep_ms(50);
+	ck_assert(!fx_leaf_connected(&robot));
+}
+
+static void restore(void)
+{
+	fx_proxy_restore(&uplink);
+	ck_assert(fx_leaf_wait_connected(&robot, 15000));
+}
+
+/* Each block's data is where the defaults put it: KV and events on the
+ * robot, the registry bucket and job queues on the hub, each written
+ * through the robot's shipd alone. */
+START_TEST(blocks_use_their_domains)
+{
+	bucket("notes");
+	bucket("beings_status");
+	uint64_t rev = 0;
+	ck_assert_int_eq(shipc_kv_put(h, "notes", "k", "local", 5, &rev), 0);
+	ck_assert_int_eq(shipc_kv_put(h, "beings_status", "robot1", "{}", 2,
+	                              &rev),
+	                 0);
+	ck_assert(has_stream(robot.url, "KV_notes"));
+	ck_assert(!has_stream(hub.node[0].url, "KV_notes"));
+	ck_assert(has_stream(hub.node[0].url, "KV_beings_status"));
+	ck_assert(!has_stream(robot.url, "KV_beings_status"));
+	char v[64];
+	ck_assert(hub_value("beings_status", "robot1", v, sizeof(v)));
+	ck_assert_str_eq(v, "{}");
+	/* Read back through shipd from the hub. */
+	struct shipc_kv_entry *e = NULL;
+	ck_assert_int_eq(shipc_kv_get(h, "beings_status", "robot1", 0, &e), 0);
+	ck_assert_str_eq(e->value, "{}");
+	ck_assert_uint_eq(e->revision, rev);
+	shipc_kv_entry_free(e);
+
+	struct shipc_job *job = NULL;
+	struct shipc_job_submit js = {.payload_json = "{\"n\":1}"};
+	ck_assert_msg(shipc_job_submit(h, "work", &js, &job) == 0, "%s",
+	              shipc_last_error(h, NULL, 0));
+	shipc_job_free(job);
+	ck_assert(has_stream(hub.node[0].url, "KV_JOBS_work"));
+	ck_assert(!has_stream(robot.url, "KV_JOBS_work"));
+
+	struct shipc_emit em = {.event_type = "fleet.test"};
+	ck_assert_int_eq(shipc_emit(h, &em, NULL), 0);
+	ck_assert(has_stream(robot.url, "SHIP_EVENTS"));
+	ck_assert(!has_stream(hub.node[0].url, "SHIP_EVENTS"));
+}
+END_TEST
+
+/* With the uplink cut, local operations are acknowledged as before and
+ * every hub operation fails at once with EAGAIN, saying why; after the
+ * restore they work again, and nothing acknowledged was lost. */
+START_TEST(uplink_down_local_goes_on_hub_fails_fast)
+{
+	bucket("notes");
+	bucket("beings_status");
+	struct shipc_job *job = NULL;
+	ck_assert_int_eq(shipc_job_submit(h, "work", NULL, &job), 0);
+	shipc_job_free(job);
+	ck_assert_int_eq(shipc_kv_put(h, "beings_status", "a", "1", 1, NULL), 0);
+
+	for (int round = 0; round < 3; round++) {
+		cut();
+		char key[32];
+		snprintf(key, sizeof(key), "offline%d", round);
+		ck_assert_msg(shipc_kv_put(h, "notes", key, "x", 1, NULL) == 0,
+		              "%s", shipc_last_error(h, NULL, 0));
+		struct shipc_emit em = {.event_type = "fleet.offline"};
+		ck_assert_int_eq(shipc_emit(h, &em, NULL), 0);
+
+		uint64_t t0 = fx_now_ms();
+		ck_assert_int_eq(shipc_kv_put(h, "beings_status", "a", "2", 1, NULL),
+		                 -1);
+		ck_assert_int_eq(errno, EAGAIN);
+		char err[256];
+		shipc_last_error(h, err, sizeof(err));
+		ck_assert_msg(strstr(err, "hub 'hub'"), "%s", err);
+		struct shipc_kv_entry *e = NULL;
+		ck_assert_int_eq(shipc_kv_get(h, "beings_status", "a", 0, &e), -1);
+		ck_assert_int_eq(errno, EAGAIN);
+		ck_assert_int_eq(shipc_job_submit(h, "work", NULL, &job), -1);
+		ck_assert_msg(errno == EAGAIN, "errno %d: %s", errno,
+		              shipc_last_error(h, NULL, 0));
+		/* At once, not at a timeout (shipd's is 5 s). */
+		ck_assert_uint_lt(fx_now_ms() - t0, 1500);
+
+		restore();
+		/* The hub answers again through the leaf (its interest comes
+		 * back within a moment of the reconnect). */
+		int rc = -1;
+		for (int i = 0; i < 40 && rc != 0; i++) {
+			rc = shipc_kv_put(h, "beings_status", "a", "3", 1, NULL);
+			if (rc != 0)
+				fx_sleep_ms(250);
+		}
+		ck_assert_msg(rc == 0, "%s", shipc_last_error(h, NULL, 0));
+		ck_assert_int_eq(shipc_job_submit(h, "work", NULL, &job), 0);
+		shipc_job_free(job);
+	}
+	/* Everything acknowledged while cut is there. */
+	for (int round = 0; round < 3; round++) {
+		char key[32];
+		struct shipc_kv_entry *e = NULL;
+		snprintf(key, sizeof(key), "offline%d", round);
+		ck_assert_int_eq(shipc_kv_get(h, "notes", key, 0, &e), 0);
+		shipc_kv_entry_free(e);
+	}
+	struct shipc_job_counts c;
+	ck_assert_int_eq(shipc_job_counts(h, "work", &c), 0);
+	ck_assert_uint_eq(c.queued, 4);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("fleet-domains");
+	TCase *t = tcase_create("domains");
+	tcase_add_checked_fixture(t, setup, teardown);
+	tcase_set_timeout(t, 180);
+	tcase_add_test(t, blocks_use_their_domains);
+	tcase_add_test(t, uplink_down_local_goes_on_hub_fails_fast);
+	suite_add_tcase(s, t);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(suite());
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
