@@ -1147,12 +1147,18 @@ int shipc_job_claim(struct shipc *h, const char *queue, const char *worker,
 
 /* Complete a job this handle holds, with result_json (any JSON value;
  * NULL: null). EBUSY when this handle does not hold it (no change is
- * made). job may be NULL; *job gets the finished job. */
+ * made). job may be NULL; *job gets the finished job. Made again after
+ * the first was applied (its answer lost: ETIMEDOUT, NATS away a moment),
+ * by this handle for the same claim (not claimed, cancelled or requeued
+ * since), it returns 0 and changes nothing, *job the job as the first
+ * left it; a fail after a complete, or another handle's, is EBUSY. */
 int shipc_job_complete(struct shipc *h, const char *queue, const char *id,
                        const char *result_json, struct shipc_job **job);
 /* Fail a job this handle holds, with error (printable text, NULL: "").
  * With retry, it is queued again after the queue's backoff while attempts
- * remain, else it fails for good (a dead letter); without, it fails. */
+ * remain, else it fails for good (a dead letter); without, it fails.
+ * Again, with the same retry, as shipc_job_complete() again; a complete
+ * after a fail is EBUSY. */
 int shipc_job_fail(struct shipc *h, const char *queue, const char *id,
                    const char *error, int retry, struct shipc_job **job);
 /* Cancel a queued or running job: it fails, cancelled (a holder finds it

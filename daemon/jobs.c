@@ -17,6 +17,12 @@
  * lease ran out (their worker or its shipd died) are requeued by whichever
  * shipd gets there first, or failed for good (dead letter) after their
  * last attempt.
+ *
+ * A complete or fail records the claim it ended, "<holder>#<attempt>", in
+ * the job's "finished_claim" (until the next claim, cancel or requeue):
+ * an app whose finish went unanswered (a timeout, NATS away a moment)
+ * tries it again after the first was applied, and that same finish by the
+ * same connection of the same claim is answered as the first was.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -128,7 +134,11 @@ enum jkind {
 	K_RENEW, K_RELEASE, K_EXPIRE, /* detached */
 };
 
+/* An edit changes the job and returns 0 (it is written), -1 (taken or
+ * changed: not for this request), EDIT_KEEP (nothing to write: answered
+ * as read) or a refusal's Ship__Code (refuse()). */
 typedef int edit_fn(struct jreq *x, json_t *job, uint64_t now);
+#define EDIT_KEEP (-2)
 
 /* A request in flight, or work of shipd's own (op.c NULL, detached). */
 struct jreq {
@@ -147,6 +157,7 @@ struct jreq {
 	bool immediate; /* a claim that does not wait */
 	uint64_t deadline; /* a claim's, now_ms() */
 	bool create;    /* it makes the queue if missing */
+	bool unheld;    /* a finish of a job not held: only a repeat is done */
 	char event[24]; /* the lifecycle event the edit makes */
 	char id[ID_MAX + 1];
 	char worker[WORKER_MAX + 1];
@@ -719,6 +730,10 @@ static void edit_got(void *arg, const struct kv_entry *ent,
 		return;
 	}
 	int rc = x->edit(x, x->job, wall_ms());
+	if (rc == EDIT_KEEP) {
+		x->after(x, NULL);
+		return;
+	}
 	if (rc < 0) {
 		x->after(x, &(struct js_err){.code = SHIP__CODE__WRONG_REVISION});
 		return;
@@ -1063,7 +1078,8 @@ static void queue_use(struct jreq *x, bool create)
 	}
 	char what[KV_NAME_MAX + 32];
 	snprintf(what, sizeof(what), "STREAM.INFO.KV_%s", q->bucket);
-	q->info_call = js_api(what, NULL, 5000, queue_info, q);
+	q->info_call =
+		js_api_in(kv_dom(q->bucket), what, NULL, 5000, queue_info, q);
 	if (!q->info_call) {
 		struct js_err e;
 		kv_set_err(&e, SHIP__CODE__UNAVAILABLE, "NATS is not connected");
@@ -1445,6 +1461,7 @@ static int claim_edit(struct jreq *x, json_t *j, uint64_t now)
 	set_s(j, "claimed_by", x->worker);
 	set_s(j, "holder", x->holder);
 	set_s(j, "error", NULL);
+	json_object_del(j, "finished_claim"); /* a new claim: no repeat */
 	return 0;
 }
 
@@ -1854,14 +1871,55 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- finish, cancel, requeue ---- */
 
+/* The claim x's connection holds or held of job j: "<holder>#<attempt>".
+ * The attempt tells a claim from a later one by the same connection, even
+ * one by a writer that does not know finished_claim (and keeps it). */
+static void claim_of(const struct jreq *x, json_t *j, char *out, size_t size)
+{
+	snprintf(out, size, "%s#%" PRIu64, x->holder, ju(j, "attempts"));
+}
+
+/* Whether x is the finish that ended this connection's claim of j, again
+ * (its answer lost): the same outcome, nothing done to the job since. A
+ * complete after a fail, a fail after a complete, or a fail with retry
+ * after one without (and the reverse) is not: refused like any finish of
+ * a job not held. */
+static bool finish_repeated(const struct jreq *x, json_t *j)
+{
+	const Ship__JobFinish *f = x->fin;
+	enum jstatus st = status_of(js(j, "status"));
+	bool dead = json_is_true(json_object_get(j, "dead_letter"));
+	char mine[HOLDER_MAX + 24];
+	claim_of(x, j, mine, sizeof(mine));
+	if (strcmp(js(j, "finished_claim"), mine))
+		return false;
+	if (!f->failed)
+		return st == J_COMPLETE;
+	if (!f->retry)
+		return st == J_FAILED && !dead;
+	return st == J_QUEUED || (st == J_FAILED && dead);
+}
+
 static int finish_edit(struct jreq *x, json_t *j, uint64_t now)
 {
 	const Ship__JobFinish *f = x->fin;
+	char mine[HOLDER_MAX + 24];
+	if (finish_repeated(x, j)) {
+		x->event[0] = '\0'; /* the first said it */
+		return EDIT_KEEP;
+	}
+	if (x->unheld)
+		return refuse(j, SHIP__CODE__CONFLICT,
+		              "job '%s' of queue '%s' is not held by this "
+		              "connection: claim it first",
+		              x->id, x->q->name);
 	if (status_of(js(j, "status")) != J_RUNNING ||
 	    strcmp(js(j, "holder"), x->holder))
 		return refuse(j, SHIP__CODE__CONFLICT,
 		              "job '%s' is not held by this connection (%s)",
 		              x->id, js(j, "status"));
+	claim_of(x, j, mine, sizeof(mine));
+	set_s(j, "finished_claim", mine);
 	set_s(j, "holder", NULL);
 	json_object_set_new(j, "lease_until", json_null());
 	if (!f->failed) {
@@ -1901,7 +1959,8 @@ static void finish_after(struct jreq *x, const struct js_err *e)
 	}
 	if (h)
 		held_remove(q, h);
-	job_event(q, x->event, x->job);
+	if (x->event[0])
+		job_event(q, x->event, x->job);
 	json_t *j = json_incref(x->job);
 	answer_job(x, j, x->rev);
 	json_decref(j);
@@ -1928,24 +1987,22 @@ static void handle_finish(struct client *c, uint64_t id,
 	struct queue *q = queue_get(c, id, r->queue);
 	if (!q)
 		return;
-	struct held *h = held_find(q, c, r->id);
-	if (!h) {
-		client_error(c, id, SHIP__CODE__CONFLICT,
-		             "job '%s' of queue '%s' is not held by this "
-		             "connection: claim it first",
-		             r->id, r->queue);
-		return;
-	}
 	struct jreq *x = req_new(c, id, K_FINISH);
 	if (!x)
 		return;
 	x->q = q;
-	h->busy = true; /* no renewal races the finish */
+	/* Not held: it may be this finish again, the first applied and its
+	 * answer lost (the job no longer held). The job says. */
+	struct held *h = held_find(q, c, r->id);
+	x->unheld = !h;
+	if (h)
+		h->busy = true; /* no renewal races the finish */
 	snprintf(x->id, sizeof(x->id), "%s", r->id);
 	holder_of(c, x->holder, sizeof(x->holder));
 	x->fin = msg_copy(&r->base);
 	if (!x->fin) {
-		h->busy = false;
+		if (h)
+			h->busy = false;
 		fail_code(x, SHIP__CODE__INTERNAL, "out of memory");
 		return;
 	}
@@ -1969,6 +2026,7 @@ static int change_edit(struct jreq *x, json_t *j, uint64_t now)
 		set_s(j, "holder", NULL);
 		json_object_set_new(j, "lease_until", json_null());
 		set_u(j, "completed_at", now);
+		json_object_del(j, "finished_claim"); /* no holder finished it */
 		snprintf(x->event, sizeof(x->event), "job.failed");
 		return 0;
 	}
@@ -1978,6 +2036,7 @@ static int change_edit(struct jreq *x, json_t *j, uint64_t now)
 		              x->id, js(j, "status"));
 	set_s(j, "status", "queued");
 	set_u(j, "attempts", 0);
+	json_object_del(j, "finished_claim"); /* its attempts start over */
 	json_object_set_new(j, "dead_letter", json_false());
 	json_object_set_new(j, "cancelled", json_false());
 	set_s(j, "error", NULL);
@@ -2277,7 +2336,7 @@ static void handle_queue(struct client *c, uint64_t id, const char *name,
 	char what[KV_NAME_MAX + 32];
 	req_list(x, &q->active);
 	snprintf(what, sizeof(what), "STREAM.DELETE.KV_%s", q->bucket);
-	x->call = js_api(what, NULL, 5000, deleted, x);
+	x->call = js_api_in(kv_dom(q->bucket), what, NULL, 5000, deleted, x);
 	if (!x->call)
 		fail_code(x, SHIP__CODE__UNAVAILABLE, "NATS is not connected");
 }

@@ -376,9 +376,8 @@ START_TEST(complete_and_fail)
 	ck_assert_str_eq(j->holder, "");
 	ck_assert_uint_eq(j->lease_until_ms, 0);
 	shipc_job_free(j);
-	/* Done: not again, and no longer claimable. */
-	ck_assert_int_eq(shipc_job_complete(h, "fin", a, NULL, NULL), -1);
-	ck_assert_int_eq(errno, EBUSY);
+	/* Done: no longer claimable (a complete again is answered as the
+	 * first was: finish_again_after_a_lost_answer). */
 	expect_no_claim(h, "fin", "w");
 
 	/* A result of null. */
@@ -574,6 +573,124 @@ START_TEST(held_by_the_claimer)
 	ck_assert_int_eq(shipc_job_complete(a, "held", id, "1", NULL), 0);
 	expect_status(b, "held", id, "complete");
 	free(id);
+	shipc_close(a);
+	shipc_close(b);
+}
+END_TEST
+
+/* An app whose complete (or fail) went unanswered (a timeout, NATS away
+ * for a moment) tries it again, but the first try was applied: the job is
+ * no longer held. The same finish by the same handle of the same claim is
+ * answered as the first was; anything else is refused. */
+START_TEST(finish_again_after_a_lost_answer)
+{
+	struct shipc *a = conn(), *b = conn();
+	queue(a, "again", 0, 50);
+	struct shipc_job *j;
+
+	/* Complete, complete again: the job as the first left it, unwritten. */
+	char *c = submit_id(a, "again", "1", NULL, 0);
+	shipc_job_free(claim(a, "again", "wa", 0));
+	ck_assert_int_eq(shipc_job_complete(a, "again", c, "{\"n\":1}", &j), 0);
+	uint64_t rev = j->revision, done = j->completed_at_ms;
+	shipc_job_free(j);
+	j = NULL;
+	ck_assert_msg(shipc_job_complete(a, "again", c, "{\"n\":1}", &j) == 0,
+	              "complete again: %s", why(a));
+	ck_assert_str_eq(j->status, "complete");
+	ck_assert_str_eq(j->result_json, "{\"n\":1}");
+	ck_assert_uint_eq(j->revision, rev);
+	ck_assert_uint_eq(j->completed_at_ms, done);
+	shipc_job_free(j);
+	/* The first result stays, as a submit with its idempotency key
+	 * answers the first job. */
+	ck_assert_int_eq(shipc_job_complete(a, "again", c, "2", &j), 0);
+	ck_assert_str_eq(j->result_json, "{\"n\":1}");
+	shipc_job_free(j);
+	/* Not another handle's complete or fail, not a fail after it. */
+	ck_assert_int_eq(shipc_job_complete(b, "again", c, "{\"n\":1}", NULL),
+	                 -1);
+	ck_assert_int_eq(errno, EBUSY);
+	ck_assert_int_eq(shipc_job_fail(b, "again", c, "x", 0, NULL), -1);
+	ck_assert_int_eq(errno, EBUSY);
+	ck_assert_int_eq(shipc_job_fail(a, "again", c, "x", 0, NULL), -1);
+	ck_assert_int_eq(errno, EBUSY);
+	j = get(a, "again", c);
+	ck_assert_str_eq(j->status, "complete");
+	ck_assert_uint_eq(j->revision, rev);
+	shipc_job_free(j);
+
+	/* Fail, fail again; not a complete after it, nor a fail with
+	 * another outcome (with retry it would have been queued again). */
+	char *f = submit_id(a, "again", "2", NULL, 0);
+	shipc_job_free(claim(a, "again", "wa", 0));
+	ck_assert_int_eq(shipc_job_fail(a, "again", f, "boom", 0, NULL), 0);
+	ck_assert_msg(shipc_job_fail(a, "again", f, "boom", 0, &j) == 0,
+	              "fail again: %s", why(a));
+	ck_assert_str_eq(j->status, "failed");
+	ck_assert_str_eq(j->error, "boom");
+	shipc_job_free(j);
+	ck_assert_int_eq(shipc_job_fail(a, "again", f, "boom", 1, NULL), -1);
+	ck_assert_int_eq(errno, EBUSY);
+	ck_assert_int_eq(shipc_job_complete(a, "again", f, NULL, NULL), -1);
+	ck_assert_int_eq(errno, EBUSY);
+	ck_assert_int_eq(shipc_job_fail(b, "again", f, "boom", 0, NULL), -1);
+	ck_assert_int_eq(errno, EBUSY);
+
+	/* Failed with retry: again while it waits in the queue, but once it
+	 * is claimed again (another attempt, another holder) a's claim is
+	 * over: neither its fail nor a complete counts, before or after b
+	 * completes it. */
+	char *r = submit_id(a, "again", "3", NULL, 0);
+	j = claim(a, "again", "wa", 0);
+	ck_assert_uint_eq(j->attempts, 1);
+	shipc_job_free(j);
+	ck_assert_int_eq(shipc_job_fail(a, "again", r, "flaky", 1, NULL), 0);
+	ck_assert_msg(shipc_job_fail(a, "again", r, "flaky", 1, &j) == 0,
+	              "fail with retry again: %s", why(a));
+	ck_assert_str_eq(j->status, "queued");
+	ck_assert_uint_eq(j->attempts, 1);
+	shipc_job_free(j);
+	j = claim(b, "again", "wb", 5000);
+	ck_assert_str_eq(j->id, r);
+	ck_assert_uint_eq(j->attempts, 2);
+	shipc_job_free(j);
+	ck_assert_int_eq(shipc_job_fail(a, "again", r, "flaky", 1, NULL), -1);
+	ck_assert_int_eq(errno, EBUSY);
+	ck_assert_int_eq(shipc_job_complete(a, "again", r, NULL, NULL), -1);
+	ck_assert_int_eq(errno, EBUSY);
+	expect_status(a, "again", r, "running");
+	ck_assert_int_eq(shipc_job_complete(b, "again", r, "true", NULL), 0);
+	ck_assert_int_eq(shipc_job_complete(a, "again", r, "true", NULL), -1);
+	ck_assert_int_eq(errno, EBUSY);
+	ck_assert_int_eq(shipc_job_complete(b, "again", r, "true", NULL), 0);
+
+	/* Cancelled under its holder, requeued and claimed by b: a's claim
+	 * was never finished by a, so a's complete is refused throughout. */
+	char *k = submit_id(a, "again", "4", NULL, 0);
+	shipc_job_free(claim(a, "again", "wa", 0));
+	ck_assert_int_eq(shipc_job_cancel(b, "again", k, NULL), 0);
+	ck_assert_int_eq(shipc_job_complete(a, "again", k, NULL, NULL), -1);
+	ck_assert_int_eq(errno, EBUSY);
+	ck_assert_int_eq(shipc_job_requeue(b, "again", k, NULL), 0);
+	j = claim(b, "again", "wb", 5000);
+	ck_assert_str_eq(j->id, k);
+	shipc_job_free(j);
+	ck_assert_int_eq(shipc_job_complete(a, "again", k, NULL, NULL), -1);
+	ck_assert_int_eq(errno, EBUSY);
+	ck_assert_int_eq(shipc_job_complete(b, "again", k, NULL, NULL), 0);
+	ck_assert_int_eq(shipc_job_complete(a, "again", k, NULL, NULL), -1);
+	ck_assert_int_eq(errno, EBUSY);
+
+	/* A job there never was: looked up, like any finish of a job this
+	 * handle does not hold. */
+	ck_assert_int_eq(shipc_job_complete(a, "again", "JOB-999", NULL, NULL),
+	                 -1);
+	ck_assert_int_eq(errno, ENOENT);
+	free(c);
+	free(f);
+	free(r);
+	free(k);
 	shipc_close(a);
 	shipc_close(b);
 }
@@ -1454,6 +1571,7 @@ int main(void)
 	tcase_add_test(tc, cancel_and_requeue);
 	tcase_add_test(tc, idempotency_key);
 	tcase_add_test(tc, held_by_the_claimer);
+	tcase_add_test(tc, finish_again_after_a_lost_answer);
 	tcase_add_test(tc, close_requeues);
 	tcase_add_test(tc, bad_input);
 	tcase_add_test(tc, worker_loop);
