@@ -259,6 +259,7 @@ SHIPC_EXPORT int shipc_respond(struct shipc *h, const struct shipc_msg *req,
 struct status_out {
 	struct shipc_status *st;
 	struct shipc_limits *lim;
+	struct shipc_uplink *up;
 	bool too_old; /* lim asked of a shipd that does not report them */
 };
 
@@ -304,6 +305,30 @@ static int fill_limits(struct shipc_limits *l, const Ship__StatusReply *r)
 	return 0;
 }
 
+static void fill_uplink(struct shipc_uplink *u, const Ship__UplinkStatus *r)
+{
+	memset(u, 0, sizeof(*u));
+	if (!r)
+		return; /* a shipd from before the fleet: no uplink */
+	u->state = (enum shipc_uplink_state)r->state;
+	snprintf(u->hub_domain, sizeof(u->hub_domain), "%s", r->hub_domain);
+	snprintf(u->domain, sizeof(u->domain), "%s", r->domain);
+	u->changed_ms = r->changed_ms;
+	u->since_unix_ms = r->since_unix_ms;
+	u->changes = r->changes;
+	snprintf(u->last_error, sizeof(u->last_error), "%s", r->last_error);
+	for (size_t i = 0; i < r->n_streams && i < SHIPC_UPLINK_STREAMS; i++) {
+		const Ship__UplinkStream *s = r->streams[i];
+		struct shipc_uplink_stream *o = &u->streams[u->n_streams++];
+		snprintf(o->stream, sizeof(o->stream), "%s", s->stream);
+		snprintf(o->hub_stream, sizeof(o->hub_stream), "%s", s->hub_stream);
+		o->last_seq = s->last_seq;
+		o->waiting_msgs = s->waiting_msgs;
+		o->waiting_bytes = s->waiting_bytes;
+		o->hub_seen_ms = s->hub_seen_ms;
+	}
+}
+
 static void status_reply(struct shipc *h, struct call *c,
                          const Ship__ServerFrame *f)
 {
@@ -316,6 +341,8 @@ static void status_reply(struct shipc *h, struct call *c,
 	}
 	if (out->st)
 		fill_status(out->st, f->status);
+	if (out->up)
+		fill_uplink(out->up, f->status->uplink);
 	if (out->lim) {
 		c->err = fill_limits(out->lim, f->status);
 		out->too_old = c->err == ENOSYS;
@@ -341,6 +368,12 @@ SHIPC_EXPORT int shipc_status(struct shipc *h, struct shipc_status *st)
 {
 	struct status_out out = {.st = st};
 	return status_call(h, &out, 0);
+}
+
+SHIPC_EXPORT int shipc_uplink(struct shipc *h, struct shipc_uplink *out)
+{
+	struct status_out o = {.up = out};
+	return status_call(h, &o, 0);
 }
 
 SHIPC_EXPORT int shipc_limits(struct shipc *h, struct shipc_limits *out)

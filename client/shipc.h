@@ -222,6 +222,42 @@ struct shipc_status {
 /* Ask shipd for its state. Returns 0 or -1. */
 int shipc_status(struct shipc *h, struct shipc_status *st);
 
+/* The fleet uplink as shipd sees it (shipd.conf hub_domain): whether the
+ * hub's JetStream answers through the robot's leaf server, and what each
+ * robot stream has that the hub's streams have not sourced yet. */
+enum shipc_uplink_state {
+	SHIPC_UPLINK_NONE = 0,    /* no hub_domain: nothing to watch */
+	SHIPC_UPLINK_UNKNOWN = 1, /* not asked yet, or shipd's NATS link down */
+	SHIPC_UPLINK_UP = 2,
+	SHIPC_UPLINK_DOWN = 3,
+};
+
+#define SHIPC_UPLINK_STREAMS 16
+
+struct shipc_uplink_stream {
+	char stream[256];      /* the robot's */
+	char hub_stream[256];  /* the hub's that sources it */
+	uint64_t last_seq;
+	uint64_t waiting_msgs; /* not sourced by the hub yet */
+	uint64_t waiting_bytes; /* about: at the stream's mean message size */
+	uint64_t hub_seen_ms;  /* age of the hub's figure; 0: never seen */
+};
+
+struct shipc_uplink {
+	enum shipc_uplink_state state;
+	char hub_domain[65];
+	char domain[65];        /* the robot's own JetStream domain */
+	uint64_t changed_ms;    /* since the state last changed */
+	uint64_t since_unix_ms; /* when it did, wall clock */
+	uint64_t changes;       /* between up and down */
+	char last_error[256];   /* why it is down */
+	size_t n_streams;
+	struct shipc_uplink_stream streams[SHIPC_UPLINK_STREAMS];
+};
+
+/* Fill *out in one snapshot. Returns 0 or -1 (errno as for any call). */
+int shipc_uplink(struct shipc *h, struct shipc_uplink *out);
+
 /*
  * What clients cause in shipd, against the limits it holds them to, as
  * shipctl status shows it. Bytes held are what shipd keeps or reserves for

@@ -101,6 +101,10 @@ static const struct ckey keys[] = {
 	 false},
 	{"jobs_domain", C_DOMAIN, O(jobs_domain), 0, 0,
 	 "where job queues are: local or hub", false},
+	{"hub_streams", C_STR, O(hub_streams), 0, 0,
+	 "the hub's streams that source this robot's, comma separated", false},
+	{"uplink_probe_ms", C_UINT, O(uplink_probe_ms), 200, 60000,
+	 "how often the hub's JetStream is asked whether it answers", true},
 	{"stream", C_STREAM, O(streams), 0, 0,
 	 "a JetStream stream to declare (repeatable): NAME SUBJECT[,SUBJECT] "
 	 "[max_age=S] [max_msgs=N] [max_bytes=N] [storage=file|memory] "
@@ -152,6 +156,8 @@ void config_defaults(struct config *c)
 	 * buckets) and job queues are the fleet's; the rest is the robot's. */
 	c->hub_buckets = strdup("beings_status,ship_config,ship_health");
 	c->jobs_domain = JS_HUB;
+	c->hub_streams = strdup("FLEET_EVENTS,FLEET_CHANNELS");
+	c->uplink_probe_ms = 2000;
 }
 
 static const struct ckey *find_key(const char *name)
@@ -496,6 +502,14 @@ int config_check(const struct config *c, char *err, size_t errlen)
 		if (!buckets_valid(c->hub_buckets, bad, sizeof(bad))) {
 			snprintf(err, errlen,
 			         "hub_buckets: '%s' is not a bucket name", bad);
+			return -1;
+		}
+	}
+	if (c->hub_streams) {
+		char bad[80];
+		if (!buckets_valid(c->hub_streams, bad, sizeof(bad))) {
+			snprintf(err, errlen,
+			         "hub_streams: '%s' is not a stream name", bad);
 			return -1;
 		}
 	}

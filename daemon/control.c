@@ -667,6 +667,10 @@ static void handle_status(struct client *c, uint64_t id)
 	r.max_subscriptions = conf->max_subscriptions;
 	r.client_memory_limit = conf->client_memory_limit;
 	r.client_output_limit = conf->client_output_limit;
+	Ship__UplinkStatus up = SHIP__UPLINK_STATUS__INIT;
+	Ship__UplinkStream ups[16], *upp[16];
+	uplink_status(&up, ups, upp, 16);
+	r.uplink = &up;
 	f.id = id;
 	f.body_case = SHIP__SERVER_FRAME__BODY_STATUS;
 	f.status = &r;

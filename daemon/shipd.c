@@ -332,6 +332,7 @@ int main(int argc, char **argv)
 	if (mailbox_init(base, mail_dispatch, config.inbound_limit) < 0)
 		fatal("mailbox");
 	blocks_init();
+	uplink_init();
 	/* Not fatal: shipd goes on and says what it cannot clean. */
 	ojournal_open(config.state_dir);
 	if (control_init(base, &config) < 0)

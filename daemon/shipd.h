@@ -110,6 +110,8 @@ struct config {
 	enum js_dom kv_domain;
 	char *hub_buckets;               /* KV buckets on the hub */
 	enum js_dom jobs_domain;
+	char *hub_streams;               /* the hub's, sourcing ours */
+	uint32_t uplink_probe_ms;
 	struct config_stream streams[CONFIG_MAX_STREAMS];
 	int n_streams;
 	struct policy *policy;  /* the "allow" rules; NULL: none */
@@ -526,7 +528,7 @@ struct block {
 
 extern const struct block admin_block, pubsub_block, kv_block,
 	registry_block, events_block, channels_block, obj_block, jobs_block,
-	svc_block;
+	svc_block, uplink_block;
 
 /* Index the table's request kinds (fatal if two blocks claim one). */
 void blocks_init(void);
@@ -728,6 +730,15 @@ void kvwatch_open_stream(struct client *c, uint64_t id,
 
 /* ---- registry.c: being registry, ship_config, ship_health ---- */
 
+
+/* ---- uplink.c: the fleet uplink, as shipd sees it ---- */
+
+/* Start watching it (with hub_domain set); after the config and loop. */
+void uplink_init(void);
+/* Fill st for a status reply; streams point into buf and ptrs (max
+ * entries), valid until the loop turns. */
+void uplink_status(Ship__UplinkStatus *st, Ship__UplinkStream *buf,
+                   Ship__UplinkStream **ptrs, size_t max);
 
 /* ---- events.c: EventBus and Channels ---- */
 

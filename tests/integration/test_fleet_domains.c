@@ -7,6 +7,7 @@
  * (UNAVAILABLE), and work again once it is back. */
 #include <check.h>
 #include <errno.h>
+#include <stdint.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,13 +33,9 @@ static void setup(void)
 	ck_assert_int_eq(fx_proxy_start(&uplink, ports, n), 0);
 	ck_assert_int_eq(fx_leaf_start(&robot, "robot1", &uplink.port, 1), 0);
 	ck_assert(fx_leaf_wait_connected(&robot, 10000));
-	static const char *const extra[] = {"-o", "hub_domain=hub", NULL};
-	if (shipd_start(&sd, robot.url, extra) != 0) {
-		char cmd[400];
-		snprintf(cmd, sizeof(cmd), "cat %s >&2", sd.log);
-		ck_assert_int_eq(system(cmd), 0);
-		ck_abort_msg("shipd did not start");
-	}
+	static const char *const extra[] = {"-o", "hub_domain=hub", "-o",
+	                                    "uplink_probe_ms=300", NULL};
+	ck_assert_int_eq(shipd_start(&sd, robot.url, extra), 0);
 	ck_assert(fx_wait_link(sd.sock, 10000));
 	h = fx_connect(sd.sock, "fleet-test", 5000);
 	ck_assert_ptr_nonnull(h);
@@ -95,6 +92,81 @@ static bool hub_value(const char *bucket, const char *key, char *buf,
 	natsMsg_Destroy(reply);
 	natsConnection_Destroy(nc);
 	return found;
+}
+
+/* A JetStream API request to the server at url; the answer into buf. */
+static void js_req(const char *url, const char *subj, const char *body,
+                   char *buf, size_t len)
+{
+	natsConnection *nc = NULL;
+	natsMsg *reply = NULL;
+	ck_assert_int_eq(natsConnection_ConnectTo(&nc, url), NATS_OK);
+	ck_assert_int_eq(natsConnection_RequestString(&reply, nc, subj, body,
+	                                              5000),
+	                 NATS_OK);
+	fx_strcopy(buf, len, natsMsg_GetData(reply),
+	           (size_t)natsMsg_GetDataLength(reply));
+	natsMsg_Destroy(reply);
+	natsConnection_Destroy(nc);
+}
+
+static long long stream_msgs(const char *url, const char *stream)
+{
+	char subj[128], buf[8192];
+	snprintf(subj, sizeof(subj), "$JS.API.STREAM.INFO.%s", stream);
+	js_req(url, subj, "", buf, sizeof(buf));
+	return fx_json_int(buf, "\"state\"", "messages");
+}
+
+struct want_uplink {
+	enum shipc_uplink_state state;
+	uint64_t min_waiting; /* of SHIP_EVENTS, as the hub last said */
+	bool exact;           /* waiting == min_waiting */
+	struct shipc_uplink got;
+};
+
+/* The end of shipd's log, to see why it did not do what was wanted. */
+static void show_log(void)
+{
+	char cmd[400];
+	snprintf(cmd, sizeof(cmd), "tail -n 40 %s >&2", sd.log);
+	if (system(cmd) != 0)
+		fprintf(stderr, "no log in %s\n", sd.log);
+}
+
+static bool uplink_is(void *arg)
+{
+	struct want_uplink *w = arg;
+	if (shipc_uplink(h, &w->got) < 0 || w->got.state != w->state)
+		return false;
+	if (w->min_waiting == UINT64_MAX)
+		return true;
+	for (size_t i = 0; i < w->got.n_streams; i++) {
+		const struct shipc_uplink_stream *s = &w->got.streams[i];
+		if (strcmp(s->stream, "SHIP_EVENTS") || !s->hub_seen_ms)
+			continue;
+		return w->exact ? s->waiting_msgs == w->min_waiting
+		                : s->waiting_msgs >= w->min_waiting;
+	}
+	return false;
+}
+
+static void wait_uplink(enum shipc_uplink_state st, uint64_t waiting,
+                        bool exact, int timeout_ms)
+{
+	struct want_uplink w = {.state = st, .min_waiting = waiting,
+	                        .exact = exact};
+	bool ok = fx_wait(uplink_is, &w, timeout_ms);
+	if (!ok)
+		show_log();
+	ck_assert_msg(ok,
+	              "uplink: state %d (want %d), %zu streams, first waiting "
+	              "%llu (want %llu)",
+	              (int)w.got.state, (int)st, w.got.n_streams,
+	              w.got.n_streams ? (unsigned long long)w.got.streams[0]
+	                                        .waiting_msgs
+	                              : 0ULL,
+	              (unsigned long long)waiting);
 }
 
 static void bucket(const char *name)
@@ -206,8 +278,13 @@ START_TEST(uplink_down_local_goes_on_hub_fails_fast)
 			if (rc != 0)
 				fx_sleep_ms(250);
 		}
-		ck_assert_msg(rc == 0, "%s", shipc_last_error(h, NULL, 0));
-		ck_assert_int_eq(shipc_job_submit(h, "work", NULL, &job), 0);
+		ck_assert_msg(rc == 0, "put after the restore: %s",
+		              shipc_last_error(h, err, sizeof(err)));
+		if (shipc_job_submit(h, "work", NULL, &job) != 0) {
+			show_log();
+			ck_abort_msg("submit after the restore: %s",
+			             shipc_last_error(h, err, sizeof(err)));
+		}
 		shipc_job_free(job);
 	}
 	/* Everything acknowledged while cut is there. */
@@ -224,6 +301,62 @@ START_TEST(uplink_down_local_goes_on_hub_fails_fast)
 }
 END_TEST
 
+static bool hub_caught_up(void *arg)
+{
+	(void)arg;
+	return stream_msgs(hub.node[0].url, "FLEET_EVENTS") ==
+	       stream_msgs(robot.url, "SHIP_EVENTS");
+}
+
+/* shipd reports the uplink: up, then down within a few probes of a cut
+ * (with the event uplink.down kept on the robot), what the hub has not
+ * sourced yet growing with each event emitted meanwhile, then up again
+ * and nothing waiting once the hub's stream has caught up, holding every
+ * event once. */
+START_TEST(uplink_state_and_backlog)
+{
+	char buf[4096];
+	struct shipc_emit em = {.event_type = "fleet.first"};
+	ck_assert_int_eq(shipc_emit(h, &em, NULL), 0);
+	js_req(hub.node[0].url, "$JS.API.STREAM.CREATE.FLEET_EVENTS",
+	       "{\"name\":\"FLEET_EVENTS\",\"storage\":\"file\","
+	       "\"num_replicas\":3,\"sources\":[{\"name\":\"SHIP_EVENTS\","
+	       "\"external\":{\"api\":\"$JS.robot1.API\",\"deliver\":\"\"}}]}",
+	       buf, sizeof(buf));
+	ck_assert_msg(!strstr(buf, "\"error\""), "%s", buf);
+	wait_uplink(SHIPC_UPLINK_UP, 0, true, 15000);
+	struct shipc_uplink u;
+	ck_assert_int_eq(shipc_uplink(h, &u), 0);
+	ck_assert_str_eq(u.hub_domain, "hub");
+	ck_assert_str_eq(u.domain, "robot1");
+	ck_assert_str_eq(u.streams[0].hub_stream, "FLEET_EVENTS");
+	uint64_t changes = u.changes;
+
+	cut();
+	wait_uplink(SHIPC_UPLINK_DOWN, UINT64_MAX, false, 5000);
+	ck_assert_int_eq(shipc_uplink(h, &u), 0);
+	ck_assert_msg(strstr(u.last_error, "hub 'hub'"), "%s", u.last_error);
+	ck_assert_uint_eq(u.changes, changes + 1);
+	for (int i = 0; i < 20; i++) {
+		struct shipc_emit off = {.event_type = "fleet.offline"};
+		ck_assert_int_eq(shipc_emit(h, &off, NULL), 0);
+	}
+	/* 20 and the uplink.down event at least. */
+	wait_uplink(SHIPC_UPLINK_DOWN, 21, false, 5000);
+	js_req(robot.url, "$JS.API.STREAM.MSG.GET.SHIP_EVENTS",
+	       "{\"last_by_subj\":\"ship.events.uplink.down\"}", buf,
+	       sizeof(buf));
+	ck_assert_msg(strstr(buf, "\"message\""), "%s", buf);
+
+	restore();
+	wait_uplink(SHIPC_UPLINK_UP, UINT64_MAX, false, 10000);
+	ck_assert(fx_wait(hub_caught_up, NULL, 20000));
+	wait_uplink(SHIPC_UPLINK_UP, 0, true, 10000);
+	ck_assert_int_eq(shipc_uplink(h, &u), 0);
+	ck_assert_uint_eq(u.changes, changes + 2);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("fleet-domains");
@@ -232,6 +365,7 @@ static Suite *suite(void)
 	tcase_set_timeout(t, 180);
 	tcase_add_test(t, blocks_use_their_domains);
 	tcase_add_test(t, uplink_down_local_goes_on_hub_fails_fast);
+	tcase_add_test(t, uplink_state_and_backlog);
 	suite_add_tcase(s, t);
 	return s;
 }

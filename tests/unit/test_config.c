@@ -732,6 +732,8 @@ START_TEST(test_check_cross_keys)
 		{{"hub_buckets", "a, b_1 ,c-2", NULL}, ""},
 		{{"hub_buckets", "a,b.c", NULL},
 		 "hub_buckets: 'b.c' is not a bucket name"},
+		{{"hub_streams", "A,B>", NULL},
+		 "hub_streams: 'B>' is not a stream name"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		char err[256];
@@ -1023,9 +1025,11 @@ START_TEST(test_print_round_trip)
 		"events_domain = local\nchannels_domain = local\n"
 		"kv_domain = local\n"
 		"hub_buckets = beings_status,ship_config,ship_health\n"
-		"jobs_domain = hub\n# stream = (none)\n# allow = (none)\n"
+		"jobs_domain = hub\n"
+		"hub_streams = FLEET_EVENTS,FLEET_CHANNELS\n"
+		"uplink_probe_ms = 2000\n# stream = (none)\n# allow = (none)\n"
 		"# quota = (none)\n";
-	ck_assert_int_eq(count_lines(p), 43);
+	ck_assert_int_eq(count_lines(p), 45);
 	ck_assert_ptr_eq(strstr(p, "socket = "), p);
 	ck_assert_uint_gt(strlen(p), strlen(tail));
 	ck_assert_str_eq(p + strlen(p) - strlen(tail), tail);
