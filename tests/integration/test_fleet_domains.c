@@ -357,6 +357,59 @@ START_TEST(uplink_state_and_backlog)
 }
 END_TEST
 
+/* One hub node killed (the leader of the hub bucket's R3 stream): the
+ * robot's writes to it through shipd only need retrying (EAGAIN or
+ * ETIMEDOUT while the hub elects a leader), and every one is there. */
+START_TEST(hub_node_killed_hub_kv_goes_on)
+{
+	struct shipc_kv_config cfg = {.bucket = "beings_status", .replicas = 3};
+	ck_assert_msg(shipc_kv_bucket_create(h, &cfg, NULL) == 0, "%s",
+	              shipc_last_error(h, NULL, 0));
+	char buf[8192], leader[32] = "";
+	js_req(hub.node[0].url, "$JS.API.STREAM.INFO.KV_beings_status", "", buf,
+	       sizeof(buf));
+	ck_assert_msg(fx_json_str(buf, "\"cluster\"", "leader", leader,
+	                          sizeof(leader)),
+	              "%s", buf);
+	struct fx_node *victim = fx_hub_node(&hub, leader);
+	ck_assert_ptr_nonnull(victim);
+	int retried = 0;
+	for (int i = 0; i < 60; i++) {
+		if (i == 20)
+			fx_node_kill(victim);
+		char key[16], val[16], err[256];
+		snprintf(key, sizeof(key), "k%d", i);
+		snprintf(val, sizeof(val), "v%d", i);
+		uint64_t t0 = fx_now_ms();
+		int rc;
+		while ((rc = shipc_kv_put(h, "beings_status", key, val, strlen(val),
+		                          NULL)) != 0 &&
+		       fx_now_ms() - t0 < 40000) {
+			ck_assert_msg(errno == EAGAIN || errno == ETIMEDOUT,
+			              "put %d: errno %d: %s", i, errno,
+			              shipc_last_error(h, err, sizeof(err)));
+			retried++;
+			fx_sleep_ms(200);
+		}
+		ck_assert_msg(rc == 0, "put %d: %s", i,
+		              shipc_last_error(h, err, sizeof(err)));
+	}
+	for (int i = 0; i < 60; i++) {
+		char key[16], val[16];
+		struct shipc_kv_entry *e = NULL;
+		snprintf(key, sizeof(key), "k%d", i);
+		snprintf(val, sizeof(val), "v%d", i);
+		ck_assert_int_eq(shipc_kv_get(h, "beings_status", key, 0, &e), 0);
+		ck_assert_str_eq(e->value, val);
+		shipc_kv_entry_free(e);
+	}
+	fprintf(stderr, "hub node %s killed: %d tries refused, none lost\n",
+	        leader, retried);
+	/* Only around the election; not every write of the rest. */
+	ck_assert_int_lt(retried, 100);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("fleet-domains");
@@ -366,6 +419,7 @@ static Suite *suite(void)
 	tcase_add_test(t, blocks_use_their_domains);
 	tcase_add_test(t, uplink_down_local_goes_on_hub_fails_fast);
 	tcase_add_test(t, uplink_state_and_backlog);
+	tcase_add_test(t, hub_node_killed_hub_kv_goes_on);
 	suite_add_tcase(s, t);
 	return s;
 }
