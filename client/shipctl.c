@@ -88,9 +88,14 @@ static void keep_refusal(int level, const char *msg, void *arg)
 		snprintf(refusal, REFUSAL_MAX, "%s", msg + sizeof(prefix) - 1);
 }
 
+const char *ctl_socket(void)
+{
+	return sock_path ? sock_path : shipc_default_socket();
+}
+
 int open_handle(void)
 {
-	const char *path = sock_path ? sock_path : shipc_default_socket();
+	const char *path = ctl_socket();
 	char refusal[REFUSAL_MAX] = "";
 	shipc_set_log_handler(keep_refusal, refusal);
 	h = shipc_connect(path, "shipctl");
@@ -334,8 +339,72 @@ static void size_str(char *buf, size_t size, uint64_t n)
 		         units[u]);
 }
 
+static const char *const uplink_names[] = {"none", "unknown", "up",
+                                            "down"};
+
+const char *uplink_state_name(enum shipc_uplink_state s)
+{
+	return (unsigned)s < 4 ? uplink_names[s] : "?";
+}
+
+void uplink_json(FILE *f, const struct shipc_uplink *u)
+{
+	fprintf(f, "{\"state\":\"%s\",\"hub_domain\":",
+	        uplink_state_name(u->state));
+	json_str(f, u->hub_domain, strlen(u->hub_domain));
+	fputs(",\"domain\":", f);
+	json_str(f, u->domain, strlen(u->domain));
+	fprintf(f, ",\"since_ms\":%" PRIu64 ",\"since_unix_ms\":%" PRIu64
+	           ",\"changes\":%" PRIu64 ",\"last_error\":",
+	        u->changed_ms, u->since_unix_ms, u->changes);
+	json_str(f, u->last_error, strlen(u->last_error));
+	fputs(",\"streams\":[", f);
+	for (size_t i = 0; i < u->n_streams; i++) {
+		const struct shipc_uplink_stream *s = &u->streams[i];
+		fputs(i ? ",{\"stream\":" : "{\"stream\":", f);
+		json_str(f, s->stream, strlen(s->stream));
+		fputs(",\"hub_stream\":", f);
+		json_str(f, s->hub_stream, strlen(s->hub_stream));
+		fprintf(f, ",\"last_seq\":%" PRIu64 ",\"waiting_msgs\":%" PRIu64
+		           ",\"waiting_bytes\":%" PRIu64 ",\"hub_seen_ms\":%" PRIu64
+		           "}",
+		        s->last_seq, s->waiting_msgs, s->waiting_bytes,
+		        s->hub_seen_ms);
+	}
+	fputs("]}", f);
+}
+
+void uplink_print(FILE *f, const struct shipc_uplink *u)
+{
+	if (u->state == SHIPC_UPLINK_NONE) {
+		fprintf(f, "uplink:        none (no hub_domain)\n");
+		return;
+	}
+	fprintf(f, "uplink:        %s to hub '%s' from '%s' for %" PRIu64
+	           "s, %" PRIu64 " changes\n",
+	        uplink_state_name(u->state), u->hub_domain,
+	        u->domain[0] ? u->domain : "?", u->changed_ms / 1000, u->changes);
+	if (u->state == SHIPC_UPLINK_DOWN && u->last_error[0])
+		fprintf(f, "  why:         %s\n", u->last_error);
+	for (size_t i = 0; i < u->n_streams; i++) {
+		const struct shipc_uplink_stream *s = &u->streams[i];
+		char bytes[32];
+		size_str(bytes, sizeof(bytes), s->waiting_bytes);
+		if (s->hub_seen_ms || s->waiting_msgs)
+			fprintf(f, "  %s -> %s: %" PRIu64 " waiting (about %s), "
+			           "last seq %" PRIu64 ", hub seen %" PRIu64 "s ago\n",
+			        s->stream, s->hub_stream, s->waiting_msgs, bytes,
+			        s->last_seq, s->hub_seen_ms / 1000);
+		else
+			fprintf(f, "  %s -> %s: last seq %" PRIu64
+			           ", not seen from the hub yet\n",
+			        s->stream, s->hub_stream, s->last_seq);
+	}
+}
+
 static void status_json(const struct shipc_status *st,
-                        const struct shipc_limits *l)
+                        const struct shipc_limits *l,
+                        const struct shipc_uplink *u)
 {
 	printf("{\"version\":\"%s\",\"uptime_ms\":%" PRIu64
 	       ",\"nats\":{\"state\":\"%s\",\"since_ms\":%" PRIu64
@@ -365,6 +434,10 @@ static void status_json(const struct shipc_status *st,
 		       l->held, l->max_clients, l->max_requests_total,
 		       l->memory_limit, l->max_requests, l->max_subscriptions,
 		       l->client_memory_limit, l->client_output_limit);
+	if (u) {
+		fputs(",\"uplink\":", stdout);
+		uplink_json(stdout, u);
+	}
 	fputs("}\n", stdout);
 }
 
@@ -409,8 +482,11 @@ static int cmd_status(int argc, char **argv)
 			return fail("status", errno);
 		l = NULL;
 	}
+	struct shipc_uplink upl, *u = &upl;
+	if (shipc_uplink(h, &upl) < 0)
+		return fail("status", errno);
 	if (json) {
-		status_json(&st, l);
+		status_json(&st, l, u);
 		return 0;
 	}
 	uint64_t up = st.uptime_ms / 1000;
@@ -431,6 +507,8 @@ static int cmd_status(int argc, char **argv)
 	       st.msgs_in, st.msgs_out, st.dropped);
 	if (st.last_error[0])
 		printf("last error:    %s\n", st.last_error);
+	if (u->state != SHIPC_UPLINK_NONE)
+		uplink_print(stdout, u);
 	return 0;
 }
 
@@ -929,7 +1007,7 @@ static const struct cmd core_cmds[] = {
 /* Each building block brings its own table; the usage lists them all. */
 static const struct cmd *const tables[] = {core_cmds, kv_cmds, event_cmds,
                                            obj_cmds, store_cmds, jobs_cmds,
-                                           svc_cmds};
+                                           svc_cmds, fleet_cmds};
 
 static void usage(FILE *f)
 {

@@ -26,6 +26,7 @@ extern const struct cmd obj_cmds[];   /* shipctl-obj.c */
 extern const struct cmd store_cmds[]; /* shipctl-stores.c */
 extern const struct cmd jobs_cmds[];  /* shipctl-jobs.c */
 extern const struct cmd svc_cmds[];   /* shipctl-svc.c */
+extern const struct cmd fleet_cmds[]; /* shipctl-fleet.c */
 
 extern bool json;          /* --json */
 extern struct shipc *h;    /* set by open_handle() */
@@ -33,11 +34,17 @@ extern volatile sig_atomic_t interrupted;
 
 /* Print "shipctl: what: reason (shipd's message)"; returns 1. */
 int fail(const char *what, int err);
+/* The socket shipctl uses: -s, else $SHIP_SOCKET, else the default. */
+const char *ctl_socket(void);
 /* Connect to shipd (or say why not); 0 or -1. */
 int open_handle(void);
 void on_signal(int sig);
 /* Write s (n bytes) as a JSON string. */
 void json_str(FILE *f, const char *s, size_t n);
+/* The fleet uplink (shipctl status, shipctl fleet status). */
+const char *uplink_state_name(enum shipc_uplink_state s);
+void uplink_print(FILE *f, const struct shipc_uplink *u);
+void uplink_json(FILE *f, const struct shipc_uplink *u);
 void print_msg(const struct shipc_msg *m, uint64_t n, bool raw);
 bool parse_uint(const char *s, uint64_t *out);
 /* "90", "90s", "15m", "2h", "7d" or "500ms" into milliseconds. */

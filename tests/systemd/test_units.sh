@@ -11,6 +11,11 @@
 # executables there.
 # Exit status 77 (skipped) without systemd-analyze.
 #
+# With NATS_UNIT (the configured ship-nats.service), FLEET_DROPIN
+# (shipd-fleet-robot.conf), NATS_SERVER (its binary) and ROBOT_NATS_CONF
+# (conf/fleet/robot/nats-server.conf) in the environment, the fleet
+# robot's unit and shipd drop-in are verified with them.
+#
 # Needs no man(1): verify checks each man: URL of Documentation= by running
 # "man SECTION PAGE", and gets a stand-in that finds exactly the pages this
 # build renders (a container image has no man-db; a real man would also
@@ -104,12 +109,29 @@ listen=$(sed -n 's/^ListenStream=//p' "$units/shipd.socket")
 check "ExecReload is the built shipctl reload on $listen" \
 	grep -qxF "ExecReload=$shipctl -s $listen reload" "$units/shipd.service"
 
+# The fleet robot: ship-nats.service, and shipd.service.d/fleet-robot.conf
+# as -Dfleet_profile=robot installs them. Verify wants executables: the
+# copy runs NATS_SERVER.
+fleet=
+if [ -n "${NATS_UNIT:-}" ]; then
+	fleet=ship-nats.service
+	cp "$NATS_UNIT" "$units/ship-nats.service"
+	mkdir "$units/shipd.service.d"
+	cp "$FLEET_DROPIN" "$units/shipd.service.d/fleet-robot.conf"
+	sed -i -e "s|^ExecStart=[^ ]*/nats-server |ExecStart=$NATS_SERVER |" \
+		-e "s|^ExecReload=[^ ]*/nats-server |ExecReload=$NATS_SERVER |" \
+		"$units/ship-nats.service"
+	check "the copy of ship-nats.service runs $NATS_SERVER" \
+		grep -q "^ExecStart=$NATS_SERVER -c /.*/ship/nats-server.conf$" \
+		"$units/ship-nats.service"
+fi
+
 # verify_in DIR: systemd-analyze verify on DIR's two units, with the pages
 # and the man stand-in; prints what verify says, exits with its status.
 verify_in() (
 	cd "$1" && MANPATH=$tmp/man PATH=$tmp/bin:$PATH SYSTEMD_LOG_COLOR=0 \
 		timeout 60 systemd-analyze verify --man=yes \
-		"$1/shipd.socket" "$1/shipd.service" 2>&1
+		"$1/shipd.socket" "$1/shipd.service" ${fleet:+"$1/$fleet"} 2>&1
 )
 # verify: clean means exit status 0 and nothing printed; an unknown key or
 # a bad value is only a warning, with status 0.
@@ -121,16 +143,16 @@ verify() {
 		return 1
 	fi
 }
-check "systemd-analyze verify shipd.socket shipd.service" verify "$units"
+check "systemd-analyze verify shipd.socket shipd.service $fleet" verify "$units"
 
 # The check itself must catch what it is for: each broken copy fails, for
 # the reason it was broken.
-# broken NAME SED_SCRIPT: a copy of the units with SED_SCRIPT applied to
-# shipd.service; sets dir.
+# broken NAME SED_SCRIPT [FILE]: a copy of the units with SED_SCRIPT
+# applied to FILE (shipd.service); sets dir.
 broken() {
 	dir=$tmp/broken-$1
 	cp -r "$units" "$dir"
-	sed -i "$2" "$dir/shipd.service"
+	sed -i "$2" "$dir/${3:-shipd.service}"
 }
 # warns DIR TEXT: verify names TEXT (it may still exit 0); fails DIR TEXT:
 # verify fails, naming TEXT.
@@ -156,6 +178,15 @@ check "verify reports a missing ExecReload binary" \
 broken man 's/^Documentation=.*/Documentation=man:no-such-page(8)/'
 check "verify reports a Documentation= page the build lacks" \
 	fails "$dir" 'no-such-page(8)'
+if [ -n "$fleet" ]; then
+	broken nats-exec "s|^ExecStart=[^ ]*|ExecStart=$tmp/no-such-nats-server|" \
+		ship-nats.service
+	check "verify reports a missing nats-server in ship-nats.service" \
+		fails "$dir" no-such-nats-server
+	broken dropin 's/^Wants=/Wantz=/' shipd.service.d/fleet-robot.conf
+	check "verify reads shipd.service.d/fleet-robot.conf" \
+		warns "$dir" "fleet-robot.conf:"
+fi
 
 # ---- what the design relies on ----
 
@@ -189,6 +220,33 @@ check "service: no PrivateUsers (SO_PEERCRED needs the real uids)" \
 check "socket: /run/ship/shipd.sock, 0660 group ship, directory 0750" \
 	has "$units/shipd.socket" ListenStream=/run/ship/shipd.sock \
 	SocketGroup=ship SocketMode=0660 DirectoryMode=0750
+
+if [ -n "$fleet" ]; then
+	nats=$units/ship-nats.service
+	check "ship-nats: runs the robot's conf, as ship, stops cleanly" has "$nats" \
+		Type=exec Before=shipd.service Conflicts=nats-server.service \
+		KillSignal=SIGINT Restart=on-failure User=ship Group=ship \
+		StateDirectory=ship/nats
+	check "ship-nats: sandbox" has "$nats" \
+		NoNewPrivileges=yes CapabilityBoundingSet= ProtectSystem=strict \
+		ProtectHome=yes PrivateTmp=yes PrivateDevices=yes \
+		"RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6" \
+		SystemCallFilter=@system-service MemoryDenyWriteExecute=yes
+	# The drop-in wants, not requires: shipd rides out a NATS restart.
+	check "drop-in: shipd wants ship-nats and starts after it" \
+		has "$units/shipd.service.d/fleet-robot.conf" \
+		Wants=ship-nats.service After=ship-nats.service
+	check "drop-in: shipd does not require ship-nats" \
+		bash -c '! grep -qE "^(Requires|BindsTo|PartOf)=" "$1"' _ \
+		"$units/shipd.service.d/fleet-robot.conf"
+	# The unit and the robot profile agree: the port it waits for is the
+	# server's client listener, its state directory the server's store.
+	listen=$(sed -n 's/^listen: *//p' "$ROBOT_NATS_CONF")
+	check "ship-nats waits for the profile's listener ($listen)" \
+		grep -qF "/dev/tcp/${listen%:*}/${listen##*:})" "$nats"
+	check "ship-nats' StateDirectory= is the profile's store_dir" \
+		grep -qE '^\s*store_dir: "/var/lib/ship/nats"$' "$ROBOT_NATS_CONF"
+fi
 
 # ---- the user, group and directory, in a scratch root ----
 
