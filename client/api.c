@@ -317,6 +317,11 @@ static void fill_uplink(struct shipc_uplink *u, const Ship__UplinkStatus *r)
 	u->since_unix_ms = r->since_unix_ms;
 	u->changes = r->changes;
 	snprintf(u->last_error, sizeof(u->last_error), "%s", r->last_error);
+	u->events_on_hub = r->events_on_hub;
+	u->channels_on_hub = r->channels_on_hub;
+	u->kv_on_hub = r->kv_on_hub;
+	u->jobs_on_hub = r->jobs_on_hub;
+	snprintf(u->hub_buckets, sizeof(u->hub_buckets), "%s", r->hub_buckets);
 	for (size_t i = 0; i < r->n_streams && i < SHIPC_UPLINK_STREAMS; i++) {
 		const Ship__UplinkStream *s = r->streams[i];
 		struct shipc_uplink_stream *o = &u->streams[u->n_streams++];

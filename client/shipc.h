@@ -251,6 +251,9 @@ struct shipc_uplink {
 	uint64_t since_unix_ms; /* when it did, wall clock */
 	uint64_t changes;       /* between up and down */
 	char last_error[256];   /* why it is down */
+	/* Which blocks are on the hub (the rest are the robot's own). */
+	int events_on_hub, channels_on_hub, kv_on_hub, jobs_on_hub;
+	char hub_buckets[256];  /* KV buckets on the hub, comma separated */
 	size_t n_streams;
 	struct shipc_uplink_stream streams[SHIPC_UPLINK_STREAMS];
 };

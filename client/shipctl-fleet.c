@@ -13,6 +13,7 @@
 #include <strings.h>
 
 #include "config.h"
+#include "jscan.h"
 #include "natsconf.h"
 #include "natsinfo.h"
 #include "shipctl.h"
@@ -656,26 +657,104 @@ usage:
 	return 2;
 }
 
-static int not_yet(const char *what)
-{
-	fprintf(stderr, "shipctl: fleet %s: not yet\n", what);
-	return 1;
-}
-
 static int cmd_status(int argc, char **argv)
 {
-	return not_yet("status");
+	(void)argv;
+	if (argc > 1) {
+		fprintf(stderr, "usage: shipctl fleet status\n");
+		return 2;
+	}
+	struct shipc_uplink u;
+	if (open_handle() < 0)
+		return 1;
+	if (shipc_uplink(h, &u) < 0)
+		return fail("fleet status", errno);
+	if (json) {
+		uplink_json(stdout, &u);
+		fputc('\n', stdout);
+	} else {
+		uplink_print(stdout, &u);
+	}
+	/* Exit 1 unless the hub answers: scripts can wait on it. */
+	return u.state == SHIPC_UPLINK_UP ? 0 : 1;
+}
+
+/* A string member of a being's status, into out ("-" if absent or not
+ * a string). */
+static void being_str(const char *v, size_t n, const char *key, char *out,
+                      size_t size)
+{
+	size_t off, len;
+	snprintf(out, size, "-");
+	if (jscan_member(v, n, key, &off, &len) != 1 || len < 2 ||
+	    v[off] != '"')
+		return;
+	snprintf(out, size, "%.*s", (int)(len - 2), v + off + 1);
 }
 
 static int cmd_robots(int argc, char **argv)
 {
-	return not_yet("robots");
+	(void)argv;
+	if (argc > 1) {
+		fprintf(stderr, "usage: shipctl fleet robots\n");
+		return 2;
+	}
+	char **keys = NULL;
+	size_t n = 0;
+	if (open_handle() < 0)
+		return 1;
+	/* The being registry (noesis-ship's BeingRegistry): a being is
+	 * there while it keeps re-putting its status (the bucket's 5 min
+	 * max age). */
+	if (shipc_kv_keys(h, "beings_status", NULL, &keys, &n) < 0) {
+		if (errno == ENOENT) {
+			if (json)
+				puts("[]");
+			else
+				puts("no being registry (bucket beings_status) yet");
+			return 0;
+		}
+		return fail("fleet robots", errno);
+	}
+	if (json)
+		fputc('[', stdout);
+	else
+		printf("%-24s %-8s %-30s %s\n", "BEING", "STATE", "LAST HEARTBEAT",
+		       "TASK");
+	int shown = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct shipc_kv_entry *e = NULL;
+		if (shipc_kv_get(h, "beings_status", keys[i], 0, &e) < 0)
+			continue; /* gone meanwhile */
+		const char *v = e->value;
+		if (json) {
+			if (jscan_valid(v, e->len) == 0) {
+				fputs(shown++ ? "," : "", stdout);
+				fwrite(v, 1, e->len, stdout);
+			}
+		} else {
+			char state[32], beat[64], task[128];
+			being_str(v, e->len, "state", state, sizeof(state));
+			being_str(v, e->len, "last_heartbeat", beat, sizeof(beat));
+			being_str(v, e->len, "current_task", task, sizeof(task));
+			printf("%-24s %-8s %-30s %s\n", keys[i], state, beat, task);
+			shown++;
+		}
+		shipc_kv_entry_free(e);
+	}
+	if (json)
+		puts("]");
+	shipc_kv_keys_free(keys, n);
+	return 0;
 }
 
 const struct cmd fleet_cmds[] = {
 	{"fleet check", cmd_check, "[--config FILE] [--leaf-conf FILE]",
 	 "check this robot's fleet profile and its path to the hub"},
-	{"fleet status", cmd_status, "", "the uplink to the hub (not yet)"},
-	{"fleet robots", cmd_robots, "", "the robots the hub sources (not yet)"},
+	{"fleet status", cmd_status, "",
+	 "the uplink to the hub, where each block is, what the hub has not "
+	 "sourced yet (exit 1 unless the hub answers)"},
+	{"fleet robots", cmd_robots, "",
+	 "the beings in the fleet's registry (bucket beings_status)"},
 	{NULL, NULL, NULL, NULL},
 };

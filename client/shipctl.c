@@ -358,6 +358,12 @@ void uplink_json(FILE *f, const struct shipc_uplink *u)
 	           ",\"changes\":%" PRIu64 ",\"last_error\":",
 	        u->changed_ms, u->since_unix_ms, u->changes);
 	json_str(f, u->last_error, strlen(u->last_error));
+	fprintf(f, ",\"domains\":{\"events\":\"%s\",\"channels\":\"%s\","
+	           "\"kv\":\"%s\",\"jobs\":\"%s\"},\"hub_buckets\":",
+	        u->events_on_hub ? "hub" : "local",
+	        u->channels_on_hub ? "hub" : "local",
+	        u->kv_on_hub ? "hub" : "local", u->jobs_on_hub ? "hub" : "local");
+	json_str(f, u->hub_buckets, strlen(u->hub_buckets));
 	fputs(",\"streams\":[", f);
 	for (size_t i = 0; i < u->n_streams; i++) {
 		const struct shipc_uplink_stream *s = &u->streams[i];
@@ -386,6 +392,13 @@ void uplink_print(FILE *f, const struct shipc_uplink *u)
 	        u->domain[0] ? u->domain : "?", u->changed_ms / 1000, u->changes);
 	if (u->state == SHIPC_UPLINK_DOWN && u->last_error[0])
 		fprintf(f, "  why:         %s\n", u->last_error);
+	bool none = !u->events_on_hub && !u->channels_on_hub &&
+	            !u->kv_on_hub && !u->jobs_on_hub && !u->hub_buckets[0];
+	fprintf(f, "  on the hub:  %s%s%s%s%s%s%s\n", none ? "nothing" : "",
+	        u->events_on_hub ? "events, " : "",
+	        u->channels_on_hub ? "channels, " : "",
+	        u->kv_on_hub ? "kv, " : "", u->jobs_on_hub ? "jobs, " : "",
+	        u->hub_buckets[0] ? "buckets " : "", u->hub_buckets);
 	for (size_t i = 0; i < u->n_streams; i++) {
 		const struct shipc_uplink_stream *s = &u->streams[i];
 		char bytes[32];

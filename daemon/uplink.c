@@ -369,6 +369,13 @@ void uplink_status(Ship__UplinkStatus *st, Ship__UplinkStream *buf,
 	st->changed_ms = now - up.changed;
 	st->since_unix_ms = up.since_unix;
 	st->changes = up.changes;
+	st->events_on_hub = js_dom_remote(conf->events_domain);
+	st->channels_on_hub = js_dom_remote(conf->channels_domain);
+	st->kv_on_hub = js_dom_remote(conf->kv_domain);
+	st->jobs_on_hub = js_dom_remote(conf->jobs_domain);
+	st->hub_buckets = conf->hub_domain && conf->hub_buckets
+	                          ? conf->hub_buckets
+	                          : "";
 	st->last_error = up.state == SHIP__UPLINK_STATE__UPLINK_DOWN
 	                         ? up.last_error
 	                         : "";

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <nats/nats.h>
 
@@ -134,6 +135,29 @@ static void show_log(void)
 		fprintf(stderr, "no log in %s\n", sd.log);
 }
 
+/* Run shipctl with args against the robot's shipd; its exit status, and
+ * its output (stdout and stderr) into out. */
+static int shipctl(char *out, size_t len, const char *a1, const char *a2,
+                   const char *a3)
+{
+	const char *bin = getenv("SHIPCTL_BIN");
+	ck_assert_ptr_nonnull(bin);
+	char log[400];
+	snprintf(log, sizeof(log), "%s/shipctl.log", sd.dir);
+	unlink(log);
+	char *argv[] = {(char *)bin, "-s", sd.sock, (char *)a1, (char *)a2,
+	                (char *)a3, NULL};
+	pid_t pid = fx_spawn(argv, log, NULL);
+	ck_assert_int_gt(pid, 0);
+	int st = fx_wait_exit(pid, 10000);
+	FILE *f = fopen(log, "r");
+	size_t n = f ? fread(out, 1, len - 1, f) : 0;
+	out[n] = '\0';
+	if (f)
+		fclose(f);
+	return st;
+}
+
 static bool uplink_is(void *arg)
 {
 	struct want_uplink *w = arg;
@@ -200,20 +224,25 @@ START_TEST(blocks_use_their_domains)
 	bucket("beings_status");
 	uint64_t rev = 0;
 	ck_assert_int_eq(shipc_kv_put(h, "notes", "k", "local", 5, &rev), 0);
-	ck_assert_int_eq(shipc_kv_put(h, "beings_status", "robot1", "{}", 2,
-	                              &rev),
+	static const char being[] =
+		"{\"being_id\":\"robot1\",\"state\":\"working\","
+		"\"current_task\":\"mapping\",\"last_heartbeat\":"
+		"\"2026-11-29T10:00:00Z\",\"uptime_seconds\":0,\"memory_mb\":null,"
+		"\"capabilities\":[],\"metadata\":null}";
+	ck_assert_int_eq(shipc_kv_put(h, "beings_status", "robot1", being,
+	                              strlen(being), &rev),
 	                 0);
 	ck_assert(has_stream(robot.url, "KV_notes"));
 	ck_assert(!has_stream(hub.node[0].url, "KV_notes"));
 	ck_assert(has_stream(hub.node[0].url, "KV_beings_status"));
 	ck_assert(!has_stream(robot.url, "KV_beings_status"));
-	char v[64];
+	char v[512];
 	ck_assert(hub_value("beings_status", "robot1", v, sizeof(v)));
-	ck_assert_str_eq(v, "{}");
+	ck_assert_str_eq(v, being);
 	/* Read back through shipd from the hub. */
 	struct shipc_kv_entry *e = NULL;
 	ck_assert_int_eq(shipc_kv_get(h, "beings_status", "robot1", 0, &e), 0);
-	ck_assert_str_eq(e->value, "{}");
+	ck_assert_str_eq(e->value, being);
 	ck_assert_uint_eq(e->revision, rev);
 	shipc_kv_entry_free(e);
 
@@ -229,6 +258,14 @@ START_TEST(blocks_use_their_domains)
 	ck_assert_int_eq(shipc_emit(h, &em, NULL), 0);
 	ck_assert(has_stream(robot.url, "SHIP_EVENTS"));
 	ck_assert(!has_stream(hub.node[0].url, "SHIP_EVENTS"));
+
+	/* The registry as operators see it, from the hub. */
+	char out[4096];
+	ck_assert_int_eq(shipctl(out, sizeof(out), "fleet", "robots", NULL), 0);
+	ck_assert_msg(strstr(out, "robot1") && strstr(out, "working") &&
+	                      strstr(out, "2026-11-29T10:00:00Z") &&
+	                      strstr(out, "mapping"),
+	              "%s", out);
 }
 END_TEST
 
@@ -337,12 +374,21 @@ START_TEST(uplink_state_and_backlog)
 	ck_assert_int_eq(shipc_uplink(h, &u), 0);
 	ck_assert_msg(strstr(u.last_error, "hub 'hub'"), "%s", u.last_error);
 	ck_assert_uint_eq(u.changes, changes + 1);
+	ck_assert(u.jobs_on_hub && !u.events_on_hub && !u.kv_on_hub);
+	ck_assert_str_eq(u.hub_buckets, "beings_status,ship_config,ship_health");
 	for (int i = 0; i < 20; i++) {
 		struct shipc_emit off = {.event_type = "fleet.offline"};
 		ck_assert_int_eq(shipc_emit(h, &off, NULL), 0);
 	}
 	/* 20 and the uplink.down event at least. */
 	wait_uplink(SHIPC_UPLINK_DOWN, 21, false, 5000);
+	char out[4096];
+	ck_assert_int_eq(shipctl(out, sizeof(out), "fleet", "status", NULL), 1);
+	ck_assert_msg(strstr(out, "down to hub 'hub' from 'robot1'") &&
+	                      strstr(out, "why:") &&
+	                      strstr(out, "SHIP_EVENTS -> FLEET_EVENTS: ") &&
+	                      strstr(out, "on the hub:  jobs, buckets"),
+	              "%s", out);
 	js_req(robot.url, "$JS.API.STREAM.MSG.GET.SHIP_EVENTS",
 	       "{\"last_by_subj\":\"ship.events.uplink.down\"}", buf,
 	       sizeof(buf));
@@ -354,6 +400,13 @@ START_TEST(uplink_state_and_backlog)
 	wait_uplink(SHIPC_UPLINK_UP, 0, true, 10000);
 	ck_assert_int_eq(shipc_uplink(h, &u), 0);
 	ck_assert_uint_eq(u.changes, changes + 2);
+	ck_assert_int_eq(shipctl(out, sizeof(out), "--json", "fleet", "status"),
+	                 0);
+	ck_assert_msg(strstr(out, "\"state\":\"up\"") &&
+	                      strstr(out, "\"stream\":\"SHIP_EVENTS\","
+	                                  "\"hub_stream\":\"FLEET_EVENTS\"") &&
+	                      strstr(out, "\"waiting_msgs\":0,"),
+	              "%s", out);
 }
 END_TEST
 
