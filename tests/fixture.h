@@ -226,8 +226,10 @@ void fx_hub_cleanup(struct fx_hub *h);
  * directory, whose one leafnode remote lists nats-leaf://127.0.0.1:<port>
  * for each of ports (proxy ports, normally), reconnecting every second
  * (the 2.9.10 default, set explicitly; with a hub's dead address first in
- * its list, a lost uplink comes back after ~2 s). Returns once it accepts
- * clients; fx_leaf_wait_connected() waits for the uplink. 0 or -1. */
+ * its list, a lost uplink comes back after ~2 s), and, as the robot
+ * profile, keeping its own streams' subjects (ship.events, ship.channel,
+ * $KV, $O) from crossing the uplink. Returns once it accepts clients;
+ * fx_leaf_wait_connected() waits for the uplink. 0 or -1. */
 int fx_leaf_start(struct fx_node *l, const char *name, const int *ports,
                   int nports);
 /* Whether the leaf has a leafnode connection up (its /leafz). */

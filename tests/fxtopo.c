@@ -712,6 +712,12 @@ int fx_leaf_start(struct fx_node *l, const char *name, const int *ports,
 		    (l->http = fresh_port(used, 1)) < 0)
 			return -1;
 		snprintf(l->url, sizeof(l->url), "nats://127.0.0.1:%d", l->port);
+		/* As conf/fleet/robot/nats-server.conf: a robot's own streams'
+		 * subjects neither leave it nor come in, or every robot's
+		 * SHIP_EVENTS would also store the others' events (one
+		 * account), and a hub sourcing them all hold each twice. */
+		static const char own[] = "[\"ship.events.>\", "
+		                          "\"ship.channel.>\", \"$KV.>\", \"$O.>\"]";
 		/* reconnect is a leafnodes setting in 2.9.10 (whole seconds);
 		 * a remote with "reconnect" is refused as an unknown field. */
 		snprintf(text, sizeof(text),
@@ -720,8 +726,10 @@ int fx_leaf_start(struct fx_node *l, const char *name, const int *ports,
 		         "http: 127.0.0.1:%d\n"
 		         "jetstream {\n  store_dir: \"%s/js\"\n  domain: \"%s\"\n}\n"
 		         "leafnodes {\n  reconnect: 1\n"
-		         "  remotes: [\n    { urls: [%s] }\n  ]\n}\n",
-		         name, l->port, l->http, l->dir, name, urls);
+		         "  remotes: [\n    { urls: [%s]\n"
+		         "      deny_exports: %s\n      deny_imports: %s }\n"
+		         "  ]\n}\n",
+		         name, l->port, l->http, l->dir, name, urls, own, own);
 		if (write_file(path, text) < 0)
 			return -1;
 		if (node_spawn(l) == 0)

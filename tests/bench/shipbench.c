@@ -33,6 +33,7 @@ static struct {
 	unsigned clients;
 	unsigned obj_mib; /* 0: 256, or 4 with --quick */
 	unsigned jobs;    /* 0: 2000, or 200 with --quick */
+	unsigned fleet;   /* events per robot; 0: 20000, or 2000 with --quick */
 	bool json;
 	bool quick;
 } opt = {.size = 128, .count = 200000, .clients = 4};
@@ -195,20 +196,25 @@ static void row_failed(const char *scenario, const char *metric, bool d_ok,
 
 /* asap: write each message at once, the best nats.c does for latency;
  * otherwise its flusher thread batches, the best for throughput. */
-static natsConnection *nats_connect_opts(bool asap)
+static natsConnection *nats_connect_url(const char *url, bool asap)
 {
 	natsConnection *nc = NULL;
 	natsOptions *o = NULL;
 	natsOptions_Create(&o);
-	natsOptions_SetURL(o, opt.nats_url);
+	natsOptions_SetURL(o, url);
 	natsOptions_SetSendAsap(o, asap);
 	natsOptions_SetMaxPendingMsgs(o, 1000000);
 	if (natsConnection_Connect(&nc, o) != NATS_OK) {
-		fprintf(stderr, "shipbench: cannot connect to %s\n", opt.nats_url);
+		fprintf(stderr, "shipbench: cannot connect to %s\n", url);
 		exit(1);
 	}
 	natsOptions_Destroy(o);
 	return nc;
+}
+
+static natsConnection *nats_connect_opts(bool asap)
+{
+	return nats_connect_url(opt.nats_url, asap);
 }
 
 static natsConnection *nats_connect(void)
@@ -586,29 +592,46 @@ static void emit_done(struct shipc *h, const struct shipc_emit_result *r,
 		w->failed++;
 }
 
+/* The payload of a benchmark event: --size bytes as a JSON string. */
+static char *event_payload_json(void)
+{
+	char *p = malloc(opt.size + 3);
+	if (!p)
+		exit(1);
+	p[0] = '"';
+	memset(p + 1, 'p', opt.size);
+	p[opt.size + 1] = '"';
+	p[opt.size + 2] = '\0';
+	return p;
+}
+
+/* What shipd stores for an emit of type with payload_json: the bytes a
+ * direct publisher sends to compare with it. */
+static char *event_envelope(const char *type, const char *payload_json)
+{
+	char *envelope = NULL;
+	if (asprintf(&envelope,
+	             "{\"event_type\":\"%s\",\"timestamp\":\"2026-01-01T00:"
+	             "00:00.000000000+00:00\",\"source\":\"shipbench\",\"payload\""
+	             ":%s,\"correlation_id\":\"0123abcd\",\"version\":\"1.0\"}",
+	             type, payload_json) < 0)
+		exit(1);
+	return envelope;
+}
+
 static void bench_jspub(void)
 {
 	unsigned n = opt.quick ? 2000 : 50000;
 	unsigned window = 1024;
 	/* The same bytes both ways: an event envelope around the payload. */
-	char *payload_json = malloc(opt.size + 3);
-	payload_json[0] = '"';
-	memset(payload_json + 1, 'p', opt.size);
-	payload_json[opt.size + 1] = '"';
-	payload_json[opt.size + 2] = '\0';
+	char *payload_json = event_payload_json();
 	struct shipc *probe = ship_connect("bench-js-probe");
 	struct shipc_emit e = {.event_type = "bench.js", .source = "shipbench",
 	                       .payload_json = payload_json};
 	for (int i = 0; i < 100 && shipc_emit(probe, &e, NULL) < 0; i++)
 		fx_sleep_ms(50); /* SHIP_EVENTS is declared when NATS is up */
 	shipc_close(probe);
-	char *envelope = NULL;
-	if (asprintf(&envelope,
-	             "{\"event_type\":\"bench.js\",\"timestamp\":\"2026-01-01T00:"
-	             "00:00.000000000+00:00\",\"source\":\"shipbench\",\"payload\""
-	             ":%s,\"correlation_id\":\"0123abcd\",\"version\":\"1.0\"}",
-	             payload_json) < 0)
-		exit(1);
+	char *envelope = event_envelope("bench.js", payload_json);
 
 	natsConnection *nc = nats_connect();
 	jsCtx *js = NULL;
@@ -2782,6 +2805,680 @@ static void bench_svc(void)
 	shipd_cleanup(&b);
 }
 
+/* ---- fleet: events from two robots to the hub, and catch-up ----
+ *
+ * The topology of tests/integration/test_fleet_domains.c with two robots:
+ * a hub of 3 nodes (JetStream domain hub), each robot a leaf server
+ * (domain robot1, robot2) whose uplink runs through a proxy of ours, a
+ * shipd on each robot (-o hub_domain=hub), and on the hub FLEET_EVENTS
+ * (R3) sourcing both robots' SHIP_EVENTS. The scenario brings all of it:
+ * it uses neither --nats nor --socket.
+ *
+ * hub events/s: both robots emit the same number of events at once, a
+ * thread each, FLEET_WINDOW in flight; the clock runs from the first emit
+ * until FLEET_EVENTS holds every event the robots stored (STREAM.INFO on
+ * a hub node every FLEET_POLL_MS). Direct is nats.c's async JetStream
+ * publish to the leaf, on the same subject with the bytes shipd stores;
+ * through shipd it is shipc_emit_async. robot acked/s is the same run
+ * until the last acknowledgement, on the robots alone.
+ *
+ * catch-up s: both uplinks cut, each robot emits as many through shipd
+ * (every one must be acknowledged on the robot), then the uplinks come
+ * back: from the restore until FLEET_EVENTS holds them all, the leaves'
+ * reconnect included (and given apart). That is NATS's sourcing, the same
+ * with or without shipd: there is no direct run to compare with.
+ *
+ * The hub must hold exactly what the robots stored (their streams' last
+ * sequence, so shipd's own uplink.* events count too) and each robot at
+ * least what it acknowledged: a run that lost or duplicated an event, or
+ * whose emits failed, is a failure, not a rate. */
+
+#define FLEET_ROBOTS 2
+#define FLEET_WINDOW 1024
+#define FLEET_POLL_MS 10
+#define FLEET_IDLE_MS 10000 /* the hub gained nothing for so long: lost */
+#define FLEET_WAIT_MS 40000 /* the longest a run waits for the hub */
+/* Per robot and run: three runs stay under SHIP_EVENTS' 100,000
+ * messages, so the robots' streams never drop what the hub needs. */
+#define FLEET_EVENTS_MAX 30000
+
+struct fleet_robot {
+	char name[16]; /* also its JetStream domain */
+	struct fx_proxy uplink;
+	struct fx_node leaf;
+	struct shipdp sd;
+	natsConnection *nc; /* asks the leaf about SHIP_EVENTS */
+};
+
+struct fleet {
+	struct fx_hub hub;
+	struct fleet_robot robot[FLEET_ROBOTS];
+	natsConnection *hub_nc; /* asks a hub node about FLEET_EVENTS */
+	char *payload_json, *envelope;
+	unsigned n; /* events per robot and run */
+};
+
+/* One robot's emits in a run, in a thread of its own. */
+struct fleet_emitter {
+	struct fleet *f;
+	struct fleet_robot *r;
+	pthread_barrier_t *go;
+	pthread_t t;
+	unsigned acked;
+	atomic_uint failed;
+	uint64_t last_ns; /* the last acknowledgement (or failure) */
+	atomic_bool done;
+};
+
+struct fleet_emit {
+	struct fleet_emitter m[FLEET_ROBOTS];
+	pthread_barrier_t go;
+	uint64_t t0;
+};
+
+struct fleet_run {
+	const char *what;
+	bool failed, robot_bad; /* robot_bad: on the robots already */
+	char why[256];
+	unsigned acked, emit_failed, extra;
+	long long hub, want; /* FLEET_EVENTS' messages; what the robots hold */
+	uint64_t t0, acked_ns, hub_ns;
+	double hub_rate, robot_rate, reconnect_s, catchup_s;
+};
+
+static void fleet_fail(struct fleet_run *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* The first reason is kept. */
+static void fleet_fail(struct fleet_run *r, const char *fmt, ...)
+{
+	if (r->failed)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(r->why, sizeof(r->why), fmt, ap);
+	va_end(ap);
+	json_safe(r->why);
+	r->failed = true;
+}
+
+/* A stream's state (the JetStream of the server nc is connected to):
+ * messages and last sequence. false if no answer came. */
+static bool fleet_stream(natsConnection *nc, const char *stream,
+                         long long *msgs, long long *last_seq)
+{
+	char subj[128], buf[16384];
+	natsMsg *rep = NULL;
+	snprintf(subj, sizeof(subj), "$JS.API.STREAM.INFO.%s", stream);
+	if (natsConnection_RequestString(&rep, nc, subj, "", 2000) != NATS_OK)
+		return false;
+	fx_strcopy(buf, sizeof(buf), natsMsg_GetData(rep),
+	           (size_t)natsMsg_GetDataLength(rep));
+	natsMsg_Destroy(rep);
+	if (strstr(buf, "\"error\""))
+		return false;
+	*msgs = fx_json_int(buf, "\"state\"", "messages");
+	*last_seq = fx_json_int(buf, "\"state\"", "last_seq");
+	return *msgs >= 0 && *last_seq >= 0;
+}
+
+static bool fleet_hub_msgs(struct fleet *f, long long *msgs)
+{
+	long long last;
+	return fleet_stream(f->hub_nc, "FLEET_EVENTS", msgs, &last);
+}
+
+/* Every event the robots ever stored, and each one's (seq may be NULL). */
+static bool fleet_robots_seq(struct fleet *f, long long *total,
+                             long long *seq)
+{
+	*total = 0;
+	for (int i = 0; i < FLEET_ROBOTS; i++) {
+		long long msgs, last;
+		if (!fleet_stream(f->robot[i].nc, "SHIP_EVENTS", &msgs, &last))
+			return false;
+		*total += last;
+		if (seq)
+			seq[i] = last;
+	}
+	return true;
+}
+
+/* What a server's JetStream says of stream, from its state on (the
+ * hub adds its sources), on stderr: why a run waited in vain. */
+static void fleet_show(natsConnection *nc, const char *who,
+                       const char *stream)
+{
+	char subj[128], buf[16384];
+	natsMsg *rep = NULL;
+	snprintf(subj, sizeof(subj), "$JS.API.STREAM.INFO.%s", stream);
+	if (natsConnection_RequestString(&rep, nc, subj, "", 2000) != NATS_OK)
+		return;
+	fx_strcopy(buf, sizeof(buf), natsMsg_GetData(rep),
+	           (size_t)natsMsg_GetDataLength(rep));
+	natsMsg_Destroy(rep);
+	const char *state = strstr(buf, "\"state\":");
+	fprintf(stderr, "shipbench: fleet: %s %s: %s\n", who, stream,
+	        state ? state : buf);
+}
+
+static void fleet_show_all(struct fleet *f)
+{
+	fleet_show(f->hub_nc, "hub", "FLEET_EVENTS");
+	for (int i = 0; i < FLEET_ROBOTS; i++)
+		fleet_show(f->robot[i].nc, f->robot[i].name, "SHIP_EVENTS");
+}
+
+/* ---- fleet: the emitters ---- */
+
+static void *fleet_emit_shipd(void *arg)
+{
+	struct fleet_emitter *m = arg;
+	char name[32];
+	snprintf(name, sizeof(name), "bench-fleet-%s", m->r->name);
+	struct shipc *h = ship_connect_at(m->r->sd.sock, name);
+	struct shipc_emit e = {.event_type = "bench.fleet",
+	                       .source = "shipbench",
+	                       .payload_json = m->f->payload_json};
+	struct emit_window w = {0};
+	pthread_barrier_wait(m->go);
+	for (unsigned i = 0; i < m->f->n; i++) {
+		while (w.inflight >= FLEET_WINDOW)
+			shipc_dispatch(h, 10);
+		if (shipc_emit_async(h, &e, emit_done, &w) == 0)
+			w.inflight++;
+		else
+			w.failed++;
+	}
+	uint64_t end = now_ns() + (uint64_t)FLEET_WAIT_MS * 1000000u;
+	while (w.inflight && now_ns() < end)
+		shipc_dispatch(h, 10);
+	m->last_ns = now_ns();
+	shipc_close(h); /* what is still in flight fails now */
+	m->acked = w.acked;
+	atomic_store(&m->failed, w.failed);
+	atomic_store(&m->done, true);
+	return NULL;
+}
+
+static void fleet_js_err(jsCtx *js, jsPubAckErr *pae, void *arg)
+{
+	struct fleet_emitter *m = arg;
+	atomic_fetch_add(&m->failed, 1);
+}
+
+static void *fleet_emit_direct(void *arg)
+{
+	struct fleet_emitter *m = arg;
+	natsConnection *nc = nats_connect_url(m->r->leaf.url, false);
+	jsCtx *js = NULL;
+	jsOptions jo;
+	jsOptions_Init(&jo);
+	jo.PublishAsync.MaxPending = FLEET_WINDOW;
+	jo.PublishAsync.ErrHandler = fleet_js_err;
+	jo.PublishAsync.ErrHandlerClosure = m;
+	/* A full window waits for room, it does not fail the publish. */
+	jo.PublishAsync.StallWait = FLEET_WAIT_MS;
+	natsConnection_JetStream(&js, nc, &jo);
+	int len = (int)strlen(m->f->envelope);
+	unsigned sent = 0, pending = 0;
+	pthread_barrier_wait(m->go);
+	uint64_t t0 = now_ns();
+	for (unsigned i = 0; i < m->f->n; i++) {
+		char id[64];
+		jsPubOptions po;
+		jsPubOptions_Init(&po);
+		snprintf(id, sizeof(id), "%s-%u-%" PRIu64, m->r->name, i, t0);
+		po.MsgId = id;
+		po.MaxWait = 10000;
+		if (js_PublishAsync(js, "ship.events.bench.fleet", m->f->envelope,
+		                    len, &po) == NATS_OK)
+			sent++;
+	}
+	jsPubOptions cpo;
+	jsPubOptions_Init(&cpo);
+	cpo.MaxWait = FLEET_WAIT_MS;
+	if (js_PublishAsyncComplete(js, &cpo) != NATS_OK) {
+		natsMsgList l = {0};
+		if (js_PublishAsyncGetPendingList(&l, js) == NATS_OK) {
+			pending = (unsigned)l.Count;
+			natsMsgList_Destroy(&l);
+		}
+	}
+	m->last_ns = now_ns();
+	jsCtx_Destroy(js);
+	natsConnection_Destroy(nc);
+	unsigned errs = atomic_load(&m->failed) + pending; /* ack errors too */
+	m->acked = sent > errs ? sent - errs : 0;
+	atomic_store(&m->failed, m->f->n - m->acked);
+	atomic_store(&m->done, true);
+	return NULL;
+}
+
+/* Start an emitter on each robot; they begin together at e->t0. */
+static void fleet_emit_start(struct fleet *f, struct fleet_emit *e,
+                             bool via_shipd)
+{
+	memset(e, 0, sizeof(*e));
+	pthread_barrier_init(&e->go, NULL, FLEET_ROBOTS + 1);
+	for (int i = 0; i < FLEET_ROBOTS; i++) {
+		struct fleet_emitter *m = &e->m[i];
+		m->f = f;
+		m->r = &f->robot[i];
+		m->go = &e->go;
+		if (pthread_create(&m->t, NULL,
+		                   via_shipd ? fleet_emit_shipd : fleet_emit_direct,
+		                   m) != 0) {
+			fprintf(stderr, "shipbench: fleet: no thread\n");
+			exit(1);
+		}
+	}
+	pthread_barrier_wait(&e->go);
+	e->t0 = now_ns();
+}
+
+static bool fleet_emit_done(struct fleet_emit *e)
+{
+	for (int i = 0; i < FLEET_ROBOTS; i++)
+		if (!atomic_load(&e->m[i].done))
+			return false;
+	return true;
+}
+
+/* Join the emitters (each bounded by FLEET_WAIT_MS) and count. */
+static void fleet_emit_join(struct fleet_emit *e, struct fleet_run *r)
+{
+	r->t0 = e->t0;
+	for (int i = 0; i < FLEET_ROBOTS; i++) {
+		struct fleet_emitter *m = &e->m[i];
+		pthread_join(m->t, NULL);
+		r->acked += m->acked;
+		r->emit_failed += atomic_load(&m->failed);
+		if (m->last_ns > r->acked_ns)
+			r->acked_ns = m->last_ns;
+	}
+	pthread_barrier_destroy(&e->go);
+	if (r->acked_ns > r->t0)
+		r->robot_rate = r->acked / ((double)(r->acked_ns - r->t0) / 1e9);
+	if (r->emit_failed) {
+		r->robot_bad = true;
+		fleet_fail(r, "%u of %u emits failed", r->emit_failed,
+		           r->emit_failed + r->acked);
+	}
+}
+
+/* ---- fleet: waiting for the hub ---- */
+
+/* The leaves whose uplink is back, each the first time it is seen. */
+static void fleet_watch_leaves(struct fleet *f, uint64_t *up_ns)
+{
+	for (int i = 0; i < FLEET_ROBOTS; i++)
+		if (!up_ns[i] && fx_leaf_connected(&f->robot[i].leaf))
+			up_ns[i] = now_ns();
+}
+
+/* Poll until FLEET_EVENTS holds every event the robots stored, once the
+ * emitters of e (if any) are done: r->hub_ns is when it did. Fails r if
+ * the hub gained nothing for FLEET_IDLE_MS, or took over FLEET_WAIT_MS
+ * from start, or holds more. up_ns (or NULL): the leaves' reconnects. */
+static void fleet_wait_hub(struct fleet *f, struct fleet_emit *e,
+                           struct fleet_run *r, uint64_t start,
+                           uint64_t *up_ns)
+{
+	uint64_t progress = start;
+	long long hub = -1, want = -1;
+	for (;;) {
+		uint64_t t = now_ns();
+		long long got;
+		if (up_ns)
+			fleet_watch_leaves(f, up_ns);
+		/* The hub first: what the robots hold after cannot be less. */
+		if (fleet_hub_msgs(f, &got) && got != hub) {
+			hub = got;
+			progress = t;
+		}
+		bool emitted = !e || fleet_emit_done(e);
+		if (emitted && hub >= want && hub >= 0)
+			fleet_robots_seq(f, &want, NULL);
+		if (emitted && hub == want) {
+			r->hub_ns = t;
+			break;
+		}
+		if (emitted && hub > want && want >= 0) {
+			fleet_fail(r, "FLEET_EVENTS holds %lld events, the robots "
+			              "stored %lld: duplicated",
+			           hub, want);
+			fleet_show_all(f);
+			break;
+		}
+		if (t - progress > (uint64_t)FLEET_IDLE_MS * 1000000u ||
+		    t - start > (uint64_t)FLEET_WAIT_MS * 1000000u) {
+			fleet_fail(r, "FLEET_EVENTS holds %lld of the %lld events the "
+			              "robots stored after %.1f s: lost",
+			           hub, want, (double)(t - start) / 1e9);
+			fleet_show_all(f);
+			break;
+		}
+		fx_sleep_ms(FLEET_POLL_MS);
+	}
+	r->hub = hub;
+	r->want = want;
+}
+
+/* Before a run: the hub holds what the robots stored; each one's last
+ * sequence into seq. */
+static bool fleet_settled(struct fleet *f, struct fleet_run *r,
+                          long long *seq)
+{
+	struct fleet_run before = {0};
+	long long total;
+	fleet_wait_hub(f, NULL, &before, now_ns(), NULL);
+	if (before.failed) {
+		fleet_fail(r, "before the run: %s", before.why);
+		return false;
+	}
+	if (!fleet_robots_seq(f, &total, seq)) {
+		fleet_fail(r, "a robot's SHIP_EVENTS did not answer");
+		return false;
+	}
+	return true;
+}
+
+/* Each robot stored at least what it acknowledged (more: shipd's own
+ * uplink.* events). */
+static void fleet_check_robots(struct fleet *f, struct fleet_run *r,
+                               const long long *base, struct fleet_emit *e)
+{
+	long long seq[FLEET_ROBOTS], total;
+	if (!fleet_robots_seq(f, &total, seq)) {
+		fleet_fail(r, "a robot's SHIP_EVENTS did not answer");
+		return;
+	}
+	for (int i = 0; i < FLEET_ROBOTS; i++) {
+		long long stored = seq[i] - base[i];
+		if (stored < (long long)e->m[i].acked) {
+			r->robot_bad = true;
+			fleet_fail(r, "%s stored %lld of the %u events it "
+			              "acknowledged",
+			           f->robot[i].name, stored, e->m[i].acked);
+		} else {
+			r->extra += (unsigned)(stored - e->m[i].acked);
+		}
+	}
+}
+
+static void fleet_usage_begin(struct fleet *f, struct usage *u)
+{
+	for (int i = 0; i < FLEET_ROBOTS; i++)
+		usage_begin_at(&u[i], f->robot[i].sd.pid);
+}
+
+/* Both shipds' CPU together, the larger peak, into u[0]. */
+static void fleet_usage_end(struct fleet *f, struct usage *u)
+{
+	for (int i = 0; i < FLEET_ROBOTS; i++)
+		usage_end_at(&u[i], f->robot[i].sd.pid);
+	for (int i = 1; i < FLEET_ROBOTS; i++) {
+		u[0].cpu_s += u[i].cpu_s;
+		if (u[i].peak_kib > u[0].peak_kib)
+			u[0].peak_kib = u[i].peak_kib;
+	}
+}
+
+/* ---- fleet: the runs ---- */
+
+static void fleet_rate(struct fleet *f, bool via_shipd, struct fleet_run *r,
+                       struct usage *u)
+{
+	long long base[FLEET_ROBOTS];
+	struct fleet_emit e;
+	if (!fleet_settled(f, r, base)) {
+		r->robot_bad = true; /* nothing measured */
+		return;
+	}
+	if (via_shipd)
+		fleet_usage_begin(f, u);
+	fleet_emit_start(f, &e, via_shipd);
+	fleet_wait_hub(f, &e, r, e.t0, NULL);
+	fleet_emit_join(&e, r);
+	if (via_shipd)
+		fleet_usage_end(f, u);
+	fleet_check_robots(f, r, base, &e);
+	if (r->hub_ns > r->t0)
+		r->hub_rate = r->acked / ((double)(r->hub_ns - r->t0) / 1e9);
+}
+
+static void fleet_catchup(struct fleet *f, struct fleet_run *r)
+{
+	long long base[FLEET_ROBOTS], hub_cut = -1, hub_after = -1;
+	uint64_t up_ns[FLEET_ROBOTS] = {0};
+	struct fleet_emit e;
+	if (!fleet_settled(f, r, base))
+		return;
+	fleet_hub_msgs(f, &hub_cut);
+	for (int i = 0; i < FLEET_ROBOTS; i++)
+		fx_proxy_cut(&f->robot[i].uplink);
+	for (int i = 0; i < FLEET_ROBOTS; i++) {
+		struct fx_node *l = &f->robot[i].leaf;
+		for (int k = 0; k < 100 && fx_leaf_connected(l); k++)
+			fx_sleep_ms(50); /* it sees EOF at once */
+		if (fx_leaf_connected(l))
+			fleet_fail(r, "%s's uplink is still up after the cut", l->name);
+	}
+	fleet_emit_start(f, &e, true);
+	fleet_emit_join(&e, r);
+	fleet_check_robots(f, r, base, &e);
+	if (hub_cut >= 0 && fleet_hub_msgs(f, &hub_after) &&
+	    hub_after != hub_cut)
+		fleet_fail(r, "FLEET_EVENTS went from %lld to %lld while cut",
+		           hub_cut, hub_after);
+	uint64_t restored = now_ns();
+	for (int i = 0; i < FLEET_ROBOTS; i++)
+		fx_proxy_restore(&f->robot[i].uplink);
+	if (!r->failed)
+		fleet_wait_hub(f, NULL, r, restored, up_ns);
+	for (int i = 0; i < FLEET_ROBOTS; i++) {
+		if (!up_ns[i] && !fx_leaf_wait_connected(&f->robot[i].leaf, 15000))
+			fleet_fail(r, "%s's uplink did not come back",
+			           f->robot[i].name);
+		else if (!up_ns[i])
+			up_ns[i] = now_ns();
+		double s = (double)(up_ns[i] - restored) / 1e9;
+		if (s > r->reconnect_s)
+			r->reconnect_s = s;
+	}
+	if (r->hub_ns > restored)
+		r->catchup_s = (double)(r->hub_ns - restored) / 1e9;
+}
+
+/* ---- fleet: the topology ---- */
+
+/* The hub, the robots with their shipds, FLEET_EVENTS; false (told on
+ * stderr) if any of it did not come up. */
+static bool fleet_up(struct fleet *f)
+{
+	static const char *const extra[] = {"-o", "hub_domain=hub", NULL};
+	int ports[FX_HUB_MAX];
+	if (fx_hub_start(&f->hub, 3, "hub") < 0) {
+		fprintf(stderr, "shipbench: fleet: the hub did not start\n");
+		return false;
+	}
+	int np = fx_hub_leaf_ports(&f->hub, ports, FX_HUB_MAX);
+	for (int i = 0; i < FLEET_ROBOTS; i++) {
+		struct fleet_robot *r = &f->robot[i];
+		snprintf(r->name, sizeof(r->name), "robot%d", i + 1);
+		if (fx_proxy_start(&r->uplink, ports, np) < 0 ||
+		    fx_leaf_start(&r->leaf, r->name, &r->uplink.port, 1) < 0) {
+			fprintf(stderr, "shipbench: fleet: %s did not start\n",
+			        r->name);
+			return false;
+		}
+	}
+	for (int i = 0; i < FLEET_ROBOTS; i++) {
+		struct fleet_robot *r = &f->robot[i];
+		if (!fx_leaf_wait_connected(&r->leaf, 15000) ||
+		    shipd_start(&r->sd, r->leaf.url, extra) < 0 ||
+		    !fx_wait_link(r->sd.sock, 10000)) {
+			fprintf(stderr, "shipbench: fleet: %s: no uplink or no "
+			                "shipd\n",
+			        r->name);
+			return false;
+		}
+		r->nc = nats_connect_url(r->leaf.url, false);
+	}
+	f->hub_nc = nats_connect_url(f->hub.node[0].url, false);
+	/* One event each: shipd declares SHIP_EVENTS on its robot. */
+	for (int i = 0; i < FLEET_ROBOTS; i++) {
+		struct shipc *h = ship_connect_at(f->robot[i].sd.sock,
+		                                  "bench-fleet-probe");
+		struct shipc_emit e = {.event_type = "bench.fleet",
+		                       .source = "shipbench",
+		                       .payload_json = f->payload_json};
+		int rc = -1;
+		for (int k = 0; k < 100 && (rc = shipc_emit(h, &e, NULL)) < 0; k++)
+			fx_sleep_ms(50);
+		shipc_close(h);
+		if (rc < 0) {
+			fprintf(stderr, "shipbench: fleet: %s: no SHIP_EVENTS\n",
+			        f->robot[i].name);
+			return false;
+		}
+	}
+	/* conf/fleet/hub/FLEET_EVENTS.json without its age and size limits. */
+	char cfg[1024], buf[4096];
+	size_t off = (size_t)snprintf(cfg, sizeof(cfg),
+	                              "{\"name\":\"FLEET_EVENTS\",\"storage\":"
+	                              "\"file\",\"num_replicas\":3,\"discard\":"
+	                              "\"old\",\"duplicate_window\":100000000,"
+	                              "\"sources\":[");
+	for (int i = 0; i < FLEET_ROBOTS; i++)
+		off += (size_t)snprintf(cfg + off, sizeof(cfg) - off,
+		                        "%s{\"name\":\"SHIP_EVENTS\",\"external\":"
+		                        "{\"api\":\"$JS.%s.API\",\"deliver\":\"\"}}",
+		                        i ? "," : "", f->robot[i].name);
+	snprintf(cfg + off, sizeof(cfg) - off, "]}");
+	natsMsg *rep = NULL;
+	if (natsConnection_RequestString(&rep, f->hub_nc,
+	                                 "$JS.API.STREAM.CREATE.FLEET_EVENTS", cfg,
+	                                 10000) != NATS_OK) {
+		fprintf(stderr, "shipbench: fleet: no answer to STREAM.CREATE\n");
+		return false;
+	}
+	fx_strcopy(buf, sizeof(buf), natsMsg_GetData(rep),
+	           (size_t)natsMsg_GetDataLength(rep));
+	natsMsg_Destroy(rep);
+	if (strstr(buf, "\"error\"")) {
+		fprintf(stderr, "shipbench: fleet: FLEET_EVENTS: %s\n", buf);
+		return false;
+	}
+	return true;
+}
+
+static void fleet_down(struct fleet *f)
+{
+	natsConnection_Destroy(f->hub_nc);
+	for (int i = 0; i < FLEET_ROBOTS; i++) {
+		struct fleet_robot *r = &f->robot[i];
+		natsConnection_Destroy(r->nc);
+		shipd_cleanup(&r->sd);
+		fx_proxy_stop(&r->uplink);
+		fx_leaf_cleanup(&r->leaf);
+	}
+	fx_hub_cleanup(&f->hub);
+}
+
+/* ---- fleet: the rows ---- */
+
+static void fleet_rows(struct fleet_run *d, struct fleet_run *s,
+                       struct fleet_run *c, const struct usage *u)
+{
+	if (!d->failed && !s->failed)
+		row("fleet", "hub events/s", d->hub_rate, s->hub_rate, true, u);
+	else
+		row_failed("fleet", "hub events/s", !d->failed, d->hub_rate,
+		           d->why, !s->failed, s->hub_rate, s->why);
+	if (!d->robot_bad && !s->robot_bad)
+		row("fleet", "robot acked/s", d->robot_rate, s->robot_rate, true,
+		    NULL);
+	else
+		row_failed("fleet", "robot acked/s", !d->robot_bad, d->robot_rate,
+		           d->why, !s->robot_bad, s->robot_rate, s->why);
+	/* Absolute: NATS's sourcing, no direct run. */
+	if (c->failed)
+		bench_failures++;
+	if (opt.json) {
+		printf(",\n{\"scenario\":\"fleet\",\"metric\":\"catch-up s\","
+		       "\"absolute\":true");
+		if (c->failed)
+			printf(",\"failed\":true,\"shipd_error\":\"%s\"}", c->why);
+		else
+			printf(",\"shipd\":%.3f,\"reconnect_s\":%.3f}", c->catchup_s,
+			       c->reconnect_s);
+	} else if (c->failed) {
+		printf("%-8s %-16s %14s %14s %8s   (absolute: NATS sourcing)\n",
+		       "fleet", "catch-up s", "-", "FAILED", "-");
+	} else {
+		printf("%-8s %-16s %14s %14.2f %8s   (absolute: NATS sourcing, "
+		       "no direct run; uplinks back after %.2f s)\n",
+		       "fleet", "catch-up s", "-", c->catchup_s, "-",
+		       c->reconnect_s);
+	}
+	first_row = false;
+}
+
+static void fleet_tell(struct fleet_run *r)
+{
+	if (r->failed)
+		fprintf(stderr, "shipbench: fleet: %s: %s (%u acknowledged, %u "
+		                "failed; FLEET_EVENTS %lld of %lld)\n",
+		        r->what, r->why, r->acked, r->emit_failed, r->hub, r->want);
+}
+
+static void bench_fleet(void)
+{
+	struct fleet f = {0};
+	f.n = opt.fleet ? opt.fleet : opt.quick ? 2000 : 20000;
+	f.payload_json = event_payload_json();
+	f.envelope = event_envelope("bench.fleet", f.payload_json);
+	struct fleet_run d = {.what = "direct"}, s = {.what = "shipd"},
+	                 c = {.what = "catch-up"};
+	struct usage u[FLEET_ROBOTS] = {0};
+	uint64_t t0 = now_ns();
+	if (!fleet_up(&f)) {
+		bench_failures++;
+		goto out;
+	}
+	double setup_s = (double)(now_ns() - t0) / 1e9;
+	fleet_rate(&f, false, &d, NULL);
+	fleet_rate(&f, true, &s, u);
+	fleet_catchup(&f, &c);
+	fleet_tell(&d);
+	fleet_tell(&s);
+	fleet_tell(&c);
+	fleet_rows(&d, &s, &c, &u[0]);
+	double cut_rate = c.robot_rate;
+	if (opt.json)
+		printf(",\n{\"scenario\":\"fleet\",\"robots\":%d,\"hub_nodes\":3,"
+		       "\"events_per_robot\":%u,\"window\":%d,"
+		       "\"cut_acked_per_s\":%.3f,\"shipd_own_events\":%u,"
+		       "\"setup_s\":%.3f,\"total_s\":%.3f}",
+		       FLEET_ROBOTS, f.n, FLEET_WINDOW, cut_rate,
+		       s.extra + c.extra, setup_s,
+		       (double)(now_ns() - t0) / 1e9);
+	else
+		printf("%-8s %d robots x %u events, %d in flight each, to "
+		       "FLEET_EVENTS (R3) on a 3-node hub; shipd cpu: both robots'\n"
+		       "%-8s catch-up: %u events per robot emitted through shipd "
+		       "while cut (acked %.1f/s), from the restore until the hub "
+		       "held all; %.1f s in all (%.1f s set-up)\n",
+		       "fleet", FLEET_ROBOTS, f.n, FLEET_WINDOW, "fleet", f.n,
+		       cut_rate, (double)(now_ns() - t0) / 1e9, setup_s);
+out:
+	fleet_down(&f);
+	free(f.envelope);
+	free(f.payload_json);
+}
+
 /* ---- main ---- */
 
 static void usage(FILE *f)
@@ -2790,17 +3487,22 @@ static void usage(FILE *f)
 	        "usage: shipbench [--nats URL] [--socket PATH] [--size N] "
 	        "[--count N]\n"
 	        "                 [--clients N] [--obj-mib N] [--jobs N] [--quick]\n"
-	        "                 [--json] [SCENARIO...]\n"
-	        "scenarios: rtt pub pubsub fanout req jspub kv obj jobs svc idle "
+	        "                 [--fleet-events N] [--json] [SCENARIO...]\n"
+	        "scenarios: rtt pub pubsub fanout req jspub kv obj jobs svc fleet "
+	        "idle\n"
 	        "(default: all)\n"
 	        "obj puts and gets one object of --obj-mib MiB (256; 4 with "
 	        "--quick).\n"
 	        "jobs submits and completes --jobs jobs (2000; 200 with --quick)\n"
 	        "across two shipds on one nats-server; svc calls a service\n"
 	        "hosted on the second (--size bytes, at least %d).\n"
+	        "fleet starts a 3-node hub and two robots (leaf servers, a shipd\n"
+	        "each) of its own; each robot emits --fleet-events events (20000;\n"
+	        "2000 with --quick; at most %d) per run: at once, and while\n"
+	        "its uplink is cut.\n"
 	        "Without --nats a temporary nats-server -js is started; without\n"
 	        "--socket a shipd is started (SHIPD_BIN or the one built beside).\n",
-	        SVC_SIZE_MIN);
+	        SVC_SIZE_MIN, FLEET_EVENTS_MAX);
 }
 
 static bool want(int argc, char **argv, const char *name)
@@ -2841,6 +3543,7 @@ int main(int argc, char **argv)
 		{"clients", required_argument, NULL, 'k'},
 		{"obj-mib", required_argument, NULL, 'o'},
 		{"jobs", required_argument, NULL, 'b'},
+		{"fleet-events", required_argument, NULL, 'f'},
 		{"quick", no_argument, NULL, 'q'},
 		{"json", no_argument, NULL, 'j'},
 		{"help", no_argument, NULL, 'h'},
@@ -2875,6 +3578,14 @@ int main(int argc, char **argv)
 			opt.jobs = (unsigned)strtoul(optarg, NULL, 10);
 			if (opt.jobs == 0 || opt.jobs > JOBS_MAX) {
 				fprintf(stderr, "shipbench: --jobs: 1 to %d\n", JOBS_MAX);
+				return 2;
+			}
+			break;
+		case 'f':
+			opt.fleet = (unsigned)strtoul(optarg, NULL, 10);
+			if (opt.fleet == 0 || opt.fleet > FLEET_EVENTS_MAX) {
+				fprintf(stderr, "shipbench: --fleet-events: 1 to %d\n",
+				        FLEET_EVENTS_MAX);
 				return 2;
 			}
 			break;
@@ -2950,6 +3661,8 @@ int main(int argc, char **argv)
 		bench_jobs();
 	if (want(argc, argv, "svc"))
 		bench_svc();
+	if (want(argc, argv, "fleet"))
+		bench_fleet();
 	if (want(argc, argv, "idle"))
 		bench_idle();
 	if (opt.json)
