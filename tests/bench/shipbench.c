@@ -3533,6 +3533,20 @@ static void find_shipd(const char *argv0)
 	setenv("SHIPD_BIN", path, 0);
 }
 
+/* A count option of 1 to max into *out; false (said on stderr) if not. */
+static bool opt_count(const char *arg, const char *name, unsigned max,
+                      unsigned *out)
+{
+	char *end;
+	unsigned long n = strtoul(arg, &end, 10);
+	if (!*arg || *end || n == 0 || n > max) {
+		fprintf(stderr, "shipbench: %s: 1 to %u\n", name, max);
+		return false;
+	}
+	*out = (unsigned)n;
+	return true;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -3567,27 +3581,17 @@ int main(int argc, char **argv)
 			opt.clients = (unsigned)strtoul(optarg, NULL, 10);
 			break;
 		case 'o':
-			opt.obj_mib = (unsigned)strtoul(optarg, NULL, 10);
-			if (opt.obj_mib == 0 || opt.obj_mib > OBJ_MIB_MAX) {
-				fprintf(stderr, "shipbench: --obj-mib: 1 to %d\n",
-				        OBJ_MIB_MAX);
+			if (!opt_count(optarg, "--obj-mib", OBJ_MIB_MAX, &opt.obj_mib))
 				return 2;
-			}
 			break;
 		case 'b':
-			opt.jobs = (unsigned)strtoul(optarg, NULL, 10);
-			if (opt.jobs == 0 || opt.jobs > JOBS_MAX) {
-				fprintf(stderr, "shipbench: --jobs: 1 to %d\n", JOBS_MAX);
+			if (!opt_count(optarg, "--jobs", JOBS_MAX, &opt.jobs))
 				return 2;
-			}
 			break;
 		case 'f':
-			opt.fleet = (unsigned)strtoul(optarg, NULL, 10);
-			if (opt.fleet == 0 || opt.fleet > FLEET_EVENTS_MAX) {
-				fprintf(stderr, "shipbench: --fleet-events: 1 to %d\n",
-				        FLEET_EVENTS_MAX);
+			if (!opt_count(optarg, "--fleet-events", FLEET_EVENTS_MAX,
+			               &opt.fleet))
 				return 2;
-			}
 			break;
 		case 'q':
 			opt.quick = true;

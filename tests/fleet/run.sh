@@ -46,22 +46,7 @@ stop_all() {
 }
 trap 'stop_all; rm -rf "$tmp"' EXIT
 
-passed=0
-failed=0
-pass() { passed=$((passed + 1)); echo "ok - $*"; }
-fail() { failed=$((failed + 1)); echo "FAIL - $*"; }
-# check DESCRIPTION COMMAND...: pass if the command succeeds, else show
-# its output.
-check() {
-	local what=$1
-	shift
-	if "$@" >"$tmp/log" 2>&1; then
-		pass "$what"
-	else
-		fail "$what"
-		sed 's/^/    /' "$tmp/log"
-	fi
-}
+. "$(dirname "$0")/../testlib.sh"
 # give_up WHAT [LOG...]: a step the rest depends on failed.
 give_up() {
 	fail "$1"

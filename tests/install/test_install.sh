@@ -31,22 +31,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 dest=$tmp/dest
 
-passed=0
-failed=0
-pass() { passed=$((passed + 1)); echo "ok - $*"; }
-fail() { failed=$((failed + 1)); echo "FAIL - $*"; }
-# check DESCRIPTION COMMAND...: pass if the command succeeds, else show
-# its output.
-check() {
-	local what=$1
-	shift
-	if "$@" >"$tmp/log" 2>&1; then
-		pass "$what"
-	else
-		fail "$what"
-		sed 's/^/    /' "$tmp/log"
-	fi
-}
+. "$(dirname "$0")/../testlib.sh"
 
 echo "# meson install --destdir $dest"
 if ! timeout 120 meson install -C "$build" --no-rebuild --quiet \

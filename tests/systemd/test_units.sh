@@ -45,22 +45,7 @@ fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-passed=0
-failed=0
-pass() { passed=$((passed + 1)); echo "ok - $*"; }
-fail() { failed=$((failed + 1)); echo "FAIL - $*"; }
-# check DESCRIPTION COMMAND...: pass if the command succeeds, else show
-# its output.
-check() {
-	local what=$1
-	shift
-	if "$@" >"$tmp/log" 2>&1; then
-		pass "$what"
-	else
-		fail "$what"
-		sed 's/^/    /' "$tmp/log"
-	fi
-}
+. "$(dirname "$0")/../testlib.sh"
 
 # The rendered pages, laid out as man(1) looks for them, so that verify
 # checks Documentation= against the pages this build installs.
