@@ -176,6 +176,7 @@ static void err_from_status(struct js_err *e, natsStatus st, bool writes,
 		break;
 	case NATS_NO_RESPONDERS:
 		e->code = SHIP__CODE__UNAVAILABLE;
+		e->no_responders = true;
 		e->unreachable = api;
 		if (js_dom_remote(d) && api)
 			snprintf(e->text, sizeof(e->text),
@@ -189,9 +190,7 @@ static void err_from_status(struct js_err *e, natsStatus st, bool writes,
 		else
 			snprintf(e->text, sizeof(e->text),
 			         "JetStream is not available (no responders: no "
-			         "stream takes the subject%s%s)",
-			         js_dom_remote(d) ? ", or the uplink to the " : "",
-			         js_dom_remote(d) ? js_dom_label(d) : "");
+			         "stream takes the subject)");
 		break;
 	default:
 		e->code = SHIP__CODE__UNAVAILABLE;

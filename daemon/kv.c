@@ -39,6 +39,7 @@ struct kvop {
 	bool ensuring; /* in kv_ensure, which cannot be cancelled */
 	size_t page;
 	json_t *list;
+	enum js_dom list_dom; /* the domain being listed */
 };
 
 static void op_free(struct kvop *o)
@@ -348,8 +349,8 @@ static int list_page(struct kvop *o, struct js_err *err)
 {
 	json_t *body = json_pack("{s:I, s:s}", "offset", (json_int_t)o->page,
 	                         "subject", "$KV.>");
-	o->call = js_api_in(conf->kv_domain, "STREAM.LIST", body,
-	                    API_TIMEOUT_MS, listed, o);
+	o->call = js_api_in(o->list_dom, "STREAM.LIST", body, API_TIMEOUT_MS,
+	                    listed, o);
 	if (!o->call) {
 		kv_set_err(err, SHIP__CODE__UNAVAILABLE, "NATS is not connected (%s)",
 		        link_state_name(link_info()->state));
@@ -390,6 +391,13 @@ static void listed(void *arg, json_t *reply, const struct js_err *e)
 	struct kvop *o = arg;
 	struct js_err err;
 	o->call = NULL;
+	bool hub = js_dom_remote(o->list_dom);
+	if (e && hub && e->unreachable) {
+		/* The uplink is down: the robot's buckets are all there is. */
+		send_list(o);
+		op_free(o);
+		return;
+	}
 	if (e) {
 		op_fail(o, e);
 		return;
@@ -402,8 +410,10 @@ static void listed(void *arg, json_t *reply, const struct js_err *e)
 			json_object_get(json_object_get(si, "config"), "name"));
 		/* Only the buckets the app may read: the others' names are
 		 * not its business (and asking is no denial). */
+		/* A bucket is listed from the domain shipd uses it in (a
+		 * same-named one elsewhere is not the one apps get). */
 		if (name && !strncmp(name, "KV_", 3) && kv_bucket_valid(name + 3) &&
-		    o->op.c &&
+		    js_dom_remote(kv_dom(name + 3)) == hub && o->op.c &&
 		    policy_allows(o->op.c->pol, POL_KV_READ, name + 3, NULL, 0))
 			json_array_append(o->list, si);
 	}
@@ -411,6 +421,14 @@ static void listed(void *arg, json_t *reply, const struct js_err *e)
 	json_int_t total = json_integer_value(json_object_get(reply, "total"));
 	if (got_n && (json_int_t)o->page < total &&
 	    o->page < (size_t)LIST_PAGES_MAX * 256) {
+		if (list_page(o, &err) < 0)
+			op_fail(o, &err);
+		return;
+	}
+	if (!hub && conf->hub_domain) {
+		/* Then the hub's. */
+		o->list_dom = JS_HUB;
+		o->page = 0;
 		if (list_page(o, &err) < 0)
 			op_fail(o, &err);
 		return;

@@ -94,9 +94,7 @@ uint64_t kv_current_revision(const struct js_err *e)
  * the API (JetStream off or starting; the hub out of reach). */
 bool kv_no_stream(const struct js_err *e)
 {
-	return (e->code == SHIP__CODE__UNAVAILABLE && !e->unreachable &&
-	        strstr(e->text, "no responders")) ||
-	       e->err_code == 10059;
+	return (e->no_responders && !e->unreachable) || e->err_code == 10059;
 }
 
 enum js_dom kv_dom(const char *bucket)
@@ -151,6 +149,7 @@ struct kv_req {
 	uint64_t expected;
 	uint64_t revision;
 	bool retried;
+	bool cas;
 	kv_get_fn *get_fn;
 	kv_put_fn *put_fn;
 	void *arg;
@@ -259,12 +258,13 @@ static void get_done(void *arg, natsMsg *msg, natsStatus st)
 	if (st != NATS_OK)
 		kv_forget_bucket(r->bucket); /* look it up again next time */
 	/* JetStream takes all of its API: nobody there is no JetStream. */
-	if (st == NATS_NO_RESPONDERS)
+	if (st == NATS_NO_RESPONDERS) {
 		kv_set_err(&err, SHIP__CODE__UNAVAILABLE,
 		           "bucket '%s': JetStream (%s) is not reachable (no "
 		           "responders)",
 		           r->bucket, js_dom_label(kv_dom(r->bucket)));
-	else if (st == NATS_TIMEOUT)
+		err.no_responders = err.unreachable = true;
+	} else if (st == NATS_TIMEOUT)
 		kv_set_err(&err, SHIP__CODE__TIMEOUT, "JetStream did not answer in time");
 	else if (st != NATS_OK)
 		kv_set_err(&err, SHIP__CODE__UNAVAILABLE,
@@ -354,7 +354,7 @@ static void looked_up(void *arg, json_t *reply, const struct js_err *e)
 
 static int direct_get(struct kv_req *r, uint64_t revision, struct js_err *err)
 {
-	char subj[KV_NAME_MAX + 64], body[IPC_SUBJECT_MAX + 64];
+	char subj[IPC_SUBJECT_MAX + 1], body[IPC_SUBJECT_MAX + 64];
 	if (!link_connected()) {
 		kv_set_err(err, SHIP__CODE__UNAVAILABLE, "NATS is not connected (%s)",
 		        link_state_name(link_info()->state));
@@ -371,8 +371,13 @@ static int direct_get(struct kv_req *r, uint64_t revision, struct js_err *err)
 		}
 		return 0;
 	}
-	js_subject(kv_dom(r->bucket), subj, sizeof(subj), "DIRECT.GET.KV_%s",
-	           r->bucket);
+	if (!js_subject(kv_dom(r->bucket), subj, sizeof(subj),
+	                "DIRECT.GET.KV_%s", r->bucket)) {
+		kv_set_err(err, SHIP__CODE__INVALID_ARGUMENT,
+		           "bucket '%.64s...' cannot be read in the %s",
+		           r->bucket, js_dom_label(kv_dom(r->bucket)));
+		return -1;
+	}
 	if (revision)
 		snprintf(body, sizeof(body), "{\"seq\":%" PRIu64 "}", revision);
 	else
@@ -474,6 +479,11 @@ static void put_done(void *arg, uint64_t seq, bool dup,
 		if (r->call)
 			return;
 		kv_set_err(&err, SHIP__CODE__UNAVAILABLE, "NATS is not connected");
+	} else if (e->code == SHIP__CODE__TIMEOUT &&
+	           js_dom_remote(kv_dom(r->bucket))) {
+		/* Maybe the bucket went: looked up again next time. */
+		kv_forget_bucket(r->bucket);
+		err = *e;
 	} else if (e->err_code == 10054) {
 		kv_set_err(&err, SHIP__CODE__RESOURCE_EXHAUSTED,
 		        "value of %zu bytes is over bucket '%s''s max value size",
@@ -484,8 +494,53 @@ static void put_done(void *arg, uint64_t seq, bool dup,
 	put_finish(r, 0, &err);
 }
 
+static int put_send(struct kv_req *r, uint64_t expected, bool cas,
+                    struct js_err *err);
+
+/* A bucket in another domain, looked up before its first write there:
+ * through $JS.<domain>.API a write to a bucket that does not exist is
+ * not answered at all (a timeout, not 'no responders'). */
+static void put_checked(void *arg, json_t *reply, const struct js_err *e)
+{
+	struct kv_req *r = arg;
+	struct js_err err;
+	r->call = NULL;
+	if (!e) {
+		known_add(r->bucket);
+		if (put_send(r, r->revision, r->cas, &err) == 0)
+			return;
+	} else if (kv_no_stream(e)) {
+		kv_set_err(&err, SHIP__CODE__NOT_FOUND, "bucket '%s' not found",
+		           r->bucket);
+	} else {
+		err = *e;
+	}
+	put_finish(r, 0, &err);
+}
+
 static int put_publish(struct kv_req *r, uint64_t expected, bool cas,
                        struct js_err *err)
+{
+	enum js_dom d = kv_dom(r->bucket);
+	if (js_dom_remote(d) && !known_has(r->bucket)) {
+		char what[KV_NAME_MAX + 16];
+		snprintf(what, sizeof(what), "STREAM.INFO.KV_%s", r->bucket);
+		r->revision = expected;
+		r->cas = cas;
+		r->call = js_api_in(d, what, NULL, conf->request_timeout_ms,
+		                    put_checked, r);
+		if (!r->call) {
+			kv_set_err(err, SHIP__CODE__UNAVAILABLE,
+			           "NATS is not connected");
+			return -1;
+		}
+		return 0;
+	}
+	return put_send(r, expected, cas, err);
+}
+
+static int put_send(struct kv_req *r, uint64_t expected, bool cas,
+                    struct js_err *err)
 {
 	char subj[IPC_SUBJECT_MAX + 1], num[24];
 	natsMsg *m = NULL;

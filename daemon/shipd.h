@@ -898,7 +898,10 @@ struct js_err {
 	/* A write was sent and no answer came (TIMEOUT, or the connection
 	 * lost): it may have been applied. */
 	bool unknown;
-	/* Nothing answers the API of the domain asked (js_api_in). */
+	/* Nobody took the request (no responders): on an API subject,
+	 * nothing answers that domain's API at all (unreachable); on a
+	 * publish, no stream takes the subject. */
+	bool no_responders;
 	bool unreachable;
 };
 

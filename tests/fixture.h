@@ -179,7 +179,7 @@ void fx_proxy_stop(struct fx_proxy *p);
  * /leafz /routez). */
 struct fx_node {
 	pid_t pid;
-	char name[32]; /* server_name; a leaf's JetStream domain too */
+	char name[80]; /* server_name; a leaf's JetStream domain too */
 	int port;      /* clients */
 	int http;
 	int cluster;   /* route listener (hub nodes) */
@@ -198,7 +198,7 @@ struct fx_node {
  * leaf then reconnects there directly, around a proxy (see fixture.c). */
 struct fx_hub {
 	int n;
-	char domain[32];
+	char domain[80];
 	char dir[256];
 	int dead_fd, dead_port;
 	struct fx_node node[FX_HUB_MAX];

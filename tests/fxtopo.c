@@ -581,7 +581,7 @@ int fx_hub_start(struct fx_hub *h, int n, const char *domain)
 		char name[sizeof(d->name)];
 		snprintf(name, sizeof(name), "%s%d", domain, i + 1);
 		memcpy(d->name, name, sizeof(name));
-		snprintf(d->dir, sizeof(d->dir), "%.200s/%s", h->dir, name);
+		snprintf(d->dir, sizeof(d->dir), "%.170s/%.80s", h->dir, name);
 		if (mkdir(d->dir, 0755) < 0)
 			return -1;
 	}
@@ -637,7 +637,7 @@ struct fx_node *fx_hub_node(struct fx_hub *h, const char *name)
  * does not answer or names another (or none). */
 static bool hub_leader(struct fx_hub *h, char *leader, size_t len)
 {
-	char body[16384], name[64];
+	char body[16384], name[96];
 	leader[0] = '\0';
 	for (int i = 0; i < h->n; i++) {
 		if (h->node[i].pid <= 0)
@@ -655,7 +655,7 @@ static bool hub_leader(struct fx_hub *h, char *leader, size_t len)
 bool fx_hub_wait_leader(struct fx_hub *h, char *leader, size_t len,
                         int timeout_ms)
 {
-	char name[64];
+	char name[96];
 	uint64_t end = fx_now_ms() + (uint64_t)timeout_ms;
 	for (;;) {
 		if (hub_leader(h, name, sizeof(name))) {

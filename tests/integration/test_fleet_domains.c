@@ -25,17 +25,24 @@ static struct fx_node robot;
 static struct shipdp sd;
 static struct shipc *h;
 
+/* The hub's JetStream domain (a long one for the subjects' limits), and
+ * one more -o for shipd. */
+static const char *hub_name = "hub";
+static const char *more_opt = "log_level=debug";
+
 static void setup(void)
 {
 	int ports[FX_HUB_MAX];
+	char opt[128];
 	signal(SIGPIPE, SIG_IGN);
-	ck_assert_int_eq(fx_hub_start(&hub, 3, "hub"), 0);
+	ck_assert_int_eq(fx_hub_start(&hub, 3, hub_name), 0);
 	int n = fx_hub_leaf_ports(&hub, ports, FX_HUB_MAX);
 	ck_assert_int_eq(fx_proxy_start(&uplink, ports, n), 0);
 	ck_assert_int_eq(fx_leaf_start(&robot, "robot1", &uplink.port, 1), 0);
 	ck_assert(fx_leaf_wait_connected(&robot, 10000));
-	static const char *const extra[] = {"-o", "hub_domain=hub", "-o",
-	                                    "uplink_probe_ms=300", NULL};
+	snprintf(opt, sizeof(opt), "hub_domain=%s", hub_name);
+	const char *const extra[] = {"-o", opt, "-o", "uplink_probe_ms=300",
+	                             "-o", more_opt, NULL};
 	ck_assert_int_eq(shipd_start(&sd, robot.url, extra), 0);
 	ck_assert(fx_wait_link(sd.sock, 10000));
 	h = fx_connect(sd.sock, "fleet-test", 5000);
@@ -254,6 +261,22 @@ START_TEST(blocks_use_their_domains)
 	ck_assert(has_stream(hub.node[0].url, "KV_JOBS_work"));
 	ck_assert(!has_stream(robot.url, "KV_JOBS_work"));
 
+	/* The bucket list has both domains' buckets, each from where shipd
+	 * uses it. */
+	struct shipc_kv_status *l = NULL;
+	size_t n = 0;
+	bool notes = false, beings = false, jobs = false;
+	ck_assert_int_eq(shipc_kv_bucket_list(h, &l, &n), 0);
+	for (size_t i = 0; i < n; i++) {
+		notes |= !strcmp(l[i].bucket, "notes");
+		beings |= !strcmp(l[i].bucket, "beings_status");
+		jobs |= !strcmp(l[i].bucket, "JOBS_work");
+	}
+	shipc_kv_bucket_list_free(l);
+	ck_assert_msg(notes && beings && jobs, "%zu listed: notes %d, "
+	              "beings_status %d, JOBS_work %d",
+	              n, notes, beings, jobs);
+
 	struct shipc_emit em = {.event_type = "fleet.test"};
 	ck_assert_int_eq(shipc_emit(h, &em, NULL), 0);
 	ck_assert(has_stream(robot.url, "SHIP_EVENTS"));
@@ -463,6 +486,79 @@ START_TEST(hub_node_killed_hub_kv_goes_on)
 }
 END_TEST
 
+/* Through $JS.<hub>.API a write to a bucket that is not there is not
+ * answered at all: shipd looks a hub bucket up before its first write,
+ * so a missing one is ENOENT at once; a queue deleted on the hub (by
+ * another robot's shipd) costs one timeout (shipd knew the bucket), after
+ * which it is looked up again and made again. */
+START_TEST(hub_bucket_missing_or_deleted_elsewhere)
+{
+	char err[256];
+	uint64_t t0 = fx_now_ms();
+	ck_assert_int_eq(shipc_kv_put(h, "ship_config", "k", "v", 1, NULL), -1);
+	ck_assert_msg(errno == ENOENT, "errno %d: %s", errno,
+	              shipc_last_error(h, err, sizeof(err)));
+	ck_assert_uint_lt(fx_now_ms() - t0, 2000);
+
+	struct shipc_job *job = NULL;
+	ck_assert_int_eq(shipc_job_submit(h, "work", NULL, &job), 0);
+	shipc_job_free(job);
+	char buf[1024];
+	js_req(hub.node[0].url, "$JS.API.STREAM.DELETE.KV_JOBS_work", "", buf,
+	       sizeof(buf));
+	ck_assert_msg(strstr(buf, "\"success\":true"), "%s", buf);
+	int rc = -1;
+	for (int i = 0; i < 5 && rc != 0; i++) {
+		t0 = fx_now_ms();
+		rc = shipc_job_submit(h, "work", NULL, &job);
+		if (rc == 0)
+			shipc_job_free(job);
+		else
+			ck_assert_msg(errno == EAGAIN || errno == ENOENT ||
+			                      (i == 0 && errno == ETIMEDOUT),
+			              "try %d: errno %d: %s", i, errno,
+			              shipc_last_error(h, err, sizeof(err)));
+		ck_assert_msg(i == 0 || fx_now_ms() - t0 < 4000,
+		              "try %d waited %llu ms: %s", i,
+		              (unsigned long long)(fx_now_ms() - t0),
+		              rc ? shipc_last_error(h, err, sizeof(err)) : "");
+	}
+	ck_assert_msg(rc == 0, "%s", shipc_last_error(h, err, sizeof(err)));
+}
+END_TEST
+
+/* A hub domain of 60 characters and a bucket of 250: the subjects shipd
+ * reads it on still fit, and a value put is read back. */
+START_TEST(long_domain_and_bucket)
+{
+	char b[251];
+	memset(b, 'b', sizeof(b) - 1);
+	b[sizeof(b) - 1] = '\0';
+	char opt[300];
+	snprintf(opt, sizeof(opt), "%s", b);
+	bucket(opt);
+	uint64_t rev = 0;
+	char err[256];
+	ck_assert_msg(shipc_kv_put(h, b, "k", "v", 1, &rev) == 0, "%s",
+	              shipc_last_error(h, err, sizeof(err)));
+	struct shipc_kv_entry *e = NULL;
+	uint64_t t0 = fx_now_ms();
+	ck_assert_msg(shipc_kv_get(h, b, "k", 0, &e) == 0, "%s",
+	              shipc_last_error(h, err, sizeof(err)));
+	ck_assert_str_eq(e->value, "v");
+	ck_assert_uint_eq(e->revision, rev);
+	shipc_kv_entry_free(e);
+	ck_assert_uint_lt(fx_now_ms() - t0, 2000);
+}
+END_TEST
+
+static void setup_long(void)
+{
+	hub_name = "h123456789a123456789b123456789c123456789d123456789e123456789";
+	more_opt = "kv_domain=hub";
+	setup();
+}
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("fleet-domains");
@@ -473,7 +569,13 @@ static Suite *suite(void)
 	tcase_add_test(t, uplink_down_local_goes_on_hub_fails_fast);
 	tcase_add_test(t, uplink_state_and_backlog);
 	tcase_add_test(t, hub_node_killed_hub_kv_goes_on);
+	tcase_add_test(t, hub_bucket_missing_or_deleted_elsewhere);
 	suite_add_tcase(s, t);
+	TCase *l = tcase_create("long names");
+	tcase_add_checked_fixture(l, setup_long, teardown);
+	tcase_set_timeout(l, 120);
+	tcase_add_test(l, long_domain_and_bucket);
+	suite_add_tcase(s, l);
 	return s;
 }
 
