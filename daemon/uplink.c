@@ -39,6 +39,7 @@ struct ustream {
 	uint64_t msgs, bytes;          /* the robot stream's, for the mean */
 	uint64_t hub_has;              /* last sequence the hub has sourced */
 	uint64_t hub_seen;             /* now_ms() of that figure; 0: never */
+	uint64_t lag;                  /* the hub's, this round */
 	bool seen_this_round;
 };
 
@@ -52,6 +53,8 @@ static struct {
 	uint64_t down_since;   /* now_ms() when it went down; 0: not down */
 	char last_error[256];
 	char domain[JS_DOMAIN_MAX + 1]; /* the robot's, from $JS.API.INFO */
+	bool domain_asked;              /* answered: domain is what it is */
+	bool domain_warned;
 	struct js_call *probe;
 	struct js_call *info;           /* one stream question at a time */
 	struct ustream streams[STREAMS_MAX];
@@ -69,7 +72,7 @@ static uint64_t unix_ms(void)
 
 static void emit_change(void)
 {
-	char payload[512], since[64];
+	char since[64];
 	events_timestamp(since, sizeof(since));
 	json_t *j = json_pack("{s:s, s:s, s:s, s:s}", "state",
 	                      up.state == SHIP__UPLINK_STATE__UPLINK_UP ? "up"
@@ -84,14 +87,13 @@ static void emit_change(void)
 	json_decref(j);
 	if (!text)
 		return;
-	snprintf(payload, sizeof(payload), "%s", text);
-	free(text);
 	char corr[9];
 	events_random_hex(corr, 8);
 	events_emit_system(up.state == SHIP__UPLINK_STATE__UPLINK_UP
 	                           ? "uplink.up"
 	                           : "uplink.down",
-	                   "shipd", payload, corr, NULL);
+	                   "shipd", text, corr, NULL);
+	free(text);
 }
 
 static void set_state(Ship__UplinkState s, const char *why)
@@ -208,9 +210,9 @@ static void hub_info(void *arg, json_t *reply, const struct js_err *e)
 		         hub_stream ? hub_stream : "");
 		uint64_t lag = (uint64_t)json_integer_value(
 			json_object_get(src, "lag"));
-		/* The lag is as of the hub's last message from us: take it
-		 * against the stream's last sequence when read next. */
-		s->hub_has = lag;
+		/* The lag is as of the hub's last message from us: taken
+		 * against the stream's last sequence read after it. */
+		s->lag = lag;
 		s->seen_this_round = true;
 	}
 	ask_next();
@@ -246,11 +248,50 @@ static void ask_next(void)
 		struct ustream *s = &up.streams[i];
 		if (!s->seen_this_round)
 			continue;
-		s->hub_has = s->last_seq > s->hub_has ? s->last_seq - s->hub_has
-		                                      : 0;
+		s->hub_has = s->last_seq > s->lag ? s->last_seq - s->lag : 0;
 		s->hub_seen = now_ms();
 		s->seen_this_round = false;
 	}
+}
+
+static void start_round(void)
+{
+	if (up.info)
+		return; /* the last one is still going */
+	up.next_hub = 0;
+	up.next_local = 0;
+	ask_next();
+}
+
+/* The robot's own JetStream domain, asked once it answers (the hub's
+ * streams name the robot's by it). */
+static void domain_known(void *arg, json_t *reply, const struct js_err *e)
+{
+	(void)arg;
+	up.probe = NULL;
+	if (e) {
+		/* Asked again after the next probe. */
+		if (!up.domain_warned)
+			log_warnx("uplink: the local server's JetStream: %s",
+			          e->text);
+		up.domain_warned = true;
+		start_round();
+		return;
+	}
+	up.domain_asked = true;
+	const char *d = json_string_value(json_object_get(reply, "domain"));
+	if (d && js_domain_valid(d)) {
+		snprintf(up.domain, sizeof(up.domain), "%s", d);
+		if (!strcmp(d, conf->hub_domain))
+			log_warnx("uplink: the local server's JetStream domain is "
+			          "the hub's (%s): shipd is not on a robot's leaf "
+			          "server",
+			          d);
+	} else {
+		log_warnx("uplink: the local server has no JetStream domain: the "
+		          "hub cannot source its streams");
+	}
+	start_round();
 }
 
 static void probed(void *arg, json_t *reply, const struct js_err *e)
@@ -264,30 +305,13 @@ static void probed(void *arg, json_t *reply, const struct js_err *e)
 	} else {
 		set_state(SHIP__UPLINK_STATE__UPLINK_DOWN, e->text);
 	}
-	if (!up.info) {
-		up.next_hub = 0;
-		up.next_local = 0;
-		ask_next();
+	if (!up.domain_asked) {
+		up.probe = js_api_in(JS_LOCAL, "INFO", NULL, 2000, domain_known,
+		                     NULL);
+		if (up.probe)
+			return;
 	}
-}
-
-static void domain_known(void *arg, json_t *reply, const struct js_err *e)
-{
-	(void)arg;
-	up.probe = NULL;
-	const char *d = e ? NULL : json_string_value(json_object_get(reply,
-	                                                             "domain"));
-	if (d && js_domain_valid(d)) {
-		snprintf(up.domain, sizeof(up.domain), "%s", d);
-		if (!strcmp(d, conf->hub_domain))
-			log_warnx("uplink: the local server's JetStream domain is "
-			          "the hub's (%s): shipd is not on a robot's leaf "
-			          "server",
-			          d);
-	} else if (!e) {
-		log_warnx("uplink: the local server has no JetStream domain: the "
-		          "hub cannot source its streams");
-	}
+	start_round();
 }
 
 static void arm(void)
@@ -310,15 +334,10 @@ static void tick(evutil_socket_t fd, short what, void *arg)
 	}
 	if (up.probe)
 		return; /* still waiting (its timeout is below the period) */
-	if (!up.domain[0])
-		up.probe = js_api_in(JS_LOCAL, "INFO", NULL, 2000, domain_known,
-		                     NULL);
-	else
-		up.probe = js_api_in(JS_HUB, "INFO", NULL,
-		                     conf->uplink_probe_ms < 2000
-		                             ? conf->uplink_probe_ms
-		                             : 2000,
-		                     probed, NULL);
+	up.probe = js_api_in(JS_HUB, "INFO", NULL,
+	                     conf->uplink_probe_ms < 2000 ? conf->uplink_probe_ms
+	                                                  : 2000,
+	                     probed, NULL);
 }
 
 static void uplink_link_changed(bool linked)

@@ -552,6 +552,55 @@ START_TEST(long_domain_and_bucket)
 }
 END_TEST
 
+/* Lines of shipd's log holding text. */
+static int log_count(const char *text)
+{
+	FILE *f = fopen(sd.log, "r");
+	char line[1024];
+	int n = 0;
+	while (f && fgets(line, sizeof(line), f))
+		n += strstr(line, text) != NULL;
+	if (f)
+		fclose(f);
+	return n;
+}
+
+/* hub_domain set on a server that is no leaf and has no JetStream
+ * domain: shipd says so once, and still finds the hub out of reach. */
+static struct natsd plain;
+
+static void setup_plain(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	ck_assert_int_eq(natsd_start(&plain, 0), 0);
+	static const char *const extra[] = {"-o", "hub_domain=hub", "-o",
+	                                    "uplink_probe_ms=200", NULL};
+	ck_assert_int_eq(shipd_start(&sd, plain.url, extra), 0);
+	ck_assert(fx_wait_link(sd.sock, 10000));
+	h = fx_connect(sd.sock, "fleet-test", 5000);
+	ck_assert_ptr_nonnull(h);
+}
+
+static void teardown_plain(void)
+{
+	shipc_close(h);
+	h = NULL;
+	shipd_cleanup(&sd);
+	natsd_cleanup(&plain);
+}
+
+START_TEST(no_leaf_no_domain)
+{
+	wait_uplink(SHIPC_UPLINK_DOWN, UINT64_MAX, false, 5000);
+	struct shipc_uplink u;
+	ck_assert_int_eq(shipc_uplink(h, &u), 0);
+	ck_assert_str_eq(u.domain, "");
+	/* Many probes later, one warning. */
+	fx_sleep_ms(1500);
+	ck_assert_int_eq(log_count("has no JetStream domain"), 1);
+}
+END_TEST
+
 static void setup_long(void)
 {
 	hub_name = "h123456789a123456789b123456789c123456789d123456789e123456789";
@@ -576,6 +625,11 @@ static Suite *suite(void)
 	tcase_set_timeout(l, 120);
 	tcase_add_test(l, long_domain_and_bucket);
 	suite_add_tcase(s, l);
+	TCase *p = tcase_create("no leaf");
+	tcase_add_checked_fixture(p, setup_plain, teardown_plain);
+	tcase_set_timeout(p, 60);
+	tcase_add_test(p, no_leaf_no_domain);
+	suite_add_tcase(s, p);
 	return s;
 }
 
