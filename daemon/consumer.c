@@ -282,14 +282,18 @@ static void on_pulled(void *arg, natsMsg *msg, natsStatus st)
 	struct consumer *k = arg;
 	if (st != NATS_OK) {
 		/* The wait is gone: timed out (a pull lost, or idle), no
-		 * consumer answered, or the link went. */
+		 * consumer answered, or the link went. A pull out for longer
+		 * than its expiry got not even its 408: nothing took it (the
+		 * consumer was deleted while no pull was out, or its leader
+		 * moved), so the consumer is looked up, and made again if it
+		 * is gone. */
 		bool pulling = k->outstanding > 0;
 		k->pull_wait = NULL;
 		k->outstanding = 0;
 		if (st == NATS_NO_RESPONDERS)
 			pull_lost(k, "no responders");
-		else if (st == NATS_TIMEOUT && pulling && k->credit)
-			pull(k);
+		else if (st == NATS_TIMEOUT && pulling)
+			pull_lost(k, "a pull went unanswered");
 		control_flush();
 		return;
 	}

@@ -1674,6 +1674,47 @@ START_TEST(durable_survives_stream_recreated)
 }
 END_TEST
 
+/* A durable deleted on the server while its subscription has no pull out
+ * (no credit): pulls to it later go unanswered, and shipd looks it up and
+ * makes it again instead of pulling into the void for ever. */
+START_TEST(durable_deleted_while_idle_is_made_again)
+{
+	struct shipc *h = conn("idle");
+	const char *subs[] = {"idle.>"};
+	struct shipc_stream_decl d = {.name = "IDLE", .subjects = subs,
+	                              .n_subjects = 1};
+	ck_assert_int_eq(shipc_stream_declare(h, &d), 0);
+	struct shipc_emit e = {.event_type = "x", .payload_json = "1",
+	                       .stream = "IDLE", .prefix = "idle"};
+	ck_assert_int_eq(shipc_emit(h, &e, NULL), 0);
+	struct got g = GOT_INIT;
+	g.ack = true;
+	struct shipc_event_sub s = {.durable = "idler", .stream = "IDLE",
+	                            .prefix = "idle", .credit = 1};
+	uint64_t sid = sub_ok(h, &s, 0, &g);
+	ck_assert(wait_n(h, &g, 1, 5000));
+	settle(h, 300); /* its ack is in */
+
+	natsConnection *nc;
+	jsCtx *js;
+	ck_assert_int_eq(natsConnection_ConnectTo(&nc, nd.url), NATS_OK);
+	ck_assert_int_eq(natsConnection_JetStream(&js, nc, NULL), NATS_OK);
+	ck_assert_int_eq(js_DeleteConsumer(js, "IDLE", "idler", NULL, NULL),
+	                 NATS_OK);
+	jsCtx_Destroy(js);
+	natsConnection_Destroy(nc);
+	e.payload_json = "2";
+	ck_assert_int_eq(shipc_emit(h, &e, NULL), 0);
+	ck_assert_int_eq(shipc_event_credit(h, sid, 10), 0);
+	/* A pull goes unanswered for 7 s (5 s expiry and 2 s more). */
+	ck_assert_msg(wait_n(h, &g, 2, 20000), "received %u of 2, ended %d (%d)",
+	              got_n(&g), g.ended, g.err);
+	ck_assert_str_eq(g.last_payload, "2");
+	ck_assert(!g.ended);
+	shipc_close(h);
+}
+END_TEST
+
 /* NATS back with an empty store: shipd declares SHIP_EVENTS again and a
  * running durable goes on in it. */
 START_TEST(durable_survives_nats_store_lost)
@@ -1792,6 +1833,7 @@ int main(void)
 	tcase_add_test(tc, envelope_json_always_valid);
 	tcase_add_test(tc, durable_resumes_by_name);
 	tcase_add_test(tc, durable_settings_conflict_unless_update);
+	tcase_add_test(tc, durable_deleted_while_idle_is_made_again);
 	tcase_add_test(tc, durable_one_app_unless_shared);
 	tcase_add_test(tc, durable_survives_stream_recreated);
 	suite_add_tcase(s, tc);
