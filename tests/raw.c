@@ -17,7 +17,9 @@ int raw_connect(const char *sock)
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%.100s", sock);
 	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	struct timeval tv = {5, 0};
+	/* What shipd answers after a few JetStream round trips (a rename)
+	 * can take seconds on a loaded 2-core machine: 5 s failed in CI. */
+	struct timeval tv = {15, 0};
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	return fd;
 }
