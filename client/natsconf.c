@@ -28,6 +28,8 @@ struct reader {
 };
 
 static void fail(struct reader *r, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void fail(struct reader *r, const char *fmt, ...)
 {
 	if (r->failed)
 		return;
@@ -92,7 +94,7 @@ static bool bare_end(char ch, bool key)
 }
 
 /* A quoted string at r->p, unescaped into out (at least its length). */
-static int quoted(struct reader *r, char *out, size_t *len)
+static int quoted(struct reader *r, char *out, size_t size, size_t *len)
 {
 	char q = *r->p++;
 	int line = r->line;
@@ -107,6 +109,10 @@ static int quoted(struct reader *r, char *out, size_t *len)
 		if (ch == '\\' && q == '"' && r->p < r->end) {
 			ch = *r->p++;
 			ch = ch == 'n' ? '\n' : ch == 't' ? '\t' : ch == 'r' ? '\r' : ch;
+		}
+		if (*len + 1 >= size) {
+			fail(r, "a string is too long");
+			return -1;
 		}
 		out[(*len)++] = ch;
 	}
@@ -166,7 +172,7 @@ static int value(struct reader *r, const char *path)
 			fail(r, "out of memory");
 			return -1;
 		}
-		int rc = quoted(r, buf, &len);
+		int rc = quoted(r, buf, (size_t)(r->end - r->p) + 1, &len);
 		if (rc == 0)
 			rc = add(r, path, buf, len, r->line);
 		free(buf);
@@ -201,12 +207,7 @@ static int block(struct reader *r, const char *path, char close)
 		char key[PATH_MAX_LEN], sub[PATH_MAX_LEN];
 		size_t len = 0;
 		if (*r->p == '"' || *r->p == '\'') {
-			const char *q = memchr(r->p + 1, *r->p, (size_t)(r->end - r->p - 1));
-			if (!q || q - r->p > (long)sizeof(key)) {
-				fail(r, "a key is not closed or too long");
-				return -1;
-			}
-			if (quoted(r, key, &len) < 0)
+			if (quoted(r, key, sizeof(key), &len) < 0)
 				return -1;
 		} else {
 			while (r->p < r->end && !bare_end(*r->p, true) &&

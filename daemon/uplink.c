@@ -54,6 +54,8 @@ static struct {
 	char last_error[256];
 	char domain[JS_DOMAIN_MAX + 1]; /* the robot's, from $JS.API.INFO */
 	bool domain_asked;              /* answered: domain is what it is */
+	bool hub_all_seen;              /* every hub stream answered this round */
+	bool full_warned;
 	bool domain_warned;
 	struct js_call *probe;
 	struct js_call *info;           /* one stream question at a time */
@@ -131,16 +133,29 @@ static void set_state(Ship__UplinkState s, const char *why)
 	}
 }
 
-static struct ustream *ustream_find(const char *name, bool add)
+/* The entry of robot stream name as hub_stream sources it, made if
+ * new; NULL for names that are no stream names, or with the table full
+ * (said once). */
+static struct ustream *ustream_find(const char *name, const char *hub_stream)
 {
 	for (int i = 0; i < up.n_streams; i++)
-		if (!strcmp(up.streams[i].stream, name))
+		if (!strcmp(up.streams[i].stream, name) &&
+		    !strcmp(up.streams[i].hub_stream, hub_stream))
 			return &up.streams[i];
-	if (!add || up.n_streams == STREAMS_MAX || strlen(name) >= NAME_MAX_LEN)
+	if (!js_name_valid(name) || strlen(name) >= NAME_MAX_LEN)
 		return NULL;
+	if (up.n_streams == STREAMS_MAX) {
+		if (!up.full_warned)
+			log_warnx("uplink: the hub sources more than %d streams of "
+			          "this robot: %s of %s and others not followed",
+			          STREAMS_MAX, name, hub_stream);
+		up.full_warned = true;
+		return NULL;
+	}
 	struct ustream *s = &up.streams[up.n_streams++];
 	memset(s, 0, sizeof(*s));
 	snprintf(s->stream, sizeof(s->stream), "%s", name);
+	snprintf(s->hub_stream, sizeof(s->hub_stream), "%s", hub_stream);
 	return s;
 }
 
@@ -186,15 +201,17 @@ static void hub_info(void *arg, json_t *reply, const struct js_err *e)
 {
 	(void)arg;
 	up.info = NULL;
-	if (e) {
+	const char *hub_stream =
+		e ? NULL
+		  : json_string_value(json_object_get(
+			    json_object_get(reply, "config"), "name"));
+	if (!hub_stream || !js_name_valid(hub_stream)) {
+		up.hub_all_seen = false; /* keep what the table has */
 		ask_next();
 		return;
 	}
 	char api[JS_DOMAIN_MAX + 16];
 	snprintf(api, sizeof(api), "$JS.%s.API", up.domain);
-	const char *hub_stream =
-		json_string_value(json_object_get(json_object_get(reply, "config"),
-		                                  "name"));
 	size_t i;
 	json_t *src;
 	json_array_foreach(json_object_get(reply, "sources"), i, src) {
@@ -203,11 +220,9 @@ static void hub_info(void *arg, json_t *reply, const struct js_err *e)
 			json_object_get(src, "external"), "api"));
 		if (!name || !ext || strcmp(ext, api))
 			continue;
-		struct ustream *s = ustream_find(name, true);
+		struct ustream *s = ustream_find(name, hub_stream);
 		if (!s)
 			continue;
-		snprintf(s->hub_stream, sizeof(s->hub_stream), "%s",
-		         hub_stream ? hub_stream : "");
 		uint64_t lag = (uint64_t)json_integer_value(
 			json_object_get(src, "lag"));
 		/* The lag is as of the hub's last message from us: taken
@@ -243,21 +258,35 @@ static void ask_next(void)
 		return;
 	}
 	/* The round is over: a lag seen this round becomes the sequence the
-	 * hub has, against the last sequence just read. */
+	 * hub has, against the last sequence just read. When every hub
+	 * stream answered, a source none of them names any more is gone. */
+	int kept = 0;
 	for (int i = 0; i < up.n_streams; i++) {
 		struct ustream *s = &up.streams[i];
-		if (!s->seen_this_round)
+		if (s->seen_this_round) {
+			s->hub_has = s->last_seq > s->lag ? s->last_seq - s->lag : 0;
+			s->hub_seen = now_ms();
+			s->seen_this_round = false;
+		} else if (up.hub_all_seen) {
 			continue;
-		s->hub_has = s->last_seq > s->lag ? s->last_seq - s->lag : 0;
-		s->hub_seen = now_ms();
-		s->seen_this_round = false;
+		}
+		if (kept != i)
+			up.streams[kept] = *s;
+		kept++;
 	}
+	up.n_streams = kept;
+	if (kept < STREAMS_MAX)
+		up.full_warned = false;
 }
 
 static void start_round(void)
 {
 	if (up.info)
 		return; /* the last one is still going */
+	/* What a round cut short (a link loss) saw is not this round's. */
+	for (int i = 0; i < up.n_streams; i++)
+		up.streams[i].seen_this_round = false;
+	up.hub_all_seen = up.state == SHIP__UPLINK_STATE__UPLINK_UP;
 	up.next_hub = 0;
 	up.next_local = 0;
 	ask_next();
@@ -412,7 +441,8 @@ void uplink_status(Ship__UplinkStatus *st, Ship__UplinkStream *buf,
 			o->waiting_bytes = s->msgs ? o->waiting_msgs * (s->bytes /
 			                                                s->msgs)
 			                           : 0;
-			o->hub_seen_ms = now - s->hub_seen;
+			/* + 1: 0 says "never". */
+			o->hub_seen_ms = now - s->hub_seen + 1;
 		}
 		ptrs[n++] = o;
 	}
