@@ -329,21 +329,30 @@ fail:
 
 static int direct_get(struct kv_req *r, uint64_t revision, struct js_err *err);
 
+/* What a bucket's lookup (e) says: true if it is there, now known; else
+ * err says why not. */
+static bool bucket_found(struct kv_req *r, const struct js_err *e,
+                         struct js_err *err)
+{
+	if (!e) {
+		known_add(r->bucket);
+		return true;
+	}
+	if (kv_no_stream(e))
+		kv_set_err(err, SHIP__CODE__NOT_FOUND, "bucket '%s' not found",
+		           r->bucket);
+	else
+		*err = *e;
+	return false;
+}
+
 static void looked_up(void *arg, json_t *reply, const struct js_err *e)
 {
 	struct kv_req *r = arg;
 	struct js_err err;
 	r->call = NULL;
-	if (!e) {
-		known_add(r->bucket);
-		if (direct_get(r, r->revision, &err) == 0)
-			return;
-	} else if (kv_no_stream(e)) {
-		kv_set_err(&err, SHIP__CODE__NOT_FOUND, "bucket '%s' not found",
-		        r->bucket);
-	} else {
-		err = *e;
-	}
+	if (bucket_found(r, e, &err) && direct_get(r, r->revision, &err) == 0)
+		return;
 	if (r->op == SHIP__KV_WRITE_OP__KV_WRITE_CREATE) {
 		create_check(r, NULL, &err);
 		return;
@@ -505,16 +514,9 @@ static void put_checked(void *arg, json_t *reply, const struct js_err *e)
 	struct kv_req *r = arg;
 	struct js_err err;
 	r->call = NULL;
-	if (!e) {
-		known_add(r->bucket);
-		if (put_send(r, r->revision, r->cas, &err) == 0)
-			return;
-	} else if (kv_no_stream(e)) {
-		kv_set_err(&err, SHIP__CODE__NOT_FOUND, "bucket '%s' not found",
-		           r->bucket);
-	} else {
-		err = *e;
-	}
+	if (bucket_found(r, e, &err) &&
+	    put_send(r, r->revision, r->cas, &err) == 0)
+		return;
 	put_finish(r, 0, &err);
 }
 
