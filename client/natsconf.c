@@ -160,6 +160,14 @@ static int value(struct reader *r, const char *path)
 			fail(r, "nested too deep");
 			return -1;
 		}
+		/* Each map is counted at <path>.{} (the remotes of
+		 * leafnodes.remotes, whose members share their paths). */
+		char mark[PATH_MAX_LEN];
+		if (*r->p == '{' &&
+		    (size_t)snprintf(mark, sizeof(mark), "%s.{}", path) <
+		            sizeof(mark) &&
+		    add(r, mark, "", 0, r->line) < 0)
+			return -1;
 		int rc = *r->p == '{' ? (r->p++, block(r, path, '}'))
 		                      : array(r, path);
 		r->depth--;

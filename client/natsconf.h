@@ -10,8 +10,9 @@
  * One scalar of the file. Its path is the keys leading to it, lowercased
  * (nats-server's keys are case-insensitive) and joined by dots; elements
  * of an array share the array's path: the URLs of every remote are each
- * "leafnodes.remotes.urls". Values are as written, quotes removed; a
- * $variable is resolved by natsconf_get().
+ * "leafnodes.remotes.urls". Each map is also counted by an entry "" at
+ * its path and ".{}" ("leafnodes.remotes.{}": one per remote). Values are
+ * as written, quotes removed; a $variable is resolved by natsconf_get().
  */
 struct natsconf_entry {
 	char *path;

@@ -291,12 +291,14 @@ static const struct {
 	 "ship.channel.>"},
 };
 
-static bool listed(const struct natsconf *c, const char *path, const char *s)
+/* How many values at path are s. */
+static size_t listed(const struct natsconf *c, const char *path,
+                     const char *s)
 {
+	size_t n = 0;
 	for (size_t i = 0; i < c->n; i++)
-		if (!strcmp(c->v[i].path, path) && !strcmp(c->v[i].value, s))
-			return true;
-	return false;
+		n += !strcmp(c->v[i].path, path) && !strcmp(c->v[i].value, s);
+	return n;
 }
 
 /*
@@ -318,9 +320,18 @@ static enum result check_subjects(struct fleet *f, char *text, size_t size)
 		           *subj = block_subjects[i].subject;
 		const char *dom = *(char **)((char *)f + block_subjects[i].off);
 		bool hub = dom && !strcmp(dom, "hub");
-		bool out = listed(&f->leaf, "leafnodes.remotes.deny_exports", subj),
-		     in = listed(&f->leaf, "leafnodes.remotes.deny_imports", subj);
-		if (hub && out) {
+		/* Every remote must say so: their members share a path, so
+		 * the subject is there once per remote. */
+		size_t remotes = natsconf_count(&f->leaf, "leafnodes.remotes.{}");
+		if (remotes == 0)
+			remotes = 1;
+		bool out = listed(&f->leaf, "leafnodes.remotes.deny_exports",
+		                  subj) >= remotes,
+		     in = listed(&f->leaf, "leafnodes.remotes.deny_imports",
+		                 subj) >= remotes;
+		bool some_out =
+			listed(&f->leaf, "leafnodes.remotes.deny_exports", subj) > 0;
+		if (hub && some_out) {
 			snprintf(text, size, "%s = hub, but the leaf server keeps "
 			         "%s from the hub (deny_exports)", key, subj);
 			return CHECK_FAIL;
@@ -329,7 +340,7 @@ static enum result check_subjects(struct fleet *f, char *text, size_t size)
 			snprintf(text, size, "%s is the robot's (%s = local) but "
 			         "crosses the leafnode: every robot's stream would "
 			         "store the others' (it belongs in deny_exports and "
-			         "deny_imports)", subj, key);
+			         "deny_imports of every remote)", subj, key);
 			return CHECK_FAIL;
 		}
 	}
