@@ -322,6 +322,8 @@ static void fill_uplink(struct shipc_uplink *u, const Ship__UplinkStatus *r)
 	u->kv_on_hub = r->kv_on_hub;
 	u->jobs_on_hub = r->jobs_on_hub;
 	snprintf(u->hub_buckets, sizeof(u->hub_buckets), "%s", r->hub_buckets);
+	u->rate_limit = r->rate_limit;
+	snprintf(u->priority, sizeof(u->priority), "%s", r->priority);
 	for (size_t i = 0; i < r->n_streams && i < SHIPC_UPLINK_STREAMS; i++) {
 		const Ship__UplinkStream *s = r->streams[i];
 		struct shipc_uplink_stream *o = &u->streams[u->n_streams++];
@@ -331,6 +333,11 @@ static void fill_uplink(struct shipc_uplink *u, const Ship__UplinkStatus *r)
 		o->waiting_msgs = s->waiting_msgs;
 		o->waiting_bytes = s->waiting_bytes;
 		o->hub_seen_ms = s->hub_seen_ms;
+		o->priority = s->priority;
+		o->consumers = s->consumers;
+		o->pending = s->pending;
+		o->rate_limit = s->rate_limit;
+		o->held = s->held;
 	}
 }
 

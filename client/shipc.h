@@ -241,6 +241,13 @@ struct shipc_uplink_stream {
 	uint64_t waiting_msgs; /* not sourced by the hub yet */
 	uint64_t waiting_bytes; /* about: at the stream's mean message size */
 	uint64_t hub_seen_ms;  /* age of the hub's figure; 0: never seen */
+	/* uplink_priority and uplink_rate_limit, as shipd applies them to
+	 * the hub's consumers of this stream on the robot's server: */
+	unsigned priority;     /* 1 first ... 10 (not named) */
+	unsigned consumers;    /* the hub's, taking its messages */
+	uint64_t pending;      /* messages they have not sent yet */
+	uint64_t rate_limit;   /* bytes/s they may send; 0: no limit */
+	int held;              /* slowed for a stream of a higher priority */
 };
 
 struct shipc_uplink {
@@ -254,6 +261,8 @@ struct shipc_uplink {
 	/* Which blocks are on the hub (the rest are the robot's own). */
 	int events_on_hub, channels_on_hub, kv_on_hub, jobs_on_hub;
 	char hub_buckets[256];  /* KV buckets on the hub, comma separated */
+	uint64_t rate_limit;    /* uplink_rate_limit, bytes/s; 0: none */
+	char priority[256];     /* uplink_priority */
 	size_t n_streams;
 	struct shipc_uplink_stream streams[SHIPC_UPLINK_STREAMS];
 };

@@ -35,6 +35,7 @@ struct fleet {
 	bool conf_read;             /* shipd.conf */
 	char *nats, *hub_domain, *hub_buckets, *kv_domain;
 	char *events_domain, *channels_domain;
+	char *uplink_priority, *uplink_rate_limit;
 	bool leaf_read;             /* the leaf server's file */
 	struct natsconf leaf;
 	const char *domain;         /* its JetStream domain, if valid */
@@ -92,6 +93,8 @@ static int read_shipd_conf(struct fleet *f, char *err, size_t errlen)
 		{"kv_domain", offsetof(struct fleet, kv_domain)},
 		{"events_domain", offsetof(struct fleet, events_domain)},
 		{"channels_domain", offsetof(struct fleet, channels_domain)},
+		{"uplink_priority", offsetof(struct fleet, uplink_priority)},
+		{"uplink_rate_limit", offsetof(struct fleet, uplink_rate_limit)},
 	};
 	FILE *fp = fopen(f->conf_path, "r");
 	if (!fp) {
@@ -344,8 +347,24 @@ static enum result check_subjects(struct fleet *f, char *text, size_t size)
 			return CHECK_FAIL;
 		}
 	}
+	/* With limits on the uplink, shipd looks at what the hub's consumers
+	 * deliver on $JS.S.> for a few seconds after it connects; the
+	 * leafnode must not bring it the rest of the fleet's meanwhile. */
+	bool limits = (f->uplink_priority && *f->uplink_priority) ||
+	              (f->uplink_rate_limit &&
+	               strtoull(f->uplink_rate_limit, NULL, 10) != 0);
+	size_t remotes = natsconf_count(&f->leaf, "leafnodes.remotes.{}");
+	if (limits && listed(&f->leaf, "leafnodes.remotes.deny_imports",
+	                     "$JS.S.>") < (remotes ? remotes : 1)) {
+		snprintf(text, size, "uplink_priority or uplink_rate_limit is set, "
+		         "but $JS.S.> is not in deny_imports of every remote: "
+		         "the hub would send this robot the whole fleet's sourcing "
+		         "while shipd looks for its consumers");
+		return CHECK_FAIL;
+	}
 	snprintf(text, size, "events and channels stay where shipd.conf puts "
-	         "them (deny_exports, deny_imports)");
+	         "them (deny_exports, deny_imports)%s",
+	         limits ? "; $JS.S.> does not come in" : "");
 	return CHECK_OK;
 }
 
@@ -622,6 +641,8 @@ static void fleet_finish(struct fleet *f)
 	free(f->kv_domain);
 	free(f->events_domain);
 	free(f->channels_domain);
+	free(f->uplink_priority);
+	free(f->uplink_rate_limit);
 	free(f->info);
 	natsconf_finish(&f->leaf);
 }

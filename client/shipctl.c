@@ -364,6 +364,8 @@ void uplink_json(FILE *f, const struct shipc_uplink *u)
 	        u->channels_on_hub ? "hub" : "local",
 	        u->kv_on_hub ? "hub" : "local", u->jobs_on_hub ? "hub" : "local");
 	json_str(f, u->hub_buckets, strlen(u->hub_buckets));
+	fprintf(f, ",\"rate_limit\":%" PRIu64 ",\"priority\":", u->rate_limit);
+	json_str(f, u->priority, strlen(u->priority));
 	fputs(",\"streams\":[", f);
 	for (size_t i = 0; i < u->n_streams; i++) {
 		const struct shipc_uplink_stream *s = &u->streams[i];
@@ -373,9 +375,11 @@ void uplink_json(FILE *f, const struct shipc_uplink *u)
 		json_str(f, s->hub_stream, strlen(s->hub_stream));
 		fprintf(f, ",\"last_seq\":%" PRIu64 ",\"waiting_msgs\":%" PRIu64
 		           ",\"waiting_bytes\":%" PRIu64 ",\"hub_seen_ms\":%" PRIu64
-		           "}",
+		           ",\"priority\":%u,\"consumers\":%u,\"pending\":%" PRIu64
+		           ",\"rate_limit\":%" PRIu64 ",\"held\":%s}",
 		        s->last_seq, s->waiting_msgs, s->waiting_bytes,
-		        s->hub_seen_ms);
+		        s->hub_seen_ms, s->priority, s->consumers, s->pending,
+		        s->rate_limit, s->held ? "true" : "false");
 	}
 	fputs("]}", f);
 }
@@ -399,6 +403,14 @@ void uplink_print(FILE *f, const struct shipc_uplink *u)
 	        u->channels_on_hub ? "channels, " : "",
 	        u->kv_on_hub ? "kv, " : "", u->jobs_on_hub ? "jobs, " : "",
 	        u->hub_buckets[0] ? "buckets " : "", u->hub_buckets);
+	if (u->rate_limit || u->priority[0]) {
+		char rate[32];
+		size_str(rate, sizeof(rate), u->rate_limit);
+		fprintf(f, "  limits:      %s%s%s%s\n",
+		        u->rate_limit ? rate : "no rate limit",
+		        u->rate_limit ? "/s in all" : "",
+		        u->priority[0] ? ", priority " : "", u->priority);
+	}
 	for (size_t i = 0; i < u->n_streams; i++) {
 		const struct shipc_uplink_stream *s = &u->streams[i];
 		char bytes[32];
@@ -412,6 +424,17 @@ void uplink_print(FILE *f, const struct shipc_uplink *u)
 			fprintf(f, "  %s -> %s: last seq %" PRIu64
 			           ", not seen from the hub yet\n",
 			        s->stream, s->hub_stream, s->last_seq);
+		if (!s->consumers)
+			continue;
+		char rate[32];
+		size_str(rate, sizeof(rate), s->rate_limit);
+		fprintf(f, "    priority %u, %" PRIu64 " not sent by %u hub "
+		           "consumer%s, %s%s%s\n",
+		        s->priority, s->pending, s->consumers,
+		        s->consumers == 1 ? "" : "s",
+		        s->rate_limit ? rate : "no limit",
+		        s->rate_limit ? "/s" : "",
+		        s->held ? " (held: a higher priority is behind)" : "");
 	}
 }
 

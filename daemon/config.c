@@ -105,6 +105,14 @@ static const struct ckey keys[] = {
 	 "the hub's streams that source this robot's, comma separated", false},
 	{"uplink_probe_ms", C_UINT, O(uplink_probe_ms), 200, 60000,
 	 "how often the hub's JetStream is asked whether it answers", true},
+	{"uplink_priority", C_STR, O(uplink_priority), 0, 0,
+	 "what the hub catches up first: STREAM:N (1 first, 9 last; streams "
+	 "not named after them), comma separated",
+	 false},
+	{"uplink_rate_limit", C_UINT, O(uplink_rate_limit), 0, 4294967295u,
+	 "bytes per second the hub may source from this robot's streams "
+	 "together (0: no limit)",
+	 true},
 	{"stream", C_STREAM, O(streams), 0, 0,
 	 "a JetStream stream to declare (repeatable): NAME SUBJECT[,SUBJECT] "
 	 "[max_age=S] [max_msgs=N] [max_bytes=N] [storage=file|memory] "
@@ -454,6 +462,37 @@ static bool buckets_valid(const char *list, char *bad, size_t badlen)
 	return true;
 }
 
+/* The entry for name in an uplink_priority list ("NAME:N, ..."): N, or
+ * CONFIG_PRIORITY_OTHER if it is not named (also for a list that does
+ * not parse: config_check refuses those). */
+int config_priority(const char *list, const char *name)
+{
+	size_t len = strlen(name);
+	for (size_t n; list && (n = list_next(&list)); list += n) {
+		const char *colon = memchr(list, ':', n);
+		if (colon && (size_t)(colon - list) == len &&
+		    !memcmp(list, name, len) && list + n - colon == 2 &&
+		    colon[1] >= '1' && colon[1] <= '9')
+			return colon[1] - '0';
+	}
+	return CONFIG_PRIORITY_OTHER;
+}
+
+static bool priorities_valid(const char *list, char *bad, size_t badlen)
+{
+	for (size_t n; (n = list_next(&list)); list += n) {
+		const char *colon = memchr(list, ':', n);
+		size_t name = colon ? (size_t)(colon - list) : n;
+		if (!colon || !plain_name(list, name, JS_NAME_MAX) ||
+		    list + n - colon != 2 || colon[1] < '1' || colon[1] > '9') {
+			snprintf(bad, badlen, "%.*s%s", (int)(n < 64 ? n : 64), list,
+			         n > 64 ? "..." : "");
+			return false;
+		}
+	}
+	return true;
+}
+
 int config_check(const struct config *c, char *err, size_t errlen)
 {
 	if (c->nats_reconnect_wait_min_ms > c->nats_reconnect_wait_max_ms) {
@@ -510,6 +549,16 @@ int config_check(const struct config *c, char *err, size_t errlen)
 		if (!buckets_valid(c->hub_streams, bad, sizeof(bad))) {
 			snprintf(err, errlen,
 			         "hub_streams: '%s' is not a stream name", bad);
+			return -1;
+		}
+	}
+	if (c->uplink_priority) {
+		char bad[80];
+		if (!priorities_valid(c->uplink_priority, bad, sizeof(bad))) {
+			snprintf(err, errlen,
+			         "uplink_priority: '%s' is not STREAM:N (a stream "
+			         "name, a colon, a digit from 1 to 9)",
+			         bad);
 			return -1;
 		}
 	}

@@ -25,10 +25,6 @@ struct js_call {
 	bool writes; /* unanswered, it may have been applied */
 };
 
-/* Stream, consumer and bucket names at most (js_name_valid): two of them
- * and an API verb fit in any subject. */
-#define JS_NAME_MAX 255
-
 /* ---- errors ---- */
 
 /* What an app can do about a JetStream error, by its err_code (the

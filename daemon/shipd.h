@@ -112,6 +112,8 @@ struct config {
 	enum js_dom jobs_domain;
 	char *hub_streams;               /* the hub's, sourcing ours */
 	uint32_t uplink_probe_ms;
+	char *uplink_priority;           /* "STREAM:N, ..." */
+	uint32_t uplink_rate_limit;      /* bytes/s; 0: none */
 	struct config_stream streams[CONFIG_MAX_STREAMS];
 	int n_streams;
 	struct policy *policy;  /* the "allow" rules; NULL: none */
@@ -138,6 +140,9 @@ void config_finish(struct config *c);
 bool js_domain_valid(const char *s);
 /* Whether name is one of list's (separated by commas and blanks). */
 bool config_listed(const char *list, const char *name);
+/* A stream's priority in an uplink_priority list; not named: after all. */
+#define CONFIG_PRIORITY_OTHER 10
+int config_priority(const char *list, const char *name);
 /* Read a secret file (first line, trailing newline removed). */
 char *config_read_secret(const char *path);
 
@@ -734,6 +739,14 @@ void kvwatch_open_stream(struct client *c, uint64_t id,
 /* ---- uplink.c: the fleet uplink, as shipd sees it ---- */
 
 /* Start watching it (with hub_domain set); after the config and loop. */
+/* uplinkcap.c: uplink_priority and uplink_rate_limit, on the hub's
+ * sourcing consumers on the robot's server (called by uplink.c). */
+void uplinkcap_init(void);
+void uplinkcap_link_changed(bool linked);
+void uplinkcap_tick(void);
+void uplinkcap_finish(void);
+/* Fill o's priority, consumers, pending, rate_limit and held. */
+void uplinkcap_describe(const char *stream, Ship__UplinkStream *o);
 void uplink_init(void);
 /* Fill st for a status reply; streams point into buf and ptrs (max
  * entries), valid until the loop turns. */
@@ -971,6 +984,9 @@ int js_stream_cfg_copy(struct js_stream_cfg *dst,
                        const struct js_stream_cfg *src);
 void js_stream_cfg_finish(struct js_stream_cfg *c);
 /* A name that can be a stream, consumer or bucket name. */
+/* Stream, consumer and bucket names at most (js_name_valid): two of them
+ * and an API verb fit in any subject. */
+#define JS_NAME_MAX 255
 bool js_name_valid(const char *s);
 /* Delete a consumer, not waiting for the answer. */
 void js_consumer_delete(enum js_dom d, const char *stream, const char *name);

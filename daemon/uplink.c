@@ -361,6 +361,7 @@ static void tick(evutil_socket_t fd, short what, void *arg)
 		set_state(SHIP__UPLINK_STATE__UPLINK_UNKNOWN, NULL);
 		return;
 	}
+	uplinkcap_tick();
 	if (up.probe)
 		return; /* still waiting (its timeout is below the period) */
 	up.probe = js_api_in(JS_HUB, "INFO", NULL,
@@ -373,6 +374,7 @@ static void uplink_link_changed(bool linked)
 {
 	if (!conf->hub_domain || !up.timer)
 		return;
+	uplinkcap_link_changed(linked);
 	if (!linked) {
 		js_cancel(up.probe);
 		js_cancel(up.info);
@@ -395,10 +397,12 @@ void uplink_init(void)
 	if (!up.timer)
 		fatal("%s: event_new", __func__);
 	arm();
+	uplinkcap_init();
 }
 
 static void uplink_finish(void)
 {
+	uplinkcap_finish();
 	js_cancel(up.probe);
 	js_cancel(up.info);
 	up.probe = up.info = NULL;
@@ -424,6 +428,10 @@ void uplink_status(Ship__UplinkStatus *st, Ship__UplinkStream *buf,
 	st->hub_buckets = conf->hub_domain && conf->hub_buckets
 	                          ? conf->hub_buckets
 	                          : "";
+	st->rate_limit = conf->hub_domain ? conf->uplink_rate_limit : 0;
+	st->priority = conf->hub_domain && conf->uplink_priority
+	                       ? conf->uplink_priority
+	                       : "";
 	st->last_error = up.state == SHIP__UPLINK_STATE__UPLINK_DOWN
 	                         ? up.last_error
 	                         : "";
@@ -443,6 +451,16 @@ void uplink_status(Ship__UplinkStatus *st, Ship__UplinkStream *buf,
 			                           : 0;
 			/* + 1: 0 says "never". */
 			o->hub_seen_ms = now - s->hub_seen + 1;
+		}
+		uplinkcap_describe(s->stream, o);
+		if (o->consumers) {
+			/* What the hub's consumers on this server have not sent:
+			 * exact and current, where the hub's lag is as of the
+			 * last message it got. */
+			o->waiting_msgs = o->pending;
+			o->waiting_bytes = s->msgs ? o->pending * (s->bytes /
+			                                           s->msgs)
+			                           : 0;
 		}
 		ptrs[n++] = o;
 	}

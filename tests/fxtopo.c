@@ -718,6 +718,10 @@ int fx_leaf_start(struct fx_node *l, const char *name, const int *ports,
 		 * account), and a hub sourcing them all hold each twice. */
 		static const char own[] = "[\"ship.events.>\", "
 		                          "\"ship.channel.>\", \"$KV.>\", \"$O.>\"]";
+		/* And the other robots' sourcing deliveries do not come in. */
+		static const char own_in[] = "[\"ship.events.>\", "
+		                             "\"ship.channel.>\", \"$KV.>\", "
+		                             "\"$O.>\", \"$JS.S.>\"]";
 		/* reconnect is a leafnodes setting in 2.9.10 (whole seconds);
 		 * a remote with "reconnect" is refused as an unknown field. */
 		snprintf(text, sizeof(text),
@@ -729,7 +733,7 @@ int fx_leaf_start(struct fx_node *l, const char *name, const int *ports,
 		         "  remotes: [\n    { urls: [%s]\n"
 		         "      deny_exports: %s\n      deny_imports: %s }\n"
 		         "  ]\n}\n",
-		         name, l->port, l->http, l->dir, name, urls, own, own);
+		         name, l->port, l->http, l->dir, name, urls, own, own_in);
 		if (write_file(path, text) < 0)
 			return -1;
 		if (node_spawn(l) == 0)

@@ -402,6 +402,9 @@ broken two-remotes 's|^\(\s*remotes: \[\)$|\1\n\t\t{ urls: [ "nats-leaf://127.0.
 fails "a second remote without the deny lists" subjects "$tmp/shipd.conf" "$tmp/two-remotes.conf"
 broken hub-events 's/^events_domain = local$/events_domain = hub/' "$tmp/shipd.conf"
 fails "events on the hub, kept from it" subjects "$tmp/hub-events.conf" "$tmp/robot-a.conf"
+# With limits on the uplink, the other robots' sourcing must stay out.
+broken no-js-s 's/, "\$JS\.S\.>" \]/ ]/' "$tmp/robot-a.conf"
+fails "uplink limits, \$JS.S.> let in" subjects "$tmp/shipd.conf" "$tmp/no-js-s.conf"
 broken no-ping '/^ping_interval:/d' "$tmp/robot-a.conf"
 fails "no ping_interval" ping "$tmp/shipd.conf" "$tmp/no-ping.conf"
 broken no-remote '/urls:/d' "$tmp/robot-a.conf"

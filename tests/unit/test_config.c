@@ -539,6 +539,37 @@ START_TEST(test_domain_values)
 }
 END_TEST
 
+START_TEST(test_uplink_priority)
+{
+	const char *list = "CHANNELS:1, SHIP_EVENTS:2\tCHAN:3,TELEMETRY:9";
+	ck_assert_int_eq(config_priority(list, "CHANNELS"), 1);
+	ck_assert_int_eq(config_priority(list, "SHIP_EVENTS"), 2);
+	ck_assert_int_eq(config_priority(list, "CHAN"), 3);
+	ck_assert_int_eq(config_priority(list, "TELEMETRY"), 9);
+	ck_assert_int_eq(config_priority(list, "CHANNEL"), CONFIG_PRIORITY_OTHER);
+	ck_assert_int_eq(config_priority(list, "1"), CONFIG_PRIORITY_OTHER);
+	ck_assert_int_eq(config_priority(NULL, "CHANNELS"),
+	                 CONFIG_PRIORITY_OTHER);
+	ck_assert_int_eq(config_priority("A:12", "A"), CONFIG_PRIORITY_OTHER);
+	struct config c;
+	char err[256];
+	config_defaults(&c);
+	ck_assert_ptr_null(c.uplink_priority);
+	ck_assert_uint_eq(c.uplink_rate_limit, 0);
+	static const char *const bad[] = {"A", "A:", "A:0", "A:10", ":1",
+	                                  "A:1,B", "A.B:1", "A:1:2", "A:x"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ck_assert_msg(load_one(&c, "uplink_priority", bad[i]) == -1,
+		              "%s", bad[i]);
+	}
+	ck_assert_int_eq(load_one(&c, "uplink_priority", list), 0);
+	ck_assert_int_eq(config_check(&c, err, sizeof(err)), 0);
+	ck_assert_int_eq(load_one(&c, "uplink_rate_limit", "4294967295"), 0);
+	ck_assert_uint_eq(c.uplink_rate_limit, 4294967295u);
+	config_finish(&c);
+}
+END_TEST
+
 START_TEST(test_log_level_values)
 {
 	struct config c;
@@ -1027,9 +1058,10 @@ START_TEST(test_print_round_trip)
 		"hub_buckets = beings_status,ship_config,ship_health\n"
 		"jobs_domain = hub\n"
 		"hub_streams = FLEET_EVENTS,FLEET_CHANNELS\n"
-		"uplink_probe_ms = 2000\n# stream = (none)\n# allow = (none)\n"
+		"uplink_probe_ms = 2000\n# uplink_priority = (unset)\n"
+		"uplink_rate_limit = 0\n# stream = (none)\n# allow = (none)\n"
 		"# quota = (none)\n";
-	ck_assert_int_eq(count_lines(p), 45);
+	ck_assert_int_eq(count_lines(p), 47);
 	ck_assert_ptr_eq(strstr(p, "socket = "), p);
 	ck_assert_uint_gt(strlen(p), strlen(tail));
 	ck_assert_str_eq(p + strlen(p) - strlen(tail), tail);
@@ -1236,6 +1268,7 @@ static Suite *config_suite(void)
 	tcase_add_test(t, test_url_values);
 	tcase_add_test(t, test_log_level_values);
 	tcase_add_test(t, test_domain_values);
+	tcase_add_test(t, test_uplink_priority);
 	suite_add_tcase(s, t);
 
 	t = tcase_create("errors");

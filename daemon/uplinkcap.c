@@ -1,0 +1,612 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Priorities and a bandwidth cap for the uplink: uplink_priority (what
+ * the hub catches up first after an outage) and uplink_rate_limit (bytes
+ * per second the hub may source from this robot, all streams together).
+ *
+ * NATS 2.9 has neither for sourcing, but the pieces are there. The hub
+ * sources a robot stream through a consumer it makes on the robot's own
+ * server ($JS.<robot>.API.CONSUMER.CREATE): a direct push consumer with
+ * flow control, delivering on $JS.S.<id> across the leafnode. Such a
+ * consumer takes rate_limit_bps, which nats-server enforces itself, and
+ * an update of it by name keeps everything else. So shipd:
+ *
+ *   - learns each such consumer from the robot server's advisory
+ *     ($JS.EVENT.ADVISORY.CONSUMER.CREATED.<stream>.<name>) the moment
+ *     the hub makes it, and, for the ones made before shipd was there
+ *     (a reboot starts the leaf server first) or while its link to the
+ *     server was down, from the ack subject of the messages they deliver
+ *     ($JS.ACK.<stream>.<name>...), looked at for PEEK_MS after each
+ *     time the link comes up (a copy of what they deliver meanwhile);
+ *   - asks each for its state every uplink_probe_ms (CONSUMER.INFO: what
+ *     it has not sent, whether anyone takes its messages);
+ *   - gives each the rate of the plan below, by sending its own
+ *     configuration back with rate_limit_bps set (CONSUMER.CREATE with
+ *     its name, an update), and again whenever the plan changes.
+ *
+ * The plan: a stream whose consumers have messages not sent is behind.
+ * A stream is let through when no stream of a higher priority (a lower
+ * number) is behind; the others are held to a trickle: a 64th of the cap
+ * (at least 1 KiB/s), 16 KiB/s without one. Of the streams let through,
+ * those behind share what the trickles leave of the cap, and those not
+ * behind get a trickle; with none behind, they share it. Without a cap,
+ * the streams let through have no limit. A trickle,
+ * not a stop: nats-server sleeps out the delay a message got at the old
+ * rate, so a stream stopped outright would wait that long once let
+ * through again.
+ *
+ * What nats-server's limiter does not do: every update starts a new
+ * limiter with a full bucket of one maximum message (the stream's
+ * max_msg_size, else the server's max_payload, 1 MiB by default), so a
+ * change of the plan lets that much through at once; and what a consumer
+ * sent before shipd set its rate went at full speed. Other traffic on the
+ * leafnode (requests, hub KV writes, jobs) is not limited.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <jansson.h>
+#include <nats/nats.h>
+
+#include "shipd.h"
+
+#define CAP_STREAMS 16
+#define CAP_CONSUMERS 4 /* per stream: the hub's, one per hub stream */
+#define PEEK_MS 5000
+#define TRICKLE_MIN 1024u
+#define TRICKLE_FREE 16384u /* held, without a cap */
+/* After the hub is back, how long a stream it sourced before and has no
+ * consumer of yet still holds the streams below it: the hub makes its
+ * consumers one by one, within a second or two. */
+#define GRACE_MS 3000
+
+enum step { IDLE, ASKING, SETTING };
+
+struct ccons {
+	bool used;
+	char name[JS_NAME_MAX + 1];
+	struct cstream *s;
+	json_t *cfg;          /* its configuration, from CONSUMER.INFO */
+	uint64_t pending;     /* num_pending then */
+	bool behind;          /* pending at two INFOs running, or at the
+	                       * first: it has a backlog to catch up */
+	bool bound;           /* someone takes what it delivers */
+	bool known;           /* INFO answered: it is a sourcing consumer */
+	bool stale;           /* asked for again */
+	bool set;             /* shipd gave it a rate */
+	uint64_t rate;        /* that rate, bytes/s (0: no limit) */
+	uint64_t want;        /* the plan's */
+	uint64_t sending;     /* the rate of the update in flight */
+	enum step step;
+	struct js_call *call;
+};
+
+struct cstream {
+	bool used;
+	bool named;    /* in uplink_priority: kept when it has no consumer */
+	bool sourced;  /* the hub has had a consumer of it */
+	char name[JS_NAME_MAX + 1];
+	int priority;
+	bool held;
+	struct ccons cons[CAP_CONSUMERS];
+};
+
+static struct {
+	struct cstream streams[CAP_STREAMS];
+	struct sub *created, *deleted, *peek;
+	struct event *peek_end;
+	uint32_t cap;      /* uplink_rate_limit the plan was made with */
+	uint64_t back_at;  /* now_ms() a consumer was bound after none was */
+	bool warned_full;
+	bool warned_set;
+} cap;
+
+static bool enabled(void)
+{
+	return conf->hub_domain &&
+	       (conf->uplink_rate_limit || conf->uplink_priority);
+}
+
+static void cons_next(struct ccons *k);
+
+static void cons_drop(struct ccons *k)
+{
+	js_cancel(k->call);
+	json_decref(k->cfg);
+	struct cstream *s = k->s;
+	memset(k, 0, sizeof(*k));
+	for (int i = 0; i < CAP_CONSUMERS; i++)
+		if (s->cons[i].used)
+			return;
+	/* A stream with no consumer left is forgotten, but for the named. */
+	s->used = s->named;
+}
+
+static struct cstream *stream_get(const char *name, bool make)
+{
+	struct cstream *free_slot = NULL;
+	for (int i = 0; i < CAP_STREAMS; i++) {
+		struct cstream *s = &cap.streams[i];
+		if (s->used && !strcmp(s->name, name))
+			return s;
+		if (!s->used && !free_slot)
+			free_slot = s;
+	}
+	if (!make || !js_name_valid(name))
+		return NULL;
+	if (!free_slot) {
+		if (!cap.warned_full)
+			log_warnx("uplink: more than %d streams are sourced from "
+			          "this robot: %s is not limited",
+			          CAP_STREAMS, name);
+		cap.warned_full = true;
+		return NULL;
+	}
+	memset(free_slot, 0, sizeof(*free_slot));
+	free_slot->used = true;
+	snprintf(free_slot->name, sizeof(free_slot->name), "%s", name);
+	free_slot->priority = config_priority(conf->uplink_priority, name);
+	return free_slot;
+}
+
+/* A consumer of stream (new to shipd or not) to follow. */
+static void cons_found(const char *stream, const char *name, const char *how)
+{
+	if (!js_name_valid(name))
+		return;
+	struct cstream *s = stream_get(stream, true);
+	if (!s)
+		return;
+	struct ccons *slot = NULL;
+	for (int i = 0; i < CAP_CONSUMERS; i++) {
+		struct ccons *k = &s->cons[i];
+		if (k->used && !strcmp(k->name, name))
+			return; /* followed already */
+		if (!k->used && !slot)
+			slot = k;
+	}
+	if (!slot) {
+		/* Four already: one no longer taking messages (a sourcing
+		 * cut off) makes room; else the new one is not followed. */
+		for (int i = 0; i < CAP_CONSUMERS && !slot; i++)
+			if (s->cons[i].known && !s->cons[i].bound)
+				slot = &s->cons[i];
+		if (!slot)
+			return;
+		cons_drop(slot);
+		s->used = true; /* cons_drop may have let it go */
+	}
+	memset(slot, 0, sizeof(*slot));
+	slot->used = true;
+	slot->s = s;
+	slot->stale = true;
+	snprintf(slot->name, sizeof(slot->name), "%s", name);
+	log_debug("uplink: following consumer %s of stream %s (%s)", name,
+	          stream, how);
+	cons_next(slot);
+}
+
+/* ---- the plan ---- */
+
+static bool stream_bound(const struct cstream *s)
+{
+	for (int i = 0; i < CAP_CONSUMERS; i++)
+		if (s->cons[i].used && s->cons[i].known && s->cons[i].bound)
+			return true;
+	return false;
+}
+
+/* Whether s holds the streams below it: a consumer of it has messages
+ * to catch up; or, while the hub is just back from an outage, one may
+ * have (not asked yet), or the hub has not made it yet. */
+static bool stream_behind(const struct cstream *s)
+{
+	bool back = cap.back_at && now_ms() - cap.back_at < GRACE_MS;
+	for (int i = 0; i < CAP_CONSUMERS; i++) {
+		const struct ccons *k = &s->cons[i];
+		if (k->used && k->known && k->bound && k->behind)
+			return true;
+		if (k->used && !k->known && back)
+			return true;
+	}
+	return back && s->sourced && !stream_bound(s);
+}
+
+static bool any_bound(void)
+{
+	for (int i = 0; i < CAP_STREAMS; i++)
+		if (cap.streams[i].used && stream_bound(&cap.streams[i]))
+			return true;
+	return false;
+}
+
+static int stream_takers(const struct cstream *s)
+{
+	int n = 0;
+	for (int i = 0; i < CAP_CONSUMERS; i++)
+		n += s->cons[i].used && s->cons[i].known && s->cons[i].bound;
+	return n;
+}
+
+/* At least trickle, and what is left of the cap c after taking out
+ * `others` trickles, shared by n. */
+static uint64_t share(uint64_t c, uint64_t trickle, int others, int n)
+{
+	uint64_t taken = trickle * (uint64_t)others;
+	uint64_t each = c > taken ? (c - taken) / (uint64_t)n : 0;
+	return each > trickle ? each : trickle;
+}
+
+static void plan(void)
+{
+	uint64_t c = enabled() ? conf->uplink_rate_limit : 0;
+	uint64_t trickle = c ? c / 64 : TRICKLE_FREE;
+	if (trickle < TRICKLE_MIN)
+		trickle = TRICKLE_MIN;
+	if (c && trickle > c)
+		trickle = c;
+	/* Held, let through with messages to catch up (busy), let through
+	 * with none (idle): the busy share what the others leave of the
+	 * cap, or, with none busy, the idle do (for what comes next). */
+	int held = 0, busy = 0, idle = 0;
+	for (int i = 0; i < CAP_STREAMS; i++) {
+		struct cstream *s = &cap.streams[i];
+		s->held = false;
+		if (!s->used || !stream_bound(s))
+			continue;
+		for (int j = 0; j < CAP_STREAMS && enabled(); j++) {
+			struct cstream *t = &cap.streams[j];
+			if (t->used && t->priority < s->priority &&
+			    stream_behind(t))
+				s->held = true;
+		}
+		if (s->held)
+			held++;
+		else if (stream_behind(s))
+			busy++;
+		else
+			idle++;
+	}
+	cap.cap = conf->uplink_rate_limit;
+	for (int i = 0; i < CAP_STREAMS; i++) {
+		struct cstream *s = &cap.streams[i];
+		if (!s->used)
+			continue;
+		uint64_t rate = 0;
+		if (s->held)
+			rate = trickle;
+		else if (c && busy)
+			rate = stream_behind(s) ? share(c, trickle, held + idle, busy)
+			                        : trickle;
+		else if (c)
+			rate = share(c, trickle, held, idle ? idle : 1);
+		int takers = stream_takers(s);
+		if (takers > 1 && rate) /* each takes all: each a part */
+			rate = rate / (uint64_t)takers ? rate / (uint64_t)takers : 1;
+		for (int j = 0; j < CAP_CONSUMERS; j++) {
+			struct ccons *k = &s->cons[j];
+			if (!k->used)
+				continue;
+			k->want = rate;
+			cons_next(k);
+		}
+	}
+}
+
+/* ---- one consumer's questions ---- */
+
+static void cons_updated(void *arg, json_t *reply, const struct js_err *e)
+{
+	(void)reply;
+	struct ccons *k = arg;
+	k->call = NULL;
+	k->step = IDLE;
+	if (e && (e->err_code == 10014 || e->err_code == 10059)) {
+		cons_drop(k); /* gone meanwhile */
+		return;
+	}
+	if (e) {
+		if (!cap.warned_set)
+			log_warnx("uplink: could not limit the hub's consumer %s "
+			          "of %s: %s",
+			          k->name, k->s->name, e->text);
+		cap.warned_set = true;
+		k->stale = true; /* asked again at the next tick */
+		return;
+	}
+	cap.warned_set = false;
+	k->set = true;
+	k->rate = k->sending;
+	log_debug("uplink: consumer %s of %s: %" PRIu64 " bytes/s%s", k->name,
+	          k->s->name, k->rate, k->s->held ? " (held)" : "");
+	cons_next(k);
+}
+
+static void cons_update(struct ccons *k)
+{
+	json_t *cfg = json_deep_copy(k->cfg);
+	json_t *body = cfg ? json_pack("{s:s, s:o}", "stream_name", k->s->name,
+	                               "config", cfg)
+	                   : NULL;
+	if (!body) {
+		json_decref(cfg);
+		return;
+	}
+	json_object_set_new(cfg, "rate_limit_bps",
+	                    json_integer((json_int_t)(k->want * 8)));
+	if (!k->want)
+		json_object_del(cfg, "rate_limit_bps");
+	char what[2 * JS_NAME_MAX + 32];
+	snprintf(what, sizeof(what), "CONSUMER.CREATE.%s.%s", k->s->name,
+	         k->name);
+	k->sending = k->want;
+	k->step = SETTING;
+	k->call = js_api_in(JS_LOCAL, what, body, 2000, cons_updated, k);
+	if (!k->call)
+		k->step = IDLE;
+}
+
+/* Whether an INFO's configuration is that of a sourcing consumer as
+ * nats-server makes them (stream.go, setSourceConsumer): direct, push,
+ * flow control, no acks. */
+static bool sourcing(json_t *cfg)
+{
+	const char *ack = json_string_value(json_object_get(cfg, "ack_policy"));
+	const char *dsub =
+		json_string_value(json_object_get(cfg, "deliver_subject"));
+	return json_is_true(json_object_get(cfg, "direct")) &&
+	       json_is_true(json_object_get(cfg, "flow_control")) && ack &&
+	       !strcmp(ack, "none") && dsub && *dsub;
+}
+
+static void cons_info(void *arg, json_t *reply, const struct js_err *e)
+{
+	struct ccons *k = arg;
+	k->call = NULL;
+	k->step = IDLE;
+	if (e && (e->err_code == 10014 || e->err_code == 10059)) {
+		cons_drop(k);
+		plan();
+		return;
+	}
+	if (e) {
+		k->stale = true;
+		return;
+	}
+	json_t *cfg = json_object_get(reply, "config");
+	if (!sourcing(cfg)) {
+		log_debug("uplink: consumer %s of %s is not the hub's", k->name,
+		          k->s->name);
+		cons_drop(k);
+		return;
+	}
+	json_decref(k->cfg);
+	k->cfg = json_incref(cfg);
+	uint64_t pending = (uint64_t)json_integer_value(
+		json_object_get(reply, "num_pending"));
+	/* A consumer the hub just made with messages to send is catching
+	 * up after an outage; one that had none at the last look and has
+	 * some now is most likely just busy with new ones (they are sent
+	 * within milliseconds), and counts as behind from the next look
+	 * on if it still has. Each change of the plan costs a burst. */
+	k->behind = pending && (!k->known || k->pending);
+	bool bound = json_is_true(json_object_get(reply, "push_bound"));
+	if (bound && !any_bound())
+		cap.back_at = now_ms(); /* the first after an outage */
+	if (pending != k->pending || bound != k->bound || !k->known)
+		log_debug("uplink: consumer %s of %s: %" PRIu64 " not sent%s",
+		          k->name, k->s->name, pending,
+		          bound ? "" : ", nobody takes them");
+	k->known = true;
+	k->pending = pending;
+	k->bound = bound;
+	if (bound)
+		k->s->sourced = true;
+	uint64_t bps = (uint64_t)json_integer_value(
+		json_object_get(cfg, "rate_limit_bps"));
+	if (!k->set || k->rate * 8 != bps) {
+		/* Made anew, or changed by someone else: what it has. */
+		k->set = bps != 0;
+		k->rate = bps / 8;
+	}
+	plan();
+}
+
+static void cons_next(struct ccons *k)
+{
+	if (!k->used || k->call || !link_connected())
+		return;
+	if (k->stale) {
+		char what[2 * JS_NAME_MAX + 32];
+		snprintf(what, sizeof(what), "CONSUMER.INFO.%s.%s", k->s->name,
+		         k->name);
+		k->stale = false;
+		k->step = ASKING;
+		k->call = js_api_in(JS_LOCAL, what, NULL, 2000, cons_info, k);
+		if (!k->call) {
+			k->step = IDLE;
+			k->stale = true;
+		}
+		return;
+	}
+	if (k->known && (k->set ? k->rate != k->want : k->want != 0))
+		cons_update(k);
+}
+
+/* ---- finding the consumers ---- */
+
+/* The n'th dot-separated token of subject into out (false if none). */
+static bool token(const char *subject, int n, char *out, size_t size)
+{
+	const char *p = subject;
+	for (; n > 0 && p; n--)
+		if ((p = strchr(p, '.')))
+			p++;
+	if (!p)
+		return false;
+	size_t len = strcspn(p, ".");
+	if (!len || len >= size)
+		return false;
+	memcpy(out, p, len);
+	out[len] = '\0';
+	return true;
+}
+
+static void on_created(void *arg, natsMsg *msg)
+{
+	(void)arg;
+	char stream[JS_NAME_MAX + 1], name[JS_NAME_MAX + 1];
+	/* $JS.EVENT.ADVISORY.CONSUMER.CREATED.<stream>.<consumer> */
+	const char *subj = natsMsg_GetSubject(msg);
+	if (token(subj, 5, stream, sizeof(stream)) &&
+	    token(subj, 6, name, sizeof(name)))
+		cons_found(stream, name, "made");
+	natsMsg_Destroy(msg);
+}
+
+static void on_deleted(void *arg, natsMsg *msg)
+{
+	(void)arg;
+	char stream[JS_NAME_MAX + 1], name[JS_NAME_MAX + 1];
+	const char *subj = natsMsg_GetSubject(msg);
+	struct cstream *s = token(subj, 5, stream, sizeof(stream)) &&
+	                                    token(subj, 6, name, sizeof(name))
+	                            ? stream_get(stream, false)
+	                            : NULL;
+	for (int i = 0; s && i < CAP_CONSUMERS; i++)
+		if (s->cons[i].used && !strcmp(s->cons[i].name, name)) {
+			cons_drop(&s->cons[i]);
+			plan();
+			break;
+		}
+	natsMsg_Destroy(msg);
+}
+
+/* A message a sourcing consumer delivers: its ack subject names it. */
+static void on_peek(void *arg, natsMsg *msg)
+{
+	(void)arg;
+	char stream[JS_NAME_MAX + 1], name[JS_NAME_MAX + 1];
+	const char *reply = natsMsg_GetReply(msg);
+	if (reply && !strncmp(reply, "$JS.ACK.", 8) &&
+	    token(reply, 2, stream, sizeof(stream)) &&
+	    token(reply, 3, name, sizeof(name)))
+		cons_found(stream, name, "seen delivering");
+	natsMsg_Destroy(msg);
+}
+
+static void peek_stop(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	pubsub_own_end(cap.peek);
+	cap.peek = NULL;
+}
+
+/* ---- uplink.c's ---- */
+
+void uplinkcap_link_changed(bool linked)
+{
+	if (!conf->hub_domain)
+		return;
+	if (!linked) {
+		for (int i = 0; i < CAP_STREAMS; i++)
+			for (int j = 0; j < CAP_CONSUMERS; j++) {
+				struct ccons *k = &cap.streams[i].cons[j];
+				js_cancel(k->call);
+				k->call = NULL;
+				k->step = IDLE;
+				k->stale = k->used;
+			}
+		return;
+	}
+	if (cap.peek || !cap.peek_end)
+		return;
+	/* Consumers made while shipd was away deliver on $JS.S.<id>. */
+	cap.peek = pubsub_own("$JS.S.>", NULL, on_peek, NULL);
+	struct timeval tv = {PEEK_MS / 1000, (PEEK_MS % 1000) * 1000};
+	event_add(cap.peek_end, &tv);
+}
+
+void uplinkcap_tick(void)
+{
+	if (!conf->hub_domain)
+		return;
+	for (int i = 0; i < CAP_STREAMS; i++)
+		for (int j = 0; j < CAP_CONSUMERS; j++) {
+			struct ccons *k = &cap.streams[i].cons[j];
+			if (!k->used)
+				continue;
+			k->stale = true;
+			cons_next(k);
+		}
+	if (cap.cap != conf->uplink_rate_limit)
+		plan(); /* a reload changed the cap */
+}
+
+void uplinkcap_init(void)
+{
+	if (!conf->hub_domain)
+		return;
+	/* Followed even when nothing is limited: for a reload that sets
+	 * uplink_rate_limit, and for what they have not sent (status). */
+	cap.created = pubsub_own("$JS.EVENT.ADVISORY.CONSUMER.CREATED.*.*",
+	                         NULL, on_created, NULL);
+	cap.deleted = pubsub_own("$JS.EVENT.ADVISORY.CONSUMER.DELETED.*.*",
+	                         NULL, on_deleted, NULL);
+	cap.peek_end = evtimer_new(base, peek_stop, NULL);
+	if (!cap.created || !cap.deleted || !cap.peek_end)
+		fatal("%s: out of memory", __func__);
+	cap.cap = conf->uplink_rate_limit;
+	/* The named streams hold the ones below them from the start (until
+	 * the hub is seen not to source them: GRACE_MS). */
+	const char *p = conf->uplink_priority;
+	for (size_t n; p && *(p += strspn(p, ", \t")); p += n) {
+		char name[JS_NAME_MAX + 1];
+		n = strcspn(p, ", \t");
+		size_t len = strcspn(p, ":");
+		if (len > n || len >= sizeof(name))
+			continue;
+		memcpy(name, p, len);
+		name[len] = '\0';
+		struct cstream *s = stream_get(name, true);
+		if (s)
+			s->named = s->sourced = true;
+	}
+}
+
+void uplinkcap_finish(void)
+{
+	for (int i = 0; i < CAP_STREAMS; i++)
+		for (int j = 0; j < CAP_CONSUMERS; j++)
+			if (cap.streams[i].cons[j].used)
+				cons_drop(&cap.streams[i].cons[j]);
+	pubsub_own_end(cap.created);
+	pubsub_own_end(cap.deleted);
+	pubsub_own_end(cap.peek);
+	cap.created = cap.deleted = cap.peek = NULL;
+	if (cap.peek_end)
+		event_free(cap.peek_end);
+	cap.peek_end = NULL;
+}
+
+void uplinkcap_describe(const char *stream, Ship__UplinkStream *o)
+{
+	o->priority = (uint32_t)config_priority(conf->uplink_priority, stream);
+	struct cstream *s = stream_get(stream, false);
+	if (!s)
+		return;
+	o->held = s->held;
+	for (int i = 0; i < CAP_CONSUMERS; i++) {
+		const struct ccons *k = &s->cons[i];
+		if (!k->used || !k->known || !k->bound)
+			continue;
+		o->consumers++;
+		o->pending += k->pending;
+		o->rate_limit += k->set ? k->rate : 0;
+	}
+}
