@@ -58,6 +58,13 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* Time since t, 0 if t is later (another thread's "now" taken after ours). */
+static uint64_t ns_since(uint64_t t)
+{
+	uint64_t now = now_ns();
+	return now > t ? now - t : 0;
+}
+
 /* ---- shipd's CPU and memory, from /proc ---- */
 
 struct usage {
@@ -2583,10 +2590,13 @@ static void jobs_check(struct jobs_run *r, uint64_t t0)
 	free(wait);
 }
 
+/* Until every job is done, or none progressed for JOBS_IDLE_MS. The apps
+ * move progress_ns on while this reads it: ns_since() takes it before the
+ * clock and never goes below 0. */
 static void jobs_wait(struct jobs_run *r)
 {
 	while (!atomic_load(&r->stop) && atomic_load(&r->done) < r->n &&
-	       now_ns() - atomic_load(&r->progress_ns) <
+	       ns_since(atomic_load(&r->progress_ns)) <
 	           (uint64_t)JOBS_IDLE_MS * 1000000u)
 		fx_sleep_ms(1);
 	atomic_store(&r->stop, true);
@@ -2948,7 +2958,7 @@ static void svc_failed(struct svc_run *r, bool error_answer, const char *fmt,
  * held. */
 static bool svc_stalled(struct svc_run *r)
 {
-	if (now_ns() - r->progress_ns < (uint64_t)SVC_IDLE_MS * 1000000u)
+	if (ns_since(r->progress_ns) < (uint64_t)SVC_IDLE_MS * 1000000u)
 		return false;
 	svc_note(r, "no answer for %d ms with %u in flight", SVC_IDLE_MS,
 	         r->sent - r->done);
