@@ -204,17 +204,23 @@ struct scenario {
 static void sample_fail(struct sample *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* The first reason is kept, json_safe. */
+/* A run failed: the first reason is kept, json_safe. */
+static void fail_once(bool *failed, char *why, size_t size, const char *fmt,
+                      va_list ap)
+{
+	if (*failed)
+		return;
+	vsnprintf(why, size, fmt, ap);
+	json_safe(why);
+	*failed = true;
+}
+
 static void sample_fail(struct sample *s, const char *fmt, ...)
 {
-	if (s->failed)
-		return;
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(s->why, sizeof(s->why), fmt, ap);
+	fail_once(&s->failed, s->why, sizeof(s->why), fmt, ap);
 	va_end(ap);
-	json_safe(s->why);
-	s->failed = true;
 }
 
 /* shipd's CPU and peak over a sample (and a second shipd's CPU). */
@@ -309,34 +315,34 @@ static unsigned figures(struct sample *s, unsigned rounds, int m,
 	return n;
 }
 
-/* The verdict of a side: "" if good, else why it has no figure. Loss
- * fails the run, but a best-effort scenario's loss shipd owned up to
- * does not with --allow-loss. */
-static const char *verdict(const struct scenario *sc, const struct tally *t,
-                           char *buf, size_t size)
-{
-	if (t->failed) {
-		snprintf(buf, size, "FAILED in %u of %u rounds: %s", t->failed,
-		         t->rounds, t->why);
-		return buf;
-	}
-	if (!t->lost)
-		return "";
-	int n = snprintf(buf, size,
-	                 "LOSSY: %" PRIu64 " of %" PRIu64 " lost (%.2f %%)",
-	                 t->lost, t->sent, 100.0 * (double)t->lost /
-	                                       (double)(t->sent ? t->sent : 1));
-	if (n > 0 && (size_t)n < size)
-		snprintf(buf + n, size - (size_t)n,
-		         ", %" PRIu64 " of them said dropped, rate not reported",
-		         t->lost - t->unaccounted);
-	return buf;
-}
-
 static bool tally_fails(const struct scenario *sc, const struct tally *t)
 {
 	return t->failed || t->unaccounted ||
 	       (t->lost && !(sc->best_effort && opt.allow_loss));
+}
+
+/* The verdict of a side: "" if good, else why it has no figure: its
+ * loss first, then a failure. Loss fails the run, but a best-effort
+ * scenario's loss, all of it told by shipd, does not with --allow-loss. */
+static const char *verdict(const struct scenario *sc, const struct tally *t,
+                           char *buf, size_t size)
+{
+	int n = 0;
+	buf[0] = '\0';
+	if (t->lost)
+		n = snprintf(buf, size,
+		             "LOSSY: %" PRIu64 " of %" PRIu64 " lost (%.2f %%), "
+		             "%" PRIu64 " of them told as dropped or failed, rate "
+		             "not reported%s",
+		             t->lost, t->sent,
+		             100.0 * (double)t->lost / (double)(t->sent ? t->sent : 1),
+		             t->lost - t->unaccounted,
+		             tally_fails(sc, t) ? "" : " (--allow-loss)");
+	if (t->failed && n >= 0 && (size_t)n < size)
+		snprintf(buf + n, size - (size_t)n,
+		         "%sFAILED in %u of %u rounds: %s", n ? "; " : "",
+		         t->failed, t->rounds, t->why);
+	return buf;
 }
 
 static void print_value(char *out, size_t size, bool good, unsigned n,
@@ -377,7 +383,7 @@ static void report_row(const struct scenario *sc, struct sample **s,
                        unsigned rounds, int k, int m,
                        const struct tally *td, const struct tally *ts)
 {
-	char dv[64], sv[64], dwhy[320], swhy[320];
+	char dv[64], sv[64], dwhy[512], swhy[512];
 	const char *dver = verdict(sc, td, dwhy, sizeof(dwhy));
 	const char *sver = verdict(sc, ts, swhy, sizeof(swhy));
 	double dmed, dlo, dhi, smed, slo, shi;
@@ -395,7 +401,9 @@ static void report_row(const struct scenario *sc, struct sample **s,
 		json_side("shipd", s[k], rounds, ts, m, !*sver, sver);
 		if (good)
 			printf(",\"ratio\":%.3f", ratio);
-		else
+		if (td->lost || ts->lost)
+			printf(",\"lossy\":true");
+		if (tally_fails(sc, td) || tally_fails(sc, ts))
 			printf(",\"failed\":true");
 		if (ts->cpu_us_op >= 0)
 			printf(",\"shipd_cpu_us_per_op\":%.3f,\"shipd_peak_rss_kib\":"
@@ -428,7 +436,7 @@ static void report_row(const struct scenario *sc, struct sample **s,
 static void report_tally(const struct scenario *sc, int k,
                          const struct tally *t, const struct sample *s)
 {
-	char why[320];
+	char why[512];
 	const char *v = verdict(sc, t, why, sizeof(why));
 	if (opt.json) {
 		printf(",\n{\"scenario\":\"%s\",\"side\":\"%s\",\"tally\":true,"
@@ -485,7 +493,7 @@ static void run_scenario(struct scenario *sc)
 	if (fails)
 		bench_failures++;
 	for (int k = 0; k < nsides; k++) {
-		char why[320];
+		char why[512];
 		sc->good[k] = !*verdict(sc, &t[k], why, sizeof(why));
 		for (int m = 0; m < nm; m++) {
 			double lo, hi;
@@ -545,6 +553,25 @@ static struct shipc *ship_connect_at(const char *sock, const char *name)
 static struct shipc *ship_connect(const char *name)
 {
 	return ship_connect_at(opt.socket, name);
+}
+
+/* A second shipd B on the same nats-server, linked, and A linked too;
+ * false (told, counted as a failure) if B did not come up. B only beside
+ * an A of ours: another shipd might use another NATS. */
+static bool shipd_b(struct shipdp *b, const char *scenario)
+{
+	if (shipd_pid && (shipd_start(b, opt.nats_url, opt.shipd_args) < 0 ||
+	                  !fx_wait_link(b->sock, 10000))) {
+		fprintf(stderr, "shipbench: %s: cannot start a second shipd\n",
+		        scenario);
+		shipd_cleanup(b);
+		bench_failures++;
+		return false;
+	}
+	if (!fx_wait_link(opt.socket, 10000))
+		fprintf(stderr, "shipbench: %s: shipd is not linked to NATS\n",
+		        scenario);
+	return true;
 }
 
 /* ---- rtt: a bare Unix socket ping-pong, the floor for any sidecar ---- */
@@ -2760,16 +2787,8 @@ static void bench_jobs(void)
 	c.np = c.n / 10 > 200 ? 200 : c.n / 10; /* paced */
 	if (c.np < 20)
 		c.np = c.n < 20 ? c.n : 20;
-	/* B only beside an A of ours: another shipd might use another NATS. */
-	if (shipd_pid && (shipd_start(&c.b, opt.nats_url, opt.shipd_args) < 0 ||
-	                  !fx_wait_link(c.b.sock, 10000))) {
-		fprintf(stderr, "shipbench: jobs: cannot start a second shipd\n");
-		shipd_cleanup(&c.b);
-		bench_failures++;
+	if (!shipd_b(&c.b, "jobs"))
 		return;
-	}
-	if (!fx_wait_link(opt.socket, 10000))
-		fprintf(stderr, "shipbench: jobs: shipd is not linked to NATS\n");
 	c.admin = ship_connect("bench-jobs");
 	struct scenario sc = {.name = "jobs", .metrics = m, .sides = sides,
 	                      .best_effort = false, .ctx = &c};
@@ -3438,16 +3457,8 @@ static void bench_svc(void)
 	struct svc_ctx c = {.warm = opt.quick ? 20 : 200,
 	                    .nl = opt.quick ? 200 : 2000,
 	                    .nw = opt.quick ? 5000 : 50000};
-	/* B only beside an A of ours: another shipd might use another NATS. */
-	if (shipd_pid && (shipd_start(&c.b, opt.nats_url, opt.shipd_args) < 0 ||
-	                  !fx_wait_link(c.b.sock, 10000))) {
-		fprintf(stderr, "shipbench: svc: cannot start a second shipd\n");
-		shipd_cleanup(&c.b);
-		bench_failures++;
+	if (!shipd_b(&c.b, "svc"))
 		return;
-	}
-	if (!fx_wait_link(opt.socket, 10000))
-		fprintf(stderr, "shipbench: svc: shipd is not linked to NATS\n");
 	struct scenario sc = {.name = "svc", .metrics = m, .sides = sides,
 	                      .best_effort = false, .ctx = &c};
 	run_scenario(&sc);
@@ -3558,17 +3569,12 @@ struct fleet_run {
 static void fleet_fail(struct fleet_run *r, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* The first reason is kept. */
 static void fleet_fail(struct fleet_run *r, const char *fmt, ...)
 {
-	if (r->failed)
-		return;
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(r->why, sizeof(r->why), fmt, ap);
+	fail_once(&r->failed, r->why, sizeof(r->why), fmt, ap);
 	va_end(ap);
-	json_safe(r->why);
-	r->failed = true;
 }
 
 /* A stream's state (the JetStream of the server nc is connected to):
@@ -4195,8 +4201,8 @@ static void usage(FILE *f)
 	        "in turn; a run that lost anything has no figure and fails, but\n"
 	        "--allow-loss lets pub, pubsub and fanout pass when shipd said\n"
 	        "what it dropped (core NATS is best effort).\n"
-	        "--shipd-opt goes to the shipds shipbench starts (not the fleet's)\n"
-	        "as -o KEY=VALUE.\n"
+	        "--shipd-opt goes to the shipds shipbench starts (not the\n"
+	        "fleet's) as -o KEY=VALUE.\n"
 	        "Without --nats a temporary nats-server -js is started; without\n"
 	        "--socket a shipd is started (SHIPD_BIN or the one built beside).\n",
 	        SVC_SIZE_MIN, FLEET_EVENTS_MAX);
