@@ -25,6 +25,8 @@
 #include "ipc.h"
 #include "shipc.h"
 
+#define SHIPD_OPTS_MAX 8
+
 static struct {
 	const char *nats_url;
 	const char *socket;
@@ -34,9 +36,13 @@ static struct {
 	unsigned obj_mib; /* 0: 256, or 4 with --quick */
 	unsigned jobs;    /* 0: 2000, or 200 with --quick */
 	unsigned fleet;   /* events per robot; 0: 20000, or 2000 with --quick */
+	unsigned rounds;  /* of each scenario, direct and shipd in turn */
+	const char *shipd_args[2 * SHIPD_OPTS_MAX + 1]; /* -o K=V ... */
+	unsigned shipd_opts;
+	bool allow_loss;  /* core NATS drops shipd owns up to pass */
 	bool json;
 	bool quick;
-} opt = {.size = 128, .count = 200000, .clients = 4};
+} opt = {.size = 128, .count = 200000, .clients = 4, .rounds = 3};
 
 static struct natsd nd;
 static struct shipdp sd;
@@ -50,6 +56,13 @@ static uint64_t now_ns(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Time since t, 0 if t is later (another thread's "now" taken after ours). */
+static uint64_t ns_since(uint64_t t)
+{
+	uint64_t now = now_ns();
+	return now > t ? now - t : 0;
 }
 
 /* ---- shipd's CPU and memory, from /proc ---- */
@@ -130,31 +143,6 @@ static void usage_end(struct usage *u)
 
 /* ---- output ---- */
 
-static void row(const char *scenario, const char *metric, double direct,
-                double shipd, bool higher_better, const struct usage *u)
-{
-	double ratio = direct > 0 ? shipd / direct : 0;
-	if (opt.json) {
-		printf("%s{\"scenario\":\"%s\",\"metric\":\"%s\",\"direct\":%.3f,"
-		       "\"shipd\":%.3f,\"ratio\":%.3f,\"higher_is_better\":%s",
-		       first_row ? "" : ",\n", scenario, metric, direct, shipd,
-		       ratio, higher_better ? "true" : "false");
-		if (u && shipd_pid)
-			printf(",\"shipd_cpu_s\":%.3f,\"shipd_peak_rss_kib\":%ld",
-			       u->cpu_s, u->peak_kib);
-		printf("}");
-	} else {
-		printf("%-8s %-16s %14.1f %14.1f %8.3f", scenario, metric, direct,
-		       shipd, ratio);
-		if (u && shipd_pid)
-			printf(" %8.2f s %8.1f MiB", u->cpu_s,
-			       (double)u->peak_kib / 1024.0);
-		printf("\n");
-	}
-	first_row = false;
-	fflush(stdout);
-}
-
 /* Quotes, backslashes and control characters replaced, so that why goes
  * into the JSON output as it is. */
 static void json_safe(char *why)
@@ -164,34 +152,363 @@ static void json_safe(char *why)
 			*p = '\'';
 }
 
-/* A failed run is a failure, not a rate: no ratio, a reason (made
- * json_safe) for the side that failed, and the run exits non-zero. */
-static void row_failed(const char *scenario, const char *metric, bool d_ok,
-                       double direct, const char *d_why, bool s_ok,
-                       double shipd, const char *s_why)
+/* ---- rounds: each side of a scenario several times, interleaved ----
+ *
+ * A scenario has sides: sides[0] is direct nats.c, the others go through
+ * shipd (on one end, or on both). Each round runs every side once, in
+ * turn (the order reversed every other round, so that neither side always
+ * runs on a machine the other just warmed or loaded). Each run is a
+ * sample: its figures, what it sent, what arrived and what shipd said it
+ * dropped, and shipd's CPU over it. A row gives each side's median and
+ * spread over its rounds, the ratio of the medians and shipd's CPU per
+ * operation; a side that lost anything has no figure, its loss instead. */
+
+#define ROUNDS_MAX 25
+#define METRICS_MAX 4
+#define SIDES_MAX 3
+
+struct metric {
+	const char *name;
+	bool higher_better;
+};
+
+struct sample {
+	bool failed;
+	char why[256];
+	double v[METRICS_MAX]; /* in the order of the scenario's metrics */
+	uint64_t sent;         /* messages, requests, jobs ... */
+	uint64_t delivered;    /* of those, what arrived (or was acknowledged) */
+	uint64_t dropped;      /* of the rest, what shipd (or nats.c) said */
+	uint64_t ops;          /* operations of shipd, for its CPU per op */
+	struct usage u;        /* shipd's; peak_kib < 0: none taken */
+	pid_t extra_pid;       /* a second shipd whose CPU counts too */
+	double extra_cpu_s;
+};
+
+struct side {
+	const char *name;
+	void (*run)(void *ctx, struct sample *s);
+};
+
+struct scenario {
+	const char *name;
+	const struct metric *metrics; /* ends at a NULL name */
+	const struct side *sides;     /* ends at a NULL name */
+	bool best_effort; /* core NATS: may drop, if it says so (--allow-loss) */
+	void *ctx;
+	/* Filled by run_scenario(): each side's medians, if it has figures. */
+	bool good[SIDES_MAX];
+	double med[SIDES_MAX][METRICS_MAX];
+};
+
+static void sample_fail(struct sample *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* A run failed: the first reason is kept, json_safe. */
+static void fail_once(bool *failed, char *why, size_t size, const char *fmt,
+                      va_list ap)
 {
-	bench_failures++;
+	if (*failed)
+		return;
+	vsnprintf(why, size, fmt, ap);
+	json_safe(why);
+	*failed = true;
+}
+
+static void sample_fail(struct sample *s, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fail_once(&s->failed, s->why, sizeof(s->why), fmt, ap);
+	va_end(ap);
+}
+
+/* shipd's CPU and peak over a sample (and a second shipd's CPU). */
+static void sample_begin(struct sample *s)
+{
+	usage_begin(&s->u);
+	if (s->extra_pid)
+		s->extra_cpu_s = proc_cpu_s(s->extra_pid);
+}
+
+static void sample_end(struct sample *s)
+{
+	usage_end(&s->u);
+	if (s->extra_pid)
+		s->u.cpu_s += proc_cpu_s(s->extra_pid) - s->extra_cpu_s;
+}
+
+/* A part measured on its own (sample_begin/end) into s. */
+static void sample_add(struct sample *s, const struct sample *part)
+{
+	s->u.cpu_s += part->u.cpu_s;
+	if (part->u.peak_kib > s->u.peak_kib)
+		s->u.peak_kib = part->u.peak_kib;
+}
+
+/* A side over its rounds. */
+struct tally {
+	unsigned rounds, failed;
+	const char *why;
+	uint64_t sent, delivered, dropped, lost, unaccounted;
+	double cpu_us_op; /* all rounds' CPU over their operations; < 0: none */
+	long peak_kib;
+};
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+static double median_of(double *v, unsigned n)
+{
+	qsort(v, n, sizeof(*v), cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static void tally_side(struct tally *t, struct sample *s, unsigned rounds)
+{
+	double cpu_s = 0;
+	uint64_t ops = 0;
+	*t = (struct tally){.rounds = rounds, .cpu_us_op = -1};
+	for (unsigned r = 0; r < rounds; r++) {
+		if (s[r].failed && !t->failed++)
+			t->why = s[r].why;
+		t->sent += s[r].sent;
+		t->delivered += s[r].delivered;
+		t->dropped += s[r].dropped;
+		if (s[r].delivered < s[r].sent) {
+			uint64_t lost = s[r].sent - s[r].delivered;
+			t->lost += lost;
+			if (lost > s[r].dropped)
+				t->unaccounted += lost - s[r].dropped;
+		}
+		/* Summed: /proc counts CPU in ticks of 10 ms, coarse for a
+		 * short round. */
+		if (s[r].ops && s[r].u.peak_kib >= 0) {
+			cpu_s += s[r].u.cpu_s;
+			ops += s[r].ops;
+		}
+		if (s[r].u.peak_kib > t->peak_kib)
+			t->peak_kib = s[r].u.peak_kib;
+	}
+	if (ops)
+		t->cpu_us_op = cpu_s * 1e6 / (double)ops;
+}
+
+/* Median, least and most of metric m over the rounds that did not fail. */
+static unsigned figures(struct sample *s, unsigned rounds, int m,
+                        double *med, double *lo, double *hi)
+{
+	double v[ROUNDS_MAX];
+	unsigned n = 0;
+	for (unsigned r = 0; r < rounds; r++)
+		if (!s[r].failed)
+			v[n++] = s[r].v[m];
+	*med = *lo = *hi = 0;
+	if (!n)
+		return 0;
+	*med = median_of(v, n);
+	*lo = v[0];
+	*hi = v[n - 1];
+	return n;
+}
+
+static bool tally_fails(const struct scenario *sc, const struct tally *t)
+{
+	return t->failed || t->unaccounted ||
+	       (t->lost && !(sc->best_effort && opt.allow_loss));
+}
+
+/* The verdict of a side: "" if good, else why it has no figure: its
+ * loss first, then a failure. Loss fails the run, but a best-effort
+ * scenario's loss, all of it told by shipd, does not with --allow-loss. */
+static const char *verdict(const struct scenario *sc, const struct tally *t,
+                           char *buf, size_t size)
+{
+	int n = 0;
+	buf[0] = '\0';
+	if (t->lost)
+		n = snprintf(buf, size,
+		             "LOSSY: %" PRIu64 " of %" PRIu64 " lost (%.2f %%), "
+		             "%" PRIu64 " of them told as dropped or failed, rate "
+		             "not reported%s",
+		             t->lost, t->sent,
+		             100.0 * (double)t->lost / (double)(t->sent ? t->sent : 1),
+		             t->lost - t->unaccounted,
+		             tally_fails(sc, t) ? "" : " (--allow-loss)");
+	if (t->failed && n >= 0 && (size_t)n < size)
+		snprintf(buf + n, size - (size_t)n,
+		         "%sFAILED in %u of %u rounds: %s", n ? "; " : "",
+		         t->failed, t->rounds, t->why);
+	return buf;
+}
+
+static void print_value(char *out, size_t size, bool good, unsigned n,
+                        double med, double lo, double hi, const char *bad)
+{
+	if (!good || !n) {
+		snprintf(out, size, "%s", bad);
+		return;
+	}
+	double spread = med > 0 ? 50.0 * (hi - lo) / med : 0;
+	snprintf(out, size, "%.1f \xc2\xb1%.0f%%", med, spread);
+}
+
+static void json_side(const char *key, struct sample *s, unsigned rounds,
+                      const struct tally *t, int m, bool good,
+                      const char *why)
+{
+	double med, lo, hi;
+	unsigned n = figures(s, rounds, m, &med, &lo, &hi);
+	if (good && n)
+		printf(",\"%s\":%.3f,\"%s_min\":%.3f,\"%s_max\":%.3f", key, med, key,
+		       lo, key, hi);
+	else
+		printf(",\"%s_error\":\"%s\"", key, why);
+	printf(",\"%s_rounds\":[", key);
+	for (unsigned r = 0; r < rounds; r++)
+		if (s[r].failed)
+			printf("%snull", r ? "," : "");
+		else
+			printf("%s%.3f", r ? "," : "", s[r].v[m]);
+	printf("],\"%s_sent\":%" PRIu64 ",\"%s_delivered\":%" PRIu64
+	       ",\"%s_dropped\":%" PRIu64 ",\"%s_lost\":%" PRIu64,
+	       key, t->sent, key, t->delivered, key, t->dropped, key, t->lost);
+}
+
+/* One row: direct (side 0) against side k, for metric m. */
+static void report_row(const struct scenario *sc, struct sample **s,
+                       unsigned rounds, int k, int m,
+                       const struct tally *td, const struct tally *ts)
+{
+	char dv[64], sv[64], dwhy[512], swhy[512];
+	const char *dver = verdict(sc, td, dwhy, sizeof(dwhy));
+	const char *sver = verdict(sc, ts, swhy, sizeof(swhy));
+	double dmed, dlo, dhi, smed, slo, shi;
+	unsigned dn = figures(s[0], rounds, m, &dmed, &dlo, &dhi);
+	unsigned sn = figures(s[k], rounds, m, &smed, &slo, &shi);
+	bool good = !*dver && !*sver && dn && sn;
+	double ratio = good && dmed > 0 ? smed / dmed : 0;
+	const struct metric *mt = &sc->metrics[m];
 	if (opt.json) {
-		printf("%s{\"scenario\":\"%s\",\"metric\":\"%s\",\"failed\":true",
-		       first_row ? "" : ",\n", scenario, metric);
-		if (d_ok)
-			printf(",\"direct\":%.3f", direct);
-		else
-			printf(",\"direct_error\":\"%s\"", d_why);
-		if (s_ok)
-			printf(",\"shipd\":%.3f}", shipd);
-		else
-			printf(",\"shipd_error\":\"%s\"}", s_why);
+		printf("%s{\"scenario\":\"%s\",\"side\":\"%s\",\"metric\":\"%s\","
+		       "\"higher_is_better\":%s,\"rounds\":%u",
+		       first_row ? "" : ",\n", sc->name, sc->sides[k].name,
+		       mt->name, mt->higher_better ? "true" : "false", rounds);
+		json_side("direct", s[0], rounds, td, m, !*dver, dver);
+		json_side("shipd", s[k], rounds, ts, m, !*sver, sver);
+		if (good)
+			printf(",\"ratio\":%.3f", ratio);
+		if (td->lost || ts->lost)
+			printf(",\"lossy\":true");
+		if (tally_fails(sc, td) || tally_fails(sc, ts))
+			printf(",\"failed\":true");
+		if (ts->cpu_us_op >= 0)
+			printf(",\"shipd_cpu_us_per_op\":%.3f,\"shipd_peak_rss_kib\":"
+			       "%ld",
+			       ts->cpu_us_op, ts->peak_kib);
+		printf("}");
 	} else {
-		char dv[32] = "FAILED", sv[32] = "FAILED";
-		if (d_ok)
-			snprintf(dv, sizeof(dv), "%.1f", direct);
-		if (s_ok)
-			snprintf(sv, sizeof(sv), "%.1f", shipd);
-		printf("%-8s %-16s %14s %14s %8s\n", scenario, metric, dv, sv, "-");
+		print_value(dv, sizeof(dv), !*dver, dn, dmed, dlo, dhi,
+		            td->failed ? "FAILED" : "LOSSY");
+		print_value(sv, sizeof(sv), !*sver, sn, smed, slo, shi,
+		            ts->failed ? "FAILED" : "LOSSY");
+		printf("%-8s %-12s %-16s %18s %18s", sc->name, sc->sides[k].name,
+		       mt->name, dv, sv);
+		if (good)
+			printf(" %6.3f", ratio);
+		else
+			printf(" %6s", "-");
+		if (ts->cpu_us_op >= 0)
+			printf(" %9.2f %7.1f", ts->cpu_us_op,
+			       (double)ts->peak_kib / 1024.0);
+		if (!good)
+			printf("   %s", *sver ? sver : dver);
+		printf("\n");
 	}
 	first_row = false;
 	fflush(stdout);
+}
+
+/* What a side moved over all rounds, with its verdict: one line. */
+static void report_tally(const struct scenario *sc, int k,
+                         const struct tally *t, const struct sample *s)
+{
+	char why[512];
+	const char *v = verdict(sc, t, why, sizeof(why));
+	if (opt.json) {
+		printf(",\n{\"scenario\":\"%s\",\"side\":\"%s\",\"tally\":true,"
+		       "\"rounds\":%u,\"failed_rounds\":%u,\"sent\":%" PRIu64
+		       ",\"delivered\":%" PRIu64 ",\"dropped\":%" PRIu64
+		       ",\"lost\":%" PRIu64 ",\"unaccounted\":%" PRIu64
+		       ",\"verdict\":\"%s\"",
+		       sc->name, sc->sides[k].name, t->rounds, t->failed, t->sent,
+		       t->delivered, t->dropped, t->lost, t->unaccounted,
+		       *v ? v : "ok");
+		if (k && t->cpu_us_op >= 0)
+			printf(",\"shipd_cpu_us_per_op\":%.3f", t->cpu_us_op);
+		printf("}");
+		return;
+	}
+	printf("%-8s %-12s %u rounds: sent %" PRIu64 ", delivered %" PRIu64
+	       ", dropped %" PRIu64 ", lost %" PRIu64 "%s%s",
+	       sc->name, sc->sides[k].name, t->rounds, t->sent, t->delivered,
+	       t->dropped, t->lost, *v ? ": " : ": ok", v);
+	for (unsigned r = 0; t->lost && r < t->rounds; r++)
+		printf("%s%.2f %%", r ? ", " : " (lost per round: ",
+		       s[r].sent ? 100.0 * (double)(s[r].sent - s[r].delivered) /
+		                       (double)s[r].sent
+		                 : 0.0);
+	printf("%s\n", t->lost ? ")" : "");
+}
+
+static void run_scenario(struct scenario *sc)
+{
+	int nsides = 0, nm = 0;
+	while (sc->sides[nsides].name)
+		nsides++;
+	while (sc->metrics[nm].name)
+		nm++;
+	unsigned rounds = opt.rounds;
+	struct sample *s[SIDES_MAX];
+	struct tally t[SIDES_MAX];
+	for (int k = 0; k < nsides; k++)
+		s[k] = calloc(rounds, sizeof(*s[k]));
+	for (unsigned r = 0; r < rounds; r++)
+		for (int j = 0; j < nsides; j++) {
+			int k = r % 2 ? nsides - 1 - j : j;
+			s[k][r].u.peak_kib = -1;
+			sc->sides[k].run(sc->ctx, &s[k][r]);
+			if (!opt.json && s[k][r].failed)
+				fprintf(stderr, "shipbench: %s: %s, round %u: %s\n",
+				        sc->name, sc->sides[k].name, r + 1, s[k][r].why);
+		}
+	bool fails = false;
+	for (int k = 0; k < nsides; k++) {
+		tally_side(&t[k], s[k], rounds);
+		fails = fails || tally_fails(sc, &t[k]);
+	}
+	if (fails)
+		bench_failures++;
+	for (int k = 0; k < nsides; k++) {
+		char why[512];
+		sc->good[k] = !*verdict(sc, &t[k], why, sizeof(why));
+		for (int m = 0; m < nm; m++) {
+			double lo, hi;
+			sc->good[k] = figures(s[k], rounds, m, &sc->med[k][m], &lo,
+			                      &hi) &&
+			              sc->good[k];
+		}
+	}
+	for (int k = 1; k < nsides; k++)
+		for (int m = 0; m < nm; m++)
+			report_row(sc, s, rounds, k, m, &t[0], &t[k]);
+	for (int k = 0; k < nsides; k++)
+		report_tally(sc, k, &t[k], s[k]);
+	for (int k = 0; k < nsides; k++)
+		free(s[k]);
 }
 
 /* asap: write each message at once, the best nats.c does for latency;
@@ -238,14 +555,34 @@ static struct shipc *ship_connect(const char *name)
 	return ship_connect_at(opt.socket, name);
 }
 
+/* A second shipd B on the same nats-server, linked, and A linked too;
+ * false (told, counted as a failure) if B did not come up. B only beside
+ * an A of ours: another shipd might use another NATS. */
+static bool shipd_b(struct shipdp *b, const char *scenario)
+{
+	if (shipd_pid && (shipd_start(b, opt.nats_url, opt.shipd_args) < 0 ||
+	                  !fx_wait_link(b->sock, 10000))) {
+		fprintf(stderr, "shipbench: %s: cannot start a second shipd\n",
+		        scenario);
+		shipd_cleanup(b);
+		bench_failures++;
+		return false;
+	}
+	if (!fx_wait_link(opt.socket, 10000))
+		fprintf(stderr, "shipbench: %s: shipd is not linked to NATS\n",
+		        scenario);
+	return true;
+}
+
 /* ---- rtt: a bare Unix socket ping-pong, the floor for any sidecar ---- */
 
 static void *echo_thread(void *arg)
 {
 	int fd = *(int *)arg;
 	char buf[4096];
+	size_t sz = opt.size < sizeof(buf) ? opt.size : sizeof(buf);
 	for (;;) {
-		ssize_t n = read(fd, buf, opt.size);
+		ssize_t n = read(fd, buf, sz);
 		if (n <= 0 || write(fd, buf, (size_t)n) != n)
 			return NULL;
 	}
@@ -264,16 +601,18 @@ static double pct(uint64_t *v, unsigned n, double p)
 
 static double bare_rtt_p50_us;
 
-static void bench_rtt(void)
+/* One round: n round trips, the p50 and p99 in us; how many came back. */
+static unsigned rtt_round(unsigned n, double *p50, double *p99)
 {
 	int sv[2];
-	socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+		return 0;
 	pthread_t t;
 	pthread_create(&t, NULL, echo_thread, &sv[1]);
-	unsigned n = opt.quick ? 2000 : 20000;
 	uint64_t *lat = calloc(n, sizeof(*lat));
 	char buf[4096];
 	size_t sz = opt.size < sizeof(buf) ? opt.size : sizeof(buf);
+	unsigned done = 0;
 	for (unsigned i = 0; i < n; i++) {
 		uint64_t t0 = now_ns();
 		if (write(sv[0], payload, sz) != (ssize_t)sz)
@@ -285,79 +624,89 @@ static void bench_rtt(void)
 				break;
 			got += (size_t)r;
 		}
-		lat[i] = now_ns() - t0;
+		if (got < sz)
+			break;
+		lat[done++] = now_ns() - t0;
 	}
 	close(sv[0]);
 	pthread_join(t, NULL);
 	close(sv[1]);
-	qsort(lat, n, sizeof(*lat), cmp_u64);
-	bare_rtt_p50_us = pct(lat, n, 0.5);
+	if (done) {
+		qsort(lat, done, sizeof(*lat), cmp_u64);
+		*p50 = pct(lat, done, 0.5);
+		*p99 = pct(lat, done, 0.99);
+	}
+	free(lat);
+	return done;
+}
+
+/* The floor, no shipd: median and spread of the rounds' p50. */
+static void bench_rtt(void)
+{
+	unsigned n = opt.quick ? 2000 : 20000, rounds = opt.rounds;
+	double p50[ROUNDS_MAX], p99[ROUNDS_MAX];
+	uint64_t done = 0;
+	for (unsigned r = 0; r < rounds; r++)
+		done += rtt_round(n, &p50[r], &p99[r]);
+	if (done < (uint64_t)n * rounds) {
+		fprintf(stderr, "shipbench: rtt: %" PRIu64 " of %" PRIu64
+		                " round trips\n",
+		        done, (uint64_t)n * rounds);
+		bench_failures++;
+		return;
+	}
+	bare_rtt_p50_us = median_of(p50, rounds);
+	double lo = p50[0], hi = p50[rounds - 1], p99m = median_of(p99, rounds);
 	if (opt.json)
 		printf("%s{\"scenario\":\"rtt\",\"metric\":\"p50_us\",\"value\":%.3f,"
-		       "\"p99_us\":%.3f}",
-		       first_row ? "" : ",\n", bare_rtt_p50_us, pct(lat, n, 0.99));
-	else
-		printf("%-8s %-16s %14.1f %14s %8s   (p99 %.1f us)\n", "rtt",
-		       "p50 us", bare_rtt_p50_us, "-", "-", pct(lat, n, 0.99));
+		       "\"min\":%.3f,\"max\":%.3f,\"p99_us\":%.3f,\"rounds\":%u,"
+		       "\"sent\":%" PRIu64 ",\"delivered\":%" PRIu64 "}",
+		       first_row ? "" : ",\n", bare_rtt_p50_us, lo, hi, p99m,
+		       rounds, done, done);
+	else {
+		char v[64];
+		print_value(v, sizeof(v), true, rounds, bare_rtt_p50_us, lo, hi,
+		            "");
+		printf("%-8s %-12s %-16s %18s %18s   (p99 %.1f us; %" PRIu64
+		       " of %" PRIu64 " echoed; a bare socket, no shipd)\n",
+		       "rtt", "bare", "p50 us", v, "-", p99m, done, done);
+	}
 	first_row = false;
-	free(lat);
 }
 
-/* ---- pub: fire-and-forget publish from one app ---- */
+/* ---- pub, pubsub and fanout: what was sent, delivered and dropped ----
+ *
+ * Every message is counted where it arrives: by nats.c subscribers
+ * (pending limits off, so nats.c drops nothing) or by apps subscribed
+ * through shipd, whose deliveries say how many shipd dropped just before
+ * them. Drops after the last delivery would go untold, so a run through
+ * shipd ends with a fence: a message on the same subject, published
+ * directly until every subscriber has it, which carries that count. */
 
-static double pub_direct(unsigned n)
-{
-	natsConnection *nc = nats_connect();
-	uint64_t t0 = now_ns();
-	for (unsigned i = 0; i < n; i++)
-		natsConnection_Publish(nc, "bench.pub", payload, (int)opt.size);
-	natsConnection_FlushTimeout(nc, 60000);
-	double s = (double)(now_ns() - t0) / 1e9;
-	natsConnection_Destroy(nc);
-	return n / s;
-}
-
-static double pub_shipd(unsigned n, struct usage *u)
-{
-	struct shipc *h = ship_connect("bench-pub");
-	usage_begin(u);
-	uint64_t t0 = now_ns();
-	for (unsigned i = 0; i < n; i++)
-		if (shipc_publish(h, "bench.pub", payload, opt.size) < 0) {
-			fprintf(stderr, "shipbench: publish: %s\n", strerror(errno));
-			exit(1);
-		}
-	shipc_flush(h, 60000);
-	double s = (double)(now_ns() - t0) / 1e9;
-	usage_end(u);
-	shipc_close(h);
-	return n / s;
-}
-
-static void bench_pub(void)
-{
-	unsigned n = opt.count;
-	double d = pub_direct(n);
-	struct usage u = {0};
-	double s = pub_shipd(n, &u);
-	row("pub", "msgs/s", d, s, true, &u);
-	row("pub", "MB/s", d * (double)opt.size / 1e6,
-	    s * (double)opt.size / 1e6, true, NULL);
-}
-
-/* ---- pubsub and fanout: delivered messages per second ---- */
+#define FENCE "shipbench-fence"
 
 struct counter {
 	atomic_uint n;
+	atomic_uint_fast64_t dropped; /* what shipd (or nats.c) said */
+	atomic_bool fenced;
 	atomic_uint_fast64_t last_ns;
 };
+
+static bool is_fence(const void *data, size_t len)
+{
+	return len == sizeof(FENCE) - 1 && !memcmp(data, FENCE, len);
+}
 
 static void direct_count_cb(natsConnection *nc, natsSubscription *sub,
                             natsMsg *m, void *arg)
 {
 	struct counter *c = arg;
-	atomic_fetch_add(&c->n, 1);
-	atomic_store(&c->last_ns, now_ns());
+	if (is_fence(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m))) {
+		atomic_store(&c->fenced, true);
+	} else {
+		atomic_fetch_add(&c->n, 1);
+		atomic_store(&c->last_ns, now_ns());
+	}
 	natsMsg_Destroy(m);
 }
 
@@ -367,69 +716,13 @@ static void ship_count_cb(struct shipc *h, const struct shipc_msg *m, int err,
 	struct counter *c = arg;
 	if (!m)
 		return;
-	atomic_fetch_add(&c->n, 1 + (unsigned)m->dropped * 0);
+	atomic_fetch_add(&c->dropped, m->dropped);
+	if (is_fence(m->data, m->len)) {
+		atomic_store(&c->fenced, true);
+		return;
+	}
+	atomic_fetch_add(&c->n, 1);
 	atomic_store(&c->last_ns, now_ns());
-}
-
-/* Wait until every counter has n, or nothing arrived for a second. */
-static uint64_t wait_counts(struct counter *c, unsigned k, unsigned n)
-{
-	uint64_t idle_since = now_ns();
-	unsigned last_total = 0;
-	for (;;) {
-		unsigned total = 0;
-		bool all = true;
-		for (unsigned i = 0; i < k; i++) {
-			unsigned v = atomic_load(&c[i].n);
-			total += v;
-			all = all && v >= n;
-		}
-		if (all)
-			break;
-		if (total != last_total) {
-			last_total = total;
-			idle_since = now_ns();
-		} else if (now_ns() - idle_since > 1000000000u) {
-			break;
-		}
-		fx_sleep_ms(1);
-	}
-	uint64_t last = 0;
-	for (unsigned i = 0; i < k; i++)
-		if (atomic_load(&c[i].last_ns) > last)
-			last = atomic_load(&c[i].last_ns);
-	return last;
-}
-
-static double fan_direct(unsigned k, unsigned n)
-{
-	natsConnection *pub = nats_connect();
-	natsConnection **subs = calloc(k, sizeof(*subs));
-	natsSubscription **ss = calloc(k, sizeof(*ss));
-	struct counter *c = calloc(k, sizeof(*c));
-	for (unsigned i = 0; i < k; i++) {
-		subs[i] = nats_connect();
-		natsConnection_Subscribe(&ss[i], subs[i], "bench.fan",
-		                         direct_count_cb, &c[i]);
-		natsSubscription_SetPendingLimits(ss[i], -1, -1);
-		natsConnection_Flush(subs[i]);
-	}
-	uint64_t t0 = now_ns();
-	for (unsigned i = 0; i < n; i++)
-		natsConnection_Publish(pub, "bench.fan", payload, (int)opt.size);
-	natsConnection_FlushTimeout(pub, 60000);
-	uint64_t last = wait_counts(c, k, n);
-	unsigned total = 0;
-	for (unsigned i = 0; i < k; i++) {
-		total += atomic_load(&c[i].n);
-		natsSubscription_Destroy(ss[i]);
-		natsConnection_Destroy(subs[i]);
-	}
-	natsConnection_Destroy(pub);
-	free(subs);
-	free(ss);
-	free(c);
-	return total / ((double)(last - t0) / 1e9);
 }
 
 struct pump {
@@ -446,43 +739,249 @@ static void *pump_thread(void *arg)
 	return NULL;
 }
 
-static double fan_shipd(unsigned k, unsigned n, struct usage *u)
+/* k subscribers to one subject, nats.c's or apps' through shipd. */
+struct receivers {
+	unsigned k;
+	bool via_shipd;
+	const char *subject;
+	struct counter *c;
+	natsConnection **nc;
+	natsSubscription **ns;
+	struct pump *p;
+};
+
+static void receivers_open(struct receivers *rx, unsigned k, bool via_shipd,
+                           const char *subject)
 {
-	struct shipc *pub = ship_connect("bench-pub");
-	struct pump *p = calloc(k, sizeof(*p));
-	struct counter *c = calloc(k, sizeof(*c));
+	*rx = (struct receivers){.k = k, .via_shipd = via_shipd,
+	                         .subject = subject};
+	rx->c = calloc(k, sizeof(*rx->c));
+	rx->nc = calloc(k, sizeof(*rx->nc));
+	rx->ns = calloc(k, sizeof(*rx->ns));
+	rx->p = calloc(k, sizeof(*rx->p));
 	for (unsigned i = 0; i < k; i++) {
-		p[i].h = ship_connect("bench-sub");
-		shipc_subscribe(p[i].h, "bench.fan", NULL, 0, ship_count_cb, &c[i]);
-		pthread_create(&p[i].t, NULL, pump_thread, &p[i]);
+		if (via_shipd) {
+			rx->p[i].h = ship_connect("bench-sub");
+			shipc_subscribe(rx->p[i].h, subject, NULL, 0, ship_count_cb,
+			                &rx->c[i]);
+			pthread_create(&rx->p[i].t, NULL, pump_thread, &rx->p[i]);
+			continue;
+		}
+		rx->nc[i] = nats_connect();
+		natsConnection_Subscribe(&rx->ns[i], rx->nc[i], subject,
+		                         direct_count_cb, &rx->c[i]);
+		natsSubscription_SetPendingLimits(rx->ns[i], -1, -1);
+		natsConnection_Flush(rx->nc[i]);
 	}
-	usage_begin(u);
-	uint64_t t0 = now_ns();
+}
+
+/* Each has n delivered or said dropped, or nothing came for a second. */
+static void receivers_settle(struct receivers *rx, unsigned n)
+{
+	uint64_t idle_since = now_ns(), last_total = 0;
+	for (;;) {
+		uint64_t total = 0;
+		bool all = true;
+		for (unsigned i = 0; i < rx->k; i++) {
+			uint64_t v = atomic_load(&rx->c[i].n) +
+			             atomic_load(&rx->c[i].dropped);
+			total += v;
+			all = all && v >= n;
+		}
+		if (all)
+			return;
+		if (total != last_total) {
+			last_total = total;
+			idle_since = now_ns();
+		} else if (now_ns() - idle_since > 1000000000u) {
+			return;
+		}
+		fx_sleep_ms(1);
+	}
+}
+
+/* Every subscriber had a fence and has n delivered or told dropped. */
+static bool receivers_told(struct receivers *rx, unsigned n)
+{
+	for (unsigned i = 0; i < rx->k; i++)
+		if (!atomic_load(&rx->c[i].fenced) ||
+		    atomic_load(&rx->c[i].n) + atomic_load(&rx->c[i].dropped) < n)
+			return false;
+	return true;
+}
+
+/* Through shipd: a fence every 100 ms until every subscriber has n
+ * delivered or told dropped (10 s at most). One fence is enough when the
+ * burst is over, but it comes on another connection than the burst and
+ * may overtake its last messages. */
+static void receivers_fence(struct receivers *rx, unsigned n)
+{
+	if (!rx->via_shipd)
+		return;
+	natsConnection *nc = nats_connect();
+	for (int t = 0; t < 1000 && !receivers_told(rx, n); t++) {
+		if (t % 10 == 0) {
+			natsConnection_PublishString(nc, rx->subject, FENCE);
+			natsConnection_Flush(nc);
+		}
+		fx_sleep_ms(10);
+	}
+	natsConnection_Destroy(nc);
+}
+
+/* The run's accounting into s (n sent to each); the last delivery. */
+static uint64_t receivers_close(struct receivers *rx, unsigned n,
+                                struct sample *s)
+{
+	uint64_t last = 0;
+	s->sent += (uint64_t)n * rx->k;
+	for (unsigned i = 0; i < rx->k; i++) {
+		struct counter *c = &rx->c[i];
+		if (rx->via_shipd) {
+			if (!atomic_load(&c->fenced))
+				sample_fail(s, "the fence did not reach subscriber %u",
+				            i);
+			atomic_store(&rx->p[i].stop, true);
+			pthread_join(rx->p[i].t, NULL);
+			shipc_close(rx->p[i].h);
+		} else {
+			int64_t d = 0;
+			natsSubscription_GetDropped(rx->ns[i], &d);
+			atomic_fetch_add(&c->dropped, (uint64_t)d);
+			natsSubscription_Destroy(rx->ns[i]);
+			natsConnection_Destroy(rx->nc[i]);
+		}
+		uint64_t got = atomic_load(&c->n), told = atomic_load(&c->dropped);
+		/* Told more than it lost, or got what nobody sent: wrong. */
+		if (got + told > n)
+			sample_fail(s, "subscriber %u got %" PRIu64 " and was told of "
+			               "%" PRIu64 " dropped, of %u sent",
+			            i, got, told, n);
+		s->delivered += got;
+		s->dropped += told;
+		if (atomic_load(&c->last_ns) > last)
+			last = atomic_load(&c->last_ns);
+	}
+	free(rx->c);
+	free(rx->nc);
+	free(rx->ns);
+	free(rx->p);
+	return last;
+}
+
+/* n messages on subject, directly or through shipd, until the publisher
+ * flushed; its time from the first publish, which *t0 gets (after the
+ * publisher connected). */
+static uint64_t publish_n(bool via_shipd, const char *subject, unsigned n,
+                          struct sample *s, uint64_t *first)
+{
+	uint64_t t0, flushed;
+	if (!via_shipd) {
+		natsConnection *nc = nats_connect();
+		*first = t0 = now_ns();
+		for (unsigned i = 0; i < n; i++)
+			natsConnection_Publish(nc, subject, payload, (int)opt.size);
+		if (natsConnection_FlushTimeout(nc, 60000) != NATS_OK)
+			sample_fail(s, "direct flush failed");
+		flushed = now_ns();
+		natsConnection_Destroy(nc);
+		return flushed - t0;
+	}
+	struct shipc *h = ship_connect("bench-pub");
+	*first = t0 = now_ns();
 	for (unsigned i = 0; i < n; i++)
-		shipc_publish(pub, "bench.fan", payload, opt.size);
-	shipc_flush(pub, 60000);
-	uint64_t last = wait_counts(c, k, n);
-	usage_end(u);
-	unsigned total = 0;
-	for (unsigned i = 0; i < k; i++) {
-		total += atomic_load(&c[i].n);
-		atomic_store(&p[i].stop, true);
-		pthread_join(p[i].t, NULL);
-		shipc_close(p[i].h);
-	}
-	shipc_close(pub);
-	free(p);
-	free(c);
-	return total / ((double)(last - t0) / 1e9);
+		if (shipc_publish(h, subject, payload, opt.size) < 0) {
+			sample_fail(s, "publish %u: %s", i, strerror(errno));
+			break;
+		}
+	if (shipc_flush(h, 60000) < 0)
+		sample_fail(s, "shipd flush: %s", strerror(errno));
+	flushed = now_ns();
+	shipc_close(h);
+	return flushed - t0;
+}
+
+/* pub: publishes per second from one app; a nats.c subscriber counts. */
+static void pub_run(bool via_shipd, struct sample *s)
+{
+	unsigned n = opt.count;
+	struct receivers rx;
+	receivers_open(&rx, 1, false, "bench.pub");
+	sample_begin(s);
+	uint64_t t0;
+	double secs = (double)publish_n(via_shipd, "bench.pub", n, s, &t0) / 1e9;
+	receivers_settle(&rx, n);
+	sample_end(s);
+	receivers_close(&rx, n, s);
+	s->ops = n;
+	s->v[0] = n / secs;
+	s->v[1] = s->v[0] * (double)opt.size / 1e6;
+}
+
+static void pub_direct(void *ctx, struct sample *s)
+{
+	pub_run(false, s);
+}
+
+static void pub_shipd(void *ctx, struct sample *s)
+{
+	pub_run(true, s);
+}
+
+static void bench_pub(void)
+{
+	static const struct metric m[] = {{"msgs/s", true}, {"MB/s", true}, {0}};
+	static const struct side sides[] = {
+	    {"direct", pub_direct}, {"shipd", pub_shipd}, {0}};
+	struct scenario sc = {.name = "pub", .metrics = m, .sides = sides,
+	                      .best_effort = true};
+	run_scenario(&sc);
+}
+
+/* pubsub and fanout: k subscribers (ctx), deliveries per second from the
+ * first publish to the last delivery; shipd CPU per delivery. */
+static void fan_run(unsigned k, bool pub_shipd, bool sub_shipd,
+                    struct sample *s)
+{
+	unsigned n = opt.count / k;
+	struct receivers rx;
+	receivers_open(&rx, k, sub_shipd, "bench.fan");
+	sample_begin(s);
+	uint64_t t0;
+	publish_n(pub_shipd, "bench.fan", n, s, &t0);
+	receivers_settle(&rx, n);
+	receivers_fence(&rx, n);
+	sample_end(s);
+	uint64_t last = receivers_close(&rx, n, s);
+	s->ops = s->sent;
+	s->v[0] = last > t0 ? s->delivered / ((double)(last - t0) / 1e9) : 0;
+}
+
+static void fan_direct(void *ctx, struct sample *s)
+{
+	fan_run(*(unsigned *)ctx, false, false, s);
+}
+
+static void fan_one_end(void *ctx, struct sample *s)
+{
+	fan_run(*(unsigned *)ctx, true, false, s);
+}
+
+static void fan_both_ends(void *ctx, struct sample *s)
+{
+	fan_run(*(unsigned *)ctx, true, true, s);
 }
 
 static void bench_fan(const char *name, unsigned k)
 {
-	unsigned n = opt.count / k;
-	double d = fan_direct(k, n);
-	struct usage u = {0};
-	double s = fan_shipd(k, n, &u);
-	row(name, "delivered/s", d, s, true, &u);
+	static const struct metric m[] = {{"delivered/s", true}, {0}};
+	static const struct side sides[] = {{"direct", fan_direct},
+	                                    {"shipd 1 end", fan_one_end},
+	                                    {"shipd 2 ends", fan_both_ends},
+	                                    {0}};
+	struct scenario sc = {.name = name, .metrics = m, .sides = sides,
+	                      .best_effort = true, .ctx = &k};
+	run_scenario(&sc);
 }
 
 /* ---- req: request/reply round trip between two apps ---- */
@@ -502,73 +1001,130 @@ static void ship_echo_cb(struct shipc *h, const struct shipc_msg *m, int err,
 		shipc_respond(h, m, m->data, m->len);
 }
 
-static void report_latency(const char *metric, uint64_t *d, uint64_t *s,
-                           unsigned n, const struct usage *u)
+/* Percentiles 50, 90 and 99 of n latencies in ns, into v[0..2] in us. */
+static void latency_figures(uint64_t *lat, unsigned n, double *v)
 {
-	qsort(d, n, sizeof(*d), cmp_u64);
-	qsort(s, n, sizeof(*s), cmp_u64);
-	static const double ps[] = {0.5, 0.9, 0.99};
-	static const char *names[] = {"p50 us", "p90 us", "p99 us"};
-	for (int i = 0; i < 3; i++)
-		row(metric, names[i], pct(d, n, ps[i]), pct(s, n, ps[i]), false,
-		    i == 0 ? u : NULL);
-	double added = pct(s, n, 0.5) - pct(d, n, 0.5);
-	if (!opt.json && bare_rtt_p50_us > 0)
-		printf("%-8s added p50 %.1f us = %.2f x bare socket RTT (%.1f us)\n",
-		       metric, added, added / bare_rtt_p50_us, bare_rtt_p50_us);
+	if (!n)
+		return;
+	qsort(lat, n, sizeof(*lat), cmp_u64);
+	v[0] = pct(lat, n, 0.5);
+	v[1] = pct(lat, n, 0.9);
+	v[2] = pct(lat, n, 0.99);
+}
+
+static const struct metric latency_metrics[] = {
+    {"p50 us", false}, {"p90 us", false}, {"p99 us", false}, {0}};
+
+/* What shipd adds to the median round trip, against the bare socket's. */
+static void tell_added(const struct scenario *sc, int k, const char *what)
+{
+	if (opt.json || bare_rtt_p50_us <= 0 || !sc->good[0] || !sc->good[k])
+		return;
+	double added = sc->med[k][0] - sc->med[0][0];
+	printf("%-8s %-12s added p50 %.1f us = %.2f x bare socket RTT (%.1f us)"
+	       "%s\n",
+	       sc->name, sc->sides[k].name, added, added / bare_rtt_p50_us,
+	       bare_rtt_p50_us, what);
+}
+
+#define REQ_GIVE_UP 10 /* requests without an answer: the run stops */
+
+/* n requests one at a time from a requester (nats.c or an app through
+ * shipd) to an echo responder (likewise); a request without its answer
+ * within 5 s is lost. */
+static void req_run(bool req_shipd, bool rsp_shipd, struct sample *s)
+{
+	unsigned n = opt.quick ? 500 : 10000;
+	uint64_t *lat = calloc(n, sizeof(*lat));
+	natsConnection *srv = NULL, *cli = NULL;
+	natsSubscription *ns = NULL;
+	struct pump p = {0};
+	struct shipc *c = NULL;
+	if (rsp_shipd) {
+		p.h = ship_connect("bench-echo");
+		shipc_subscribe(p.h, "bench.req", NULL, 0, ship_echo_cb, NULL);
+		pthread_create(&p.t, NULL, pump_thread, &p);
+	} else {
+		srv = nats_connect_opts(true);
+		natsConnection_Subscribe(&ns, srv, "bench.req", direct_echo_cb,
+		                         NULL);
+		natsConnection_Flush(srv);
+	}
+	if (req_shipd)
+		c = ship_connect("bench-req");
+	else
+		cli = nats_connect_opts(true);
+	sample_begin(s);
+	for (unsigned i = 0; i < n && s->sent - s->delivered < REQ_GIVE_UP;
+	     i++) {
+		uint64_t t0 = now_ns();
+		bool ok;
+		s->sent++;
+		if (c) {
+			struct shipc_msg *rep = NULL;
+			ok = shipc_request(c, "bench.req", payload, opt.size, 5000,
+			                   &rep) == 0 &&
+			     rep->len == opt.size;
+			shipc_msg_free(rep);
+		} else {
+			natsMsg *rep = NULL;
+			ok = natsConnection_Request(&rep, cli, "bench.req", payload,
+			                            (int)opt.size, 5000) == NATS_OK &&
+			     natsMsg_GetDataLength(rep) == (int)opt.size;
+			natsMsg_Destroy(rep);
+		}
+		if (ok)
+			lat[s->delivered++] = now_ns() - t0;
+	}
+	sample_end(s);
+	s->ops = s->sent;
+	if (s->sent < n)
+		sample_fail(s, "%u requests in a row lost", REQ_GIVE_UP);
+	latency_figures(lat, (unsigned)s->delivered, s->v);
+	if (rsp_shipd) {
+		atomic_store(&p.stop, true);
+		pthread_join(p.t, NULL);
+		shipc_close(p.h);
+	} else {
+		natsSubscription_Destroy(ns);
+		natsConnection_Destroy(srv);
+	}
+	shipc_close(c);
+	natsConnection_Destroy(cli);
+	free(lat);
+}
+
+static void req_direct(void *ctx, struct sample *s)
+{
+	req_run(false, false, s);
+}
+
+static void req_one_end(void *ctx, struct sample *s)
+{
+	req_run(true, false, s);
+}
+
+static void req_both_ends(void *ctx, struct sample *s)
+{
+	req_run(true, true, s);
 }
 
 static void bench_req(void)
 {
-	unsigned n = opt.quick ? 500 : 10000;
-	uint64_t *d = calloc(n, sizeof(*d)), *s = calloc(n, sizeof(*s));
-	natsConnection *srv = nats_connect_opts(true);
-	natsConnection *cli = nats_connect_opts(true);
-	natsSubscription *ns;
-	natsConnection_Subscribe(&ns, srv, "bench.req", direct_echo_cb, NULL);
-	natsConnection_Flush(srv);
-	for (unsigned i = 0; i < n; i++) {
-		natsMsg *rep = NULL;
-		uint64_t t0 = now_ns();
-		if (natsConnection_Request(&rep, cli, "bench.req", payload,
-		                           (int)opt.size, 5000) != NATS_OK) {
-			fprintf(stderr, "shipbench: direct request failed\n");
-			exit(1);
-		}
-		d[i] = now_ns() - t0;
-		natsMsg_Destroy(rep);
-	}
-	natsSubscription_Destroy(ns);
-	natsConnection_Destroy(srv);
-	natsConnection_Destroy(cli);
-
-	struct pump p = {.h = ship_connect("bench-echo")};
-	shipc_subscribe(p.h, "bench.req", NULL, 0, ship_echo_cb, NULL);
-	pthread_create(&p.t, NULL, pump_thread, &p);
-	struct shipc *c = ship_connect("bench-req");
-	struct usage u = {0};
-	usage_begin(&u);
-	for (unsigned i = 0; i < n; i++) {
-		struct shipc_msg *rep = NULL;
-		uint64_t t0 = now_ns();
-		if (shipc_request(c, "bench.req", payload, opt.size, 5000, &rep) < 0) {
-			fprintf(stderr, "shipbench: request: %s\n", strerror(errno));
-			exit(1);
-		}
-		s[i] = now_ns() - t0;
-		shipc_msg_free(rep);
-	}
-	usage_end(&u);
-	atomic_store(&p.stop, true);
-	pthread_join(p.t, NULL);
-	shipc_close(p.h);
-	shipc_close(c);
-	report_latency("req", d, s, n, &u);
-	free(d);
-	free(s);
+	static const struct side sides[] = {{"direct", req_direct},
+	                                    {"shipd 1 end", req_one_end},
+	                                    {"shipd 2 ends", req_both_ends},
+	                                    {0}};
+	struct scenario sc = {.name = "req", .metrics = latency_metrics,
+	                      .sides = sides, .best_effort = false};
+	run_scenario(&sc);
+	tell_added(&sc, 1, " (one side through shipd)");
+	tell_added(&sc, 2, " (both sides)");
 }
 
 /* ---- jspub: acknowledged JetStream publishes, pipelined ---- */
+
+#define JSPUB_WINDOW 1024
 
 static atomic_uint js_errors;
 
@@ -619,27 +1175,24 @@ static char *event_envelope(const char *type, const char *payload_json)
 	return envelope;
 }
 
-static void bench_jspub(void)
-{
-	unsigned n = opt.quick ? 2000 : 50000;
-	unsigned window = 1024;
-	/* The same bytes both ways: an event envelope around the payload. */
-	char *payload_json = event_payload_json();
-	struct shipc *probe = ship_connect("bench-js-probe");
-	struct shipc_emit e = {.event_type = "bench.js", .source = "shipbench",
-	                       .payload_json = payload_json};
-	for (int i = 0; i < 100 && shipc_emit(probe, &e, NULL) < 0; i++)
-		fx_sleep_ms(50); /* SHIP_EVENTS is declared when NATS is up */
-	shipc_close(probe);
-	char *envelope = event_envelope("bench.js", payload_json);
+struct jspub_ctx {
+	struct shipc_emit e;
+	char *envelope;
+};
 
+static void jspub_direct(void *ctx, struct sample *s)
+{
+	struct jspub_ctx *c = ctx;
+	unsigned n = opt.quick ? 2000 : 50000;
 	natsConnection *nc = nats_connect();
 	jsCtx *js = NULL;
 	jsOptions jo;
 	jsOptions_Init(&jo);
-	jo.PublishAsync.MaxPending = window;
+	jo.PublishAsync.MaxPending = JSPUB_WINDOW;
 	jo.PublishAsync.ErrHandler = direct_js_err;
 	natsConnection_JetStream(&js, nc, &jo);
+	atomic_store(&js_errors, 0);
+	unsigned refused = 0;
 	uint64_t t0 = now_ns();
 	for (unsigned i = 0; i < n; i++) {
 		char id[32];
@@ -648,40 +1201,70 @@ static void bench_jspub(void)
 		snprintf(id, sizeof(id), "d-%u-%" PRIu64, i, t0);
 		po.MsgId = id;
 		po.MaxWait = 10000;
-		js_PublishAsync(js, "ship.events.bench.js", envelope,
-		                (int)strlen(envelope), &po);
+		if (js_PublishAsync(js, "ship.events.bench.js", c->envelope,
+		                    (int)strlen(c->envelope), &po) != NATS_OK)
+			refused++;
 	}
 	jsPubOptions cpo;
 	jsPubOptions_Init(&cpo);
 	cpo.MaxWait = 60000;
-	js_PublishAsyncComplete(js, &cpo);
-	double d = n / ((double)(now_ns() - t0) / 1e9);
+	if (js_PublishAsyncComplete(js, &cpo) != NATS_OK)
+		sample_fail(s, "js_PublishAsyncComplete did not complete");
+	double secs = (double)(now_ns() - t0) / 1e9;
 	jsCtx_Destroy(js);
 	natsConnection_Destroy(nc);
+	s->sent = n;
+	s->dropped = refused + atomic_load(&js_errors);
+	s->delivered = n - s->dropped;
+	s->v[0] = s->delivered / secs;
+}
 
+static void jspub_shipd(void *ctx, struct sample *s)
+{
+	struct jspub_ctx *c = ctx;
+	unsigned n = opt.quick ? 2000 : 50000;
 	struct shipc *h = ship_connect("bench-js");
 	struct emit_window w = {0};
-	struct usage u = {0};
-	usage_begin(&u);
-	t0 = now_ns();
+	sample_begin(s);
+	uint64_t t0 = now_ns();
 	for (unsigned i = 0; i < n; i++) {
-		while (w.inflight >= window)
+		while (w.inflight >= JSPUB_WINDOW)
 			shipc_dispatch(h, 10);
-		if (shipc_emit_async(h, &e, emit_done, &w) == 0)
+		if (shipc_emit_async(h, &c->e, emit_done, &w) == 0)
 			w.inflight++;
 		else
 			w.failed++;
 	}
 	while (w.inflight)
 		shipc_dispatch(h, 10);
-	double sh = w.acked / ((double)(now_ns() - t0) / 1e9);
-	usage_end(&u);
+	double secs = (double)(now_ns() - t0) / 1e9;
+	sample_end(s);
 	shipc_close(h);
-	if (w.failed || atomic_load(&js_errors))
-		fprintf(stderr, "shipbench: jspub: %u shipd and %u direct failures\n",
-		        w.failed, atomic_load(&js_errors));
-	row("jspub", "acked msgs/s", d, sh, true, &u);
-	free(envelope);
+	s->sent = s->ops = n;
+	s->delivered = w.acked;
+	s->dropped = w.failed;
+	s->v[0] = w.acked / secs;
+}
+
+static void bench_jspub(void)
+{
+	static const struct metric m[] = {{"acked msgs/s", true}, {0}};
+	static const struct side sides[] = {
+	    {"direct", jspub_direct}, {"shipd", jspub_shipd}, {0}};
+	/* The same bytes both ways: an event envelope around the payload. */
+	char *payload_json = event_payload_json();
+	struct jspub_ctx c = {
+	    .e = {.event_type = "bench.js", .source = "shipbench",
+	          .payload_json = payload_json}};
+	struct shipc *probe = ship_connect("bench-js-probe");
+	for (int i = 0; i < 100 && shipc_emit(probe, &c.e, NULL) < 0; i++)
+		fx_sleep_ms(50); /* SHIP_EVENTS is declared when NATS is up */
+	shipc_close(probe);
+	c.envelope = event_envelope("bench.js", payload_json);
+	struct scenario sc = {.name = "jspub", .metrics = m, .sides = sides,
+	                      .best_effort = false, .ctx = &c};
+	run_scenario(&sc);
+	free(c.envelope);
 	free(payload_json);
 }
 
@@ -692,8 +1275,9 @@ static void bench_jspub(void)
 struct kv_worker {
 	pthread_t t;
 	bool via_shipd;
-	unsigned ops; /* put + get pairs */
-	unsigned done;
+	unsigned ops;   /* put + get pairs */
+	unsigned tried; /* pairs begun */
+	unsigned done;  /* pairs whose get returned what the put wrote */
 	int idx;
 	uint64_t *put_ns, *get_ns; /* per op, or NULL */
 };
@@ -709,6 +1293,8 @@ static kvStore *direct_kv(natsConnection *nc, jsCtx **js)
 	return kv;
 }
 
+#define KV_GIVE_UP 10 /* failed pairs: the app stops */
+
 static void *kv_work(void *arg)
 {
 	struct kv_worker *w = arg;
@@ -722,10 +1308,12 @@ static void *kv_work(void *arg)
 		h = ship_connect("bench-kv");
 	else
 		kv = direct_kv(nc = nats_connect_opts(true), &js);
-	for (unsigned i = 0; i < w->ops; i++) {
+	for (unsigned i = 0; i < w->ops && w->tried - w->done < KV_GIVE_UP;
+	     i++) {
 		uint64_t t0 = now_ns();
 		uint64_t rev = 0;
 		int ok;
+		w->tried++;
 		if (h)
 			ok = shipc_kv_put(h, KV_BUCKET, key, payload, opt.size, &rev) == 0;
 		else
@@ -733,22 +1321,22 @@ static void *kv_work(void *arg)
 		uint64_t t1 = now_ns();
 		if (h) {
 			struct shipc_kv_entry *e = NULL;
-			ok = ok && shipc_kv_get(h, KV_BUCKET, key, 0, &e) == 0;
+			ok = ok && shipc_kv_get(h, KV_BUCKET, key, 0, &e) == 0 &&
+			     e->revision == rev && e->len == opt.size;
 			shipc_kv_entry_free(e);
 		} else {
 			kvEntry *e = NULL;
-			ok = ok && kvStore_Get(&e, kv, key) == NATS_OK;
+			ok = ok && kvStore_Get(&e, kv, key) == NATS_OK &&
+			     kvEntry_Revision(e) == rev &&
+			     kvEntry_ValueLen(e) == (int)opt.size;
 			kvEntry_Destroy(e);
 		}
 		uint64_t t2 = now_ns();
-		if (!ok) {
-			fprintf(stderr, "shipbench: kv %s failed\n",
-			        h ? "through shipd" : "direct");
-			exit(1);
-		}
+		if (!ok)
+			continue;
 		if (w->put_ns) {
-			w->put_ns[i] = t1 - t0;
-			w->get_ns[i] = t2 - t1;
+			w->put_ns[w->done] = t1 - t0;
+			w->get_ns[w->done] = t2 - t1;
 		}
 		w->done++;
 	}
@@ -760,30 +1348,88 @@ static void *kv_work(void *arg)
 	return NULL;
 }
 
-/* Pairs per second of k apps doing ops put+get pairs each. */
-static double kv_run(bool via_shipd, unsigned k, unsigned ops, uint64_t *put,
-                     uint64_t *get)
+/* k apps doing ops put+get pairs each: pairs per second into s->v[0];
+ * a pair whose get did not return what the put wrote is lost. */
+static void kv_run(bool via_shipd, unsigned k, unsigned ops, uint64_t *put,
+                   uint64_t *get, struct sample *s)
 {
 	struct kv_worker *w = calloc(k, sizeof(*w));
+	if (via_shipd)
+		sample_begin(s);
 	uint64_t t0 = now_ns();
 	for (unsigned i = 0; i < k; i++) {
 		w[i] = (struct kv_worker){.via_shipd = via_shipd, .ops = ops,
 		                          .idx = (int)i, .put_ns = put, .get_ns = get};
 		pthread_create(&w[i].t, NULL, kv_work, &w[i]);
 	}
-	unsigned total = 0;
 	for (unsigned i = 0; i < k; i++) {
 		pthread_join(w[i].t, NULL);
-		total += w[i].done;
+		s->sent += w[i].tried;
+		s->delivered += w[i].done;
+		if (w[i].tried < ops)
+			sample_fail(s, "app %u gave up after %u failed pairs", i,
+			            KV_GIVE_UP);
 	}
 	double secs = (double)(now_ns() - t0) / 1e9;
+	if (via_shipd)
+		sample_end(s);
+	s->ops = 2 * s->sent;
+	s->v[0] = s->delivered / secs;
 	free(w);
-	return total / secs;
+}
+
+/* Latency: one app, put then get, one at a time. */
+static void kv_latency(bool via_shipd, struct sample *s)
+{
+	unsigned n = opt.quick ? 200 : 2000;
+	uint64_t *p = calloc(n, sizeof(*p)), *g = calloc(n, sizeof(*g));
+	kv_run(via_shipd, 1, n, p, g, s);
+	unsigned got = (unsigned)s->delivered;
+	if (got) {
+		qsort(p, got, sizeof(*p), cmp_u64);
+		qsort(g, got, sizeof(*g), cmp_u64);
+		s->v[0] = pct(p, got, 0.5);
+		s->v[1] = pct(p, got, 0.99);
+		s->v[2] = pct(g, got, 0.5);
+		s->v[3] = pct(g, got, 0.99);
+	}
+	free(p);
+	free(g);
+}
+
+static void kv_lat_direct(void *ctx, struct sample *s)
+{
+	kv_latency(false, s);
+}
+
+static void kv_lat_shipd(void *ctx, struct sample *s)
+{
+	kv_latency(true, s);
+}
+
+static void kv_pairs_direct(void *ctx, struct sample *s)
+{
+	kv_run(false, *(unsigned *)ctx, opt.quick ? 50 : 500, NULL, NULL, s);
+}
+
+static void kv_pairs_shipd(void *ctx, struct sample *s)
+{
+	kv_run(true, *(unsigned *)ctx, opt.quick ? 50 : 500, NULL, NULL, s);
 }
 
 static void bench_kv(void)
 {
-	unsigned n = opt.quick ? 200 : 2000;
+	static const struct metric ml[] = {{"put p50 us", false},
+	                                   {"put p99 us", false},
+	                                   {"get p50 us", false},
+	                                   {"get p99 us", false},
+	                                   {0}};
+	static const struct metric m1[] = {{"1 app pairs/s", true}, {0}};
+	static const struct metric m16[] = {{"16 apps pairs/s", true}, {0}};
+	static const struct side lat[] = {
+	    {"direct", kv_lat_direct}, {"shipd", kv_lat_shipd}, {0}};
+	static const struct side pairs[] = {
+	    {"direct", kv_pairs_direct}, {"shipd", kv_pairs_shipd}, {0}};
 	struct shipc *h = ship_connect("bench-kv-setup");
 	struct shipc_kv_config cfg = {.bucket = KV_BUCKET, .history = 1};
 	if (shipc_kv_bucket_create(h, &cfg, NULL) < 0) {
@@ -792,46 +1438,25 @@ static void bench_kv(void)
 		exit(1);
 	}
 	shipc_close(h);
-	uint64_t *dp = calloc(n, sizeof(*dp)), *dg = calloc(n, sizeof(*dg));
-	uint64_t *sp = calloc(n, sizeof(*sp)), *sg = calloc(n, sizeof(*sg));
-	kv_run(false, 1, n, dp, dg);
-	struct usage u = {0};
-	usage_begin(&u);
-	kv_run(true, 1, n, sp, sg);
-	usage_end(&u);
-	qsort(dp, n, sizeof(*dp), cmp_u64);
-	qsort(dg, n, sizeof(*dg), cmp_u64);
-	qsort(sp, n, sizeof(*sp), cmp_u64);
-	qsort(sg, n, sizeof(*sg), cmp_u64);
-	row("kv", "put p50 us", pct(dp, n, 0.5), pct(sp, n, 0.5), false, &u);
-	row("kv", "put p99 us", pct(dp, n, 0.99), pct(sp, n, 0.99), false, NULL);
-	row("kv", "get p50 us", pct(dg, n, 0.5), pct(sg, n, 0.5), false, NULL);
-	row("kv", "get p99 us", pct(dg, n, 0.99), pct(sg, n, 0.99), false, NULL);
-	if (!opt.json && bare_rtt_p50_us > 0)
+	struct scenario sl = {.name = "kv", .metrics = ml, .sides = lat,
+	                      .best_effort = false};
+	run_scenario(&sl);
+	if (!opt.json && bare_rtt_p50_us > 0 && sl.good[0] && sl.good[1])
 		printf("%-8s added p50: put %.1f us, get %.1f us = %.2f / %.2f x "
 		       "bare socket RTT\n",
-		       "kv", pct(sp, n, 0.5) - pct(dp, n, 0.5),
-		       pct(sg, n, 0.5) - pct(dg, n, 0.5),
-		       (pct(sp, n, 0.5) - pct(dp, n, 0.5)) / bare_rtt_p50_us,
-		       (pct(sg, n, 0.5) - pct(dg, n, 0.5)) / bare_rtt_p50_us);
-	free(dp);
-	free(dg);
-	free(sp);
-	free(sg);
-	unsigned per = opt.quick ? 50 : 500;
-	double d1 = kv_run(false, 1, per, NULL, NULL);
-	usage_begin(&u);
-	double s1 = kv_run(true, 1, per, NULL, NULL);
-	usage_end(&u);
-	row("kv", "1 app pairs/s", d1, s1, true, &u);
-	double d16 = kv_run(false, 16, per, NULL, NULL);
-	usage_begin(&u);
-	double s16 = kv_run(true, 16, per, NULL, NULL);
-	usage_end(&u);
-	row("kv", "16 apps pairs/s", d16, s16, true, &u);
-	if (!opt.json)
+		       "kv", sl.med[1][0] - sl.med[0][0], sl.med[1][2] - sl.med[0][2],
+		       (sl.med[1][0] - sl.med[0][0]) / bare_rtt_p50_us,
+		       (sl.med[1][2] - sl.med[0][2]) / bare_rtt_p50_us);
+	unsigned one = 1, sixteen = 16;
+	struct scenario s1 = {.name = "kv", .metrics = m1, .sides = pairs,
+	                      .best_effort = false, .ctx = &one};
+	run_scenario(&s1);
+	struct scenario s16 = {.name = "kv", .metrics = m16, .sides = pairs,
+	                       .best_effort = false, .ctx = &sixteen};
+	run_scenario(&s16);
+	if (!opt.json && s1.good[0] && s1.good[1] && s16.good[0] && s16.good[1])
 		printf("%-8s 16 apps / 1 app: direct %.1f x, shipd %.1f x\n", "kv",
-		       d16 / d1, s16 / s1);
+		       s16.med[0][0] / s1.med[0][0], s16.med[1][0] / s1.med[1][0]);
 }
 
 /* ---- idle: 1,000 clients holding 10,000 subscriptions ---- */
@@ -881,6 +1506,7 @@ static void bench_idle(void)
 	rl.rlim_cur = rl.rlim_max;
 	setrlimit(RLIMIT_NOFILE, &rl);
 	long before = proc_status_kib(shipd_pid, "VmRSS");
+	double cpu0 = proc_cpu_s(shipd_pid);
 	int *fds = calloc(nclients, sizeof(*fds));
 	struct shipc *obs = ship_connect("bench-observer");
 	unsigned opened = 0;
@@ -897,15 +1523,24 @@ static void bench_idle(void)
 	}
 	fx_sleep_ms(500);
 	long rss = proc_status_kib(shipd_pid, "VmRSS");
+	/* Per subscription made; one round: it measures memory, not a rate. */
+	unsigned sent = nclients * 10;
+	double cpu_us = (proc_cpu_s(shipd_pid) - cpu0) * 1e6 / sent;
+	bool all = st.subscriptions >= sent;
+	if (!all)
+		bench_failures++;
 	if (opt.json)
-		printf(",\n{\"scenario\":\"idle\",\"clients\":%u,\"subscriptions\":%u,"
-		       "\"rss_before_kib\":%ld,\"rss_kib\":%ld}",
-		       st.clients - 1, st.subscriptions, before, rss);
+		printf(",\n{\"scenario\":\"idle\",\"clients\":%u,"
+		       "\"subscriptions\":%u,\"sent\":%u,\"rss_before_kib\":%ld,"
+		       "\"rss_kib\":%ld,\"shipd_cpu_us_per_op\":%.3f%s}",
+		       st.clients - 1, st.subscriptions, sent, before, rss, cpu_us,
+		       all ? "" : ",\"failed\":true");
 	else
-		printf("%-8s %u clients, %u subscriptions: shipd RSS %.1f MiB "
-		       "(%.1f MiB before)\n",
-		       "idle", st.clients - 1, st.subscriptions,
-		       (double)rss / 1024.0, (double)before / 1024.0);
+		printf("%-8s %u clients, %u of %u subscriptions held: shipd RSS "
+		       "%.1f MiB (%.1f MiB before), %.2f us cpu a subscription%s\n",
+		       "idle", st.clients - 1, st.subscriptions, sent,
+		       (double)rss / 1024.0, (double)before / 1024.0, cpu_us,
+		       all ? "" : ": FAILED, not all held");
 	for (unsigned i = 0; i < nclients; i++)
 		if (fds[i] >= 0)
 			close(fds[i]);
@@ -930,7 +1565,6 @@ static void bench_idle(void)
 
 struct obj_run {
 	bool ok;
-	bool told; /* why went to stderr already */
 	double mbps;
 	char why[256];
 };
@@ -1292,28 +1926,6 @@ static void obj_get_shipd(struct shipc *h, const char *name, size_t len,
 	shipc_obj_info_free(info);
 }
 
-static void obj_tell(struct obj_run *r)
-{
-	if (!r->ok && !r->told)
-		fprintf(stderr, "shipbench: obj: %s\n", r->why);
-	r->told = true;
-}
-
-/* A failed transfer is a failure, not a rate: no ratio, and the run
- * exits non-zero. */
-static void obj_row(const char *metric, struct obj_run *d, struct obj_run *s,
-                    const struct usage *u)
-{
-	if (d->ok && s->ok) {
-		row("obj", metric, d->mbps, s->mbps, true, u);
-		return;
-	}
-	row_failed("obj", metric, d->ok, d->mbps, d->why, s->ok, s->mbps,
-	           s->why);
-	obj_tell(d);
-	obj_tell(s);
-}
-
 /* Bytes that no compression or deduplication would help with. */
 static uint8_t *obj_data(size_t len, char *digest, size_t size)
 {
@@ -1336,68 +1948,114 @@ static uint8_t *obj_data(size_t len, char *digest, size_t size)
 	return p;
 }
 
+/* A transfer into a sample: one sent, delivered if it went well. */
+static void obj_count(struct sample *s, struct obj_run *r, int m)
+{
+	s->sent++;
+	s->v[m] = r->mbps;
+	if (r->ok)
+		s->delivered++;
+	else
+		sample_fail(s, "%s", r->why);
+}
+
+struct obj_ctx {
+	uint8_t *data;
+	size_t len;
+	char digest[64];
+	struct shipc *h;
+};
+
+static uint64_t obj_chunks(size_t len)
+{
+	return (len + OBJ_CHUNK - 1) / OBJ_CHUNK;
+}
+
+static void obj_side_direct(void *ctx, struct sample *s)
+{
+	struct obj_ctx *c = ctx;
+	struct obj_run put = {.ok = true}, get = {.ok = true},
+	               dget = {.ok = true};
+	char err[256];
+	obj_put_direct("direct", c->data, c->len, &put);
+	if (put.ok) {
+		/* A real object: shipd, as any Object Store reader, sees it. */
+		struct shipc_obj_info *info = NULL;
+		if (shipc_obj_info(c->h, OBJ_BUCKET, "direct", 0, &info) < 0)
+			obj_fail(&put, "direct put: shipd does not see it: %s",
+			         shipc_last_error(c->h, err, sizeof(err)));
+		else
+			obj_check_info(c->len, c->digest, info, "direct put", &put);
+		shipc_obj_info_free(info);
+	}
+	if (put.ok) {
+		obj_get_direct("direct", false, c->len, c->digest, &get);
+		obj_get_direct("direct", true, c->len, c->digest, &dget);
+	} else {
+		obj_fail(&get, "direct get: nothing was put");
+		obj_fail(&dget, "direct get: nothing was put");
+	}
+	obj_count(s, &put, 0);
+	obj_count(s, &get, 1);
+	obj_count(s, &dget, 2);
+}
+
+/* shipd's CPU per 128 KiB chunk, its put's and get's together. */
+static void obj_side_shipd(void *ctx, struct sample *s)
+{
+	struct obj_ctx *c = ctx;
+	struct obj_run put = {.ok = true}, get = {.ok = true};
+	struct usage uput = {.peak_kib = -1}, uget = {.peak_kib = -1};
+	obj_put_shipd(c->h, "shipd", c->data, c->len, c->digest, &put, &uput);
+	if (put.ok)
+		obj_get_shipd(c->h, "shipd", c->len, c->digest, &get, &uget);
+	else
+		obj_fail(&get, "shipd get: nothing was put");
+	s->u.cpu_s = uput.cpu_s + uget.cpu_s;
+	s->u.peak_kib = uput.peak_kib > uget.peak_kib ? uput.peak_kib
+	                                              : uget.peak_kib;
+	s->ops = 2 * obj_chunks(c->len);
+	obj_count(s, &put, 0);
+	obj_count(s, &get, 1);
+	s->v[2] = s->v[1]; /* shipd has one way to get */
+}
+
 static void bench_obj(void)
 {
+	static const struct metric m[] = {{"put MB/s", true},
+	                                  {"get MB/s", true},
+	                                  {"get MB/s dget", true},
+	                                  {0}};
+	static const struct side sides[] = {
+	    {"direct", obj_side_direct}, {"shipd", obj_side_shipd}, {0}};
 	unsigned mib = opt.obj_mib ? opt.obj_mib : opt.quick ? 4 : 256;
-	size_t len = (size_t)mib << 20;
-	char digest[64];
-	uint8_t *data = obj_data(len, digest, sizeof(digest));
-	struct shipc *h = ship_connect("bench-obj");
+	struct obj_ctx c = {.len = (size_t)mib << 20};
+	c.data = obj_data(c.len, c.digest, sizeof(c.digest));
+	c.h = ship_connect("bench-obj");
 	struct shipc_obj_bucket_config cfg = {.bucket = OBJ_BUCKET};
 	char err[256];
-	if (shipc_obj_bucket_create(h, &cfg, NULL) < 0) {
+	if (shipc_obj_bucket_create(c.h, &cfg, NULL) < 0) {
 		fprintf(stderr, "shipbench: obj: cannot create the bucket: %s\n",
-		        shipc_last_error(h, err, sizeof(err)));
+		        shipc_last_error(c.h, err, sizeof(err)));
 		exit(1);
 	}
 	long before = shipd_pid ? proc_status_kib(shipd_pid, "VmRSS") : 0;
-	struct obj_run dput = {.ok = true}, sput = {.ok = true};
-	struct obj_run dget = {.ok = true}, dgget = {.ok = true};
-	struct obj_run sget = {.ok = true};
-	struct usage uput = {0}, uget = {0};
-
-	obj_put_direct("direct", data, len, &dput);
-	if (dput.ok) {
-		/* A real object: shipd, as any Object Store reader, sees it. */
-		struct shipc_obj_info *info = NULL;
-		if (shipc_obj_info(h, OBJ_BUCKET, "direct", 0, &info) < 0)
-			obj_fail(&dput, "direct put: shipd does not see it: %s",
-			         shipc_last_error(h, err, sizeof(err)));
-		else
-			obj_check_info(len, digest, info, "direct put", &dput);
-		shipc_obj_info_free(info);
-	}
-	obj_put_shipd(h, "shipd", data, len, digest, &sput, &uput);
-	free(data);
-	if (dput.ok) {
-		obj_get_direct("direct", false, len, digest, &dget);
-		obj_get_direct("direct", true, len, digest, &dgget);
-	} else {
-		obj_fail(&dget, "direct get: nothing was put");
-		obj_fail(&dgget, "direct get: nothing was put");
-	}
-	if (sput.ok)
-		obj_get_shipd(h, "shipd", len, digest, &sget, &uget);
-	else
-		obj_fail(&sget, "shipd get: nothing was put");
-
-	obj_row("put MB/s", &dput, &sput, &uput);
-	obj_row("get MB/s", &dget, &sget, &uget);
-	obj_row("get MB/s dget", &dgget, &sget, NULL);
+	struct scenario sc = {.name = "obj", .metrics = m, .sides = sides,
+	                      .best_effort = false, .ctx = &c};
+	run_scenario(&sc);
 	if (opt.json)
 		printf(",\n{\"scenario\":\"obj\",\"object_mib\":%u,\"chunk_kib\":%d,"
-		       "\"rss_before_kib\":%ld,\"put_peak_rss_kib\":%ld,"
-		       "\"get_peak_rss_kib\":%ld}",
-		       mib, OBJ_CHUNK / 1024, before, uput.peak_kib, uget.peak_kib);
+		       "\"rss_before_kib\":%ld}",
+		       mib, OBJ_CHUNK / 1024, before);
 	else if (shipd_pid)
-		printf("%-8s %u MiB object: shipd peak RSS %.1f MiB on put, %.1f "
-		       "MiB on get (%.1f MiB before)\n",
-		       "obj", mib, (double)uput.peak_kib / 1024.0,
-		       (double)uget.peak_kib / 1024.0, (double)before / 1024.0);
+		printf("%-8s %u MiB object, put and got each round; shipd cpu per "
+		       "128 KiB chunk; %.1f MiB RSS before\n",
+		       "obj", mib, (double)before / 1024.0);
+	free(c.data);
 	/* Leave no chunks behind on a server we were pointed at. */
-	shipc_obj_delete(h, OBJ_BUCKET, "direct");
-	shipc_obj_delete(h, OBJ_BUCKET, "shipd");
-	shipc_close(h);
+	shipc_obj_delete(c.h, OBJ_BUCKET, "direct");
+	shipc_obj_delete(c.h, OBJ_BUCKET, "shipd");
+	shipc_close(c.h);
 }
 
 /* ---- jobs: a JobQueue across two shipds, against one written by hand ----
@@ -1975,10 +2633,13 @@ static void jobs_check(struct jobs_run *r, uint64_t t0)
 	free(wait);
 }
 
+/* Until every job is done, or none progressed for JOBS_IDLE_MS. The apps
+ * move progress_ns on while this reads it: ns_since() takes it before the
+ * clock and never goes below 0. */
 static void jobs_wait(struct jobs_run *r)
 {
 	while (!atomic_load(&r->stop) && atomic_load(&r->done) < r->n &&
-	       now_ns() - atomic_load(&r->progress_ns) <
+	       ns_since(atomic_load(&r->progress_ns)) <
 	           (uint64_t)JOBS_IDLE_MS * 1000000u)
 		fx_sleep_ms(1);
 	atomic_store(&r->stop, true);
@@ -1987,8 +2648,9 @@ static void jobs_wait(struct jobs_run *r)
 /* The apps of a run: workers first, waiting, then the clock starts with
  * the submitters. */
 static void jobs_apps(const struct jobs_side *side, struct jobs_run *r,
-                      struct usage *u, uint64_t *t0)
+                      struct sample *s, uint64_t *t0)
 {
+	struct sample part = {.extra_pid = s->extra_pid};
 	int nsub = r->paced ? 1 : JOBS_SUBMITTERS;
 	struct jobs_app sub[JOBS_SUBMITTERS] = {0}, wk[JOBS_WORKERS] = {0};
 	for (int i = 0; i < nsub; i++) {
@@ -2002,7 +2664,7 @@ static void jobs_apps(const struct jobs_side *side, struct jobs_run *r,
 	for (int i = 0; i < JOBS_WORKERS && !atomic_load(&r->stop); i++)
 		wk[i].started =
 		    !pthread_create(&wk[i].t, NULL, side->work, &wk[i]);
-	usage_begin(u);
+	sample_begin(&part);
 	*t0 = now_ns();
 	atomic_store(&r->progress_ns, *t0);
 	for (int i = 0; i < nsub && !atomic_load(&r->stop); i++)
@@ -2015,7 +2677,8 @@ static void jobs_apps(const struct jobs_side *side, struct jobs_run *r,
 	for (int i = 0; i < JOBS_WORKERS; i++)
 		if (wk[i].started)
 			pthread_join(wk[i].t, NULL);
-	usage_end(u);
+	sample_end(&part);
+	sample_add(s, &part);
 	for (int i = 0; i < nsub; i++)
 		side->close(&sub[i]);
 	for (int i = 0; i < JOBS_WORKERS; i++)
@@ -2023,11 +2686,11 @@ static void jobs_apps(const struct jobs_side *side, struct jobs_run *r,
 }
 
 static void jobs_run(const struct jobs_side *side, struct jobs_run *r,
-                     struct usage *u)
+                     struct sample *s)
 {
 	uint64_t t0 = 0;
 	if (side->prepare(r)) {
-		jobs_apps(side, r, u, &t0);
+		jobs_apps(side, r, s, &t0);
 		jobs_check(r, t0);
 		if (!r->failed && side->verify)
 			side->verify(r);
@@ -2076,82 +2739,95 @@ static void jobs_use_shipd(struct jobs_run *r, struct shipc *admin,
 	r->admin = admin;
 }
 
-/* d and s: throughput; dp and sp: paced, the wait for a claim. */
-static void jobs_rows(struct jobs_run *d, struct jobs_run *s,
-                      struct jobs_run *dp, struct jobs_run *sp,
-                      const struct usage *u)
+struct jobs_ctx {
+	unsigned n, np; /* jobs at full load, and paced */
+	struct shipdp b;
+	struct shipc *admin;
+	unsigned lost_races;    /* direct, over all rounds */
+	double loaded_p50_us[2]; /* at full load, the last round's */
+};
+
+/* A round of one side: jobs/s at full load, then the paced claim wait;
+ * every job of both counts (shipd's CPU per job: A's and B's). */
+static void jobs_side_run(const struct jobs_side *side, struct jobs_ctx *c,
+                          struct sample *s)
 {
-	if (!d->failed && !s->failed)
-		row("jobs", "jobs/s", d->rate, s->rate, true, u);
-	else
-		row_failed("jobs", "jobs/s", !d->failed, d->rate, d->why,
-		           !s->failed, s->rate, s->why);
-	if (dp->failed || sp->failed) {
-		row_failed("jobs", "claim p50 us", !dp->failed, dp->wait_p50_us,
-		           dp->why, !sp->failed, sp->wait_p50_us, sp->why);
-		return;
+	bool ship = side == &jobs_shipd;
+	struct jobs_run *r =
+	    jobs_run_new(ship ? "shipbench" : "shipbench_jobs", c->n, false);
+	struct jobs_run *p = jobs_run_new(
+	    ship ? "shipbench_paced" : "shipbench_jobs_paced", c->np, true);
+	if (ship) {
+		const char *b = c->b.pid ? c->b.sock : opt.socket;
+		jobs_use_shipd(r, c->admin, b);
+		jobs_use_shipd(p, c->admin, b);
+		s->extra_pid = c->b.pid;
 	}
-	row("jobs", "claim p50 us", dp->wait_p50_us, sp->wait_p50_us, false,
-	    NULL);
-	row("jobs", "claim p99 us", dp->wait_p99_us, sp->wait_p99_us, false,
-	    NULL);
+	jobs_run(side, r, s);
+	jobs_run(side, p, s);
+	s->sent = s->ops = r->n + p->n;
+	s->delivered = s->sent - r->lost - p->lost;
+	if (r->failed)
+		sample_fail(s, "%s", r->why);
+	if (p->failed)
+		sample_fail(s, "paced: %s", p->why);
+	s->v[0] = r->rate;
+	s->v[1] = p->wait_p50_us;
+	s->v[2] = p->wait_p99_us;
+	if (!ship)
+		c->lost_races += atomic_load(&r->lost_races);
+	c->loaded_p50_us[ship] = r->wait_p50_us;
+	jobs_run_free(r);
+	jobs_run_free(p);
+}
+
+static void jobs_side_direct(void *ctx, struct sample *s)
+{
+	jobs_side_run(&jobs_direct, ctx, s);
+}
+
+static void jobs_side_shipd(void *ctx, struct sample *s)
+{
+	jobs_side_run(&jobs_shipd, ctx, s);
 }
 
 static void bench_jobs(void)
 {
-	unsigned n = opt.jobs ? opt.jobs : opt.quick ? 200 : 2000;
-	unsigned np = n / 10 > 200 ? 200 : n / 10; /* paced */
-	if (np < 20)
-		np = n < 20 ? n : 20;
-	struct shipdp b = {0};
-	/* B only beside an A of ours: another shipd might use another NATS. */
-	if (shipd_pid && (shipd_start(&b, opt.nats_url, NULL) < 0 ||
-	                  !fx_wait_link(b.sock, 10000))) {
-		fprintf(stderr, "shipbench: jobs: cannot start a second shipd\n");
-		shipd_cleanup(&b);
-		bench_failures++;
+	static const struct metric m[] = {{"jobs/s", true},
+	                                  {"claim p50 us", false},
+	                                  {"claim p99 us", false},
+	                                  {0}};
+	static const struct side sides[] = {
+	    {"direct", jobs_side_direct}, {"shipd", jobs_side_shipd}, {0}};
+	struct jobs_ctx c = {.n = opt.jobs ? opt.jobs : opt.quick ? 200 : 2000};
+	c.np = c.n / 10 > 200 ? 200 : c.n / 10; /* paced */
+	if (c.np < 20)
+		c.np = c.n < 20 ? c.n : 20;
+	if (!shipd_b(&c.b, "jobs"))
 		return;
-	}
-	if (!fx_wait_link(opt.socket, 10000))
-		fprintf(stderr, "shipbench: jobs: shipd is not linked to NATS\n");
-	struct jobs_run *d = jobs_run_new("shipbench_jobs", n, false);
-	struct jobs_run *dp = jobs_run_new("shipbench_jobs_paced", np, true);
-	struct jobs_run *s = jobs_run_new("shipbench", n, false);
-	struct jobs_run *sp = jobs_run_new("shipbench_paced", np, true);
-	struct shipc *h = ship_connect("bench-jobs");
-	struct usage u = {0}, un = {0};
-	jobs_run(&jobs_direct, d, &un);
-	jobs_run(&jobs_direct, dp, &un);
-	jobs_use_shipd(s, h, b.pid ? b.sock : opt.socket);
-	jobs_use_shipd(sp, h, b.pid ? b.sock : opt.socket);
-	double b_cpu = b.pid ? proc_cpu_s(b.pid) : 0;
-	jobs_run(&jobs_shipd, s, &u);
-	/* Both shipds' CPU; the peak RSS is A's. */
-	u.cpu_s += b.pid ? proc_cpu_s(b.pid) - b_cpu : 0;
-	jobs_run(&jobs_shipd, sp, &un);
-	jobs_rows(d, s, dp, sp, &u);
+	c.admin = ship_connect("bench-jobs");
+	struct scenario sc = {.name = "jobs", .metrics = m, .sides = sides,
+	                      .best_effort = false, .ctx = &c};
+	run_scenario(&sc);
 	if (opt.json)
 		printf(",\n{\"scenario\":\"jobs\",\"jobs\":%u,\"paced_jobs\":%u,"
 		       "\"submitters\":%d,\"workers\":%d,\"shipds\":%d,"
 		       "\"direct_cas_lost\":%u,\"direct_loaded_claim_p50_us\":%.3f,"
 		       "\"shipd_loaded_claim_p50_us\":%.3f}",
-		       n, np, JOBS_SUBMITTERS, JOBS_WORKERS, b.pid ? 2 : 1,
-		       atomic_load(&d->lost_races), d->wait_p50_us, s->wait_p50_us);
+		       c.n, c.np, JOBS_SUBMITTERS, JOBS_WORKERS, c.b.pid ? 2 : 1,
+		       c.lost_races, c.loaded_p50_us[0], c.loaded_p50_us[1]);
 	else
-		printf("%-8s %u jobs (%u paced), %d submitters on A, %d workers "
-		       "on %s%s\n"
+		printf("%-8s %u jobs (%u paced) a round, %d submitters on A, %d "
+		       "workers on %s%s\n"
 		       "%-8s direct lost %u claim races; at full load a claim "
-		       "waited %.1f ms direct, %.1f ms shipd (p50)\n",
-		       "jobs", n, np, JOBS_SUBMITTERS, JOBS_WORKERS,
-		       b.pid ? "A and B" : "A", b.pid ? "; shipd cpu: A + B" : "",
-		       "jobs", atomic_load(&d->lost_races), d->wait_p50_us / 1000,
-		       s->wait_p50_us / 1000);
-	shipc_close(h);
-	jobs_run_free(d);
-	jobs_run_free(dp);
-	jobs_run_free(s);
-	jobs_run_free(sp);
-	shipd_cleanup(&b);
+		       "waited %.1f ms direct, %.1f ms shipd (p50, last round)\n",
+		       "jobs", c.n, c.np, JOBS_SUBMITTERS, JOBS_WORKERS,
+		       c.b.pid ? "A and B" : "A",
+		       c.b.pid ? "; shipd cpu per job: A + B" : "", "jobs",
+		       c.lost_races, c.loaded_p50_us[0] / 1000,
+		       c.loaded_p50_us[1] / 1000);
+	shipc_close(c.admin);
+	shipd_cleanup(&c.b);
 }
 
 /* ---- svc: a service call through two shipds, against nats.c ----
@@ -2317,7 +2993,7 @@ static void svc_failed(struct svc_run *r, bool error_answer, const char *fmt,
  * held. */
 static bool svc_stalled(struct svc_run *r)
 {
-	if (now_ns() - r->progress_ns < (uint64_t)SVC_IDLE_MS * 1000000u)
+	if (ns_since(r->progress_ns) < (uint64_t)SVC_IDLE_MS * 1000000u)
 		return false;
 	svc_note(r, "no answer for %d ms with %u in flight", SVC_IDLE_MS,
 	         r->sent - r->done);
@@ -2671,44 +3347,6 @@ static void svc_stats(struct shipc *h, struct svc_host *host,
 
 /* ---- svc: a run, both ways ---- */
 
-/* shipd A's and B's (when B is not A): CPU together, the larger peak. */
-static void svc_usage_begin(struct usage u[2], pid_t b)
-{
-	usage_begin_at(&u[0], shipd_pid);
-	usage_begin_at(&u[1], b);
-}
-
-static void svc_usage_end(struct usage u[2], pid_t b)
-{
-	usage_end_at(&u[0], shipd_pid);
-	usage_end_at(&u[1], b);
-	u[0].cpu_s += u[1].cpu_s;
-	if (u[1].peak_kib > u[0].peak_kib)
-		u[0].peak_kib = u[1].peak_kib;
-}
-
-static double svc_p50(struct svc_run *r)
-{
-	return pct(r->lat + r->warm, r->n - r->warm, 0.5);
-}
-
-static void svc_rows(struct svc_run *dl, struct svc_run *sl,
-                     struct svc_run *dw, struct svc_run *sw,
-                     const struct usage *ul, const struct usage *uw)
-{
-	if (!dl->bad_run && !sl->bad_run)
-		report_latency("svc", dl->lat + dl->warm, sl->lat + sl->warm,
-		               dl->n - dl->warm, ul);
-	else
-		row_failed("svc", "p50 us", !dl->bad_run, svc_p50(dl), dl->why,
-		           !sl->bad_run, svc_p50(sl), sl->why);
-	if (!dw->bad_run && !sw->bad_run)
-		row("svc", "answers/s", dw->rate, sw->rate, true, uw);
-	else
-		row_failed("svc", "answers/s", !dw->bad_run, dw->rate, dw->why,
-		           !sw->bad_run, sw->rate, sw->why);
-}
-
 /* The service saw each request sent once, and shipd B counts the same;
  * false (told on stderr) if not. */
 static bool svc_counts_ok(struct svc_host *host, const struct svc_stats *st,
@@ -2730,79 +3368,136 @@ static bool svc_counts_ok(struct svc_host *host, const struct svc_stats *st,
 	return ok;
 }
 
+static void svc_usage_begin(struct sample *part, pid_t b)
+{
+	*part = (struct sample){.extra_pid = b};
+	sample_begin(part);
+}
+
+static void svc_usage_end(struct sample *s, struct sample *part)
+{
+	sample_end(part);
+	sample_add(s, part);
+}
+
+/* Both runs into s: requests sent, answered once as sent; the round
+ * trips of the first and the rate of the second. */
+static void svc_sample(struct sample *s, struct svc_run *seq,
+                       struct svc_run *win)
+{
+	struct svc_run *both[2] = {seq, win};
+	for (int k = 0; k < 2; k++) {
+		struct svc_run *r = both[k];
+		svc_check(r);
+		s->sent += r->n;
+		for (unsigned i = 0; i < r->n; i++)
+			s->delivered += r->got[i] == 1;
+		if (r->bad_run)
+			sample_fail(s, "%s", r->why);
+	}
+	s->ops = s->sent;
+	unsigned n = seq->n - seq->warm;
+	s->v[0] = pct(seq->lat + seq->warm, n, 0.5);
+	s->v[1] = pct(seq->lat + seq->warm, n, 0.9);
+	s->v[2] = pct(seq->lat + seq->warm, n, 0.99);
+	s->v[3] = win->rate;
+}
+
+struct svc_ctx {
+	unsigned warm, nl, nw;
+	struct shipdp b;
+	size_t size;
+	unsigned calls;         /* the handler's, over all rounds */
+	struct svc_stats st;    /* shipd B's, the last round's */
+};
+
+static void svc_side_direct(void *ctx, struct sample *s)
+{
+	struct svc_ctx *c = ctx;
+	struct svc_run seq, win;
+	svc_run_init(&seq, "direct one at a time", c->warm + c->nl, c->warm);
+	svc_run_init(&win, "direct windowed", c->nw, 0);
+	svc_direct_seq(&seq);
+	svc_direct_window(&win);
+	svc_sample(s, &seq, &win);
+	svc_run_finish(&seq);
+	svc_run_finish(&win);
+}
+
+/* A service hosted anew on B each round, its counts checked. */
+static void svc_side_shipd(void *ctx, struct sample *s)
+{
+	struct svc_ctx *c = ctx;
+	struct svc_run seq, win;
+	struct svc_host host = {0};
+	struct sample part;
+	svc_run_init(&seq, "shipd one at a time", c->warm + c->nl, c->warm);
+	svc_run_init(&win, "shipd windowed", c->nw, 0);
+	c->size = seq.size;
+	bool served = svc_host_start(&host, c->b.pid ? c->b.sock : opt.socket);
+	if (served) {
+		struct shipc *h = ship_connect("bench-svc-call");
+		svc_usage_begin(&part, c->b.pid);
+		svc_ship_seq(&seq, h);
+		svc_usage_end(s, &part);
+		svc_usage_begin(&part, c->b.pid);
+		svc_ship_window(&win, h);
+		svc_usage_end(s, &part);
+		c->st = (struct svc_stats){0};
+		svc_stats(h, &host, &c->st);
+		served = svc_host_stop(&host);
+		shipc_close(h);
+		c->calls += atomic_load(&host.calls);
+	} else {
+		svc_note(&seq, "no service: shipc_svc_add failed");
+		svc_note(&win, "no service: shipc_svc_add failed");
+	}
+	svc_sample(s, &seq, &win);
+	if (!served)
+		sample_fail(s, "the service did not run");
+	else if (!svc_counts_ok(&host, &c->st, seq.sent + win.sent))
+		sample_fail(s, "the service's counts are not the requests sent");
+	svc_run_finish(&seq);
+	svc_run_finish(&win);
+}
+
 static void bench_svc(void)
 {
-	unsigned warm = opt.quick ? 20 : 200, nl = opt.quick ? 200 : 2000;
-	unsigned nw = opt.quick ? 5000 : 50000;
-	struct shipdp b = {0};
-	/* B only beside an A of ours: another shipd might use another NATS. */
-	if (shipd_pid && (shipd_start(&b, opt.nats_url, NULL) < 0 ||
-	                  !fx_wait_link(b.sock, 10000))) {
-		fprintf(stderr, "shipbench: svc: cannot start a second shipd\n");
-		shipd_cleanup(&b);
-		bench_failures++;
+	static const struct metric m[] = {{"p50 us", false},
+	                                  {"p90 us", false},
+	                                  {"p99 us", false},
+	                                  {"answers/s", true},
+	                                  {0}};
+	static const struct side sides[] = {
+	    {"direct", svc_side_direct}, {"shipd", svc_side_shipd}, {0}};
+	struct svc_ctx c = {.warm = opt.quick ? 20 : 200,
+	                    .nl = opt.quick ? 200 : 2000,
+	                    .nw = opt.quick ? 5000 : 50000};
+	if (!shipd_b(&c.b, "svc"))
 		return;
-	}
-	if (!fx_wait_link(opt.socket, 10000))
-		fprintf(stderr, "shipbench: svc: shipd is not linked to NATS\n");
-	struct svc_run dl, dw, sl, sw;
-	svc_run_init(&dl, "direct one at a time", warm + nl, warm);
-	svc_run_init(&dw, "direct windowed", nw, 0);
-	svc_run_init(&sl, "shipd one at a time", warm + nl, warm);
-	svc_run_init(&sw, "shipd windowed", nw, 0);
-	svc_direct_seq(&dl);
-	svc_direct_window(&dw);
-
-	struct svc_host host = {0};
-	struct svc_stats st = {0};
-	struct usage ul[2] = {0}, uw[2] = {0};
-	bool hosted = svc_host_start(&host, b.pid ? b.sock : opt.socket);
-	bool served = hosted;
-	if (hosted) {
-		struct shipc *c = ship_connect("bench-svc-call");
-		svc_usage_begin(ul, b.pid);
-		svc_ship_seq(&sl, c);
-		svc_usage_end(ul, b.pid);
-		svc_usage_begin(uw, b.pid);
-		svc_ship_window(&sw, c);
-		svc_usage_end(uw, b.pid);
-		svc_stats(c, &host, &st);
-		served = svc_host_stop(&host);
-		shipc_close(c);
-	} else {
-		svc_note(&sl, "no service: shipc_svc_add failed");
-		svc_note(&sw, "no service: shipc_svc_add failed");
-	}
-	svc_check(&dl);
-	svc_check(&dw);
-	svc_check(&sl);
-	svc_check(&sw);
-	svc_rows(&dl, &sl, &dw, &sw, &ul[0], &uw[0]);
-	if (!served || !svc_counts_ok(&host, &st, sl.sent + sw.sent))
-		bench_failures++;
+	struct scenario sc = {.name = "svc", .metrics = m, .sides = sides,
+	                      .best_effort = false, .ctx = &c};
+	run_scenario(&sc);
+	tell_added(&sc, 1, "");
 	if (opt.json)
 		printf(",\n{\"scenario\":\"svc\",\"requests\":%u,\"warm_up\":%u,"
 		       "\"windowed\":%u,\"window\":%d,\"size\":%zu,\"shipds\":%d,"
 		       "\"handler_calls\":%u,\"stats_ok\":%s,\"stats_requests\":%"
 		       PRIu64 ",\"stats_errors\":%" PRIu64 ","
 		       "\"stats_avg_processing_us\":%.3f}",
-		       nl, warm, nw, SVC_WINDOW, sl.size, b.pid ? 2 : 1,
-		       atomic_load(&host.calls), st.ok ? "true" : "false",
-		       st.requests, st.errors, st.avg_us);
+		       c.nl, c.warm, c.nw, SVC_WINDOW, c.size, c.b.pid ? 2 : 1,
+		       c.calls, c.st.ok ? "true" : "false", c.st.requests,
+		       c.st.errors, c.st.avg_us);
 	else
 		printf("%-8s %u one at a time (after %u), %u with %d in flight, "
-		       "%zu bytes; service on %s, caller on A%s\n"
-		       "%-8s the handler ran %u times; shipd B's STATS: %" PRIu64
-		       " requests, %" PRIu64 " errors, %.1f us average from "
-		       "NATS to answer\n",
-		       "svc", nl, warm, nw, SVC_WINDOW, sl.size,
-		       b.pid ? "B" : "A", b.pid ? "; shipd cpu: A + B" : "", "svc",
-		       atomic_load(&host.calls), st.requests, st.errors, st.avg_us);
-	svc_run_finish(&dl);
-	svc_run_finish(&dw);
-	svc_run_finish(&sl);
-	svc_run_finish(&sw);
-	shipd_cleanup(&b);
+		       "%zu bytes a round; service on %s, caller on A%s\n"
+		       "%-8s the handler ran %u times in all; shipd B's STATS (last "
+		       "round): %" PRIu64 " requests, %" PRIu64 " errors, %.1f us "
+		       "average from NATS to answer\n",
+		       "svc", c.nl, c.warm, c.nw, SVC_WINDOW, c.size,
+		       c.b.pid ? "B" : "A", c.b.pid ? "; shipd cpu: A + B" : "",
+		       "svc", c.calls, c.st.requests, c.st.errors, c.st.avg_us);
+	shipd_cleanup(&c.b);
 }
 
 /* ---- fleet: events from two robots to the hub, and catch-up ----
@@ -2855,7 +3550,8 @@ struct fleet {
 	struct fleet_robot robot[FLEET_ROBOTS];
 	natsConnection *hub_nc; /* asks a hub node about FLEET_EVENTS */
 	char *payload_json, *envelope;
-	unsigned n; /* events per robot and run */
+	unsigned n;     /* events per robot and run */
+	unsigned extra; /* shipd's own events the robots stored, all rounds */
 };
 
 /* One robot's emits in a run, in a thread of its own. */
@@ -2889,17 +3585,12 @@ struct fleet_run {
 static void fleet_fail(struct fleet_run *r, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* The first reason is kept. */
 static void fleet_fail(struct fleet_run *r, const char *fmt, ...)
 {
-	if (r->failed)
-		return;
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(r->why, sizeof(r->why), fmt, ap);
+	fail_once(&r->failed, r->why, sizeof(r->why), fmt, ap);
 	va_end(ap);
-	json_safe(r->why);
-	r->failed = true;
 }
 
 /* A stream's state (the JetStream of the server nc is connected to):
@@ -3389,38 +4080,28 @@ static void fleet_down(struct fleet *f)
 
 /* ---- fleet: the rows ---- */
 
-static void fleet_rows(struct fleet_run *d, struct fleet_run *s,
-                       struct fleet_run *c, const struct usage *u)
+/* The catch-up: absolute, NATS's sourcing, no direct run. */
+static void fleet_catchup_row(struct fleet_run *c)
 {
-	if (!d->failed && !s->failed)
-		row("fleet", "hub events/s", d->hub_rate, s->hub_rate, true, u);
-	else
-		row_failed("fleet", "hub events/s", !d->failed, d->hub_rate,
-		           d->why, !s->failed, s->hub_rate, s->why);
-	if (!d->robot_bad && !s->robot_bad)
-		row("fleet", "robot acked/s", d->robot_rate, s->robot_rate, true,
-		    NULL);
-	else
-		row_failed("fleet", "robot acked/s", !d->robot_bad, d->robot_rate,
-		           d->why, !s->robot_bad, s->robot_rate, s->why);
-	/* Absolute: NATS's sourcing, no direct run. */
 	if (c->failed)
 		bench_failures++;
 	if (opt.json) {
 		printf(",\n{\"scenario\":\"fleet\",\"metric\":\"catch-up s\","
-		       "\"absolute\":true");
+		       "\"absolute\":true,\"sent\":%u,\"acked\":%u",
+		       c->acked + c->emit_failed, c->acked);
 		if (c->failed)
 			printf(",\"failed\":true,\"shipd_error\":\"%s\"}", c->why);
 		else
 			printf(",\"shipd\":%.3f,\"reconnect_s\":%.3f}", c->catchup_s,
 			       c->reconnect_s);
 	} else if (c->failed) {
-		printf("%-8s %-16s %14s %14s %8s   (absolute: NATS sourcing)\n",
-		       "fleet", "catch-up s", "-", "FAILED", "-");
+		printf("%-8s %-12s %-16s %18s %18s   FAILED: %s\n", "fleet", "shipd",
+		       "catch-up s", "-", "FAILED", c->why);
 	} else {
-		printf("%-8s %-16s %14s %14.2f %8s   (absolute: NATS sourcing, "
-		       "no direct run; uplinks back after %.2f s)\n",
-		       "fleet", "catch-up s", "-", c->catchup_s, "-",
+		printf("%-8s %-12s %-16s %18s %18.2f   (absolute: NATS sourcing, "
+		       "no direct run, one round; %u acked while cut, all held by "
+		       "the hub; uplinks back after %.2f s)\n",
+		       "fleet", "shipd", "catch-up s", "-", c->catchup_s, c->acked,
 		       c->reconnect_s);
 	}
 	first_row = false;
@@ -3434,39 +4115,69 @@ static void fleet_tell(struct fleet_run *r)
 		        r->what, r->why, r->acked, r->emit_failed, r->hub, r->want);
 }
 
+/* A round: both robots emit; every event acknowledged and held by the
+ * hub, exactly what the robots stored. shipd cpu: both robots' shipds. */
+static void fleet_side(struct fleet *f, bool via_shipd, struct sample *s)
+{
+	struct fleet_run r = {.what = via_shipd ? "shipd" : "direct"};
+	struct usage u[FLEET_ROBOTS] = {0};
+	fleet_rate(f, via_shipd, &r, u);
+	fleet_tell(&r);
+	if (via_shipd)
+		s->u = u[0];
+	s->sent = s->ops = (uint64_t)FLEET_ROBOTS * f->n;
+	s->delivered = r.acked;
+	s->dropped = r.emit_failed;
+	if (r.failed)
+		sample_fail(s, "%s", r.why);
+	s->v[0] = r.hub_rate;
+	s->v[1] = r.robot_rate;
+	f->extra += r.extra;
+}
+
+static void fleet_side_direct(void *ctx, struct sample *s)
+{
+	fleet_side(ctx, false, s);
+}
+
+static void fleet_side_shipd(void *ctx, struct sample *s)
+{
+	fleet_side(ctx, true, s);
+}
+
 static void bench_fleet(void)
 {
+	static const struct metric m[] = {
+	    {"hub events/s", true}, {"robot acked/s", true}, {0}};
+	static const struct side sides[] = {
+	    {"direct", fleet_side_direct}, {"shipd", fleet_side_shipd}, {0}};
 	struct fleet f = {0};
 	f.n = opt.fleet ? opt.fleet : opt.quick ? 2000 : 20000;
 	f.payload_json = event_payload_json();
 	f.envelope = event_envelope("bench.fleet", f.payload_json);
-	struct fleet_run d = {.what = "direct"}, s = {.what = "shipd"},
-	                 c = {.what = "catch-up"};
-	struct usage u[FLEET_ROBOTS] = {0};
+	struct fleet_run c = {.what = "catch-up"};
 	uint64_t t0 = now_ns();
 	if (!fleet_up(&f)) {
 		bench_failures++;
 		goto out;
 	}
 	double setup_s = (double)(now_ns() - t0) / 1e9;
-	fleet_rate(&f, false, &d, NULL);
-	fleet_rate(&f, true, &s, u);
+	struct scenario sc = {.name = "fleet", .metrics = m, .sides = sides,
+	                      .best_effort = false, .ctx = &f};
+	run_scenario(&sc);
 	fleet_catchup(&f, &c);
-	fleet_tell(&d);
-	fleet_tell(&s);
 	fleet_tell(&c);
-	fleet_rows(&d, &s, &c, &u[0]);
+	fleet_catchup_row(&c);
 	double cut_rate = c.robot_rate;
 	if (opt.json)
 		printf(",\n{\"scenario\":\"fleet\",\"robots\":%d,\"hub_nodes\":3,"
 		       "\"events_per_robot\":%u,\"window\":%d,"
 		       "\"cut_acked_per_s\":%.3f,\"shipd_own_events\":%u,"
 		       "\"setup_s\":%.3f,\"total_s\":%.3f}",
-		       FLEET_ROBOTS, f.n, FLEET_WINDOW, cut_rate,
-		       s.extra + c.extra, setup_s,
-		       (double)(now_ns() - t0) / 1e9);
+		       FLEET_ROBOTS, f.n, FLEET_WINDOW, cut_rate, f.extra + c.extra,
+		       setup_s, (double)(now_ns() - t0) / 1e9);
 	else
-		printf("%-8s %d robots x %u events, %d in flight each, to "
+		printf("%-8s %d robots x %u events a round, %d in flight each, to "
 		       "FLEET_EVENTS (R3) on a 3-node hub; shipd cpu: both robots'\n"
 		       "%-8s catch-up: %u events per robot emitted through shipd "
 		       "while cut (acked %.1f/s), from the restore until the hub "
@@ -3487,7 +4198,9 @@ static void usage(FILE *f)
 	        "usage: shipbench [--nats URL] [--socket PATH] [--size N] "
 	        "[--count N]\n"
 	        "                 [--clients N] [--obj-mib N] [--jobs N] [--quick]\n"
-	        "                 [--fleet-events N] [--json] [SCENARIO...]\n"
+	        "                 [--fleet-events N] [--rounds N] [--allow-loss] "
+	        "[--json]\n"
+	        "                 [--shipd-opt KEY=VALUE]... [SCENARIO...]\n"
 	        "scenarios: rtt pub pubsub fanout req jspub kv obj jobs svc fleet "
 	        "idle\n"
 	        "(default: all)\n"
@@ -3500,6 +4213,12 @@ static void usage(FILE *f)
 	        "each) of its own; each robot emits --fleet-events events (20000;\n"
 	        "2000 with --quick; at most %d) per run: at once, and while\n"
 	        "its uplink is cut.\n"
+	        "Each scenario runs --rounds rounds (3), direct and through shipd\n"
+	        "in turn; a run that lost anything has no figure and fails, but\n"
+	        "--allow-loss lets pub, pubsub and fanout pass when shipd said\n"
+	        "what it dropped (core NATS is best effort).\n"
+	        "--shipd-opt goes to the shipds shipbench starts (not the\n"
+	        "fleet's) as -o KEY=VALUE.\n"
 	        "Without --nats a temporary nats-server -js is started; without\n"
 	        "--socket a shipd is started (SHIPD_BIN or the one built beside).\n",
 	        SVC_SIZE_MIN, FLEET_EVENTS_MAX);
@@ -3558,6 +4277,9 @@ int main(int argc, char **argv)
 		{"obj-mib", required_argument, NULL, 'o'},
 		{"jobs", required_argument, NULL, 'b'},
 		{"fleet-events", required_argument, NULL, 'f'},
+		{"rounds", required_argument, NULL, 'r'},
+		{"allow-loss", no_argument, NULL, 'a'},
+		{"shipd-opt", required_argument, NULL, 'O'},
 		{"quick", no_argument, NULL, 'q'},
 		{"json", no_argument, NULL, 'j'},
 		{"help", no_argument, NULL, 'h'},
@@ -3593,6 +4315,22 @@ int main(int argc, char **argv)
 			               &opt.fleet))
 				return 2;
 			break;
+		case 'r':
+			if (!opt_count(optarg, "--rounds", ROUNDS_MAX, &opt.rounds))
+				return 2;
+			break;
+		case 'a':
+			opt.allow_loss = true;
+			break;
+		case 'O':
+			if (opt.shipd_opts == SHIPD_OPTS_MAX) {
+				fprintf(stderr, "shipbench: --shipd-opt: at most %d\n",
+				        SHIPD_OPTS_MAX);
+				return 2;
+			}
+			opt.shipd_args[2 * opt.shipd_opts] = "-o";
+			opt.shipd_args[2 * opt.shipd_opts++ + 1] = optarg;
+			break;
 		case 'q':
 			opt.quick = true;
 			break;
@@ -3627,7 +4365,7 @@ int main(int argc, char **argv)
 	if (!opt.socket) {
 		find_shipd(argv[0]);
 		fx_shipd_verbose = false;
-		if (shipd_start(&sd, opt.nats_url, NULL) < 0) {
+		if (shipd_start(&sd, opt.nats_url, opt.shipd_args) < 0) {
 			fprintf(stderr, "shipbench: cannot start shipd (%s)\n",
 			        getenv("SHIPD_BIN"));
 			natsd_cleanup(&nd);
@@ -3639,11 +4377,15 @@ int main(int argc, char **argv)
 	if (opt.json)
 		printf("[");
 	else
-		printf("shipbench: %zu-byte messages, %u per run, on %ld CPUs\n"
-		       "%-8s %-16s %14s %14s %8s %10s %12s\n",
-		       opt.size, opt.count, sysconf(_SC_NPROCESSORS_ONLN),
-		       "scenario", "metric", "direct", "shipd", "ratio",
-		       "shipd cpu", "shipd peak");
+		printf("shipbench: %zu-byte messages, %u per run, %u rounds (direct "
+		       "and shipd in turn), on %ld CPUs\n"
+		       "figures: median \xc2\xb1half the range over the rounds; "
+		       "ratio of the medians; shipd's CPU per operation (us) and "
+		       "peak RSS (MiB)\n"
+		       "%-8s %-12s %-16s %18s %18s %6s %9s %7s\n",
+		       opt.size, opt.count, opt.rounds,
+		       sysconf(_SC_NPROCESSORS_ONLN), "scenario", "side",
+		       "metric", "direct", "shipd", "ratio", "cpu us/op", "peak");
 	if (want(argc, argv, "rtt") || want(argc, argv, "req") ||
 	    want(argc, argv, "kv") || want(argc, argv, "svc"))
 		bench_rtt();
