@@ -447,9 +447,9 @@ static void handle_history(struct client *c, uint64_t id,
 		free(h);
 		return;
 	}
-	/* The answer carries at most what the app's output may hold, and
-	 * that is reserved for it; older messages are paged to. */
-	h->max_bytes = conf->client_output_limit;
+	/* The answer carries at most what one answer may hold, and that is
+	 * reserved for it; older messages are paged to. */
+	h->max_bytes = config_answer_limit(conf);
 	if (!op_hold(&h->op, h->max_bytes)) {
 		history_free(h);
 		return;

@@ -66,6 +66,10 @@ static const struct ckey keys[] = {
 	 "largest frame a client may send, bytes", true},
 	{"client_output_limit", C_UINT, O(client_output_limit), 65536, 1u << 30,
 	 "bytes queued to one client before its messages are dropped", true},
+	{"max_answer", C_UINT, O(max_answer), 4096, IPC_FRAME_LIMIT,
+	 "bytes of one answer that lists many items (histories, keys, "
+	 "objects); at most client_output_limit",
+	 true},
 	{"max_clients", C_UINT, O(max_clients), 1, 1000000, "connected clients", true},
 	{"max_clients_per_uid", C_UINT, O(max_clients_per_uid), 1, 1000000,
 	 "connected clients of one user", true},
@@ -148,7 +152,8 @@ void config_defaults(struct config *c)
 	c->nats_reconnect_buffer = 8u << 20;
 	c->nats_dead_after_ms = 5000;
 	c->max_frame = 2u << 20;
-	c->client_output_limit = 1u << 20;
+	c->client_output_limit = 4u << 20;
+	c->max_answer = 1u << 20;
 	c->max_clients = 4096;
 	c->max_clients_per_uid = 1024;
 	c->max_subscriptions = 4096;
@@ -158,7 +163,7 @@ void config_defaults(struct config *c)
 	c->memory_limit = 256u << 20;
 	c->request_timeout_ms = 5000;
 	c->max_request_timeout_ms = 600000;
-	c->inbound_limit = 4u << 20;
+	c->inbound_limit = 16u << 20;
 	c->log_level = 0;
 	/* The being registry, fleet configuration and health (noesis-ship's
 	 * buckets) and job queues are the fleet's; the rest is the robot's. */
@@ -563,6 +568,12 @@ int config_check(const struct config *c, char *err, size_t errlen)
 		}
 	}
 	return 0;
+}
+
+uint32_t config_answer_limit(const struct config *c)
+{
+	return c->max_answer < c->client_output_limit ? c->max_answer
+	                                              : c->client_output_limit;
 }
 
 bool config_listed(const char *list, const char *name)

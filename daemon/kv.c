@@ -560,7 +560,7 @@ static void handle_collect(struct client *c, uint64_t id, enum op_kind kind,
 	if (!o)
 		return;
 	/* What the collection may take is reserved before it starts. */
-	if (!op_hold(&o->op, conf->client_output_limit)) {
+	if (!op_hold(&o->op, config_answer_limit(conf))) {
 		op_free(o);
 		return;
 	}
@@ -572,7 +572,7 @@ static void handle_collect(struct client *c, uint64_t id, enum op_kind kind,
 		.meta_only = kind == OP_KEYS,
 	};
 	/* What fits one reply the app is sure to take. */
-	o->coll = kv_collect(&spec, conf->client_output_limit, collected, o);
+	o->coll = kv_collect(&spec, config_answer_limit(conf), collected, o);
 	if (!o->coll) {
 		struct js_err err;
 		kv_set_err(&err, SHIP__CODE__UNAVAILABLE, "NATS is not connected (%s)",

@@ -590,7 +590,7 @@ static void list_send(struct objop *o)
 		f.obj_infos = &oi;
 		size_t size = ship__server_frame__get_packed_size(&f);
 		if (size + IPC_HDR_LEN > conf->max_frame ||
-		    size > conf->client_output_limit)
+		    size > config_answer_limit(conf))
 			client_error(
 			    o->op.c, o->op.id, SHIP__CODE__RESOURCE_EXHAUSTED,
 			    "the list of bucket '%s' is %zu bytes, over "
@@ -649,13 +649,13 @@ static void list_got(void *arg, natsMsg *msg, natsStatus st)
 	/* 404: purged since STREAM.INFO listed it. */
 	if (rc > 0 && (!obj_jdeleted(j) || o->show_deleted)) {
 		o->bytes += len;
-		if (o->bytes > conf->client_output_limit) {
+		if (o->bytes > config_answer_limit(conf)) {
 			json_decref(j);
 			kv_set_err(
 			    &err, SHIP__CODE__RESOURCE_EXHAUSTED,
 			    "the objects of bucket '%s' are over %u bytes "
 			    "of meta, more than one answer may hold",
-			    o->bucket, conf->client_output_limit);
+			    o->bucket, config_answer_limit(conf));
 			op_fail(o, &err);
 			return;
 		}
@@ -728,7 +728,7 @@ void obj_handle_list(struct client *c, uint64_t id,
 		return;
 	o->show_deleted = r->show_deleted;
 	/* What the answer may take is reserved before it starts. */
-	if (!op_hold(&o->op, conf->client_output_limit)) {
+	if (!op_hold(&o->op, config_answer_limit(conf))) {
 		op_free(o);
 		return;
 	}

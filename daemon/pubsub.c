@@ -578,8 +578,10 @@ static natsStatus sub_open(struct sub *s)
 	s->done = false;
 	s->nats_dropped = 0; /* a new natsSubscription counts from 0 */
 	/* Messages nats.c read but its delivery thread has not handed over
-	 * yet are bounded too; what it drops there is counted below. */
-	natsSubscription_SetPendingLimits(s->ns, 16384, 2 << 20);
+	 * yet are bounded too; what it drops there is counted below. The
+	 * count is nats.c's own default (a burst a direct subscriber takes
+	 * whole, shipd's does too), the bytes a quarter of it. */
+	natsSubscription_SetPendingLimits(s->ns, 65536, 16 << 20);
 	/* After a reconnect, only what is left of max_msgs. */
 	uint64_t left = s->max_msgs > s->received ? s->max_msgs - s->received : 1;
 	if (s->max_msgs && left <= INT32_MAX)

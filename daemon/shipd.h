@@ -93,6 +93,7 @@ struct config {
 	uint32_t nats_dead_after_ms;     /* silence that proves a link dead */
 	uint32_t max_frame;              /* bytes, header included */
 	uint32_t client_output_limit;    /* bytes queued to one client */
+	uint32_t max_answer;             /* bytes of one listing answer */
 	uint32_t max_clients;
 	uint32_t max_clients_per_uid;
 	uint32_t max_subscriptions;      /* per client */
@@ -139,6 +140,9 @@ void config_print(const struct config *c, FILE *f);
 void config_finish(struct config *c);
 bool js_domain_valid(const char *s);
 /* Whether name is one of list's (separated by commas and blanks). */
+/* The bytes one answer listing many items may take: max_answer, or
+ * client_output_limit if that is lower (the client must take it whole). */
+uint32_t config_answer_limit(const struct config *c);
 bool config_listed(const char *list, const char *name);
 /* A stream's priority in an uplink_priority list; not named: after all. */
 #define CONFIG_PRIORITY_OTHER 10

@@ -171,7 +171,12 @@ START_TEST(test_defaults)
 	ck_assert_uint_eq(c.nats_reconnect_wait_max_ms, 5000);
 	ck_assert_uint_eq(c.nats_reconnect_buffer, 8u << 20);
 	ck_assert_uint_eq(c.max_frame, 2u << 20);
-	ck_assert_uint_eq(c.client_output_limit, 1u << 20);
+	ck_assert_uint_eq(c.client_output_limit, 4u << 20);
+	ck_assert_uint_eq(c.max_answer, 1u << 20);
+	ck_assert_uint_eq(config_answer_limit(&c), 1u << 20);
+	c.client_output_limit = 65536; /* the client must take it whole */
+	ck_assert_uint_eq(config_answer_limit(&c), 65536);
+	c.client_output_limit = 4u << 20;
 	ck_assert_uint_eq(c.max_clients, 4096);
 	ck_assert_uint_eq(c.max_clients_per_uid, 1024);
 	ck_assert_uint_eq(c.max_subscriptions, 4096);
@@ -181,7 +186,7 @@ START_TEST(test_defaults)
 	ck_assert_uint_eq(c.memory_limit, 256u << 20);
 	ck_assert_uint_eq(c.request_timeout_ms, 5000);
 	ck_assert_uint_eq(c.max_request_timeout_ms, 600000);
-	ck_assert_uint_eq(c.inbound_limit, 4u << 20);
+	ck_assert_uint_eq(c.inbound_limit, 16u << 20);
 	ck_assert_int_eq(c.log_level, 0);
 	char err[256] = "";
 	ck_assert_int_eq(config_check(&c, err, sizeof(err)), 0);
@@ -394,7 +399,7 @@ START_TEST(test_uint_errors)
 	/* Nothing was taken. */
 	ck_assert_uint_eq(c.max_clients, 4096);
 	ck_assert_uint_eq(c.max_frame, 2u << 20);
-	ck_assert_uint_eq(c.inbound_limit, 4u << 20);
+	ck_assert_uint_eq(c.inbound_limit, 16u << 20);
 	ck_assert_uint_eq(c.max_requests, 4096);
 	loaded_free(&l);
 	config_finish(&c);
@@ -1061,7 +1066,7 @@ START_TEST(test_print_round_trip)
 		"uplink_probe_ms = 2000\n# uplink_priority = (unset)\n"
 		"uplink_rate_limit = 0\n# stream = (none)\n# allow = (none)\n"
 		"# quota = (none)\n";
-	ck_assert_int_eq(count_lines(p), 47);
+	ck_assert_int_eq(count_lines(p), 48);
 	ck_assert_ptr_eq(strstr(p, "socket = "), p);
 	ck_assert_uint_gt(strlen(p), strlen(tail));
 	ck_assert_str_eq(p + strlen(p) - strlen(tail), tail);
