@@ -755,6 +755,20 @@ uint64_t stream_open(struct shipc *h, struct sub *s, Ship__ClientFrame *f)
 	return s->id;
 }
 
+/* A subscription-like stream's state, delivering to cb; NULL if out of
+ * memory. */
+static struct sub *sub_new(const char *what, shipc_msg_fn *cb, void *arg)
+{
+	struct sub *s = calloc(1, sizeof(*s));
+	if (!s || !(s->what = strdup(what))) {
+		free(s);
+		return NULL;
+	}
+	s->cb = cb;
+	s->arg = arg;
+	return s;
+}
+
 SHIPC_EXPORT uint64_t shipc_subscribe(struct shipc *h, const char *subject,
                                       const char *queue, uint64_t max_msgs,
                                       shipc_msg_fn *cb, void *arg)
@@ -765,13 +779,9 @@ SHIPC_EXPORT uint64_t shipc_subscribe(struct shipc *h, const char *subject,
 		errno = EINVAL;
 		return 0;
 	}
-	struct sub *s = calloc(1, sizeof(*s));
-	if (!s || !(s->what = strdup(subject))) {
-		free(s);
+	struct sub *s = sub_new(subject, cb, arg);
+	if (!s)
 		return 0;
-	}
-	s->cb = cb;
-	s->arg = arg;
 	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
 	Ship__Subscribe sb = SHIP__SUBSCRIBE__INIT;
 	sb.subject = (char *)subject;
@@ -779,6 +789,32 @@ SHIPC_EXPORT uint64_t shipc_subscribe(struct shipc *h, const char *subject,
 	sb.max_msgs = max_msgs;
 	f.body_case = SHIP__CLIENT_FRAME__BODY_SUBSCRIBE;
 	f.subscribe = &sb;
+	pthread_mutex_lock(&h->mu);
+	uint64_t id = stream_open(h, s, &f);
+	pthread_mutex_unlock(&h->mu);
+	return id;
+}
+
+SHIPC_EXPORT uint64_t shipc_monitor(struct shipc *h, const char *pattern,
+                                    int flags, shipc_msg_fn *cb, void *arg)
+{
+	if (!pattern || !*pattern)
+		pattern = ">";
+	if (!cb || !ipc_subject_pattern_valid(pattern) ||
+	    (flags & ~SHIPC_MONITOR_PAYLOAD)) {
+		set_error(h, "invalid subject pattern or flags");
+		errno = EINVAL;
+		return 0;
+	}
+	struct sub *s = sub_new(pattern, cb, arg);
+	if (!s)
+		return 0;
+	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
+	Ship__MonitorOpen mo = SHIP__MONITOR_OPEN__INIT;
+	mo.pattern = (char *)pattern;
+	mo.payload = (flags & SHIPC_MONITOR_PAYLOAD) != 0;
+	f.body_case = SHIP__CLIENT_FRAME__BODY_MONITOR;
+	f.monitor = &mo;
 	pthread_mutex_lock(&h->mu);
 	uint64_t id = stream_open(h, s, &f);
 	pthread_mutex_unlock(&h->mu);

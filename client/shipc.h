@@ -158,6 +158,20 @@ uint64_t shipc_subscribe(struct shipc *h, const char *subject,
                          const char *queue, uint64_t max_msgs,
                          shipc_msg_fn *cb, void *arg);
 
+/*
+ * Watch what local apps publish, request and receive through shipd on
+ * subjects pattern matches (NULL or "": all). Each one is a message to cb
+ * with the subject and headers Ship-Monitor-Dir (publish, request, reply,
+ * deliver), Ship-Monitor-App (the app's client name), Ship-Monitor-Client
+ * (shipd's number for it) and Ship-Monitor-Size (payload bytes); the
+ * payload only with SHIPC_MONITOR_PAYLOAD. Needs the "monitor" right on
+ * the whole pattern (EACCES). End it with shipc_unsubscribe(). Returns
+ * the stream's id (> 0), or 0 with errno set.
+ */
+#define SHIPC_MONITOR_PAYLOAD 1
+uint64_t shipc_monitor(struct shipc *h, const char *pattern, int flags,
+                       shipc_msg_fn *cb, void *arg);
+
 /* End a subscription. Its callback still runs once with msg == NULL.
  * ENOENT if sub is not open on this handle. */
 int shipc_unsubscribe(struct shipc *h, uint64_t sub);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "shipctl.h"
@@ -861,6 +862,18 @@ static void sub_cb(struct shipc *hh, const struct shipc_msg *m, int err,
 	print_msg(m, st->count, st->raw);
 }
 
+/* Dispatch until *ended or a signal; -1 (said) if dispatching failed. */
+static int dispatch_until(const bool *ended)
+{
+	while (!interrupted && !*ended) {
+		if (shipc_dispatch(h, 500) < 0 && errno != EINTR) {
+			fail("dispatch", errno);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 static int run_sub(const char *subject, const char *queue,
                    struct sub_state *st)
 {
@@ -872,10 +885,8 @@ static int run_sub(const char *subject, const char *queue,
 	uint64_t id = shipc_subscribe(h, subject, queue, st->max, sub_cb, st);
 	if (!id)
 		return fail("subscribe", errno);
-	while (!interrupted && !st->ended) {
-		if (shipc_dispatch(h, 500) < 0 && errno != EINTR)
-			return fail("dispatch", errno);
-	}
+	if (dispatch_until(&st->ended) < 0)
+		return 1;
 	if (st->response)
 		shipc_flush(h, 2000); /* let the last answer go out */
 	if (st->ended && st->err)
@@ -915,6 +926,133 @@ static int cmd_sub(int argc, char **argv)
 usage:
 	fprintf(stderr,
 	        "usage: shipctl sub SUBJECT [-q GROUP] [-c N] [--raw]\n");
+	return 2;
+}
+
+/* ---- monitor ---- */
+
+struct mon_state {
+	uint64_t count, max, dropped;
+	bool payload;
+	bool ended;
+	int err;
+};
+
+static const char *mon_header(const struct shipc_msg *m, const char *key)
+{
+	for (size_t i = 0; i < m->n_headers; i++)
+		if (!strcmp(m->headers[i].key, key))
+			return m->headers[i].value;
+	return "";
+}
+
+static void mon_cb(struct shipc *hh, const struct shipc_msg *m, int err,
+                   void *arg)
+{
+	(void)hh;
+	struct mon_state *st = arg;
+	if (!m) {
+		st->ended = true;
+		st->err = err;
+		return;
+	}
+	st->count++;
+	st->dropped += m->dropped;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	struct tm tm;
+	localtime_r(&ts.tv_sec, &tm);
+	char when[32];
+	strftime(when, sizeof(when), "%H:%M:%S", &tm);
+	const char *dir = mon_header(m, "Ship-Monitor-Dir"),
+	           *app = mon_header(m, "Ship-Monitor-App"),
+	           *client = mon_header(m, "Ship-Monitor-Client"),
+	           *size = mon_header(m, "Ship-Monitor-Size");
+	if (json) {
+		printf("{\"time\":\"%s.%03ld\",\"dir\":", when,
+		       ts.tv_nsec / 1000000);
+		json_str(stdout, dir, strlen(dir));
+		fputs(",\"app\":", stdout);
+		json_str(stdout, app, strlen(app));
+		printf(",\"client\":%s,\"subject\":", *client ? client : "0");
+		json_str(stdout, m->subject, strlen(m->subject));
+		printf(",\"size\":%s", *size ? size : "0");
+		if (st->payload) {
+			fputs(",\"data\":", stdout);
+			json_str(stdout, m->data, m->len);
+		}
+		if (m->dropped)
+			printf(",\"dropped\":%" PRIu64, m->dropped);
+		fputs("}\n", stdout);
+	} else {
+		if (m->dropped)
+			printf("... %" PRIu64 " not shown (this monitor fell "
+			       "behind)\n",
+			       m->dropped);
+		printf("%s.%03ld %-7s %s[%s] %s %s B", when, ts.tv_nsec / 1000000,
+		       dir, app, client, m->subject, size);
+		if (st->payload) {
+			fputs(": ", stdout);
+			for (size_t i = 0; i < m->len; i++) {
+				unsigned char c = ((const unsigned char *)m->data)[i];
+				if (c >= 0x20 && c < 0x7f)
+					fputc(c, stdout);
+				else
+					printf("\\x%02x", c);
+			}
+		}
+		fputc('\n', stdout);
+	}
+	fflush(stdout);
+	if (st->max && st->count >= st->max)
+		st->ended = true;
+}
+
+static int cmd_monitor(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"payload", no_argument, NULL, 'p'},
+		{"count", required_argument, NULL, 'c'},
+		{NULL, 0, NULL, 0}};
+	struct mon_state st = {0};
+	int ch;
+	while ((ch = getopt_long(argc, argv, "pc:", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'p':
+			st.payload = true;
+			break;
+		case 'c':
+			if (!parse_uint(optarg, &st.max) || st.max == 0)
+				goto usage;
+			break;
+		default:
+			goto usage;
+		}
+	}
+	if (argc - optind > 1)
+		goto usage;
+	const char *pattern = argc > optind ? argv[optind] : ">";
+	struct sigaction sa = {.sa_handler = on_signal};
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	if (open_handle() < 0)
+		return 1;
+	uint64_t id = shipc_monitor(h, pattern,
+	                            st.payload ? SHIPC_MONITOR_PAYLOAD : 0,
+	                            mon_cb, &st);
+	if (!id)
+		return fail("monitor", errno);
+	if (dispatch_until(&st.ended) < 0)
+		return 1;
+	if (st.ended && st.err)
+		return fail("monitor ended", st.err);
+	if (st.dropped && !json)
+		fprintf(stderr, "shipctl: %" PRIu64 " not shown: this monitor "
+		        "fell behind\n", st.dropped);
+	return 0;
+usage:
+	fprintf(stderr,
+	        "usage: shipctl monitor [PATTERN] [--payload] [-c N]\n");
 	return 2;
 }
 
@@ -1037,6 +1175,8 @@ static const struct cmd core_cmds[] = {
 	 "send a request and print the reply"},
 	{"reply", cmd_reply, "SUBJECT RESPONSE [-q GROUP] [-c N]",
 	 "answer every request on SUBJECT with RESPONSE"},
+	{"monitor", cmd_monitor, "[PATTERN] [--payload] [-c N]",
+	 "watch what local apps publish, request and receive"},
 	{NULL, NULL, NULL, NULL},
 };
 

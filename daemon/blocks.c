@@ -13,7 +13,7 @@ static const struct block *const blocks[] = {
 	&admin_block,  &pubsub_block, &kv_block,
 	&registry_block, &events_block, &channels_block,
 	&obj_block,    &jobs_block,     &svc_block,
-	&uplink_block,
+	&uplink_block, &monitor_block,
 };
 
 #define N_BLOCKS (sizeof(blocks) / sizeof(blocks[0]))

@@ -12,7 +12,10 @@
 
 #define MAX_RULES 1024
 #define MAX_PATTERN 255
-#define ALL_BUT_ADMIN (((1u << POL_N) - 1) & ~(1u << POL_ADMIN))
+/* "*" in a rule's operations: all but admin and monitor (which shows
+ * other apps' traffic), which must be named. */
+#define ALL_BUT_ADMIN                                                      \
+	(((1u << POL_N) - 1) & ~(1u << POL_ADMIN) & ~(1u << POL_MONITOR))
 
 static const char *const op_names[POL_N] = {
 	[POL_PUBLISH] = "publish",     [POL_SUBSCRIBE] = "subscribe",
@@ -25,7 +28,7 @@ static const char *const op_names[POL_N] = {
 	[POL_JOBS_SUBMIT] = "jobs-submit",
 	[POL_JOBS_CLAIM] = "jobs-claim",
 	[POL_JOBS_ADMIN] = "jobs-admin", [POL_SERVICE] = "service",
-	[POL_ADMIN] = "admin",
+	[POL_ADMIN] = "admin",         [POL_MONITOR] = "monitor",
 };
 
 /* Names that stand for several operations. */
@@ -820,7 +823,7 @@ bool policy_quota(const struct policy *p, const struct identity *id,
 
 /* Whether pattern covers every subject that want matches, token by token
  * ("*" one token, ">" one or more). A literal matches only itself. */
-static bool covers(const char *pattern, const char *want)
+bool policy_covers(const char *pattern, const char *want)
 {
 	const char *p = pattern, *w = want;
 	for (;;) {
@@ -860,7 +863,7 @@ bool policy_allows(const struct policy_view *v, enum pol_op op,
 			if (!(b->ops & 1u << op))
 				continue;
 			for (size_t j = 0; j < b->n_res && !ok; j++)
-				if (covers(b->res[j], resource))
+				if (policy_covers(b->res[j], resource))
 					ok = true, why = b->rule;
 		}
 	}

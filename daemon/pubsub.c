@@ -279,6 +279,7 @@ static void publish(struct client *c, uint64_t id, const char *subject,
 		return;
 	}
 	stats.msgs_out++;
+	MONITOR_TAP(c, MON_PUBLISH, subject, data, len);
 	if (id)
 		client_ok(c, id);
 }
@@ -395,6 +396,8 @@ static void handle_request(struct client *c, uint64_t id,
 		return;
 	}
 	stats.msgs_out++;
+	MONITOR_TAP(c, MON_REQUEST, rq->msg->subject, rq->msg->data.data,
+	            rq->msg->data.len);
 }
 
 /* ---- NATS messages to frames ---- */
@@ -464,6 +467,9 @@ static void request_done(void *arg, natsMsg *msg, natsStatus st)
 		f.body_case = SHIP__SERVER_FRAME__BODY_MSG;
 		f.msg = &m;
 		client_send(c, &f);
+		if (c)
+			MONITOR_TAP(c, MON_REPLY, r->subject, m.data.data,
+			            m.data.len);
 		pubsub_hdrs_free(&hs);
 		stats.msgs_in++;
 	} else if (st == NATS_NO_RESPONDERS) {
@@ -719,6 +725,8 @@ static void sub_deliver(struct sub *s, natsMsg *msg)
 		s->delivered++;
 		s->unreported = 0;
 		stats.msgs_in++;
+		MONITOR_TAP(s->st.c, MON_DELIVER, m.subject, m.data.data,
+		            m.data.len);
 	}
 	pubsub_hdrs_free(&hs);
 	natsMsg_Destroy(msg);

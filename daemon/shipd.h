@@ -299,6 +299,7 @@ enum pol_op {
 	POL_JOBS_ADMIN,   /* job queue: create, delete, cancel, requeue */
 	POL_SERVICE,      /* service name: host */
 	POL_ADMIN,        /* "reload", "clients", "policy" */
+	POL_MONITOR,      /* subject pattern: see other apps' traffic */
 	POL_N
 };
 const char *pol_op_name(enum pol_op op);
@@ -352,6 +353,9 @@ void policy_view_free(struct policy_view *v);
  * driver.service"). rule may be NULL. */
 bool policy_allows(const struct policy_view *v, enum pol_op op,
                    const char *resource, char *rule, size_t rulelen);
+/* Whether pattern covers every subject want matches (token by token; a
+ * literal want: whether pattern matches it). */
+bool policy_covers(const char *pattern, const char *want);
 
 /* ---- control.c: the local socket and its clients ---- */
 
@@ -537,7 +541,7 @@ struct block {
 
 extern const struct block admin_block, pubsub_block, kv_block,
 	registry_block, events_block, channels_block, obj_block, jobs_block,
-	svc_block, uplink_block;
+	svc_block, uplink_block, monitor_block;
 
 /* Index the table's request kinds (fatal if two blocks claim one). */
 void blocks_init(void);
@@ -552,6 +556,20 @@ void blocks_finish(void);
 bool blocks_busy(void);
 /* Whether some block drains work that still needs the clients. */
 bool blocks_drain(void);
+
+/* ---- monitor.c: apps' traffic shown to an operator ---- */
+
+enum mon_dir { MON_PUBLISH, MON_REQUEST, MON_REPLY, MON_DELIVER };
+/* Monitors open; the taps test it before calling monitor_event. */
+extern unsigned monitors_open;
+/* A message of app from on subject (its payload data, len bytes). */
+void monitor_event(const struct client *from, enum mon_dir dir,
+                   const char *subject, const void *data, size_t len);
+#define MONITOR_TAP(from, dir, subject, data, len)                         \
+	do {                                                               \
+		if (monitors_open)                                         \
+			monitor_event(from, dir, subject, data, len);      \
+	} while (0)
 
 /* ---- pubsub.c: publish, subscribe, request/reply ---- */
 

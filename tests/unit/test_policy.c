@@ -482,9 +482,12 @@ START_TEST(test_ops_and_shorthands)
 
 	id = user("u2", 2, NULL);
 	v = policy_bind(p, &id);
+	/* "*": everything but admin and monitor (other apps' traffic). */
 	for (int op = 0; op < POL_N; op++)
-		ck_assert_int_eq(allows(v, op, "name"), op != POL_ADMIN);
+		ck_assert_int_eq(allows(v, op, "name"),
+		                 op != POL_ADMIN && op != POL_MONITOR);
 	ck_assert(!allows(v, POL_ADMIN, "reload"));
+	ck_assert(!allows(v, POL_MONITOR, ">"));
 	policy_view_free(v);
 
 	id = user("u3", 3, NULL);
