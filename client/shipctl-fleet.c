@@ -347,24 +347,28 @@ static enum result check_subjects(struct fleet *f, char *text, size_t size)
 			return CHECK_FAIL;
 		}
 	}
-	/* With limits on the uplink, shipd looks at what the hub's consumers
-	 * deliver on $JS.S.> for a few seconds after it connects; the
-	 * leafnode must not bring it the rest of the fleet's meanwhile. */
+	/* With limits on the uplink, shipd follows the consumer advisories
+	 * and now and then looks at what the hub's consumers deliver on
+	 * $JS.S.>: the leafnode must not bring it the rest of the fleet's. */
 	bool limits = (f->uplink_priority && *f->uplink_priority) ||
 	              (f->uplink_rate_limit &&
 	               strtoull(f->uplink_rate_limit, NULL, 10) != 0);
 	size_t remotes = natsconf_count(&f->leaf, "leafnodes.remotes.{}");
-	if (limits && listed(&f->leaf, "leafnodes.remotes.deny_imports",
-	                     "$JS.S.>") < (remotes ? remotes : 1)) {
-		snprintf(text, size, "uplink_priority or uplink_rate_limit is set, "
-		         "but $JS.S.> is not in deny_imports of every remote: "
-		         "the hub would send this robot the whole fleet's sourcing "
-		         "while shipd looks for its consumers");
-		return CHECK_FAIL;
-	}
+	static const char *const fleet_wide[] = {"$JS.EVENT.>", "$JS.S.>"};
+	for (size_t i = 0; limits && i < 2; i++)
+		if (listed(&f->leaf, "leafnodes.remotes.deny_imports",
+		           fleet_wide[i]) < (remotes ? remotes : 1)) {
+			snprintf(text, size, "uplink_priority or uplink_rate_limit "
+			         "is set, but %s is not in deny_imports of every "
+			         "remote: the hub would send this robot the whole "
+			         "fleet's %s while shipd follows its own",
+			         fleet_wide[i],
+			         i ? "sourcing deliveries" : "JetStream advisories");
+			return CHECK_FAIL;
+		}
 	snprintf(text, size, "events and channels stay where shipd.conf puts "
 	         "them (deny_exports, deny_imports)%s",
-	         limits ? "; $JS.S.> does not come in" : "");
+	         limits ? "; $JS.EVENT.> and $JS.S.> do not come in" : "");
 	return CHECK_OK;
 }
 

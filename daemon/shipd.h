@@ -766,6 +766,10 @@ void kvwatch_open_stream(struct client *c, uint64_t id,
 void uplinkcap_init(void);
 void uplinkcap_link_changed(bool linked);
 void uplinkcap_tick(void);
+/* The uplink went up or down. */
+void uplinkcap_uplink(bool up);
+/* A robot stream a hub stream sources, with its mean message size. */
+void uplinkcap_sourced(const char *stream, uint64_t mean);
 void uplinkcap_finish(void);
 /* Fill o's priority, consumers, pending, rate_limit and held. */
 void uplinkcap_describe(const char *stream, Ship__UplinkStream *o);

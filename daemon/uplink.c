@@ -106,6 +106,7 @@ static void set_state(Ship__UplinkState s, const char *why)
 		return;
 	Ship__UplinkState was = up.state;
 	up.state = s;
+	uplinkcap_uplink(s == SHIP__UPLINK_STATE__UPLINK_UP);
 	up.changed = now_ms();
 	up.since_unix = unix_ms();
 	if (s == SHIP__UPLINK_STATE__UPLINK_UNKNOWN)
@@ -264,6 +265,7 @@ static void ask_next(void)
 	for (int i = 0; i < up.n_streams; i++) {
 		struct ustream *s = &up.streams[i];
 		if (s->seen_this_round) {
+			uplinkcap_sourced(s->stream, s->msgs ? s->bytes / s->msgs : 0);
 			s->hub_has = s->last_seq > s->lag ? s->last_seq - s->lag : 0;
 			s->hub_seen = now_ms();
 			s->seen_this_round = false;

@@ -11,13 +11,17 @@
  * consumer takes rate_limit_bps, which nats-server enforces itself, and
  * an update of it by name keeps everything else. So shipd:
  *
- *   - learns each such consumer from the robot server's advisory
+ *   - learns each such consumer of a robot stream the hub sources (as
+ *     uplink.c reads the hub's streams) or that uplink_priority names,
+ *     from the robot server's advisory
  *     ($JS.EVENT.ADVISORY.CONSUMER.CREATED.<stream>.<name>) the moment
- *     the hub makes it, and, for the ones made before shipd was there
- *     (a reboot starts the leaf server first) or while its link to the
+ *     the hub makes it; for the ones made before shipd was there (a
+ *     reboot starts the leaf server first) or while its link to the
  *     server was down, from the ack subject of the messages they deliver
- *     ($JS.ACK.<stream>.<name>...), looked at for PEEK_MS after each
- *     time the link comes up (a copy of what they deliver meanwhile);
+ *     ($JS.ACK.<stream>.<name>...), looked at for PEEK_MS while the
+ *     uplink is up and such a stream has no consumer known, at most
+ *     every PEEK_EVERY_MS (a copy of what they deliver meanwhile: the
+ *     robot profile keeps other robots' from coming in);
  *   - asks each for its state every uplink_probe_ms (CONSUMER.INFO: what
  *     it has not sent, whether anyone takes its messages);
  *   - gives each the rate of the plan below, by sending its own
@@ -27,20 +31,26 @@
  * The plan: a stream whose consumers have messages not sent is behind.
  * A stream is let through when no stream of a higher priority (a lower
  * number) is behind; the others are held to a trickle: a 64th of the cap
- * (at least 1 KiB/s), 16 KiB/s without one. Of the streams let through,
+ * (at least 1 KiB/s), 16 KiB/s without one, and at least two of the
+ * stream's mean messages a second. Of the streams let through,
  * those behind share what the trickles leave of the cap, and those not
  * behind get a trickle; with none behind, they share it. Without a cap,
- * the streams let through have no limit. A trickle,
- * not a stop: nats-server sleeps out the delay a message got at the old
- * rate, so a stream stopped outright would wait that long once let
- * through again.
+ * the streams let through have no limit. A trickle, not a stop: while
+ * nats-server sleeps out a message's delay, its consumer sends no
+ * heartbeat, and the hub takes 3 s of silence for a stalled source and
+ * makes a new consumer (unlimited until shipd sets it); and a delay is
+ * slept out at the old rate after a change.
  *
  * What nats-server's limiter does not do: every update starts a new
  * limiter with a full bucket of one maximum message (the stream's
  * max_msg_size, else the server's max_payload, 1 MiB by default), so a
- * change of the plan lets that much through at once; and what a consumer
- * sent before shipd set its rate went at full speed. Other traffic on the
- * leafnode (requests, hub KV writes, jobs) is not limited.
+ * change of the plan lets that much through at once; what a consumer
+ * sent before shipd set its rate went at full speed; a consumer made to
+ * start at a time cannot be updated (2.9.10 compares the start times as
+ * pointers: error 10012), so it is not limited. Other traffic on the
+ * leafnode (requests, hub KV writes, jobs) is not limited. At a clean
+ * stop shipd lifts the rates it set; after a crash they stay until the
+ * hub makes its consumers anew or a new shipd finds them.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -56,6 +66,7 @@
 #define CAP_STREAMS 16
 #define CAP_CONSUMERS 4 /* per stream: the hub's, one per hub stream */
 #define PEEK_MS 5000
+#define PEEK_EVERY_MS 60000
 #define TRICKLE_MIN 1024u
 #define TRICKLE_FREE 16384u /* held, without a cap */
 /* After the hub is back, how long a stream it sourced before and has no
@@ -77,6 +88,7 @@ struct ccons {
 	bool known;           /* INFO answered: it is a sourcing consumer */
 	bool stale;           /* asked for again */
 	bool set;             /* shipd gave it a rate */
+	bool fixed;           /* nats-server refuses updates of it */
 	uint64_t rate;        /* that rate, bytes/s (0: no limit) */
 	uint64_t want;        /* the plan's */
 	uint64_t sending;     /* the rate of the update in flight */
@@ -87,7 +99,8 @@ struct ccons {
 struct cstream {
 	bool used;
 	bool named;    /* in uplink_priority: kept when it has no consumer */
-	bool sourced;  /* the hub has had a consumer of it */
+	bool sourced;  /* the hub sources it (uplink.c) or had a consumer */
+	uint64_t mean; /* bytes of its mean message (uplink.c), 0: unknown */
 	char name[JS_NAME_MAX + 1];
 	int priority;
 	bool held;
@@ -100,6 +113,9 @@ static struct {
 	struct event *peek_end;
 	uint32_t cap;      /* uplink_rate_limit the plan was made with */
 	uint64_t back_at;  /* now_ms() a consumer was bound after none was */
+	uint64_t peek_at;  /* now_ms() the last peek began; 0: none since
+	                    * the link came up */
+	bool uplink_up;    /* uplink.c's state */
 	bool warned_full;
 	bool warned_set;
 } cap;
@@ -121,8 +137,9 @@ static void cons_drop(struct ccons *k)
 	for (int i = 0; i < CAP_CONSUMERS; i++)
 		if (s->cons[i].used)
 			return;
-	/* A stream with no consumer left is forgotten, but for the named. */
-	s->used = s->named;
+	/* A stream with no consumer left is forgotten, but for the named and
+	 * those the hub sources. */
+	s->used = s->named || s->sourced;
 }
 
 static struct cstream *stream_get(const char *name, bool make)
@@ -145,6 +162,7 @@ static struct cstream *stream_get(const char *name, bool make)
 		cap.warned_full = true;
 		return NULL;
 	}
+	cap.warned_full = false;
 	memset(free_slot, 0, sizeof(*free_slot));
 	free_slot->used = true;
 	snprintf(free_slot->name, sizeof(free_slot->name), "%s", name);
@@ -155,10 +173,13 @@ static struct cstream *stream_get(const char *name, bool make)
 /* A consumer of stream (new to shipd or not) to follow. */
 static void cons_found(const char *stream, const char *name, const char *how)
 {
-	if (!js_name_valid(name))
-		return;
-	struct cstream *s = stream_get(stream, true);
-	if (!s)
+	/* Only the streams the hub sources or uplink_priority names: the
+	 * advisories of the whole account come in (other robots', the
+	 * hub's, anybody's fakes). */
+	struct cstream *s = enabled() && js_name_valid(name)
+	                            ? stream_get(stream, false)
+	                            : NULL;
+	if (!s || !s->sourced)
 		return;
 	struct ccons *slot = NULL;
 	for (int i = 0; i < CAP_CONSUMERS; i++) {
@@ -231,27 +252,29 @@ static int stream_takers(const struct cstream *s)
 	return n;
 }
 
-/* At least trickle, and what is left of the cap c after taking out
- * `others` trickles, shared by n. */
-static uint64_t share(uint64_t c, uint64_t trickle, int others, int n)
+/* A held stream's rate: the base trickle, but at least two of its mean
+ * messages a second (a message slower than 3 s makes the hub give up on
+ * the consumer), never above the cap c. */
+static uint64_t trickle_of(const struct cstream *s, uint64_t c,
+                           uint64_t floor_rate)
 {
-	uint64_t taken = trickle * (uint64_t)others;
-	uint64_t each = c > taken ? (c - taken) / (uint64_t)n : 0;
-	return each > trickle ? each : trickle;
+	uint64_t t = floor_rate > 2 * s->mean ? floor_rate : 2 * s->mean;
+	return c && t > c ? c : t;
 }
 
 static void plan(void)
 {
 	uint64_t c = enabled() ? conf->uplink_rate_limit : 0;
-	uint64_t trickle = c ? c / 64 : TRICKLE_FREE;
-	if (trickle < TRICKLE_MIN)
-		trickle = TRICKLE_MIN;
-	if (c && trickle > c)
-		trickle = c;
+	uint64_t floor_rate = c ? c / 64 : TRICKLE_FREE;
+	if (floor_rate < TRICKLE_MIN)
+		floor_rate = TRICKLE_MIN;
 	/* Held, let through with messages to catch up (busy), let through
-	 * with none (idle): the busy share what the others leave of the
-	 * cap, or, with none busy, the idle do (for what comes next). */
-	int held = 0, busy = 0, idle = 0;
+	 * with none (idle): the busy share what the trickles of the others
+	 * leave of the cap, or, with none busy, the idle share it (for
+	 * what comes next). Streams nobody takes from (the uplink is down)
+	 * keep what they have: nothing flows. */
+	int busy = 0, idle = 0;
+	uint64_t held_t = 0, idle_t = 0; /* their trickles together */
 	for (int i = 0; i < CAP_STREAMS; i++) {
 		struct cstream *s = &cap.streams[i];
 		s->held = false;
@@ -264,31 +287,38 @@ static void plan(void)
 				s->held = true;
 		}
 		if (s->held)
-			held++;
+			held_t += trickle_of(s, c, floor_rate);
 		else if (stream_behind(s))
 			busy++;
-		else
+		else {
 			idle++;
+			idle_t += trickle_of(s, c, floor_rate);
+		}
 	}
 	cap.cap = conf->uplink_rate_limit;
 	for (int i = 0; i < CAP_STREAMS; i++) {
 		struct cstream *s = &cap.streams[i];
-		if (!s->used)
+		if (!s->used || !stream_bound(s))
 			continue;
-		uint64_t rate = 0;
-		if (s->held)
-			rate = trickle;
-		else if (c && busy)
-			rate = stream_behind(s) ? share(c, trickle, held + idle, busy)
-			                        : trickle;
-		else if (c)
-			rate = share(c, trickle, held, idle ? idle : 1);
+		uint64_t t = trickle_of(s, c, floor_rate), rate = 0, taken = held_t;
+		int n = 0;
+		if (s->held) {
+			rate = t;
+		} else if (c && busy && !stream_behind(s)) {
+			rate = t;
+		} else if (c) {
+			taken += busy ? idle_t : 0;
+			n = busy ? busy : idle;
+			rate = c > taken ? (c - taken) / (uint64_t)n : 0;
+			if (rate < t)
+				rate = t;
+		}
 		int takers = stream_takers(s);
 		if (takers > 1 && rate) /* each takes all: each a part */
 			rate = rate / (uint64_t)takers ? rate / (uint64_t)takers : 1;
 		for (int j = 0; j < CAP_CONSUMERS; j++) {
 			struct ccons *k = &s->cons[j];
-			if (!k->used)
+			if (!k->used || (k->known && !k->bound))
 				continue;
 			k->want = rate;
 			cons_next(k);
@@ -308,16 +338,23 @@ static void cons_updated(void *arg, json_t *reply, const struct js_err *e)
 		cons_drop(k); /* gone meanwhile */
 		return;
 	}
+	if (e && e->err_code == 10012) {
+		/* Made to start at a time: 2.9.10 refuses every update. */
+		log_warnx("uplink: the hub's consumer %s of %s cannot be "
+		          "limited: %s",
+		          k->name, k->s->name, e->text);
+		k->fixed = true;
+		return;
+	}
 	if (e) {
-		if (!cap.warned_set)
+		if (!cap.warned_set && link_connected())
 			log_warnx("uplink: could not limit the hub's consumer %s "
 			          "of %s: %s",
 			          k->name, k->s->name, e->text);
-		cap.warned_set = true;
+		cap.warned_set = link_connected();
 		k->stale = true; /* asked again at the next tick */
 		return;
 	}
-	cap.warned_set = false;
 	k->set = true;
 	k->rate = k->sending;
 	log_debug("uplink: consumer %s of %s: %" PRIu64 " bytes/s%s", k->name,
@@ -432,7 +469,8 @@ static void cons_next(struct ccons *k)
 		}
 		return;
 	}
-	if (k->known && (k->set ? k->rate != k->want : k->want != 0))
+	if (k->known && !k->fixed &&
+	    (k->set ? k->rate != k->want : k->want != 0))
 		cons_update(k);
 }
 
@@ -467,6 +505,8 @@ static void on_created(void *arg, natsMsg *msg)
 	natsMsg_Destroy(msg);
 }
 
+/* A consumer deleted: asked again (anyone may publish an advisory; the
+ * server's answer, 10014, is what drops it). */
 static void on_deleted(void *arg, natsMsg *msg)
 {
 	(void)arg;
@@ -478,8 +518,8 @@ static void on_deleted(void *arg, natsMsg *msg)
 	                            : NULL;
 	for (int i = 0; s && i < CAP_CONSUMERS; i++)
 		if (s->cons[i].used && !strcmp(s->cons[i].name, name)) {
-			cons_drop(&s->cons[i]);
-			plan();
+			s->cons[i].stale = true;
+			cons_next(&s->cons[i]);
 			break;
 		}
 	natsMsg_Destroy(msg);
@@ -507,35 +547,90 @@ static void peek_stop(evutil_socket_t fd, short what, void *arg)
 	cap.peek = NULL;
 }
 
+/* Whether a stream the hub sources has no consumer known. */
+static bool missing(void)
+{
+	for (int i = 0; i < CAP_STREAMS; i++)
+		if (cap.streams[i].used && cap.streams[i].sourced &&
+		    !stream_bound(&cap.streams[i]))
+			return true;
+	return false;
+}
+
+/* The advisories are followed while there is something to limit (they
+ * come from the whole account, across the uplink). */
+static void subs_sync(void)
+{
+	if (enabled() && !cap.created) {
+		cap.created = pubsub_own(
+			"$JS.EVENT.ADVISORY.CONSUMER.CREATED.*.*", NULL,
+			on_created, NULL);
+		cap.deleted = pubsub_own(
+			"$JS.EVENT.ADVISORY.CONSUMER.DELETED.*.*", NULL,
+			on_deleted, NULL);
+		if (!cap.created || !cap.deleted)
+			fatal("%s: out of memory", __func__);
+	} else if (!enabled() && cap.created) {
+		pubsub_own_end(cap.created);
+		pubsub_own_end(cap.deleted);
+		pubsub_own_end(cap.peek);
+		cap.created = cap.deleted = cap.peek = NULL;
+	}
+}
+
+static void peek_maybe(void)
+{
+	uint64_t now = now_ms();
+	if (!enabled() || !cap.uplink_up || cap.peek || !missing() ||
+	    (cap.peek_at && now - cap.peek_at < PEEK_EVERY_MS))
+		return;
+	/* Consumers made while shipd was away deliver on $JS.S.<id>. */
+	cap.peek = pubsub_own("$JS.S.>", NULL, on_peek, NULL);
+	cap.peek_at = now;
+	struct timeval tv = {PEEK_MS / 1000, (PEEK_MS % 1000) * 1000};
+	event_add(cap.peek_end, &tv);
+}
+
 /* ---- uplink.c's ---- */
 
 void uplinkcap_link_changed(bool linked)
 {
 	if (!conf->hub_domain)
 		return;
-	if (!linked) {
-		for (int i = 0; i < CAP_STREAMS; i++)
-			for (int j = 0; j < CAP_CONSUMERS; j++) {
-				struct ccons *k = &cap.streams[i].cons[j];
-				js_cancel(k->call);
-				k->call = NULL;
-				k->step = IDLE;
-				k->stale = k->used;
-			}
-		return;
+	if (linked)
+		return; /* the next tick asks and peeks */
+	for (int i = 0; i < CAP_STREAMS; i++)
+		for (int j = 0; j < CAP_CONSUMERS; j++) {
+			struct ccons *k = &cap.streams[i].cons[j];
+			js_cancel(k->call);
+			k->call = NULL;
+			k->step = IDLE;
+			k->stale = k->used;
+		}
+	cap.peek_at = 0; /* advisories may have been missed meanwhile */
+}
+
+void uplinkcap_uplink(bool up)
+{
+	cap.uplink_up = up;
+	if (!up)
+		peek_stop(-1, 0, NULL);
+}
+
+void uplinkcap_sourced(const char *stream, uint64_t mean)
+{
+	struct cstream *s = stream_get(stream, true);
+	if (s) {
+		s->sourced = true;
+		s->mean = mean;
 	}
-	if (cap.peek || !cap.peek_end)
-		return;
-	/* Consumers made while shipd was away deliver on $JS.S.<id>. */
-	cap.peek = pubsub_own("$JS.S.>", NULL, on_peek, NULL);
-	struct timeval tv = {PEEK_MS / 1000, (PEEK_MS % 1000) * 1000};
-	event_add(cap.peek_end, &tv);
 }
 
 void uplinkcap_tick(void)
 {
 	if (!conf->hub_domain)
 		return;
+	subs_sync();
 	for (int i = 0; i < CAP_STREAMS; i++)
 		for (int j = 0; j < CAP_CONSUMERS; j++) {
 			struct ccons *k = &cap.streams[i].cons[j];
@@ -544,6 +639,7 @@ void uplinkcap_tick(void)
 			k->stale = true;
 			cons_next(k);
 		}
+	peek_maybe();
 	if (cap.cap != conf->uplink_rate_limit)
 		plan(); /* a reload changed the cap */
 }
@@ -552,18 +648,14 @@ void uplinkcap_init(void)
 {
 	if (!conf->hub_domain)
 		return;
-	/* Followed even when nothing is limited: for a reload that sets
-	 * uplink_rate_limit, and for what they have not sent (status). */
-	cap.created = pubsub_own("$JS.EVENT.ADVISORY.CONSUMER.CREATED.*.*",
-	                         NULL, on_created, NULL);
-	cap.deleted = pubsub_own("$JS.EVENT.ADVISORY.CONSUMER.DELETED.*.*",
-	                         NULL, on_deleted, NULL);
 	cap.peek_end = evtimer_new(base, peek_stop, NULL);
-	if (!cap.created || !cap.deleted || !cap.peek_end)
+	if (!cap.peek_end)
 		fatal("%s: out of memory", __func__);
 	cap.cap = conf->uplink_rate_limit;
-	/* The named streams hold the ones below them from the start (until
-	 * the hub is seen not to source them: GRACE_MS). */
+	subs_sync();
+	/* The named streams are followed from the start; each holds the ones
+	 * below it from when the hub is back until its consumer is seen
+	 * (GRACE_MS at most). */
 	const char *p = conf->uplink_priority;
 	for (size_t n; p && *(p += strspn(p, ", \t")); p += n) {
 		char name[JS_NAME_MAX + 1];
@@ -579,12 +671,35 @@ void uplinkcap_init(void)
 	}
 }
 
+static void ignore_reply(void *arg, json_t *reply, const struct js_err *e)
+{
+	(void)arg, (void)reply, (void)e;
+}
+
 void uplinkcap_finish(void)
 {
 	for (int i = 0; i < CAP_STREAMS; i++)
-		for (int j = 0; j < CAP_CONSUMERS; j++)
-			if (cap.streams[i].cons[j].used)
-				cons_drop(&cap.streams[i].cons[j]);
+		for (int j = 0; j < CAP_CONSUMERS; j++) {
+			struct ccons *k = &cap.streams[i].cons[j];
+			if (!k->used)
+				continue;
+			/* A clean stop lifts the rates shipd set: nobody would
+			 * change them back (sent, not waited for). */
+			if (k->set && k->rate && k->known && !k->fixed &&
+			    k->cfg && link_connected()) {
+				json_t *cfg = json_deep_copy(k->cfg);
+				json_object_del(cfg, "rate_limit_bps");
+				json_t *body = json_pack("{s:s, s:o}", "stream_name",
+				                         k->s->name, "config", cfg);
+				char what[2 * JS_NAME_MAX + 32];
+				snprintf(what, sizeof(what), "CONSUMER.CREATE.%s.%s",
+				         k->s->name, k->name);
+				if (body)
+					js_api_in(JS_LOCAL, what, body, 2000,
+					          ignore_reply, NULL);
+			}
+			cons_drop(k);
+		}
 	pubsub_own_end(cap.created);
 	pubsub_own_end(cap.deleted);
 	pubsub_own_end(cap.peek);
@@ -606,7 +721,8 @@ void uplinkcap_describe(const char *stream, Ship__UplinkStream *o)
 		if (!k->used || !k->known || !k->bound)
 			continue;
 		o->consumers++;
-		o->pending += k->pending;
+		if (k->pending > o->pending)
+			o->pending = k->pending; /* each hub stream's own */
 		o->rate_limit += k->set ? k->rate : 0;
 	}
 }

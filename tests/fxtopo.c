@@ -721,7 +721,8 @@ int fx_leaf_start(struct fx_node *l, const char *name, const int *ports,
 		/* And the other robots' sourcing deliveries do not come in. */
 		static const char own_in[] = "[\"ship.events.>\", "
 		                             "\"ship.channel.>\", \"$KV.>\", "
-		                             "\"$O.>\", \"$JS.S.>\"]";
+		                             "\"$O.>\", \"$JS.EVENT.>\", "
+		                             "\"$JS.S.>\"]";
 		/* reconnect is a leafnodes setting in 2.9.10 (whole seconds);
 		 * a remote with "reconnect" is refused as an unknown field. */
 		snprintf(text, sizeof(text),

@@ -405,6 +405,8 @@ fails "events on the hub, kept from it" subjects "$tmp/hub-events.conf" "$tmp/ro
 # With limits on the uplink, the other robots' sourcing must stay out.
 broken no-js-s 's/, "\$JS\.S\.>" \]/ ]/' "$tmp/robot-a.conf"
 fails "uplink limits, \$JS.S.> let in" subjects "$tmp/shipd.conf" "$tmp/no-js-s.conf"
+broken no-js-event 's/ "\$JS\.EVENT\.>",//' "$tmp/robot-a.conf"
+fails "uplink limits, \$JS.EVENT.> let in" subjects "$tmp/shipd.conf" "$tmp/no-js-event.conf"
 broken no-ping '/^ping_interval:/d' "$tmp/robot-a.conf"
 fails "no ping_interval" ping "$tmp/shipd.conf" "$tmp/no-ping.conf"
 broken no-remote '/urls:/d' "$tmp/robot-a.conf"

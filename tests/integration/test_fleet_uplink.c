@@ -70,12 +70,7 @@ static uint64_t msgs_at(const char *url, const char *stream)
 }
 
 static char prio_opt[128], rate_opt[64];
-static const char *const extra[] = {"-o", "hub_domain=hub",
-                                    "-o", "uplink_probe_ms=300",
-                                    "-o", prio_opt,
-                                    "-o", rate_opt,
-                                    "-o", "log_level=debug",
-                                    NULL};
+static const char *extra[12];
 
 static void start(const char *priority, const char *rate)
 {
@@ -88,6 +83,20 @@ static void start(const char *priority, const char *rate)
 	ck_assert(fx_leaf_wait_connected(&robot, 10000));
 	snprintf(prio_opt, sizeof(prio_opt), "uplink_priority=%s", priority);
 	snprintf(rate_opt, sizeof(rate_opt), "uplink_rate_limit=%s", rate);
+	int n_extra = 0;
+	extra[n_extra++] = "-o";
+	extra[n_extra++] = "hub_domain=hub";
+	extra[n_extra++] = "-o";
+	extra[n_extra++] = "uplink_probe_ms=300";
+	extra[n_extra++] = "-o";
+	extra[n_extra++] = "log_level=debug";
+	if (*priority) {
+		extra[n_extra++] = "-o";
+		extra[n_extra++] = prio_opt;
+	}
+	extra[n_extra++] = "-o";
+	extra[n_extra++] = rate_opt;
+	extra[n_extra] = NULL;
 	ck_assert_int_eq(shipd_start(&sd, robot.url, extra), 0);
 	ck_assert(fx_wait_link(sd.sock, 10000));
 	h = fx_connect(sd.sock, "uplink-test", 5000);
@@ -144,14 +153,17 @@ static bool synced(void *arg)
 	return s->hub == s->robot;
 }
 
-/* BACKLOG events and channel messages of about PAD bytes each, stored
- * on the robot while its uplink is cut. */
-static void backlog(void)
+#define BIG_PAD 60000 /* the big messages' padding */
+
+/* n events and channel messages of about padlen bytes each (at most
+ * BIG_PAD), stored on the robot while its uplink is cut. */
+static void backlog_of(int n, int padlen)
 {
-	static char pad[PAD + 1];
-	char payload[PAD + 64], err[256];
-	memset(pad, 'x', PAD);
-	for (int i = 0; i < BACKLOG; i++) {
+	static char pad[BIG_PAD + 1], payload[BIG_PAD + 64];
+	char err[256];
+	memset(pad, 'x', (size_t)padlen);
+	pad[padlen] = '\0';
+	for (int i = 0; i < n; i++) {
 		snprintf(payload, sizeof(payload), "{\"n\":%d,\"pad\":\"%s\"}", i,
 		         pad);
 		struct shipc_emit em = {.event_type = "uplink.work",
@@ -162,6 +174,11 @@ static void backlog(void)
 		                                 NULL, NULL) == 0,
 		              "send: %s", shipc_last_error(h, err, sizeof(err)));
 	}
+}
+
+static void backlog(void)
+{
+	backlog_of(BACKLOG, PAD);
 }
 
 static const struct shipc_uplink_stream *
@@ -256,9 +273,86 @@ START_TEST(priority_first_and_rate_capped)
 }
 END_TEST
 
-/* A shipd started while the hub's consumers were already there (no
- * advisory for them) finds them in what they deliver, and limits them. */
-START_TEST(consumers_made_before_shipd_are_found)
+/* Lines of shipd's log with pattern. */
+static int log_count(const char *pattern)
+{
+	char cmd[700];
+	snprintf(cmd, sizeof(cmd), "grep -a -c -e '%s' %s", pattern, sd.log);
+	FILE *p = popen(cmd, "r");
+	int n = -1;
+	if (p) {
+		if (fscanf(p, "%d", &n) != 1)
+			n = -1;
+		pclose(p);
+	}
+	return n;
+}
+
+/* The name of the consumer of stream shipd followed last (its log). */
+static void followed(const char *stream, char *name, size_t size)
+{
+	char cmd[700];
+	snprintf(cmd, sizeof(cmd),
+	         "grep -a -o 'following consumer [^ ]* of stream %s ' %s | "
+	         "tail -n 1 | cut -d' ' -f3",
+	         stream, sd.log);
+	FILE *p = popen(cmd, "r");
+	ck_assert_ptr_nonnull(p);
+	ck_assert_ptr_nonnull(fgets(name, (int)size, p));
+	pclose(p);
+	name[strcspn(name, "\n")] = '\0';
+	ck_assert_msg(*name, "shipd followed no consumer of %s", stream);
+}
+
+/* A JetStream API request at the robot's own server: its answer. */
+static void robot_api(const char *subj, const char *body, char *buf,
+                      size_t len)
+{
+	natsConnection *nc = NULL;
+	natsMsg *reply = NULL;
+	ck_assert_int_eq(natsConnection_ConnectTo(&nc, robot.url), NATS_OK);
+	ck_assert_int_eq(natsConnection_RequestString(&reply, nc, subj, body,
+	                                              5000),
+	                 NATS_OK);
+	fx_strcopy(buf, len, natsMsg_GetData(reply),
+	           (size_t)natsMsg_GetDataLength(reply));
+	natsMsg_Destroy(reply);
+	natsConnection_Destroy(nc);
+}
+
+/* rate_limit_bps of consumer name of stream on the robot's server (0:
+ * none), or -1 if there is no such consumer. */
+static long long consumer_bps(const char *stream, const char *name)
+{
+	char subj[300], buf[8192];
+	snprintf(subj, sizeof(subj), "$JS.API.CONSUMER.INFO.%s.%s", stream,
+	         name);
+	robot_api(subj, "", buf, sizeof(buf));
+	if (strstr(buf, "\"error\""))
+		return -1;
+	long long bps = fx_json_int(buf, "\"config\"", "rate_limit_bps");
+	return bps < 0 ? 0 : bps;
+}
+
+/* Wait until status shows stream's consumer limited (held if held). */
+static bool limited(const char *stream, bool held, int timeout_ms)
+{
+	struct shipc_uplink u;
+	uint64_t end = fx_now_ms() + (uint64_t)timeout_ms;
+	while (fx_now_ms() < end) {
+		ck_assert_int_eq(shipc_uplink(h, &u), 0);
+		const struct shipc_uplink_stream *e = find_stream(&u, stream);
+		if (e && e->consumers && e->rate_limit && (!held || e->held))
+			return true;
+		fx_sleep_ms(25);
+	}
+	return false;
+}
+
+/* A shipd that crashed leaves the rates it set; the next one finds the
+ * hub's consumers in what they deliver (no advisory is coming) and
+ * limits them again. A clean stop lifts the rates: nobody would. */
+START_TEST(restarts_find_the_consumers_and_lift_the_rates)
 {
 	struct synced ev = {.hub_stream = "FLEET_EVENTS",
 	                    .robot_stream = "SHIP_EVENTS"};
@@ -267,37 +361,156 @@ START_TEST(consumers_made_before_shipd_are_found)
 	backlog();
 	fx_proxy_restore(&uplink);
 	/* Held behind CHANNELS: the trickle goes on while shipd is away. */
-	struct shipc_uplink u;
-	const struct shipc_uplink_stream *e = NULL;
-	for (int i = 0; i < 400; i++) {
-		ck_assert_int_eq(shipc_uplink(h, &u), 0);
-		e = find_stream(&u, "SHIP_EVENTS");
-		if (e && e->held && e->consumers)
-			break;
-		fx_sleep_ms(25);
-	}
-	ck_assert_msg(e && e->held, "SHIP_EVENTS never held");
+	ck_assert_msg(limited("SHIP_EVENTS", true, 20000),
+	              "SHIP_EVENTS never held");
+	char name[64];
+	followed("SHIP_EVENTS", name, sizeof(name));
+	ck_assert_int_gt(consumer_bps("SHIP_EVENTS", name), 0);
 	shipc_close(h);
 	h = NULL;
-	ck_assert_int_eq(shipd_stop(&sd), 0);
+	shipd_kill(&sd);
 	ck_assert_int_eq(shipd_restart(&sd, robot.url, extra), 0);
 	ck_assert(fx_wait_link(sd.sock, 10000));
 	h = fx_connect(sd.sock, "uplink-test", 5000);
 	ck_assert_ptr_nonnull(h);
-	/* Found within the peek (5 s) by what it delivers (the trickle
-	 * goes on), and limited again. CHANNELS may be caught up by now,
-	 * its consumer idle: that one is found at the next reconnect. */
-	bool found = false;
-	for (int i = 0; i < 200 && !found; i++) {
-		ck_assert_int_eq(shipc_uplink(h, &u), 0);
-		e = find_stream(&u, "SHIP_EVENTS");
-		found = e && e->consumers && e->rate_limit;
-		fx_sleep_ms(25);
-	}
+	/* Found by what it delivers (the trickle goes on), limited again.
+	 * CHANNELS may be caught up by now, its consumer idle. */
+	bool found = limited("SHIP_EVENTS", false, 10000);
 	if (!found)
 		show_log();
 	ck_assert_msg(found, "the hub's consumers were not found again");
+	ck_assert_int_gt(consumer_bps("SHIP_EVENTS", name), 0);
+	/* A clean stop: the rate is lifted, and the rest goes at once. */
+	shipc_close(h);
+	h = NULL;
+	ck_assert_int_eq(shipd_stop(&sd), 0);
+	ck_assert_int_eq(consumer_bps("SHIP_EVENTS", name), 0);
 	ck_assert(fx_wait(synced, &ev, 30000));
+	ck_assert_int_eq(shipd_restart(&sd, robot.url, extra), 0);
+	ck_assert(fx_wait_link(sd.sock, 10000));
+}
+END_TEST
+
+/* Advisories anyone in the account can publish: a made-up consumer of a
+ * stream the hub does not source is not followed; of one it sources, it
+ * is asked about and forgotten, and does not crowd out the real one; a
+ * made-up deletion of the real one does not make shipd forget it. A
+ * consumer nats-server cannot update (one made to start at a time) is
+ * said once, not retried at every probe. */
+START_TEST(advisories_are_checked)
+{
+	struct synced ev = {.hub_stream = "FLEET_EVENTS",
+	                    .robot_stream = "SHIP_EVENTS"};
+	ck_assert(fx_wait(synced, &ev, 20000));
+	ck_assert(limited("SHIP_EVENTS", false, 10000));
+	char name[64];
+	followed("SHIP_EVENTS", name, sizeof(name));
+	natsConnection *rc = NULL;
+	ck_assert_int_eq(natsConnection_ConnectTo(&rc, robot.url), NATS_OK);
+	char subj[300];
+	for (int i = 0; i < 40; i++) {
+		snprintf(subj, sizeof(subj),
+		         "$JS.EVENT.ADVISORY.CONSUMER.CREATED.%s.fake%d",
+		         i % 2 ? "SHIP_EVENTS" : "STREAM7", i);
+		ck_assert_int_eq(natsConnection_PublishString(rc, subj, "{}"),
+		                 NATS_OK);
+	}
+	snprintf(subj, sizeof(subj),
+	         "$JS.EVENT.ADVISORY.CONSUMER.DELETED.SHIP_EVENTS.%s", name);
+	ck_assert_int_eq(natsConnection_PublishString(rc, subj, "{}"), NATS_OK);
+	ck_assert_int_eq(natsConnection_Flush(rc), NATS_OK);
+	natsConnection_Destroy(rc);
+	/* A source made to start at a time. */
+	hub_api("$JS.API.STREAM.CREATE.FLEET_EVENTS_T",
+	        "{\"name\":\"FLEET_EVENTS_T\",\"storage\":\"file\",\"sources\":["
+	        "{\"name\":\"SHIP_EVENTS\",\"opt_start_time\":"
+	        "\"2020-01-01T00:00:00Z\",\"external\":{\"api\":"
+	        "\"$JS.robot1.API\"}}]}");
+	fx_sleep_ms(3000); /* ten probes */
+	ck_assert_int_eq(log_count("following consumer fake[0-9]* of stream "
+	                           "STREAM7"),
+	                 0);
+	struct shipc_uplink u;
+	ck_assert_int_eq(shipc_uplink(h, &u), 0);
+	const struct shipc_uplink_stream *e = find_stream(&u, "SHIP_EVENTS");
+	ck_assert_msg(e && e->consumers >= 1 && e->rate_limit,
+	              "shipd lost the hub's consumer of SHIP_EVENTS");
+	ck_assert_int_gt(consumer_bps("SHIP_EVENTS", name), 0);
+	ck_assert_int_le(log_count("cannot be limited"), 1);
+	ck_assert_int_eq(log_count("could not limit"), 0);
+}
+END_TEST
+
+/* A held stream of big messages stays held: at a trickle below one
+ * message in 3 s, its consumer would send no heartbeat for that long and
+ * the hub would make a new one, unlimited. */
+START_TEST(big_messages_stay_held)
+{
+	enum { N = 150 };
+	struct synced ev = {.hub_stream = "FLEET_EVENTS",
+	                    .robot_stream = "SHIP_EVENTS"};
+	struct synced ch = {.hub_stream = "FLEET_CHANNELS",
+	                    .robot_stream = "CHANNELS"};
+	ck_assert(fx_wait(synced, &ev, 20000));
+	ck_assert(fx_wait(synced, &ch, 20000));
+	uint64_t ev_before = ev.hub;
+	fx_proxy_cut(&uplink);
+	backlog_of(N, BIG_PAD);
+	uint64_t ch_want = msgs_at(robot.url, "CHANNELS");
+	uint64_t t0 = fx_now_ms();
+	fx_proxy_restore(&uplink);
+	uint64_t ev_at_ch = 0;
+	bool done = false;
+	while (!done && fx_now_ms() - t0 < 90000) {
+		uint64_t ev_hub = msgs_at("hub", "FLEET_EVENTS");
+		if (msgs_at("hub", "FLEET_CHANNELS") >= ch_want) {
+			ev_at_ch = ev_hub;
+			done = true;
+		}
+		fx_sleep_ms(100);
+	}
+	if (!done || ev_at_ch >= ev_before + N / 2)
+		show_log();
+	fprintf(stderr, "big: SHIP_EVENTS had %" PRIu64 " of %d on the hub when "
+	        "CHANNELS was caught up\n", ev_at_ch - ev_before, N);
+	ck_assert_msg(done, "CHANNELS not caught up in 90 s");
+	/* The hub's consumer before the cut and the one after it: no
+	 * third, made when the hub gave up on a silent one. */
+	ck_assert_int_le(log_count("following consumer [^ ]* of stream "
+	                           "SHIP_EVENTS "),
+	                 2);
+	ck_assert_msg(ev_at_ch < ev_before + N / 2,
+	              "SHIP_EVENTS had %" PRIu64 " of %d new on the hub when "
+	              "CHANNELS was caught up",
+	              ev_at_ch - ev_before, N);
+}
+END_TEST
+
+static void setup_big(void)
+{
+	start("CHANNELS:1,SHIP_EVENTS:2", "1000000");
+}
+
+static void setup_none(void)
+{
+	start("", "0");
+}
+
+/* Without limits shipd follows nothing: the advisories and deliveries of
+ * the whole fleet would cross the uplink for nothing. */
+START_TEST(no_limits_nothing_followed)
+{
+	static char body[1 << 20];
+	struct synced ev = {.hub_stream = "FLEET_EVENTS",
+	                    .robot_stream = "SHIP_EVENTS"};
+	ck_assert(fx_wait(synced, &ev, 20000));
+	fx_sleep_ms(1000); /* a few probes */
+	ck_assert_int_ge(fx_http_get(robot.http, "/connz?subs=1", body,
+	                             sizeof(body)),
+	                 0);
+	ck_assert_msg(!strstr(body, "$JS.S.") && !strstr(body, "ADVISORY"),
+	              "shipd subscribed with no uplink limit");
+	ck_assert_int_eq(log_count("following consumer"), 0);
 }
 END_TEST
 
@@ -308,7 +521,18 @@ int main(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 150);
 	tcase_add_test(tc, priority_first_and_rate_capped);
-	tcase_add_test(tc, consumers_made_before_shipd_are_found);
+	tcase_add_test(tc, restarts_find_the_consumers_and_lift_the_rates);
+	tcase_add_test(tc, advisories_are_checked);
+	TCase *big = tcase_create("big");
+	tcase_add_checked_fixture(big, setup_big, teardown);
+	tcase_set_timeout(big, 150);
+	tcase_add_test(big, big_messages_stay_held);
+	suite_add_tcase(su, big);
+	TCase *none = tcase_create("none");
+	tcase_add_checked_fixture(none, setup_none, teardown);
+	tcase_set_timeout(none, 100);
+	tcase_add_test(none, no_limits_nothing_followed);
+	suite_add_tcase(su, none);
 	SRunner *sr = srunner_create(su);
 	suite_add_tcase(su, tc);
 	srunner_run_all(sr, CK_ENV);

@@ -38,6 +38,8 @@ void events_emit_system(const char *type, const char *source,
 void uplinkcap_init(void) {}
 void uplinkcap_link_changed(bool l) { (void)l; }
 void uplinkcap_tick(void) {}
+void uplinkcap_uplink(bool u) { (void)u; }
+void uplinkcap_sourced(const char *s, uint64_t m) { (void)s, (void)m; }
 void uplinkcap_finish(void) {}
 void uplinkcap_describe(const char *s, Ship__UplinkStream *o)
 {
