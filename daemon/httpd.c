@@ -23,6 +23,7 @@
 #define PROBE_MS 1000     /* JetStream asked whether it answers */
 #define PROBE_TIMEOUT_MS 2000
 #define PROBE_STALE_MS (3 * PROBE_MS + PROBE_TIMEOUT_MS)
+#define LIFE_TIMEOUTS 4    /* a connection lives 4 metrics_timeout_ms */
 #define LOOP_STALL_MS 2000 /* a steady 250 ms timer late by this: stuck */
 
 static struct {
@@ -34,7 +35,9 @@ static struct {
 	 * callbacks off when it frees the connection, and the sweep then
 	 * frees the slot. The listeners pause while every slot is taken. */
 	struct bufferevent **conns;
+	uint64_t *since; /* now_ms() of each one's accept */
 	size_t n_conns, max_conns;
+	uint64_t max_life_ms; /* a connection's whole life, however busy */
 	bool paused;
 	struct event *ev_sweep;
 	uint64_t served;
@@ -104,20 +107,41 @@ static void pause_listeners(bool pause)
 
 static void sweep_cb(evutil_socket_t fd, short what, void *arg)
 {
+	uint64_t now = now_ms();
 	for (size_t i = 0; i < h.n_conns;) {
 		bufferevent_event_cb ev;
-		bufferevent_getcb(h.conns[i], NULL, NULL, &ev, NULL);
+		void *evcon;
+		bufferevent_getcb(h.conns[i], NULL, NULL, &ev, &evcon);
+		if (ev && now - h.since[i] > h.max_life_ms) {
+			/* A client that sends a byte now and then is never
+			 * idle long enough for the timeout: its time is up. */
+			log_debug("metrics: an HTTP connection open for %" PRIu64
+			          " ms; closing it",
+			          now - h.since[i]);
+			static const char late[] =
+				"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
+				"Content-Length: 0\r\n\r\n";
+			/* Best effort, never waiting: a clear word, then gone. */
+			if (send(bufferevent_getfd(h.conns[i]), late,
+			         sizeof(late) - 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+				log_debug("metrics: 408: %s", strerror(errno));
+			evhttp_connection_free(evcon);
+			bufferevent_getcb(h.conns[i], NULL, NULL, &ev, NULL);
+		}
 		if (ev) {
 			i++;
 			continue;
 		}
 		bufferevent_decref(h.conns[i]);
+		h.since[i] = h.since[h.n_conns - 1];
 		h.conns[i] = h.conns[--h.n_conns];
 	}
 	if (h.n_conns < h.max_conns)
 		pause_listeners(false);
-	if (!h.n_conns)
-		evtimer_del(h.ev_sweep);
+	if (h.n_conns) {
+		struct timeval tv = {0, SWEEP_MS * 1000};
+		evtimer_add(h.ev_sweep, &tv);
+	}
 }
 
 /* Called by evhttp for each connection it accepts, before it sets its
@@ -129,6 +153,7 @@ static struct bufferevent *new_conn(struct event_base *b, void *arg)
 	if (!bev || h.n_conns == h.max_conns)
 		return bev; /* cannot happen while paused; evhttp copes */
 	bufferevent_incref(bev);
+	h.since[h.n_conns] = now_ms();
 	h.conns[h.n_conns++] = bev;
 	if (!evtimer_pending(h.ev_sweep, NULL)) {
 		struct timeval tv = {0, SWEEP_MS * 1000};
@@ -272,10 +297,12 @@ int httpd_init(struct event_base *b, const struct config *c)
 		return 0;
 	h.max_conns = c->metrics_max_connections;
 	h.conns = calloc(h.max_conns, sizeof(*h.conns));
+	h.since = calloc(h.max_conns, sizeof(*h.since));
+	h.max_life_ms = (uint64_t)c->metrics_timeout_ms * LIFE_TIMEOUTS;
 	h.http = evhttp_new(b);
 	h.ev_sweep = evtimer_new(b, sweep_cb, NULL);
 	h.ev_probe = event_new(b, -1, EV_PERSIST, probe_tick, NULL);
-	if (!h.conns || !h.http || !h.ev_sweep || !h.ev_probe)
+	if (!h.conns || !h.since || !h.http || !h.ev_sweep || !h.ev_probe)
 		return -1;
 	evhttp_set_allowed_methods(h.http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
 	evhttp_set_max_headers_size(h.http, MAX_HEADERS);
@@ -324,5 +351,6 @@ void httpd_finish(void)
 		unlink(h.socket_path);
 	free(h.socket_path);
 	free(h.conns);
+	free(h.since);
 	memset(&h, 0, sizeof(h));
 }
