@@ -20,6 +20,13 @@ def fail(why):
 def main(path):
     with open(path, encoding="utf-8") as f:
         text = f.read()
+    # The parser adds _total to a counter's samples itself: read the
+    # names as written.
+    for line in text.splitlines():
+        parts = line.split()
+        if line.startswith("# TYPE ") and parts[3] == "counter" \
+                and not parts[2].endswith("_total"):
+            fail("counter %s does not end in _total" % parts[2])
     families = list(text_string_to_metric_families(text))
     if len(families) < 30:
         fail("only %d families" % len(families))
