@@ -579,6 +579,57 @@ static void daemon_print(struct evbuffer *o)
 	                    SHIP_VERSION);
 }
 
+/* The job queues' depths, one family each: lines gathered per family
+ * in one walk of the queues. */
+struct depth_lines {
+	struct evbuffer *jobs, *waiting, *held;
+};
+
+static void depth_line(const char *queue, const struct jobs_depth *d,
+                       void *arg)
+{
+	struct depth_lines *l = arg;
+	char q[LABEL_MAX + 1];
+	label_copy(q, queue);
+	static const char *const states[] = {"queued", "running", "dead"};
+	const uint64_t n[] = {d->queued, d->running, d->dead};
+	for (size_t i = 0; i < NITEMS(states); i++)
+		evbuffer_add_printf(l->jobs,
+		                    "shipd_job_queue_jobs{queue=\"%s\",state=\"%s\"} "
+		                    "%" PRIu64 "\n",
+		                    q, states[i], n[i]);
+	evbuffer_add_printf(l->waiting,
+	                    "shipd_job_queue_waiting_claims{queue=\"%s\"} %" PRIu64
+	                    "\n",
+	                    q, d->waiting_claims);
+	evbuffer_add_printf(l->held,
+	                    "shipd_job_queue_held_jobs{queue=\"%s\"} %" PRIu64 "\n",
+	                    q, d->held);
+}
+
+static void jobs_print(struct evbuffer *o)
+{
+	struct depth_lines l = {evbuffer_new(), evbuffer_new(), evbuffer_new()};
+	if (l.jobs && l.waiting && l.held) {
+		jobs_each_depth(depth_line, &l);
+		family(o, "shipd_job_queue_jobs", "gauge",
+		       "jobs of the queues local workers claim from, by state");
+		evbuffer_add_buffer(o, l.jobs);
+		family(o, "shipd_job_queue_waiting_claims", "gauge",
+		       "local claims waiting for a job");
+		evbuffer_add_buffer(o, l.waiting);
+		family(o, "shipd_job_queue_held_jobs", "gauge",
+		       "jobs local workers hold");
+		evbuffer_add_buffer(o, l.held);
+	}
+	if (l.jobs)
+		evbuffer_free(l.jobs);
+	if (l.waiting)
+		evbuffer_free(l.waiting);
+	if (l.held)
+		evbuffer_free(l.held);
+}
+
 /* What every Prometheus client calls them, so dashboards find them. */
 static void process_print(struct evbuffer *o)
 {
@@ -629,5 +680,6 @@ void metrics_render(struct evbuffer *o)
 		rpc_family(o, "shipd_app", "requests per app and block", &apps);
 		apps_print(o);
 	}
+	jobs_print(o);
 	process_print(o);
 }

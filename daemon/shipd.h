@@ -608,6 +608,19 @@ void httpd_finish(void);
  * into why (may be NULL). */
 bool httpd_jetstream_ready(char *why, size_t size);
 
+/* ---- jobs.c: the JobQueue ---- */
+
+/* What a queue this shipd follows (some local app claims from it) holds,
+ * as its index says. */
+struct jobs_depth {
+	uint64_t queued, running, dead; /* jobs */
+	uint64_t waiting_claims;        /* local claims waiting for a job */
+	uint64_t held;                  /* jobs local workers hold */
+};
+typedef void jobs_depth_fn(const char *queue, const struct jobs_depth *d,
+                           void *arg);
+void jobs_each_depth(jobs_depth_fn *fn, void *arg);
+
 /* ---- pubsub.c: publish, subscribe, request/reply ---- */
 
 struct request;

@@ -9,7 +9,8 @@ import sys
 
 from prometheus_client.parser import text_string_to_metric_families
 
-ALLOWED_LABELS = {"app", "block", "method", "code", "state", "version", "le"}
+ALLOWED_LABELS = {"app", "block", "method", "code", "state", "version", "le",
+                  "queue"}
 
 
 def fail(why):

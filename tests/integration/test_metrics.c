@@ -182,6 +182,36 @@ START_TEST(app_labels_are_bounded)
 }
 END_TEST
 
+static bool depth_is(void *arg)
+{
+	const double *want = arg;
+	scrape();
+	return series(body, "shipd_job_queue_jobs{queue=\"depth\","
+	                    "state=\"queued\"}") == want[0] &&
+	       series(body, "shipd_job_queue_jobs{queue=\"depth\","
+	                    "state=\"running\"}") == want[1] &&
+	       series(body, "shipd_job_queue_held_jobs{queue=\"depth\"}") ==
+	               want[2];
+}
+
+START_TEST(job_queue_depths)
+{
+	up(NULL);
+	struct shipc *h = fx_connect(sd.sock, "worker", 10000);
+	ck_assert_ptr_nonnull(h);
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(shipc_job_submit(h, "depth", NULL, NULL), 0);
+	struct shipc_job *j = NULL;
+	ck_assert_int_eq(shipc_job_claim(h, "depth", "w", 5000, &j), 0);
+	shipc_job_free(j);
+	/* The index follows the bucket: it is there within moments. */
+	double want[] = {2, 1, 1};
+	ck_assert(fx_wait(depth_is, want, 10000));
+	shipc_close(h);
+	down();
+}
+END_TEST
+
 /* Bytes sent as they are, on a new connection; what came back (up to
  * len - 1 bytes, within 5 s) into buf. */
 static void raw(const void *req, size_t n, char *buf, size_t len)
@@ -355,6 +385,7 @@ int main(void)
 	tcase_add_test(tc, counters_move_with_traffic);
 	tcase_add_test(tc, readiness_follows_nats);
 	tcase_add_test(tc, app_labels_are_bounded);
+	tcase_add_test(tc, job_queue_depths);
 	tcase_add_test(tc, hostile_clients_get_errors);
 	tcase_add_test(tc, unix_socket_serves_the_same);
 	tcase_add_test(tc, prometheus_client_parses_it);
