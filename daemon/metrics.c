@@ -137,7 +137,9 @@ static int app_slot(const char *label)
 void metrics_client_named(struct client *c)
 {
 	char label[LABEL_MAX + 1];
-	if (!m.apps)
+	/* Without a unit, the name in its hello names it: a slot is not
+	 * taken for its user first. */
+	if (!m.apps || (!c->hello && !c->id.unit[0]))
 		return;
 	app_label(c, label);
 	c->mapp = app_slot(label);
@@ -222,8 +224,13 @@ void metrics_client_gone(struct client *c)
 	ipc_idmap_finish(&c->pending);
 	if (m.cur == c)
 		m.cur = NULL;
-	if (!m.apps || c->mapp < 0)
+	if (!m.apps)
 		return;
+	if (c->mapp < 0) { /* gone before its hello: its user's */
+		char label[LABEL_MAX + 1];
+		app_label(c, label);
+		c->mapp = app_slot(label);
+	}
 	struct app_figs *a = &m.apps[c->mapp];
 	a->bytes_in += c->st.bytes_in;
 	a->bytes_out += c->st.bytes_out;
