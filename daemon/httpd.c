@@ -39,6 +39,7 @@ static struct {
 	size_t n_conns, max_conns;
 	uint64_t max_life_ms; /* a connection's whole life, however busy */
 	bool paused;
+	uint64_t pauses, pause_logged_ms;
 	struct event *ev_sweep;
 	uint64_t served;
 	/* The readiness probe. */
@@ -98,11 +99,18 @@ static void pause_listeners(bool pause)
 		else
 			evconnlistener_enable(l);
 	}
-	if (pause)
+	if (!pause)
+		return;
+	h.pauses++;
+	/* Once a minute at most: a client that keeps every slot taken
+	 * does not flood the journal. */
+	if (!h.pause_logged_ms || now_ms() - h.pause_logged_ms > 60000) {
+		h.pause_logged_ms = now_ms();
 		log_warnx("metrics: %zu HTTP connections open "
 		          "(metrics_max_connections); accepting again when one "
 		          "closes",
 		          h.n_conns);
+	}
 }
 
 static void sweep_cb(evutil_socket_t fd, short what, void *arg)
@@ -187,8 +195,12 @@ static void handle_metrics(struct evhttp_request *req, struct evbuffer *b)
 	                    "# HELP shipd_http_requests_total HTTP requests "
 	                    "answered\n"
 	                    "# TYPE shipd_http_requests_total counter\n"
-	                    "shipd_http_requests_total %" PRIu64 "\n",
-	                    h.n_conns, h.served + 1);
+	                    "shipd_http_requests_total %" PRIu64 "\n"
+	                    "# HELP shipd_http_full_total times every HTTP "
+	                    "connection was taken and accepting paused\n"
+	                    "# TYPE shipd_http_full_total counter\n"
+	                    "shipd_http_full_total %" PRIu64 "\n",
+	                    h.n_conns, h.served + 1, h.pauses);
 	struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
 	evhttp_add_header(oh, "Content-Type",
 	                  "text/plain; version=0.0.4; charset=utf-8");
