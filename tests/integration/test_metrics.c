@@ -335,6 +335,66 @@ START_TEST(unix_socket_serves_the_same)
 }
 END_TEST
 
+/* shipctl with args (NULL-terminated), its output into out; its exit
+ * status. */
+static int shipctl(const char *const *args, char *out, size_t len)
+{
+	const char *bin = getenv("SHIPCTL_BIN");
+	ck_assert_msg(bin, "SHIPCTL_BIN is not set");
+	char *argv[16] = {(char *)bin};
+	size_t n = 1;
+	for (; *args && n < 15; args++)
+		argv[n++] = (char *)*args;
+	argv[n] = NULL;
+	char log[340];
+	snprintf(log, sizeof(log), "%s/shipctl.log", nd.dir);
+	unlink(log);
+	pid_t pid = fx_spawn(argv, log, NULL);
+	ck_assert_int_gt(pid, 0);
+	int rc = fx_wait_exit(pid, 30000);
+	out[0] = '\0';
+	FILE *f = fopen(log, "r");
+	if (f) {
+		out[fread(out, 1, len - 1, f)] = '\0';
+		fclose(f);
+	}
+	return rc;
+}
+
+/* shipctl top reads the same figures: as JSON once, as tables, and says
+ * so when there is no metrics server. */
+START_TEST(top_shows_the_same_figures)
+{
+	up(NULL);
+	struct shipc *h = fx_connect(sd.sock, "meter", 10000);
+	ck_assert_ptr_nonnull(h);
+	for (int i = 0; i < 2; i++) {
+		struct shipc_kv_entry *e = NULL;
+		ck_assert_int_eq(shipc_kv_get(h, "nobucket", "k", 0, &e), -1);
+	}
+	char addr[64], out[16384];
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+	const char *js[] = {"--json", "top", "-m", addr, NULL};
+	ck_assert_int_eq(shipctl(js, out, sizeof(out)), 0);
+	ck_assert_msg(strstr(out, "{\"app\":\"meter\",\"clients\":1,"), "%s",
+	              out);
+	ck_assert_msg(strstr(out, "\"errors\":2,"), "%s", out);
+	ck_assert_msg(strstr(out, "\"nats_connected\":true"), "%s", out);
+	const char *live[] = {"top", "-m", addr, "-n", "2", "-i", "100ms", NULL};
+	ck_assert_int_eq(shipctl(live, out, sizeof(out)), 0);
+	const char *second = strstr(out, "APP ");
+	ck_assert_ptr_nonnull(second);
+	ck_assert_ptr_nonnull(strstr(second + 1, "APP "));
+	ck_assert_ptr_nonnull(strstr(second, "\nmeter "));
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", fx_free_port());
+	const char *none[] = {"top", "-m", addr, NULL};
+	ck_assert_int_eq(shipctl(none, out, sizeof(out)), 1);
+	ck_assert_msg(strstr(out, "no metrics server"), "%s", out);
+	shipc_close(h);
+	down();
+}
+END_TEST
+
 /* The scrape as Debian's python3-prometheus-client reads it, and the
  * naming rules checked on every family (metrics_parse.py). */
 START_TEST(prometheus_client_parses_it)
@@ -388,6 +448,7 @@ int main(void)
 	tcase_add_test(tc, hostile_clients_get_errors);
 	tcase_add_test(tc, unix_socket_serves_the_same);
 	tcase_add_test(tc, prometheus_client_parses_it);
+	tcase_add_test(tc, top_shows_the_same_figures);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
