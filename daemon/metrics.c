@@ -226,6 +226,8 @@ void metrics_client_gone(struct client *c)
 		m.cur = NULL;
 	if (!m.apps)
 		return;
+	if (c->mapp < 0 && !c->st.bytes_in && !c->st.bytes_out)
+		return; /* said nothing: no label for it */
 	if (c->mapp < 0) { /* gone before its hello: its user's */
 		char label[LABEL_MAX + 1];
 		app_label(c, label);
@@ -588,53 +590,53 @@ static void daemon_print(struct evbuffer *o)
 
 /* The job queues' depths, one family each: lines gathered per family
  * in one walk of the queues. */
-struct depth_lines {
-	struct evbuffer *jobs, *waiting, *held;
+enum { DEPTH_JOBS, DEPTH_WAITING, DEPTH_HELD, DEPTH_N };
+static const struct {
+	const char *name, *help;
+} depth_families[DEPTH_N] = {
+	{"shipd_job_queue_jobs",
+	 "jobs of the queues local workers claim from, by state"},
+	{"shipd_job_queue_waiting_claims", "local claims waiting for a job"},
+	{"shipd_job_queue_held_jobs", "jobs local workers hold"},
 };
 
 static void depth_line(const char *queue, const struct jobs_depth *d,
                        void *arg)
 {
-	struct depth_lines *l = arg;
+	struct evbuffer **b = arg;
 	char q[LABEL_MAX + 1];
 	label_copy(q, queue);
 	static const char *const states[] = {"queued", "running", "dead"};
 	const uint64_t n[] = {d->queued, d->running, d->dead};
 	for (size_t i = 0; i < NITEMS(states); i++)
-		evbuffer_add_printf(l->jobs,
-		                    "shipd_job_queue_jobs{queue=\"%s\",state=\"%s\"} "
-		                    "%" PRIu64 "\n",
-		                    q, states[i], n[i]);
-	evbuffer_add_printf(l->waiting,
-	                    "shipd_job_queue_waiting_claims{queue=\"%s\"} %" PRIu64
-	                    "\n",
-	                    q, d->waiting_claims);
-	evbuffer_add_printf(l->held,
-	                    "shipd_job_queue_held_jobs{queue=\"%s\"} %" PRIu64 "\n",
-	                    q, d->held);
+		evbuffer_add_printf(b[DEPTH_JOBS],
+		                    "%s{queue=\"%s\",state=\"%s\"} %" PRIu64 "\n",
+		                    depth_families[DEPTH_JOBS].name, q, states[i],
+		                    n[i]);
+	evbuffer_add_printf(b[DEPTH_WAITING], "%s{queue=\"%s\"} %" PRIu64 "\n",
+	                    depth_families[DEPTH_WAITING].name, q,
+	                    d->waiting_claims);
+	evbuffer_add_printf(b[DEPTH_HELD], "%s{queue=\"%s\"} %" PRIu64 "\n",
+	                    depth_families[DEPTH_HELD].name, q, d->held);
 }
 
 static void jobs_print(struct evbuffer *o)
 {
-	struct depth_lines l = {evbuffer_new(), evbuffer_new(), evbuffer_new()};
-	if (l.jobs && l.waiting && l.held) {
-		jobs_each_depth(depth_line, &l);
-		family(o, "shipd_job_queue_jobs", "gauge",
-		       "jobs of the queues local workers claim from, by state");
-		evbuffer_add_buffer(o, l.jobs);
-		family(o, "shipd_job_queue_waiting_claims", "gauge",
-		       "local claims waiting for a job");
-		evbuffer_add_buffer(o, l.waiting);
-		family(o, "shipd_job_queue_held_jobs", "gauge",
-		       "jobs local workers hold");
-		evbuffer_add_buffer(o, l.held);
+	struct evbuffer *b[DEPTH_N];
+	bool ok = true;
+	for (size_t i = 0; i < DEPTH_N; i++)
+		ok &= (b[i] = evbuffer_new()) != NULL;
+	if (ok)
+		jobs_each_depth(depth_line, b);
+	for (size_t i = 0; i < DEPTH_N; i++) {
+		if (ok) {
+			family(o, depth_families[i].name, "gauge",
+			       depth_families[i].help);
+			evbuffer_add_buffer(o, b[i]);
+		}
+		if (b[i])
+			evbuffer_free(b[i]);
 	}
-	if (l.jobs)
-		evbuffer_free(l.jobs);
-	if (l.waiting)
-		evbuffer_free(l.waiting);
-	if (l.held)
-		evbuffer_free(l.held);
 }
 
 /* What every Prometheus client calls them, so dashboards find them. */
