@@ -49,7 +49,7 @@ struct rpc {
  * that are gone left behind (the live ones are added at each scrape). */
 struct app_figs {
 	char label[LABEL_MAX + 1];
-	struct rpc *blocks; /* n_blocks + 1: the last one for "unknown" */
+	struct rpc *blocks; /* n_blocks + 1: the last for the socket layer */
 	uint64_t bytes_in, bytes_out, dropped, denied;
 };
 
@@ -165,9 +165,12 @@ void metrics_request(struct client *c, int kind, uint64_t id)
 	m.cur_kind = kind;
 	if (!id)
 		return;
+	struct pending *p = ipc_idmap_get(&c->pending, id);
 	size_t cap = (size_t)conf->max_requests + PENDING_SLACK;
-	struct pending *p = c->pending.count < cap ? malloc(sizeof(*p)) : NULL;
-	if (!p || ipc_idmap_put(&c->pending, id, p) < 0) {
+	if (p) {
+		m.untimed++; /* an id used again before its answer */
+	} else if (c->pending.count >= cap || !(p = malloc(sizeof(*p))) ||
+	           ipc_idmap_put(&c->pending, id, p) < 0) {
 		free(p);
 		m.untimed++;
 		return;
