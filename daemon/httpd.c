@@ -35,9 +35,9 @@ static struct {
 	 * callbacks off when it frees the connection, and the sweep then
 	 * frees the slot. The listeners pause while every slot is taken. */
 	struct bufferevent **conns;
-	uint64_t *since; /* now_ms() of each one's accept */
+	uint64_t *since; /* now_ms() of its accept, or of its last answer */
 	size_t n_conns, max_conns;
-	uint64_t max_life_ms; /* a connection's whole life, however busy */
+	uint64_t max_life_ms; /* to send a request and take its answer */
 	bool paused;
 	uint64_t pauses, pause_logged_ms;
 	struct event *ev_sweep;
@@ -121,16 +121,20 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
 		void *evcon;
 		bufferevent_getcb(h.conns[i], NULL, NULL, &ev, &evcon);
 		if (ev && now - h.since[i] > h.max_life_ms) {
-			/* A client that sends a byte now and then is never
-			 * idle long enough for the timeout: its time is up. */
-			log_debug("metrics: an HTTP connection open for %" PRIu64
-			          " ms; closing it",
+			/* A client that sends (or reads) a byte now and then
+			 * is never idle long enough for the timeout: its
+			 * time is up. */
+			log_debug("metrics: an HTTP request taking %" PRIu64
+			          " ms; closing its connection",
 			          now - h.since[i]);
 			static const char late[] =
 				"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
 				"Content-Length: 0\r\n\r\n";
-			/* Best effort, never waiting: a clear word, then gone. */
-			if (send(bufferevent_getfd(h.conns[i]), late,
+			/* Best effort, never waiting, and only where no
+			 * answer is half written: a clear word, then gone. */
+			struct evbuffer *out = bufferevent_get_output(h.conns[i]);
+			if (evbuffer_get_length(out) == 0 &&
+			    send(bufferevent_getfd(h.conns[i]), late,
 			         sizeof(late) - 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
 				log_debug("metrics: 408: %s", strerror(errno));
 			evhttp_connection_free(evcon);
@@ -244,10 +248,23 @@ static const struct {
 	{"/readyz", handle_readyz},
 };
 
+/* req came whole and is answered now: its connection's time starts
+ * again, for taking the answer and sending the next. */
+static void arrived(struct evhttp_request *req)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	struct bufferevent *bev =
+		evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+	for (size_t i = 0; bev && i < h.n_conns; i++)
+		if (h.conns[i] == bev)
+			h.since[i] = now_ms();
+}
+
 static void request_cb(struct evhttp_request *req, void *arg)
 {
 	const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(req);
 	const char *path = u ? evhttp_uri_get_path(u) : NULL;
+	arrived(req);
 	struct evbuffer *b = evbuffer_new();
 	if (!b) {
 		evhttp_send_error(req, HTTP_INTERNAL, "out of memory");

@@ -301,6 +301,34 @@ START_TEST(hostile_clients_get_errors)
 }
 END_TEST
 
+/* A client that asks again and again on one connection is not cut by
+ * the bound on a request's time: each answer starts it again. */
+START_TEST(keep_alive_clients_stay)
+{
+	static const char *const more[] = {"-o", "metrics_timeout_ms=500",
+	                                   NULL};
+	up(more);
+	int fd = idle_conn();
+	struct timeval tv = {1, 0};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	static const char req[] = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+	/* 8 x 400 ms: past 4 x 500 ms in all. */
+	for (int i = 0; i < 8; i++) {
+		char got[1024];
+		ck_assert_int_eq(send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL),
+		                 (ssize_t)sizeof(req) - 1);
+		ssize_t r = recv(fd, got, sizeof(got) - 1, 0);
+		ck_assert_msg(r > 0, "request %d: no answer", i);
+		got[r] = '\0';
+		ck_assert_msg(!strncmp(got, "HTTP/1.1 200", 12), "%d: %.60s", i,
+		              got);
+		fx_sleep_ms(400);
+	}
+	close(fd);
+	down();
+}
+END_TEST
+
 START_TEST(unix_socket_serves_the_same)
 {
 	static char opt[400];
@@ -446,6 +474,7 @@ int main(void)
 	tcase_add_test(tc, app_labels_are_bounded);
 	tcase_add_test(tc, job_queue_depths);
 	tcase_add_test(tc, hostile_clients_get_errors);
+	tcase_add_test(tc, keep_alive_clients_stay);
 	tcase_add_test(tc, unix_socket_serves_the_same);
 	tcase_add_test(tc, prometheus_client_parses_it);
 	tcase_add_test(tc, top_shows_the_same_figures);
