@@ -120,7 +120,8 @@ static const struct ckey keys[] = {
 	{"metrics_max_connections", C_UINT, O(metrics_max_connections), 1, 1024,
 	 "HTTP connections at once; more wait to be accepted", false},
 	{"metrics_timeout_ms", C_UINT, O(metrics_timeout_ms), 100, 60000,
-	 "time an HTTP client has to send its request and take the answer",
+	 "silence allowed to an HTTP client (4 times that for a request and "
+	 "its answer)",
 	 false},
 	{"metrics_max_apps", C_UINT, O(metrics_max_apps), 1, 1024,
 	 "app label values in metrics; later apps are counted as \"other\"",
