@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "fixture.h"
+#include "raw.h"
 #include "shipc.h"
 
 #define BODY_MAX (512 * 1024)
@@ -207,6 +208,41 @@ START_TEST(job_queue_depths)
 	double want[] = {2, 1, 1};
 	ck_assert(fx_wait(depth_is, want, 10000));
 	shipc_close(h);
+	down();
+}
+END_TEST
+
+/* An id used again before its answer came: one of the two is timed,
+ * the other counted as untimed, and nothing is kept for either after. */
+START_TEST(ids_used_twice_stay_bounded)
+{
+	up(NULL);
+	double untimed = now_of("shipd_requests_untimed_total");
+	double timed = series(body, KV_TIMED);
+	int fd = raw_open(sd.sock);
+	Ship__KvGet g = SHIP__KV_GET__INIT;
+	g.bucket = "nobucket";
+	g.key = "k";
+	Ship__ClientFrame f = SHIP__CLIENT_FRAME__INIT;
+	f.id = 7;
+	f.body_case = SHIP__CLIENT_FRAME__BODY_KV_GET;
+	f.kv_get = &g;
+	struct ipc_buf b = {0};
+	raw_pack(&b, &f);
+	raw_pack(&b, &f);
+	raw_send(fd, ipc_buf_head(&b), ipc_buf_used(&b));
+	ipc_buf_finish(&b);
+	for (int i = 0; i < 2; i++) {
+		Ship__ServerFrame *r = raw_reply(fd, 7);
+		ck_assert_ptr_nonnull(r);
+		ck_assert_int_eq(r->code, SHIP__CODE__NOT_FOUND);
+		ship__server_frame__free_unpacked(r, NULL);
+	}
+	scrape();
+	ck_assert_double_eq(series(body, "shipd_requests_untimed_total"),
+	                    untimed + 1);
+	ck_assert_double_eq(series(body, KV_TIMED), (timed < 0 ? 0 : timed) + 1);
+	close(fd);
 	down();
 }
 END_TEST
@@ -473,6 +509,7 @@ int main(void)
 	tcase_add_test(tc, readiness_follows_nats);
 	tcase_add_test(tc, app_labels_are_bounded);
 	tcase_add_test(tc, job_queue_depths);
+	tcase_add_test(tc, ids_used_twice_stay_bounded);
 	tcase_add_test(tc, hostile_clients_get_errors);
 	tcase_add_test(tc, keep_alive_clients_stay);
 	tcase_add_test(tc, unix_socket_serves_the_same);
