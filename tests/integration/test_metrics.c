@@ -212,6 +212,58 @@ START_TEST(job_queue_depths)
 }
 END_TEST
 
+static void count_msg(struct shipc *h, const struct shipc_msg *m, int err,
+                      void *arg)
+{
+	if (m)
+		(*(unsigned *)arg)++;
+}
+
+static bool dropped_for_slow(void *arg)
+{
+	scrape();
+	return series(body, "shipd_app_dropped_messages_total{app=\"slow\"}") >
+	       0;
+}
+
+/* An app that does not read loses messages: counted as its drops, and
+ * in shipd's, while the app that publishes sees none. */
+START_TEST(drops_are_counted_per_app)
+{
+	static const char *const more[] = {"-o", "client_output_limit=65536",
+	                                   NULL};
+	up(more);
+	struct shipc *slow = fx_connect(sd.sock, "slow", 10000);
+	struct shipc *pub = fx_connect(sd.sock, "pub", 10000);
+	ck_assert_ptr_nonnull(slow);
+	ck_assert_ptr_nonnull(pub);
+	unsigned got = 0;
+	ck_assert_uint_gt(shipc_subscribe(slow, "drop.x", NULL, 0, count_msg,
+	                                  &got),
+	                  0);
+	static char data[1024];
+	memset(data, 'd', sizeof(data));
+	/* 8 MiB while slow never dispatches: far past its 64 KiB and what
+	 * its socket holds. */
+	for (int i = 0; i < 8192; i++)
+		ck_assert_int_eq(shipc_publish(pub, "drop.x", data, sizeof(data)),
+		                 0);
+	struct shipc_status st;
+	ck_assert_int_eq(shipc_status(pub, &st), 0);
+	ck_assert(fx_wait(dropped_for_slow, NULL, 10000));
+	ck_assert_double_eq(series(body, "shipd_app_subscriptions{app=\"slow\"}"),
+	                    1);
+	ck_assert_double_eq(series(body, "shipd_app_dropped_messages_total"
+	                                 "{app=\"pub\"}"),
+	                    0);
+	ck_assert(series(body, "shipd_messages_dropped_total") >=
+	          series(body, "shipd_app_dropped_messages_total{app=\"slow\"}"));
+	shipc_close(pub);
+	shipc_close(slow);
+	down();
+}
+END_TEST
+
 /* An id used again before its answer came: one of the two is timed,
  * the other counted as untimed, and nothing is kept for either after. */
 START_TEST(ids_used_twice_stay_bounded)
@@ -510,6 +562,7 @@ int main(void)
 	tcase_add_test(tc, app_labels_are_bounded);
 	tcase_add_test(tc, job_queue_depths);
 	tcase_add_test(tc, ids_used_twice_stay_bounded);
+	tcase_add_test(tc, drops_are_counted_per_app);
 	tcase_add_test(tc, hostile_clients_get_errors);
 	tcase_add_test(tc, keep_alive_clients_stay);
 	tcase_add_test(tc, unix_socket_serves_the_same);
