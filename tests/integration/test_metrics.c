@@ -334,7 +334,7 @@ static int idle_conn(void)
 START_TEST(hostile_clients_get_errors)
 {
 	static const char *const more[] = {"-o", "metrics_max_connections=2",
-	                                   "-o", "metrics_timeout_ms=500",
+	                                   "-o", "metrics_timeout_ms=1000",
 	                                   NULL};
 	up(more);
 	struct shipc *h = fx_connect(sd.sock, "bystander", 10000);
@@ -363,8 +363,8 @@ START_TEST(hostile_clients_get_errors)
 	for (int i = 0; i < 8; i++)
 		close(idle[i]);
 
-	/* A client sending a byte now and then is cut at 4 timeouts, with
-	 * a 408 it can read. */
+	/* A client sending a byte every quarter of the timeout is cut at 4
+	 * timeouts, with a 408 it can read. */
 	int fd = idle_conn();
 	struct timeval tv = {0, 100000};
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
@@ -373,7 +373,7 @@ START_TEST(hostile_clients_get_errors)
 	size_t got_n = 0;
 	for (size_t i = 0; i < sizeof(slow) - 1 && got_n == 0; i++) {
 		send(fd, slow + i, 1, MSG_NOSIGNAL);
-		fx_sleep_ms(200);
+		fx_sleep_ms(250);
 		ssize_t r = recv(fd, got, sizeof(got) - 1, 0);
 		got_n = r > 0 ? (size_t)r : 0;
 		if (r == 0)
@@ -393,15 +393,15 @@ END_TEST
  * the bound on a request's time: each answer starts it again. */
 START_TEST(keep_alive_clients_stay)
 {
-	static const char *const more[] = {"-o", "metrics_timeout_ms=500",
+	static const char *const more[] = {"-o", "metrics_timeout_ms=1000",
 	                                   NULL};
 	up(more);
 	int fd = idle_conn();
 	struct timeval tv = {1, 0};
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	static const char req[] = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
-	/* 8 x 400 ms: past 4 x 500 ms in all. */
-	for (int i = 0; i < 8; i++) {
+	/* 16 x 300 ms: past 4 x 1000 ms in all. */
+	for (int i = 0; i < 16; i++) {
 		char got[1024];
 		ck_assert_int_eq(send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL),
 		                 (ssize_t)sizeof(req) - 1);
@@ -410,7 +410,7 @@ START_TEST(keep_alive_clients_stay)
 		got[r] = '\0';
 		ck_assert_msg(!strncmp(got, "HTTP/1.1 200", 12), "%d: %.60s", i,
 		              got);
-		fx_sleep_ms(400);
+		fx_sleep_ms(300);
 	}
 	close(fd);
 	down();
