@@ -546,6 +546,32 @@ static void link_print(struct evbuffer *o)
 	      httpd_jetstream_ready(NULL, 0));
 }
 
+/* With a hub: whether its JetStream answers, and what the hub has not
+ * sourced yet of each robot stream (the streams are configuration's,
+ * so the label stays bounded). */
+static void uplink_print(struct evbuffer *o)
+{
+	Ship__UplinkStatus st = SHIP__UPLINK_STATUS__INIT;
+	Ship__UplinkStream buf[16], *ptrs[16];
+	if (!conf->hub_domain)
+		return;
+	uplink_status(&st, buf, ptrs, NITEMS(buf));
+	gauge(o, "shipd_uplink_up", "1 while the hub's JetStream answers",
+	      st.state == SHIP__UPLINK_STATE__UPLINK_UP);
+	counter(o, "shipd_uplink_changes_total",
+	        "changes of the uplink between up and down", (double)st.changes);
+	family(o, "shipd_uplink_waiting_messages", "gauge",
+	       "messages of a robot stream the hub has not sourced yet");
+	for (size_t i = 0; i < st.n_streams; i++) {
+		char stream[LABEL_MAX + 1];
+		label_copy(stream, st.streams[i]->stream);
+		evbuffer_add_printf(o,
+		                    "shipd_uplink_waiting_messages{stream=\"%s\"} "
+		                    "%" PRIu64 "\n",
+		                    stream, st.streams[i]->waiting_msgs);
+	}
+}
+
 static void daemon_print(struct evbuffer *o)
 {
 	gauge(o, "shipd_clients", "connected clients",
@@ -688,6 +714,7 @@ static void process_print(struct evbuffer *o)
 void metrics_render(struct evbuffer *o)
 {
 	link_print(o);
+	uplink_print(o);
 	daemon_print(o);
 	struct rpc_set methods = {method_rpc, KINDS_MAX};
 	rpc_family(o, "shipd_rpc", "requests per method", &methods);

@@ -451,6 +451,28 @@ START_TEST(unix_socket_serves_the_same)
 }
 END_TEST
 
+static bool uplink_down(void *arg)
+{
+	scrape();
+	return series(body, "shipd_uplink_up") == 0;
+}
+
+/* With a hub_domain nothing answers for, the uplink is down in the
+ * figures; without one there is no uplink figure at all. */
+START_TEST(uplink_figures_with_a_hub)
+{
+	static const char *const more[] = {"-o", "hub_domain=nohub", NULL};
+	up(more);
+	ck_assert(fx_wait(uplink_down, NULL, 15000));
+	ck_assert(series(body, "shipd_uplink_changes_total") >= 0);
+	down();
+	up(NULL);
+	scrape();
+	ck_assert_ptr_null(strstr(body, "shipd_uplink_"));
+	down();
+}
+END_TEST
+
 /* shipctl with args (NULL-terminated), its output into out; its exit
  * status. */
 static int shipctl(const char *const *args, char *out, size_t len)
@@ -559,6 +581,7 @@ int main(void)
 	tcase_set_timeout(tc, 90);
 	tcase_add_test(tc, counters_move_with_traffic);
 	tcase_add_test(tc, readiness_follows_nats);
+	tcase_add_test(tc, uplink_figures_with_a_hub);
 	tcase_add_test(tc, app_labels_are_bounded);
 	tcase_add_test(tc, job_queue_depths);
 	tcase_add_test(tc, ids_used_twice_stay_bounded);
