@@ -549,7 +549,7 @@ static int cmd_status(int argc, char **argv)
 	return 0;
 }
 
-static void human_bytes(char *buf, size_t size, uint64_t n)
+void human_bytes(char *buf, size_t size, uint64_t n)
 {
 	if (n < 10240)
 		snprintf(buf, size, "%" PRIu64 "B", n);
@@ -1183,7 +1183,7 @@ static const struct cmd core_cmds[] = {
 /* Each building block brings its own table; the usage lists them all. */
 static const struct cmd *const tables[] = {core_cmds, kv_cmds, event_cmds,
                                            obj_cmds, store_cmds, jobs_cmds,
-                                           svc_cmds, fleet_cmds};
+                                           svc_cmds, fleet_cmds, top_cmds};
 
 static void usage(FILE *f)
 {

@@ -27,6 +27,7 @@ extern const struct cmd store_cmds[]; /* shipctl-stores.c */
 extern const struct cmd jobs_cmds[];  /* shipctl-jobs.c */
 extern const struct cmd svc_cmds[];   /* shipctl-svc.c */
 extern const struct cmd fleet_cmds[]; /* shipctl-fleet.c */
+extern const struct cmd top_cmds[];   /* shipctl-top.c */
 
 extern bool json;          /* --json */
 extern struct shipc *h;    /* set by open_handle() */
@@ -47,6 +48,8 @@ void uplink_print(FILE *f, const struct shipc_uplink *u);
 void uplink_json(FILE *f, const struct shipc_uplink *u);
 void print_msg(const struct shipc_msg *m, uint64_t n, bool raw);
 bool parse_uint(const char *s, uint64_t *out);
+/* n bytes as "812B", "10.2K" or "3.4M". */
+void human_bytes(char *buf, size_t size, uint64_t n);
 /* "90", "90s", "15m", "2h", "7d" or "500ms" into milliseconds. */
 bool parse_duration(const char *s, uint64_t *ms);
 

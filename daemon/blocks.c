@@ -20,6 +20,7 @@ static const struct block *const blocks[] = {
 
 static block_request_fn *handlers[KINDS_MAX];
 static bool payloads[KINDS_MAX];
+static signed char owners[KINDS_MAX]; /* index in blocks + 1, 0: none */
 
 void blocks_init(void)
 {
@@ -32,6 +33,7 @@ void blocks_init(void)
 				       __func__, blocks[i]->name, (int)r->kind);
 			handlers[r->kind] = r->fn;
 			payloads[r->kind] = r->payload;
+			owners[r->kind] = (signed char)(i + 1);
 		}
 	}
 }
@@ -44,6 +46,21 @@ block_request_fn *blocks_handler(int kind)
 bool blocks_payload(int kind)
 {
 	return kind > 0 && kind < KINDS_MAX && payloads[kind];
+}
+
+int blocks_index(int kind)
+{
+	return kind > 0 && kind < KINDS_MAX ? owners[kind] - 1 : -1;
+}
+
+size_t blocks_count(void)
+{
+	return N_BLOCKS;
+}
+
+const char *blocks_name(int i)
+{
+	return i >= 0 && (size_t)i < N_BLOCKS ? blocks[i]->name : NULL;
 }
 
 void blocks_client_gone(struct client *c)

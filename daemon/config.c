@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* The configuration: defaults, the "key = value" file, and printing it back. */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -8,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include "config.h"
 #include "shipd.h"
@@ -117,6 +120,24 @@ static const struct ckey keys[] = {
 	 "bytes per second the hub may source from this robot's streams "
 	 "together (0: no limit)",
 	 true},
+	/* Observability: off unless an address or a socket is named. */
+	{"metrics_listen", C_STR, O(metrics_listen), 0, 0,
+	 "HOST:PORT of the metrics and health HTTP server (loopback unless "
+	 "metrics_allow_remote)",
+	 false},
+	{"metrics_socket", C_STR, O(metrics_socket), 0, 0,
+	 "Unix socket of the metrics and health HTTP server", false},
+	{"metrics_allow_remote", C_BOOL, O(metrics_allow_remote), 0, 0,
+	 "let metrics_listen be an address other hosts reach", false},
+	{"metrics_max_connections", C_UINT, O(metrics_max_connections), 1, 1024,
+	 "HTTP connections at once; more wait to be accepted", false},
+	{"metrics_timeout_ms", C_UINT, O(metrics_timeout_ms), 100, 60000,
+	 "silence allowed to an HTTP client (4 times that for a request and "
+	 "its answer)",
+	 false},
+	{"metrics_max_apps", C_UINT, O(metrics_max_apps), 1, 1024,
+	 "app label values in metrics; later apps are counted as \"other\"",
+	 false},
 	{"stream", C_STREAM, O(streams), 0, 0,
 	 "a JetStream stream to declare (repeatable): NAME SUBJECT[,SUBJECT] "
 	 "[max_age=S] [max_msgs=N] [max_bytes=N] [storage=file|memory] "
@@ -171,6 +192,9 @@ void config_defaults(struct config *c)
 	c->jobs_domain = JS_HUB;
 	c->hub_streams = strdup("FLEET_EVENTS,FLEET_CHANNELS");
 	c->uplink_probe_ms = 2000;
+	c->metrics_max_connections = 16;
+	c->metrics_timeout_ms = 5000;
+	c->metrics_max_apps = 64;
 }
 
 static const struct ckey *find_key(const char *name)
@@ -498,6 +522,61 @@ static bool priorities_valid(const char *list, char *bad, size_t badlen)
 	return true;
 }
 
+int config_parse_listen(const char *s, bool remote, struct sockaddr_storage *ss,
+                       socklen_t *len, char *err, size_t errlen)
+{
+	char host[64];
+	const char *colon = strrchr(s, ':');
+	const char *start = s, *end = colon;
+	if (!colon || colon == s || !colon[1]) {
+		snprintf(err, errlen, "'%s' is not HOST:PORT", s);
+		return -1;
+	}
+	if (*s == '[') {
+		start = s + 1;
+		end = colon[-1] == ']' ? colon - 1 : NULL;
+	}
+	if (!end || end <= start || (size_t)(end - start) >= sizeof(host)) {
+		snprintf(err, errlen, "'%s' is not HOST:PORT", s);
+		return -1;
+	}
+	snprintf(host, sizeof(host), "%.*s", (int)(end - start), start);
+	char *pend;
+	errno = 0;
+	unsigned long port = strtoul(colon + 1, &pend, 10);
+	if (*pend || errno || port == 0 || port > 65535) {
+		snprintf(err, errlen, "'%s' is not a port", colon + 1);
+		return -1;
+	}
+	memset(ss, 0, sizeof(*ss));
+	struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+	bool loopback;
+	if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
+		in4->sin_family = AF_INET;
+		in4->sin_port = htons((uint16_t)port);
+		*len = sizeof(*in4);
+		loopback = (ntohl(in4->sin_addr.s_addr) >> 24) == 127;
+	} else if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons((uint16_t)port);
+		*len = sizeof(*in6);
+		loopback = IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr);
+	} else {
+		snprintf(err, errlen,
+		         "'%s' is not a numeric address (127.0.0.1, [::1])", host);
+		return -1;
+	}
+	if (!loopback && !remote) {
+		snprintf(err, errlen,
+		         "%s is not a loopback address: other hosts would read "
+		         "the metrics (set metrics_allow_remote = yes to mean it)",
+		         host);
+		return -1;
+	}
+	return 0;
+}
+
 int config_check(const struct config *c, char *err, size_t errlen)
 {
 	if (c->nats_reconnect_wait_min_ms > c->nats_reconnect_wait_max_ms) {
@@ -533,6 +612,22 @@ int config_check(const struct config *c, char *err, size_t errlen)
 		snprintf(err, errlen, "socket: '%s' is not an absolute path",
 		         c->socket_path);
 		return -1;
+	}
+	if (c->metrics_socket && c->metrics_socket[0] != '/') {
+		snprintf(err, errlen,
+		         "metrics_socket: '%s' is not an absolute path",
+		         c->metrics_socket);
+		return -1;
+	}
+	if (c->metrics_listen) {
+		struct sockaddr_storage ss;
+		socklen_t len;
+		char e[256];
+		if (config_parse_listen(c->metrics_listen, c->metrics_allow_remote,
+		                       &ss, &len, e, sizeof(e)) < 0) {
+			snprintf(err, errlen, "metrics_listen: %s", e);
+			return -1;
+		}
 	}
 	if (c->hub_domain && !js_domain_valid(c->hub_domain)) {
 		snprintf(err, errlen,

@@ -62,6 +62,23 @@ unsigned control_client_count(void)
 	return ctl.n_clients;
 }
 
+uint32_t control_requests_in_flight(void)
+{
+	return ctl.n_ops;
+}
+
+size_t control_held_bytes(void)
+{
+	return ctl.held;
+}
+
+void control_each_client(void (*fn)(struct client *c, void *arg), void *arg)
+{
+	struct client *c;
+	TAILQ_FOREACH(c, &ctl.clients, entry)
+		fn(c, arg);
+}
+
 /* ---- output ---- */
 
 static void mark_dirty(struct client *c)
@@ -119,6 +136,7 @@ int client_send(struct client *c, const Ship__ServerFrame *f)
 		             size, IPC_FRAME_LIMIT);
 		return -1;
 	}
+	metrics_answer(c, f->id, f->code);
 	/* Replies are not dropped; a client that lets twice its limit pile
 	 * up is not reading at all and is let go. */
 	if (queue_frame(c, f, 2 * (size_t)conf->client_output_limit) < 0) {
@@ -204,6 +222,7 @@ bool client_allowed(struct client *c, uint64_t id, enum pol_op op,
 		return true;
 	c->denied++;
 	stats.denied++;
+	metrics_denied(c);
 	/* Logged once per client and denial: an app that retries in a loop
 	 * does not flood the journal. */
 	uint32_t h = hash32(hash32(2166136261u, pol_op_name(op)), resource) | 1;
@@ -618,6 +637,7 @@ static void handle_hello(struct client *c, uint64_t id, const Ship__Hello *h)
 	for (char *p = c->name; *p; p++)
 		if ((unsigned char)*p < 0x20 || *p == 0x7f)
 			*p = '?';
+	metrics_client_named(c);
 	log_debug("client %" PRIu64 " is %s (pid %d, uid %d)", c->cid, c->name,
 	          (int)c->pid, (int)c->uid);
 	Ship__ServerFrame f = SHIP__SERVER_FRAME__INIT;
@@ -887,7 +907,7 @@ const struct block admin_block = {
 	},
 };
 
-static void dispatch(struct client *c, const Ship__ClientFrame *f)
+static void dispatch_frame(struct client *c, const Ship__ClientFrame *f)
 {
 	if (f->body_case == SHIP__CLIENT_FRAME__BODY_HELLO) {
 		handle_hello(c, f->id, f->hello);
@@ -905,6 +925,14 @@ static void dispatch(struct client *c, const Ship__ClientFrame *f)
 	else
 		client_error(c, f->id, SHIP__CODE__UNIMPLEMENTED,
 		             "unknown request (a newer client?)");
+}
+
+/* Every request is counted, and its answer timed, here. */
+static void dispatch(struct client *c, const Ship__ClientFrame *f)
+{
+	metrics_request(c, (int)f->body_case, f->id);
+	dispatch_frame(c, f);
+	metrics_request_done();
 }
 
 /* The id of a frame refused before decoding, so the app knows which
@@ -1011,7 +1039,9 @@ static size_t read_frames(struct client *c, const uint8_t *data, size_t len)
 				break;
 			used += flen;
 			c->st.frames_in++;
+			metrics_request(c, SHIP__CLIENT_FRAME__BODY_PUBLISH, pv.id);
 			pubsub_publish_view(c, &pv);
+			metrics_request_done();
 			continue;
 		}
 		/* Vetted first: protobuf-c would cut strings at a NUL and
@@ -1170,6 +1200,7 @@ static void client_free(struct client *c)
 	ops_cancel(c);
 	streams_gone(c);
 	blocks_client_gone(c);
+	metrics_client_gone(c);
 	app_leave(c->app); /* its ops and streams gave back what they held */
 	TAILQ_REMOVE(&ctl.clients, c, entry);
 	ctl.n_clients--;
@@ -1355,6 +1386,8 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
 	c->pol = policy_bind(conf->policy, &c->id);
 	c->connected_ms = now_ms();
 	snprintf(c->name, sizeof(c->name), "?");
+	c->mapp = -1;
+	metrics_client_named(c);
 	TAILQ_INIT(&c->ops);
 	c->ev_read = event_new(base, fd, EV_READ | EV_PERSIST, client_read_cb, c);
 	c->ev_write = event_new(base, fd, EV_WRITE | EV_PERSIST,
@@ -1454,15 +1487,15 @@ static int clear_path(const char *path)
 	return 0;
 }
 
-static int listen_path(const struct config *c)
+int control_listen_unix(const char *path, const char *group, unsigned mode)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	if (strlen(c->socket_path) >= sizeof(sa.sun_path)) {
-		log_warnx("%s: socket path too long: %s", __func__, c->socket_path);
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		log_warnx("%s: socket path too long: %s", __func__, path);
 		return -1;
 	}
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", c->socket_path);
-	if (check_dir(c->socket_path) < 0 || clear_path(c->socket_path) < 0)
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	if (check_dir(path) < 0 || clear_path(path) < 0)
 		return -1;
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
@@ -1473,22 +1506,22 @@ static int listen_path(const struct config *c)
 	int r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
 	umask(old);
 	if (r < 0) {
-		log_warn("%s: bind %s", __func__, c->socket_path);
+		log_warn("%s: bind %s", __func__, path);
 		goto error;
 	}
-	if (c->socket_group) {
-		struct group *g = getgrnam(c->socket_group);
+	if (group) {
+		struct group *g = getgrnam(group);
 		if (!g) {
-			log_warnx("%s: no group %s", __func__, c->socket_group);
+			log_warnx("%s: no group %s", __func__, group);
 			goto error_unlink;
 		}
-		if (chown(c->socket_path, (uid_t)-1, g->gr_gid) < 0) {
-			log_warn("%s: chown %s", __func__, c->socket_path);
+		if (chown(path, (uid_t)-1, g->gr_gid) < 0) {
+			log_warn("%s: chown %s", __func__, path);
 			goto error_unlink;
 		}
 	}
-	if (chmod(c->socket_path, c->socket_mode) < 0) {
-		log_warn("%s: chmod %s", __func__, c->socket_path);
+	if (chmod(path, mode) < 0) {
+		log_warn("%s: chmod %s", __func__, path);
 		goto error_unlink;
 	}
 	if (listen(fd, LISTEN_BACKLOG) < 0) {
@@ -1497,7 +1530,7 @@ static int listen_path(const struct config *c)
 	}
 	return fd;
 error_unlink:
-	unlink(c->socket_path);
+	unlink(path);
 error:
 	close(fd);
 	return -1;
@@ -1557,7 +1590,8 @@ int control_init(struct event_base *b, const struct config *c)
 		ctl.name = socket_name(fd);
 		log_info("using the socket passed by systemd (%s)",
 		         ctl.name ? ctl.name : "unnamed");
-	} else if ((fd = listen_path(c)) < 0) {
+	} else if ((fd = control_listen_unix(c->socket_path, c->socket_group,
+	                                     c->socket_mode)) < 0) {
 		return -1;
 	} else {
 		ctl.path = strdup(c->socket_path);

@@ -2507,6 +2507,31 @@ static bool jobs_busy(void)
 	return false;
 }
 
+void jobs_each_depth(jobs_depth_fn *fn, void *arg)
+{
+	struct queue *q;
+	TAILQ_FOREACH(q, &queues, entry) {
+		if (!q->indexed)
+			continue;
+		struct jobs_depth d = {0};
+		for (size_t i = 0; i < q->tsize; i++)
+			for (struct jidx *x = q->table[i]; x; x = x->next)
+				if (x->dead)
+					d.dead++;
+				else if (x->status == J_QUEUED)
+					d.queued++;
+				else if (x->status == J_RUNNING)
+					d.running++;
+		struct jreq *r;
+		struct held *h;
+		TAILQ_FOREACH(r, &q->waiters, qentry)
+			d.waiting_claims++;
+		TAILQ_FOREACH(h, &q->held, entry)
+			d.held++;
+		fn(q->name, &d, arg);
+	}
+}
+
 const struct block jobs_block = {
 	.name = "jobs",
 	.busy = jobs_busy,

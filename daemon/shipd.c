@@ -332,6 +332,8 @@ int main(int argc, char **argv)
 	if (mailbox_init(base, mail_dispatch, config.inbound_limit) < 0)
 		fatal("mailbox");
 	blocks_init();
+	if (metrics_init(base, &config) < 0)
+		fatalx("cannot set up the metrics");
 	uplink_init();
 	/* Not fatal: shipd goes on and says what it cannot clean. */
 	ojournal_open(config.state_dir);
@@ -339,6 +341,10 @@ int main(int argc, char **argv)
 		fatalx("cannot listen on %s", config.socket_path);
 	if (link_start(&config) < 0)
 		fatalx("cannot start the NATS link");
+	if (httpd_init(base, &config) < 0)
+		fatalx("cannot serve metrics on %s",
+		       config.metrics_listen ? config.metrics_listen
+		                             : config.metrics_socket);
 
 	struct event *sigs[3];
 	int signums[3] = {SIGTERM, SIGINT, SIGHUP};
@@ -367,6 +373,7 @@ int main(int argc, char **argv)
 	event_base_dispatch(base);
 
 	sd_notify(0, "STOPPING=1");
+	httpd_finish();
 	control_stop_accepting();
 	/* Services drain: their apps, still connected, answer what was
 	 * taken, bounded by the longest drain time a service asked for. */
@@ -398,6 +405,7 @@ int main(int argc, char **argv)
 	pubsub_finish();
 	mailbox_finish();
 	control_finish();
+	metrics_finish();
 	for (int i = 0; i < 3; i++)
 		event_free(sigs[i]);
 	event_free(ev_status);

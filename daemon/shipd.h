@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/queue.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include <event2/event.h>
@@ -112,6 +113,12 @@ struct config {
 	char *hub_buckets;               /* KV buckets on the hub */
 	enum js_dom jobs_domain;
 	char *hub_streams;               /* the hub's, sourcing ours */
+	char *metrics_listen;            /* HOST:PORT of the HTTP server */
+	char *metrics_socket;            /* or a Unix socket; neither: off */
+	bool metrics_allow_remote;       /* a non-loopback metrics_listen */
+	uint32_t metrics_max_connections;
+	uint32_t metrics_timeout_ms;     /* to read a request and answer */
+	uint32_t metrics_max_apps;       /* app label values, then "other" */
 	uint32_t uplink_probe_ms;
 	char *uplink_priority;           /* "STREAM:N, ..." */
 	uint32_t uplink_rate_limit;      /* bytes/s; 0: none */
@@ -139,14 +146,20 @@ int config_check(const struct config *c, char *err, size_t errlen);
 void config_print(const struct config *c, FILE *f);
 void config_finish(struct config *c);
 bool js_domain_valid(const char *s);
-/* Whether name is one of list's (separated by commas and blanks). */
 /* The bytes one answer listing many items may take: max_answer, or
  * client_output_limit if that is lower (the client must take it whole). */
 uint32_t config_answer_limit(const struct config *c);
+/* Whether name is one of list's (separated by commas and blanks). */
 bool config_listed(const char *list, const char *name);
 /* A stream's priority in an uplink_priority list; not named: after all. */
 #define CONFIG_PRIORITY_OTHER 10
 int config_priority(const char *list, const char *name);
+struct sockaddr_storage;
+/* "IPv4:PORT" or "[IPv6]:PORT", numeric, into ss; a non-loopback address
+ * only with remote. -1 with err. */
+int config_parse_listen(const char *s, bool remote,
+                        struct sockaddr_storage *ss, socklen_t *len,
+                        char *err, size_t errlen);
 /* Read a secret file (first line, trailing newline removed). */
 char *config_read_secret(const char *path);
 
@@ -439,6 +452,8 @@ struct client {
 	struct quota quota;  /* the app's quota, bound at accept */
 	struct client_stats st;
 	uint64_t connected_ms;
+	int mapp;                  /* its app label's slot (metrics.c) */
+	struct ipc_idmap pending;  /* request id -> when it came (metrics.c) */
 };
 
 int control_init(struct event_base *base, const struct config *conf);
@@ -505,6 +520,14 @@ unsigned control_client_count(void);
 /* Where clients connect: the bound path, or the socket systemd passed. */
 const char *control_socket_path(void);
 void control_shutdown_clients(void);
+/* fn for every connected client (it must not close one). */
+void control_each_client(void (*fn)(struct client *c, void *arg), void *arg);
+uint32_t control_requests_in_flight(void);
+size_t control_held_bytes(void);
+/* A listening Unix socket at path (its directory made 0750 if missing, a
+ * stale socket removed, a live one refused), with group (NULL: ours) and
+ * mode; -1 after logging why. */
+int control_listen_unix(const char *path, const char *group, unsigned mode);
 
 /* ---- blocks.c: the table of building blocks ---- */
 
@@ -556,6 +579,60 @@ void blocks_finish(void);
 bool blocks_busy(void);
 /* Whether some block drains work that still needs the clients. */
 bool blocks_drain(void);
+/* The index in the table of the block handling a request kind, or -1;
+ * the number of blocks, and the name of the block at an index (NULL out
+ * of range). */
+int blocks_index(int kind);
+size_t blocks_count(void);
+const char *blocks_name(int i);
+
+/* ---- metrics.c: the figures of requests, apps and the process ---- */
+
+struct evbuffer;
+/* After blocks_init(), with the event base (the loop's turns are timed). */
+int metrics_init(struct event_base *b, const struct config *c);
+void metrics_finish(void);
+uint64_t metrics_now_ns(void);
+/* c's app label is known (at accept, and again after its hello). */
+void metrics_client_named(struct client *c);
+/* A request of kind arrives; with an id its answer is awaited and timed.
+ * metrics_request_done() once its handler returned. */
+void metrics_request(struct client *c, int kind, uint64_t id);
+void metrics_request_done(void);
+/* A frame answering id (0: a fire-and-forget request's error) with code
+ * goes to c. */
+void metrics_answer(struct client *c, uint64_t id, Ship__Code code);
+void metrics_denied(struct client *c);
+/* c is going: what it awaited is forgotten, its figures kept by its app. */
+void metrics_client_gone(struct client *c);
+/* How long since the loop last turned a steady timer, and its longest
+ * turn of the last 30 to 60 seconds. */
+uint64_t metrics_loop_idle_ms(void);
+uint64_t metrics_loop_worst_ms(void);
+/* Every figure, in the Prometheus text format (0.0.4). */
+void metrics_render(struct evbuffer *out);
+
+/* ---- httpd.c: the metrics and health HTTP server ---- */
+
+/* Listen where metrics_listen and metrics_socket say (neither: off). */
+int httpd_init(struct event_base *b, const struct config *c);
+void httpd_finish(void);
+/* Whether JetStream answered the last probe on the current link; why not
+ * into why (may be NULL). */
+bool httpd_jetstream_ready(char *why, size_t size);
+
+/* ---- jobs.c: the JobQueue ---- */
+
+/* What a queue this shipd follows (some local app claims from it) holds,
+ * as its index says. */
+struct jobs_depth {
+	uint64_t queued, running, dead; /* jobs */
+	uint64_t waiting_claims;        /* local claims waiting for a job */
+	uint64_t held;                  /* jobs local workers hold */
+};
+typedef void jobs_depth_fn(const char *queue, const struct jobs_depth *d,
+                           void *arg);
+void jobs_each_depth(jobs_depth_fn *fn, void *arg);
 
 /* ---- monitor.c: apps' traffic shown to an operator ---- */
 

@@ -252,6 +252,9 @@ int fx_node_conf_add(struct fx_node *n, const char *text);
 /* GET http://127.0.0.1:port<path>; the body, NUL-terminated and cut to
  * len - 1 bytes, into buf. Bounded by 2 s. 0, or -1 if no 200 came. */
 int fx_http_get(int port, const char *path, char *buf, size_t len);
+/* The same for any answer: its status code (the body in buf), or -1 if
+ * no HTTP answer came. */
+int fx_http_status(int port, const char *path, char *buf, size_t len);
 /* The string value of the first "key" after the first occurrence of
  * after (NULL: from the start) in the JSON text json, into out. true if
  * found. Good enough for the monitoring endpoints' flat answers. */

@@ -334,7 +334,7 @@ void fx_proxy_stop(struct fx_proxy *p)
 	p->links = NULL;
 }
 
-int fx_http_get(int port, const char *path, char *buf, size_t len)
+int fx_http_status(int port, const char *path, char *buf, size_t len)
 {
 	struct sockaddr_in sa = {.sin_family = AF_INET,
 	                         .sin_port = htons((uint16_t)port),
@@ -360,11 +360,17 @@ int fx_http_get(int port, const char *path, char *buf, size_t len)
 	close(fd);
 	buf[got] = '\0';
 	char *body = strstr(buf, "\r\n\r\n");
-	if (strncmp(buf, "HTTP/1.", 7) != 0 || strncmp(buf + 8, " 200", 4) != 0 ||
-	    !body)
+	int status;
+	if (strncmp(buf, "HTTP/1.", 7) != 0 || !body ||
+	    sscanf(buf + 8, " %3d", &status) != 1)
 		return -1;
 	memmove(buf, body + 4, strlen(body + 4) + 1);
-	return 0;
+	return status;
+}
+
+int fx_http_get(int port, const char *path, char *buf, size_t len)
+{
+	return fx_http_status(port, path, buf, len) == 200 ? 0 : -1;
 }
 
 /* Where the value of "key" starts, looking after the text after. */

@@ -2,6 +2,7 @@
 /* Unit tests of daemon/config.c: defaults, the file parser and its error
  * messages, the checks between keys, and printing the result back. */
 #include <check.h>
+#include <sys/socket.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1064,9 +1065,12 @@ START_TEST(test_print_round_trip)
 		"jobs_domain = hub\n"
 		"hub_streams = FLEET_EVENTS,FLEET_CHANNELS\n"
 		"uplink_probe_ms = 2000\n# uplink_priority = (unset)\n"
-		"uplink_rate_limit = 0\n# stream = (none)\n# allow = (none)\n"
+		"uplink_rate_limit = 0\n# metrics_listen = (unset)\n"
+		"# metrics_socket = (unset)\nmetrics_allow_remote = no\n"
+		"metrics_max_connections = 16\nmetrics_timeout_ms = 5000\n"
+		"metrics_max_apps = 64\n# stream = (none)\n# allow = (none)\n"
 		"# quota = (none)\n";
-	ck_assert_int_eq(count_lines(p), 48);
+	ck_assert_int_eq(count_lines(p), 54);
 	ck_assert_ptr_eq(strstr(p, "socket = "), p);
 	ck_assert_uint_gt(strlen(p), strlen(tail));
 	ck_assert_str_eq(p + strlen(p) - strlen(tail), tail);
@@ -1259,6 +1263,43 @@ START_TEST(test_read_secret)
 }
 END_TEST
 
+/* metrics_listen: numeric, a port, loopback unless remote is allowed. */
+START_TEST(test_metrics_listen)
+{
+	static const struct {
+		const char *s;
+		bool remote, ok;
+	} cases[] = {
+		{"127.0.0.1:9464", false, true},
+		{"127.9.9.9:1", false, true},
+		{"[::1]:9464", false, true},
+		{"0.0.0.0:9464", false, false},
+		{"0.0.0.0:9464", true, true},
+		{"[::]:9464", false, false},
+		{"10.1.2.3:9464", true, true},
+		{"[::ffff:127.0.0.1]:9464", false, false},
+		{"localhost:9464", false, false},
+		{"127.0.0.1", false, false},
+		{"127.0.0.1:", false, false},
+		{"127.0.0.1:0", false, false},
+		{"127.0.0.1:65536", false, false},
+		{"127.0.0.1:94x", false, false},
+		{"[::1:9464", false, false},
+		{":9464", false, false},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct sockaddr_storage ss;
+		socklen_t len;
+		char err[256] = "";
+		int r = config_parse_listen(cases[i].s, cases[i].remote, &ss, &len,
+		                            err, sizeof(err));
+		ck_assert_msg((r == 0) == cases[i].ok, "%s: %d (%s)", cases[i].s,
+		              r, err);
+		ck_assert(r == 0 || err[0]);
+	}
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
 	Suite *s = suite_create("config");
@@ -1274,6 +1315,7 @@ static Suite *config_suite(void)
 	tcase_add_test(t, test_log_level_values);
 	tcase_add_test(t, test_domain_values);
 	tcase_add_test(t, test_uplink_priority);
+	tcase_add_test(t, test_metrics_listen);
 	suite_add_tcase(s, t);
 
 	t = tcase_create("errors");
