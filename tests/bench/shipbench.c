@@ -1122,6 +1122,69 @@ static void bench_req(void)
 	tell_added(&sc, 2, " (both sides)");
 }
 
+/* ---- scrape: requests while the metrics endpoint is scraped ---- */
+
+#define SCRAPE_MS 100
+
+static int metrics_port; /* of the shipd shipbench started; 0: none */
+
+struct scraper {
+	pthread_t t;
+	atomic_bool stop;
+	unsigned done, failed;
+	size_t bytes; /* of the last scrape */
+};
+
+static void *scrape_thread(void *arg)
+{
+	struct scraper *sc = arg;
+	size_t size = 4u << 20;
+	char *buf = malloc(size);
+	while (buf && !atomic_load(&sc->stop)) {
+		if (fx_http_status(metrics_port, "/metrics", buf, size) == 200) {
+			sc->done++;
+			sc->bytes = strlen(buf);
+		} else {
+			sc->failed++;
+		}
+		struct timespec ts = {0, SCRAPE_MS * 1000000L};
+		nanosleep(&ts, NULL);
+	}
+	free(buf);
+	return NULL;
+}
+
+static void req_scraped(void *ctx, struct sample *s)
+{
+	struct scraper sc = {0};
+	pthread_create(&sc.t, NULL, scrape_thread, &sc);
+	req_run(true, false, s);
+	atomic_store(&sc.stop, true);
+	pthread_join(sc.t, NULL);
+	if (sc.failed || !sc.done)
+		sample_fail(s, "%u of %u scrapes of /metrics failed", sc.failed,
+		            sc.done + sc.failed);
+}
+
+/* The cost of being watched: the request round trip through shipd, with
+ * and without a scrape of its /metrics every SCRAPE_MS (a Prometheus at
+ * ten times the usual rate). The "direct" column is the unscraped one. */
+static void bench_scrape(void)
+{
+	if (!metrics_port) {
+		printf("scrape   needs a shipd that shipbench starts (no "
+		       "--socket)\n");
+		return;
+	}
+	static const struct side sides[] = {{"not scraped", req_one_end},
+	                                    {"scraped", req_scraped},
+	                                    {0}};
+	struct scenario sc = {.name = "scrape", .metrics = latency_metrics,
+	                      .sides = sides, .best_effort = false};
+	run_scenario(&sc);
+	tell_added(&sc, 1, " (requests with /metrics scraped every 100 ms)");
+}
+
 /* ---- jspub: acknowledged JetStream publishes, pipelined ---- */
 
 #define JSPUB_WINDOW 1024
@@ -4201,8 +4264,8 @@ static void usage(FILE *f)
 	        "                 [--fleet-events N] [--rounds N] [--allow-loss] "
 	        "[--json]\n"
 	        "                 [--shipd-opt KEY=VALUE]... [SCENARIO...]\n"
-	        "scenarios: rtt pub pubsub fanout req jspub kv obj jobs svc fleet "
-	        "idle\n"
+	        "scenarios: rtt pub pubsub fanout req scrape jspub kv obj jobs svc "
+	        "fleet idle\n"
 	        "(default: all)\n"
 	        "obj puts and gets one object of --obj-mib MiB (256; 4 with "
 	        "--quick).\n"
@@ -4217,6 +4280,8 @@ static void usage(FILE *f)
 	        "in turn; a run that lost anything has no figure and fails, but\n"
 	        "--allow-loss lets pub, pubsub and fanout pass when shipd said\n"
 	        "what it dropped (core NATS is best effort).\n"
+	        "scrape times requests through shipd with and without a scrape\n"
+	        "of its /metrics every 100 ms (\"direct\" is the unscraped).\n"
 	        "--shipd-opt goes to the shipds shipbench starts (not the\n"
 	        "fleet's) as -o KEY=VALUE.\n"
 	        "Without --nats a temporary nats-server -js is started; without\n"
@@ -4364,8 +4429,19 @@ int main(int argc, char **argv)
 	}
 	if (!opt.socket) {
 		find_shipd(argv[0]);
+		/* Its metrics server, for the scrape scenario (this shipd's
+		 * only: the others started later would take the same port). */
+		static char listen_opt[64];
+		static const char *main_args[2 * SHIPD_OPTS_MAX + 3];
+		metrics_port = fx_free_port();
+		snprintf(listen_opt, sizeof(listen_opt),
+		         "metrics_listen=127.0.0.1:%d", metrics_port);
+		memcpy(main_args, opt.shipd_args,
+		       2 * opt.shipd_opts * sizeof(*main_args));
+		main_args[2 * opt.shipd_opts] = "-o";
+		main_args[2 * opt.shipd_opts + 1] = listen_opt;
 		fx_shipd_verbose = false;
-		if (shipd_start(&sd, opt.nats_url, opt.shipd_args) < 0) {
+		if (shipd_start(&sd, opt.nats_url, main_args) < 0) {
 			fprintf(stderr, "shipbench: cannot start shipd (%s)\n",
 			        getenv("SHIPD_BIN"));
 			natsd_cleanup(&nd);
@@ -4397,6 +4473,8 @@ int main(int argc, char **argv)
 		bench_fan("fanout", opt.clients);
 	if (want(argc, argv, "req"))
 		bench_req();
+	if (want(argc, argv, "scrape"))
+		bench_scrape();
 	if (want(argc, argv, "jspub"))
 		bench_jspub();
 	if (want(argc, argv, "kv"))
