@@ -17,6 +17,7 @@
 #include <nats/nats.h>
 
 #include "fixture.h"
+#include "fleet_util.h"
 #include "shipc.h"
 
 static struct fx_hub hub;
@@ -102,27 +103,11 @@ static bool hub_value(const char *bucket, const char *key, char *buf,
 	return found;
 }
 
-/* A JetStream API request to the server at url; the answer into buf. */
-static void js_req(const char *url, const char *subj, const char *body,
-                   char *buf, size_t len)
-{
-	natsConnection *nc = NULL;
-	natsMsg *reply = NULL;
-	ck_assert_int_eq(natsConnection_ConnectTo(&nc, url), NATS_OK);
-	ck_assert_int_eq(natsConnection_RequestString(&reply, nc, subj, body,
-	                                              5000),
-	                 NATS_OK);
-	fx_strcopy(buf, len, natsMsg_GetData(reply),
-	           (size_t)natsMsg_GetDataLength(reply));
-	natsMsg_Destroy(reply);
-	natsConnection_Destroy(nc);
-}
-
 static long long stream_msgs(const char *url, const char *stream)
 {
 	char subj[128], buf[8192];
 	snprintf(subj, sizeof(subj), "$JS.API.STREAM.INFO.%s", stream);
-	js_req(url, subj, "", buf, sizeof(buf));
+	fx_api_at(url, subj, "", buf, sizeof(buf));
 	return fx_json_int(buf, "\"state\"", "messages");
 }
 
@@ -378,11 +363,11 @@ START_TEST(uplink_state_and_backlog)
 	char buf[4096];
 	struct shipc_emit em = {.event_type = "fleet.first"};
 	ck_assert_int_eq(shipc_emit(h, &em, NULL), 0);
-	js_req(hub.node[0].url, "$JS.API.STREAM.CREATE.FLEET_EVENTS",
-	       "{\"name\":\"FLEET_EVENTS\",\"storage\":\"file\","
-	       "\"num_replicas\":3,\"sources\":[{\"name\":\"SHIP_EVENTS\","
-	       "\"external\":{\"api\":\"$JS.robot1.API\",\"deliver\":\"\"}}]}",
-	       buf, sizeof(buf));
+	fx_api_at(hub.node[0].url, "$JS.API.STREAM.CREATE.FLEET_EVENTS",
+	          "{\"name\":\"FLEET_EVENTS\",\"storage\":\"file\","
+	          "\"num_replicas\":3,\"sources\":[{\"name\":\"SHIP_EVENTS\","
+	          "\"external\":{\"api\":\"$JS.robot1.API\",\"deliver\":\"\"}}]}",
+	          buf, sizeof(buf));
 	ck_assert_msg(!strstr(buf, "\"error\""), "%s", buf);
 	wait_uplink(SHIPC_UPLINK_UP, 0, true, 15000);
 	struct shipc_uplink u;
@@ -412,9 +397,9 @@ START_TEST(uplink_state_and_backlog)
 	                      strstr(out, "SHIP_EVENTS -> FLEET_EVENTS: ") &&
 	                      strstr(out, "on the hub:  jobs, buckets"),
 	              "%s", out);
-	js_req(robot.url, "$JS.API.STREAM.MSG.GET.SHIP_EVENTS",
-	       "{\"last_by_subj\":\"ship.events.uplink.down\"}", buf,
-	       sizeof(buf));
+	fx_api_at(robot.url, "$JS.API.STREAM.MSG.GET.SHIP_EVENTS",
+	          "{\"last_by_subj\":\"ship.events.uplink.down\"}", buf,
+	          sizeof(buf));
 	ck_assert_msg(strstr(buf, "\"message\""), "%s", buf);
 
 	restore();
@@ -442,8 +427,8 @@ START_TEST(hub_node_killed_hub_kv_goes_on)
 	ck_assert_msg(shipc_kv_bucket_create(h, &cfg, NULL) == 0, "%s",
 	              shipc_last_error(h, NULL, 0));
 	char buf[8192], leader[32] = "";
-	js_req(hub.node[0].url, "$JS.API.STREAM.INFO.KV_beings_status", "", buf,
-	       sizeof(buf));
+	fx_api_at(hub.node[0].url, "$JS.API.STREAM.INFO.KV_beings_status", "", buf,
+	          sizeof(buf));
 	ck_assert_msg(fx_json_str(buf, "\"cluster\"", "leader", leader,
 	                          sizeof(leader)),
 	              "%s", buf);
@@ -504,8 +489,8 @@ START_TEST(hub_bucket_missing_or_deleted_elsewhere)
 	ck_assert_int_eq(shipc_job_submit(h, "work", NULL, &job), 0);
 	shipc_job_free(job);
 	char buf[1024];
-	js_req(hub.node[0].url, "$JS.API.STREAM.DELETE.KV_JOBS_work", "", buf,
-	       sizeof(buf));
+	fx_api_at(hub.node[0].url, "$JS.API.STREAM.DELETE.KV_JOBS_work", "", buf,
+	          sizeof(buf));
 	ck_assert_msg(strstr(buf, "\"success\":true"), "%s", buf);
 	int rc = -1;
 	for (int i = 0; i < 5 && rc != 0; i++) {

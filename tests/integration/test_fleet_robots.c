@@ -18,6 +18,7 @@
 #include <nats/nats.h>
 
 #include "fixture.h"
+#include "fleet_util.h"
 #include "shipc.h"
 
 #define NROBOTS 2
@@ -30,34 +31,6 @@ static struct shipc *h[NROBOTS];
 static const char *const robot_name[NROBOTS] = {"robot1", "robot2"};
 static natsConnection *hc;
 static jsCtx *hjs;
-
-/* A JetStream API request on the hub; its answer must not be an error. */
-static void hub_api(const char *subj, const char *body)
-{
-	natsMsg *reply = NULL;
-	ck_assert_int_eq(natsConnection_RequestString(&reply, hc, subj, body,
-	                                              10000),
-	                 NATS_OK);
-	ck_assert_msg(!strstr(natsMsg_GetData(reply), "\"error\""), "%s: %s",
-	              subj, natsMsg_GetData(reply));
-	natsMsg_Destroy(reply);
-}
-
-/* A hub stream sourcing stream from both robots. */
-static void fleet_stream(const char *name, const char *stream)
-{
-	char subj[128], body[1024];
-	snprintf(subj, sizeof(subj), "$JS.API.STREAM.CREATE.%s", name);
-	snprintf(body, sizeof(body),
-	         "{\"name\":\"%s\",\"storage\":\"file\",\"num_replicas\":3,"
-	         "\"duplicate_window\":100000000,\"sources\":["
-	         "{\"name\":\"%s\",\"external\":{\"api\":\"$JS.robot1.API\","
-	         "\"deliver\":\"\"}},"
-	         "{\"name\":\"%s\",\"external\":{\"api\":\"$JS.robot2.API\","
-	         "\"deliver\":\"\"}}]}",
-	         name, stream, stream);
-	hub_api(subj, body);
-}
 
 static void setup(void)
 {
@@ -88,8 +61,9 @@ static void setup(void)
 	struct shipc_emit em = {.event_type = "fleet.hello"};
 	for (int i = 0; i < NROBOTS; i++)
 		ck_assert_int_eq(shipc_emit(h[i], &em, NULL), 0);
-	fleet_stream("FLEET_EVENTS", "SHIP_EVENTS");
-	fleet_stream("FLEET_CHANNELS", "CHANNELS");
+	fx_fleet_stream(hc, "FLEET_EVENTS", "SHIP_EVENTS", robot_name, NROBOTS, 3);
+	fx_fleet_stream(hc, "FLEET_CHANNELS", "CHANNELS", robot_name, NROBOTS,
+	                3);
 }
 
 static void teardown(void)

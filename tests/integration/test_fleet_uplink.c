@@ -15,6 +15,7 @@
 #include <nats/nats.h>
 
 #include "fixture.h"
+#include "fleet_util.h"
 #include "shipc.h"
 
 #define BACKLOG 3000  /* messages of each stream during the outage */
@@ -27,28 +28,6 @@ static struct fx_node robot;
 static struct shipdp sd;
 static struct shipc *h;
 static natsConnection *hc;
-
-static void hub_api(const char *subj, const char *body)
-{
-	natsMsg *reply = NULL;
-	ck_assert_int_eq(natsConnection_RequestString(&reply, hc, subj, body,
-	                                              10000),
-	                 NATS_OK);
-	ck_assert_msg(!strstr(natsMsg_GetData(reply), "\"error\""), "%s: %s",
-	              subj, natsMsg_GetData(reply));
-	natsMsg_Destroy(reply);
-}
-
-static void fleet_stream(const char *name, const char *stream)
-{
-	char subj[128], body[512];
-	snprintf(subj, sizeof(subj), "$JS.API.STREAM.CREATE.%s", name);
-	snprintf(body, sizeof(body),
-	         "{\"name\":\"%s\",\"storage\":\"file\",\"sources\":["
-	         "{\"name\":\"%s\",\"external\":{\"api\":\"$JS.robot1.API\"}}]}",
-	         name, stream);
-	hub_api(subj, body);
-}
 
 static uint64_t msgs_at(const char *url, const char *stream)
 {
@@ -110,8 +89,9 @@ static void start(const char *priority, const char *rate)
 	ck_assert_int_eq(shipc_channel_send(h, "ops", "robot1", "hello", NULL,
 	                                    NULL),
 	                 0);
-	fleet_stream("FLEET_EVENTS", "SHIP_EVENTS");
-	fleet_stream("FLEET_CHANNELS", "CHANNELS");
+	static const char *const robots[] = {"robot1"};
+	fx_fleet_stream(hc, "FLEET_EVENTS", "SHIP_EVENTS", robots, 1, 1);
+	fx_fleet_stream(hc, "FLEET_CHANNELS", "CHANNELS", robots, 1, 1);
 }
 
 static void setup(void)
@@ -304,22 +284,6 @@ static void followed(const char *stream, char *name, size_t size)
 	ck_assert_msg(*name, "shipd followed no consumer of %s", stream);
 }
 
-/* A JetStream API request at the robot's own server: its answer. */
-static void robot_api(const char *subj, const char *body, char *buf,
-                      size_t len)
-{
-	natsConnection *nc = NULL;
-	natsMsg *reply = NULL;
-	ck_assert_int_eq(natsConnection_ConnectTo(&nc, robot.url), NATS_OK);
-	ck_assert_int_eq(natsConnection_RequestString(&reply, nc, subj, body,
-	                                              5000),
-	                 NATS_OK);
-	fx_strcopy(buf, len, natsMsg_GetData(reply),
-	           (size_t)natsMsg_GetDataLength(reply));
-	natsMsg_Destroy(reply);
-	natsConnection_Destroy(nc);
-}
-
 /* rate_limit_bps of consumer name of stream on the robot's server (0:
  * none), or -1 if there is no such consumer. */
 static long long consumer_bps(const char *stream, const char *name)
@@ -327,7 +291,7 @@ static long long consumer_bps(const char *stream, const char *name)
 	char subj[300], buf[8192];
 	snprintf(subj, sizeof(subj), "$JS.API.CONSUMER.INFO.%s.%s", stream,
 	         name);
-	robot_api(subj, "", buf, sizeof(buf));
+	fx_api_at(robot.url, subj, "", buf, sizeof(buf));
 	if (strstr(buf, "\"error\""))
 		return -1;
 	long long bps = fx_json_int(buf, "\"config\"", "rate_limit_bps");
@@ -421,7 +385,7 @@ START_TEST(advisories_are_checked)
 	ck_assert_int_eq(natsConnection_Flush(rc), NATS_OK);
 	natsConnection_Destroy(rc);
 	/* A source made to start at a time. */
-	hub_api("$JS.API.STREAM.CREATE.FLEET_EVENTS_T",
+	fx_api_ok(hc, "$JS.API.STREAM.CREATE.FLEET_EVENTS_T",
 	        "{\"name\":\"FLEET_EVENTS_T\",\"storage\":\"file\",\"sources\":["
 	        "{\"name\":\"SHIP_EVENTS\",\"opt_start_time\":"
 	        "\"2020-01-01T00:00:00Z\",\"external\":{\"api\":"
