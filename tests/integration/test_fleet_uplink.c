@@ -175,7 +175,8 @@ find_stream(const struct shipc_uplink *u, const char *name)
  * together takes at least what RATE lets through. */
 START_TEST(priority_first_and_rate_capped)
 {
-	struct synced ev = {.hub_stream = "FLEET_EVENTS", .robot_stream = "SHIP_EVENTS"};
+	struct synced ev = {.hub_stream = "FLEET_EVENTS",
+	                    .robot_stream = "SHIP_EVENTS"};
 	struct synced ch = {.hub_stream = "FLEET_CHANNELS",
 	                    .robot_stream = "CHANNELS"};
 	ck_assert_msg(fx_wait(synced, &ev, 20000), "events %" PRIu64 "/%" PRIu64,
