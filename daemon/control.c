@@ -881,10 +881,11 @@ static void req_policy_check(struct client *c, const Ship__ClientFrame *f)
 	Ship__PolicyCheckReply p = SHIP__POLICY_CHECK_REPLY__INIT;
 	p.allowed = policy_allows(v, (enum pol_op)op, q->resource, rule,
 	                          sizeof(rule));
-	if (op == POL_ADMIN && !id.privileged && !v) {
+	if ((op == POL_ADMIN || op == POL_MONITOR) && !id.privileged && !v) {
 		p.allowed = false;
 		snprintf(rule, sizeof(rule),
-		         "admin: only root or shipd's own user (no rules)");
+		         "%s: only root or shipd's own user (no rules)",
+		         pol_op_name((enum pol_op)op));
 	}
 	p.rule = rule;
 	policy_view_free(v);

@@ -178,13 +178,29 @@ static struct bufferevent *new_conn(struct event_base *b, void *arg)
 
 /* ---- requests ---- */
 
+/* Send the answer; to a HEAD, its headers only (evhttp 2.1 would write
+ * the body after them, and a keep-alive client would read it as the
+ * start of the next answer), with the length the body would have. */
+static void send_reply(struct evhttp_request *req, int code,
+                       const char *reason, struct evbuffer *body)
+{
+	if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
+		char len[32];
+		snprintf(len, sizeof(len), "%zu", evbuffer_get_length(body));
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+		                  "Content-Length", len);
+		evbuffer_drain(body, evbuffer_get_length(body));
+	}
+	evhttp_send_reply(req, code, reason, body);
+}
+
 static void reply_text(struct evhttp_request *req, int code,
                        const char *reason, struct evbuffer *body)
 {
 	struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
 	evhttp_add_header(oh, "Content-Type", "text/plain; charset=utf-8");
 	evhttp_add_header(oh, "Cache-Control", "no-store");
-	evhttp_send_reply(req, code, reason, body);
+	send_reply(req, code, reason, body);
 	h.served++;
 }
 
@@ -209,7 +225,7 @@ static void handle_metrics(struct evhttp_request *req, struct evbuffer *b)
 	evhttp_add_header(oh, "Content-Type",
 	                  "text/plain; version=0.0.4; charset=utf-8");
 	evhttp_add_header(oh, "Cache-Control", "no-store");
-	evhttp_send_reply(req, HTTP_OK, "OK", b);
+	send_reply(req, HTTP_OK, "OK", b);
 	h.served++;
 }
 

@@ -19,6 +19,7 @@
 #define KINDS_MAX 256 /* ClientFrame body field numbers, as blocks.c */
 #define CODES_MAX 16  /* Ship__Code values, with room for new ones */
 #define LABEL_MAX 64  /* bytes of an app label value */
+#define QUEUE_LABEL_MAX 200 /* a job queue's name, whole (jobs.c) */
 #define LAG_TICK_MS 250
 #define LAG_WINDOW_MS 30000
 /* Requests awaited per client beyond max_requests (streams being opened,
@@ -51,6 +52,7 @@ struct app_figs {
 	char label[LABEL_MAX + 1];
 	struct rpc *blocks; /* n_blocks + 1: the last for the socket layer */
 	uint64_t bytes_in, bytes_out, dropped, denied;
+	unsigned live; /* its clients connected (a slot with none may go) */
 };
 
 /* A request awaited: when it came and what it was. */
@@ -103,14 +105,19 @@ static size_t code_index(Ship__Code code)
 
 /* A label value that needs no escaping and stays short: what a client
  * names itself is not trusted. */
-static void label_copy(char *dst, const char *src)
+static void label_copy_n(char *dst, const char *src, size_t max)
 {
 	size_t n = 0;
-	for (; *src && n < LABEL_MAX; src++)
+	for (; *src && n < max; src++)
 		dst[n++] = isalnum((unsigned char)*src) || strchr("._-@:/+", *src)
 		                   ? *src
 		                   : '_';
 	dst[n] = '\0';
+}
+
+static void label_copy(char *dst, const char *src)
+{
+	label_copy_n(dst, src, LABEL_MAX);
 }
 
 /* The app label of a client: its systemd unit, else the name it gave in
@@ -123,15 +130,50 @@ static void app_label(const struct client *c, char *out)
 	label_copy(out, s[0] ? s : "unknown");
 }
 
+static void rpc_add(struct rpc *dst, const struct rpc *src)
+{
+	dst->requests += src->requests;
+	for (size_t i = 0; i < CODES_MAX; i++)
+		dst->codes[i] += src->codes[i];
+	for (size_t i = 0; i <= N_BOUNDS; i++)
+		dst->lat.n[i] += src->lat.n[i];
+	dst->lat.sum_ns += src->lat.sum_ns;
+}
+
+/* Slot i's figures go to "other" and the slot is empty again: a label
+ * whose clients are all gone does not keep its slot from a new app
+ * (anyone who may connect can say any name in a hello). */
+static void app_fold(size_t i)
+{
+	struct app_figs *a = &m.apps[i], *o = &m.apps[m.max_apps];
+	for (size_t b = 0; b <= m.n_blocks; b++)
+		rpc_add(&o->blocks[b], &a->blocks[b]);
+	o->bytes_in += a->bytes_in;
+	o->bytes_out += a->bytes_out;
+	o->dropped += a->dropped;
+	o->denied += a->denied;
+	memset(a->blocks, 0, (m.n_blocks + 1) * sizeof(*a->blocks));
+	a->bytes_in = a->bytes_out = a->dropped = a->denied = 0;
+	a->live = 0;
+}
+
 static int app_slot(const char *label)
 {
 	for (size_t i = 0; i < m.n_apps; i++)
 		if (!strcmp(m.apps[i].label, label))
 			return (int)i;
-	if (m.n_apps == m.max_apps)
-		return (int)m.max_apps; /* "other" */
-	snprintf(m.apps[m.n_apps].label, sizeof(m.apps[0].label), "%s", label);
-	return (int)m.n_apps++;
+	size_t slot = m.n_apps;
+	if (m.n_apps == m.max_apps) {
+		for (slot = 0; slot < m.n_apps && m.apps[slot].live; slot++)
+			;
+		if (slot == m.n_apps)
+			return (int)m.max_apps; /* "other" */
+		app_fold(slot);
+	} else {
+		m.n_apps++;
+	}
+	snprintf(m.apps[slot].label, sizeof(m.apps[0].label), "%s", label);
+	return (int)slot;
 }
 
 void metrics_client_named(struct client *c)
@@ -142,7 +184,11 @@ void metrics_client_named(struct client *c)
 	if (!m.apps || (!c->hello && !c->id.unit[0]))
 		return;
 	app_label(c, label);
+	if (c->mapp >= 0 && (size_t)c->mapp < m.max_apps)
+		m.apps[c->mapp].live--; /* named again: counted once */
 	c->mapp = app_slot(label);
+	if ((size_t)c->mapp < m.max_apps)
+		m.apps[c->mapp].live++;
 }
 
 static struct rpc *app_rpc(const struct client *c, int kind)
@@ -235,6 +281,8 @@ void metrics_client_gone(struct client *c)
 		char label[LABEL_MAX + 1];
 		app_label(c, label);
 		c->mapp = app_slot(label);
+	} else if ((size_t)c->mapp < m.max_apps) {
+		m.apps[c->mapp].live--;
 	}
 	struct app_figs *a = &m.apps[c->mapp];
 	a->bytes_in += c->st.bytes_in;
@@ -637,8 +685,10 @@ static void depth_line(const char *queue, const struct jobs_depth *d,
                        void *arg)
 {
 	struct evbuffer **b = arg;
-	char q[LABEL_MAX + 1];
-	label_copy(q, queue);
+	/* Whole: two queues cut to one value would be one series written
+	 * twice, and one of them lost. Queue names are at most 200 bytes. */
+	char q[QUEUE_LABEL_MAX + 1];
+	label_copy_n(q, queue, QUEUE_LABEL_MAX);
 	static const char *const states[] = {"queued", "running", "dead"};
 	const uint64_t n[] = {d->queued, d->running, d->dead};
 	for (size_t i = 0; i < NITEMS(states); i++)

@@ -78,8 +78,18 @@ void monitor_event(const struct client *from, enum mon_dir dir,
 {
 	char client[24], size[24];
 	struct mon *m, *next;
+	/* Replies to shipd's own inboxes (and their secrets) are shown as
+	 * the requester's reply; system subjects never. */
+	if (ipc_subject_system(subject) ||
+	    link_inbox_kind(subject) != LINK_INBOX_NONE)
+		return;
 	TAILQ_FOREACH_SAFE(m, &mons, entry, next) {
 		if (!m->st.c || !policy_covers(m->pattern, subject))
+			continue;
+		/* Other inboxes are replies of other apps: shown only to a
+		 * monitor that names _INBOX (as a subscription's). */
+		if (ipc_first_token(subject, "_INBOX") &&
+		    !ipc_first_token(m->pattern, "_INBOX"))
 			continue;
 		Ship__Header hv[4], *hp[4];
 		snprintf(client, sizeof(client), "%" PRIu64, from->cid);
@@ -116,6 +126,7 @@ void monitor_event(const struct client *from, enum mon_dir dir,
 			m->dropped++;
 			m->unreported++;
 			m->st.c->st.dropped++;
+			stats.dropped++;
 		} else {
 			m->delivered++;
 			m->unreported = 0;
@@ -131,6 +142,14 @@ static void req_monitor(struct client *c, const Ship__ClientFrame *f)
 	    strlen(pattern) > IPC_SUBJECT_MAX) {
 		client_error(c, f->id, SHIP__CODE__INVALID_ARGUMENT,
 		             "invalid subject pattern '%.128s'", pattern);
+		return;
+	}
+	/* Like admin: without rules, only root and shipd's own user (other
+	 * apps' payloads are not everybody's because nobody wrote rules). */
+	if (!c->pol && !c->id.privileged) {
+		client_error(c, f->id, SHIP__CODE__PERMISSION_DENIED,
+		             "monitor: only root or shipd's own user (no rules "
+		             "grant it to others)");
 		return;
 	}
 	if (!client_allowed(c, f->id, POL_MONITOR, pattern))

@@ -2,7 +2,12 @@
 /* The metrics and health server: figures that move with traffic, per-app
  * labels kept bounded, readiness that follows NATS away and back, the
  * text parsed by Debian's python3-prometheus-client, and hostile HTTP
- * clients (huge headers, many connections, slow ones) while apps go on. */
+ * clients (huge headers, many connections, slow ones) while apps go on.
+ * Then what a review found at the edges of metrics and monitor: monitor
+ * is not everybody's when there are no rules, never shows shipd's reply
+ * inboxes, and its drops are shipd's; a HEAD answer has no body; job
+ * queues keep their whole names as labels; label slots of gone apps are
+ * taken back. */
 #include <check.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -10,7 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -30,8 +37,10 @@ static char body[BODY_MAX];
 static void up(const char *const *more)
 {
 	static char listen[64];
-	const char *extra[16] = {"-o", listen};
-	size_t n = 2;
+	/* Apps of other uids may connect (the monitor cases); the rules
+	 * decide. */
+	const char *extra[16] = {"-o", listen, "-o", "socket_mode=0666"};
+	size_t n = 4;
 	signal(SIGPIPE, SIG_IGN);
 	port = fx_free_port();
 	snprintf(listen, sizeof(listen), "metrics_listen=127.0.0.1:%d", port);
@@ -39,6 +48,7 @@ static void up(const char *const *more)
 		extra[n++] = *more;
 	extra[n] = NULL;
 	ck_assert_int_eq(fx_up(&nd, &sd, extra), 0);
+	ck_assert_int_eq(chmod(sd.dir, 0711), 0); /* let the others through */
 }
 
 static void down(void)
@@ -574,6 +584,261 @@ START_TEST(prometheus_client_parses_it)
 }
 END_TEST
 
+/* ---- edges (review) ---- */
+
+static int count_lines(const char *text, const char *prefix)
+{
+	int n = 0;
+	size_t len = strlen(prefix);
+	for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : p)
+		if (!strncmp(p, prefix, len))
+			n++;
+	return n;
+}
+
+/* Without an allow line, monitor is root's and shipd's user's only. */
+
+static void on_any(struct shipc *h, const struct shipc_msg *m, int err,
+                   void *arg)
+{
+	(void)h, (void)m, (void)err, (void)arg;
+}
+
+static int as_nobody(void)
+{
+	struct shipc *h = shipc_connect(sd.sock, "curious");
+	if (!h)
+		return 91;
+	errno = 0;
+	uint64_t id = shipc_monitor(h, ">", SHIPC_MONITOR_PAYLOAD, on_any, NULL);
+	int rc = id ? 1 : errno == EACCES ? 0 : 2;
+	shipc_close(h);
+	return rc;
+}
+
+/* Like admin (which shipd.conf(5) keeps for root and shipd's own user
+ * when there is no allow line), and like "shipctl clients", which shows
+ * an app only its own user's connections: a right that "must be named"
+ * must not be everybody's when nothing names it. */
+START_TEST(monitor_is_not_everybodys_without_rules)
+{
+	up(NULL);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		if (setgroups(0, NULL) < 0 || setgid(65534) < 0 ||
+		    setuid(65534) < 0)
+			_exit(90);
+		_exit(as_nobody());
+	}
+	int st = fx_wait_exit(pid, 30000);
+	ck_assert_msg(st == 0,
+	              "uid 65534, no allow line: shipc_monitor(\">\", "
+	              "PAYLOAD) %s",
+	              st == 1 ? "succeeded" : "failed oddly");
+	down();
+}
+END_TEST
+
+/* A HEAD answer has headers only. */
+
+START_TEST(head_answer_has_no_body)
+{
+	up(NULL);
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+	                         .sin_port = htons((uint16_t)port),
+	                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	struct timeval tv = {.tv_sec = 2};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	/* A keep-alive client: HEAD, then GET on the same connection. */
+	static const char req[] = "HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+	                          "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+	ck_assert_int_eq(send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL),
+	                 (ssize_t)sizeof(req) - 1);
+	static char got[8192];
+	size_t n = 0;
+	ssize_t r;
+	uint64_t end = fx_now_ms() + 2000;
+	while (n < sizeof(got) - 1 && fx_now_ms() < end &&
+	       (r = recv(fd, got + n, sizeof(got) - 1 - n, 0)) > 0)
+		n += (size_t)r;
+	got[n] = '\0';
+	close(fd);
+	const char *eoh = strstr(got, "\r\n\r\n");
+	ck_assert_ptr_nonnull(eoh);
+	/* Right after the HEAD answer's headers: the GET's status line. */
+	ck_assert_msg(!strncmp(eoh + 4, "HTTP/1.1 200", 12),
+	              "after the HEAD answer's headers came: %.60s", eoh + 4);
+	down();
+}
+END_TEST
+
+/* Two job queues with a long common beginning stay two series. */
+
+START_TEST(job_queue_labels_stay_distinct)
+{
+	up(NULL);
+	struct shipc *h = fx_connect(sd.sock, "worker", 10000);
+	ck_assert_ptr_nonnull(h);
+	char q[2][80];
+	for (int i = 0; i < 2; i++) {
+		memset(q[i], 'q', 70);
+		q[i][70] = (char)('a' + i);
+		q[i][71] = '\0';
+		ck_assert_int_eq(shipc_job_submit(h, q[i], NULL, NULL), 0);
+		struct shipc_job *j = NULL;
+		ck_assert_int_eq(shipc_job_claim(h, q[i], "w", 5000, &j), 0);
+		shipc_job_free(j);
+	}
+	char prefix[128];
+	snprintf(prefix, sizeof(prefix),
+	         "shipd_job_queue_held_jobs{queue=\"%.64s", q[0]);
+	int lines = 0;
+	for (int t = 0; t < 100 && lines < 2; t++) {
+		scrape();
+		lines = count_lines(body, prefix);
+		fx_sleep_ms(100);
+	}
+	ck_assert_int_eq(lines, 2);
+	/* Two queues must be two series, not one series written twice. */
+	const char *a = strstr(body, prefix);
+	const char *nl = strchr(a, '\n');
+	const char *b = strstr(nl, prefix);
+	const char *a_end = strchr(a, '}'), *b_end = strchr(b, '}');
+	ck_assert_msg(a_end - a != b_end - b || strncmp(a, b, (size_t)(a_end - a)),
+	              "the same series twice: %.*s}", (int)(a_end - a), a);
+	shipc_close(h);
+	down();
+}
+END_TEST
+
+/* App label slots of apps that are gone are taken back. */
+
+START_TEST(gone_apps_do_not_keep_label_slots)
+{
+	static const char *const more[] = {"-o", "metrics_max_apps=2", NULL};
+	up(more);
+	/* Anyone who may open the socket: two hellos, then gone. */
+	for (int i = 0; i < 2; i++) {
+		char name[32];
+		snprintf(name, sizeof(name), "junk-%d", i);
+		struct shipc *j = fx_connect(sd.sock, name, 10000);
+		ck_assert_ptr_nonnull(j);
+		shipc_close(j);
+	}
+	struct shipc *h = fx_connect(sd.sock, "navigation", 10000);
+	ck_assert_ptr_nonnull(h);
+	struct shipc_status st;
+	ck_assert_int_eq(shipc_status(h, &st), 0);
+	scrape();
+	ck_assert_msg(series(body, "shipd_app_clients{app=\"navigation\"}") == 1,
+	              "the only app connected is counted as \"other\" (%g); "
+	              "junk-0: %g",
+	              series(body, "shipd_app_clients{app=\"other\"}"),
+	              series(body, "shipd_app_clients{app=\"junk-0\"}"));
+	shipc_close(h);
+	down();
+}
+END_TEST
+
+/* A monitor never sees shipd's reply inboxes (nor their secret). */
+
+#define SEEN 64
+struct seen {
+	int n;
+	char subject[SEEN][256];
+};
+
+static void on_seen(struct shipc *h, const struct shipc_msg *m, int err,
+                    void *arg)
+{
+	(void)h, (void)err;
+	struct seen *s = arg;
+	if (m && s->n < SEEN)
+		snprintf(s->subject[s->n++], sizeof(s->subject[0]), "%s",
+		         m->subject);
+}
+
+static void on_request(struct shipc *h, const struct shipc_msg *m, int err,
+                       void *arg)
+{
+	(void)err, (void)arg;
+	if (m && m->reply[0])
+		shipc_respond(h, m, "pong", 4);
+}
+
+START_TEST(monitor_never_shows_shipd_inboxes)
+{
+	up(NULL);
+	struct shipc *mon = fx_connect(sd.sock, "operator", 5000);
+	struct shipc *a = fx_connect(sd.sock, "app-a", 5000);
+	struct shipc *rh = fx_connect(sd.sock, "responder", 5000);
+	ck_assert(mon && a && rh);
+	static struct seen s;
+	ck_assert_uint_gt(shipc_monitor(mon, ">", 0, on_seen, &s), 0);
+	ck_assert_uint_gt(shipc_subscribe(rh, "rv.svc", NULL, 0, on_request,
+	                                  NULL),
+	                  0);
+	struct fx_app responder;
+	ck_assert_int_eq(fx_app_start(&responder, rh), 0);
+	struct shipc_msg *reply = NULL;
+	ck_assert_int_eq(shipc_request(a, "rv.svc", "ping", 4, 5000, &reply),
+	                 0);
+	shipc_msg_free(reply);
+	uint64_t end = fx_now_ms() + 1500;
+	while (fx_now_ms() < end)
+		shipc_dispatch(mon, 50);
+	fx_app_end(&responder);
+	ck_assert_int_ge(s.n, 3);
+	for (int i = 0; i < s.n; i++)
+		ck_assert_msg(strncmp(s.subject[i], "_INBOX.", 7) != 0,
+		              "the monitor saw %s", s.subject[i]);
+	shipc_close(a);
+	shipc_close(mon);
+	down();
+}
+END_TEST
+
+/* A monitor's drops are the app's and shipd's. */
+
+START_TEST(monitor_drops_are_shipds_drops_too)
+{
+	static const char *const more[] = {"-o", "client_output_limit=65536",
+	                                   NULL};
+	up(more);
+	struct shipc *mon = fx_connect(sd.sock, "slowmon", 10000);
+	struct shipc *pub = fx_connect(sd.sock, "pub", 10000);
+	ck_assert(mon && pub);
+	static struct seen s;
+	ck_assert_uint_gt(shipc_monitor(mon, ">", SHIPC_MONITOR_PAYLOAD,
+	                                on_seen, &s),
+	                  0);
+	static char data[1024];
+	memset(data, 'd', sizeof(data));
+	/* 8 MiB while the monitor never dispatches. */
+	for (int i = 0; i < 8192; i++)
+		ck_assert_int_eq(shipc_publish(pub, "nobody.x", data,
+		                               sizeof(data)),
+		                 0);
+	struct shipc_status st;
+	ck_assert_int_eq(shipc_status(pub, &st), 0);
+	scrape();
+	double app = series(body, "shipd_app_dropped_messages_total"
+	                          "{app=\"slowmon\"}");
+	double all = series(body, "shipd_messages_dropped_total");
+	ck_assert_msg(app > 0, "the monitor dropped nothing (%g)", app);
+	/* test_metrics' own rule: shipd's drops are at least an app's. */
+	ck_assert_msg(all >= app, "shipd_messages_dropped_total %g < slowmon's "
+	              "%g", all, app);
+	shipc_close(pub);
+	shipc_close(mon);
+	down();
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("metrics");
@@ -591,6 +856,15 @@ int main(void)
 	tcase_add_test(tc, unix_socket_serves_the_same);
 	tcase_add_test(tc, prometheus_client_parses_it);
 	tcase_add_test(tc, top_shows_the_same_figures);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("edges");
+	tcase_set_timeout(tc, 90);
+	tcase_add_test(tc, monitor_is_not_everybodys_without_rules);
+	tcase_add_test(tc, head_answer_has_no_body);
+	tcase_add_test(tc, job_queue_labels_stay_distinct);
+	tcase_add_test(tc, gone_apps_do_not_keep_label_slots);
+	tcase_add_test(tc, monitor_never_shows_shipd_inboxes);
+	tcase_add_test(tc, monitor_drops_are_shipds_drops_too);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
