@@ -946,6 +946,18 @@ static const char *mon_header(const struct shipc_msg *m, const char *key)
 	return "";
 }
 
+/* data as printable ASCII, other bytes as \\xhh. */
+static void put_printable(const void *data, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = ((const unsigned char *)data)[i];
+		if (c >= 0x20 && c < 0x7f)
+			fputc(c, stdout);
+		else
+			printf("\\x%02x", c);
+	}
+}
+
 static void mon_cb(struct shipc *hh, const struct shipc_msg *m, int err,
                    void *arg)
 {
@@ -989,17 +1001,16 @@ static void mon_cb(struct shipc *hh, const struct shipc_msg *m, int err,
 			printf("... %" PRIu64 " not shown (this monitor fell "
 			       "behind)\n",
 			       m->dropped);
-		printf("%s.%03ld %-7s %s[%s] %s %s B", when, ts.tv_nsec / 1000000,
-		       dir, app, client, m->subject, size);
+		/* What apps chose (names, subjects, payloads) reaches the
+		 * terminal as printable ASCII only: no escape sequences. */
+		printf("%s.%03ld %-7s ", when, ts.tv_nsec / 1000000, dir);
+		put_printable(app, strlen(app));
+		printf("[%s] ", client);
+		put_printable(m->subject, strlen(m->subject));
+		printf(" %s B", size);
 		if (st->payload) {
 			fputs(": ", stdout);
-			for (size_t i = 0; i < m->len; i++) {
-				unsigned char c = ((const unsigned char *)m->data)[i];
-				if (c >= 0x20 && c < 0x7f)
-					fputc(c, stdout);
-				else
-					printf("\\x%02x", c);
-			}
+			put_printable(m->data, m->len);
 		}
 		fputc('\n', stdout);
 	}

@@ -91,6 +91,22 @@ else
 	bad "sub --raw -c 2: $(cat "$dir/sub.out")"
 fi
 
+# monitor: a publish of another client, its payload, and what apps chose
+# (here a subject with a C1 control, CSI) as printable ASCII only.
+$C monitor 'mon.>' --payload -c 2 >"$dir/mon.out" 2>&1 &
+mon=$!
+sleep 0.3
+$C pub mon.x hello >/dev/null 2>&1
+$C pub "$(printf 'mon.\302\233y')" "$(printf 'a\033[2Jb')" >/dev/null 2>&1
+wait $mon
+if grep -q '^[0-9:.]* publish shipctl\[[0-9]*\] mon.x 5 B: hello$' "$dir/mon.out" &&
+   grep -qF 'mon.\xc2\x9by 6 B: a\x1b[2Jb' "$dir/mon.out" &&
+   ! LC_ALL=C grep -q "$(printf '[\200-\377\033]')" "$dir/mon.out"; then
+	ok "monitor"
+else
+	bad "monitor: $(cat -v "$dir/mon.out")"
+fi
+
 # req/reply, no responders, timeout, bad subject.
 $C reply ctl.echo pong -c 1 >/dev/null 2>&1 &
 rep=$!
