@@ -74,8 +74,6 @@
  * consumers one by one, within a second or two. */
 #define GRACE_MS 3000
 
-enum step { IDLE, ASKING, SETTING };
-
 struct ccons {
 	bool used;
 	char name[JS_NAME_MAX + 1];
@@ -92,7 +90,6 @@ struct ccons {
 	uint64_t rate;        /* that rate, bytes/s (0: no limit) */
 	uint64_t want;        /* the plan's */
 	uint64_t sending;     /* the rate of the update in flight */
-	enum step step;
 	struct js_call *call;
 };
 
@@ -333,7 +330,6 @@ static void cons_updated(void *arg, json_t *reply, const struct js_err *e)
 	(void)reply;
 	struct ccons *k = arg;
 	k->call = NULL;
-	k->step = IDLE;
 	if (e && (e->err_code == 10014 || e->err_code == 10059)) {
 		cons_drop(k); /* gone meanwhile */
 		return;
@@ -380,10 +376,7 @@ static void cons_update(struct ccons *k)
 	snprintf(what, sizeof(what), "CONSUMER.CREATE.%s.%s", k->s->name,
 	         k->name);
 	k->sending = k->want;
-	k->step = SETTING;
 	k->call = js_api_in(JS_LOCAL, what, body, 2000, cons_updated, k);
-	if (!k->call)
-		k->step = IDLE;
 }
 
 /* Whether an INFO's configuration is that of a sourcing consumer as
@@ -403,7 +396,6 @@ static void cons_info(void *arg, json_t *reply, const struct js_err *e)
 {
 	struct ccons *k = arg;
 	k->call = NULL;
-	k->step = IDLE;
 	if (e && (e->err_code == 10014 || e->err_code == 10059)) {
 		cons_drop(k);
 		plan();
@@ -461,12 +453,9 @@ static void cons_next(struct ccons *k)
 		snprintf(what, sizeof(what), "CONSUMER.INFO.%s.%s", k->s->name,
 		         k->name);
 		k->stale = false;
-		k->step = ASKING;
 		k->call = js_api_in(JS_LOCAL, what, NULL, 2000, cons_info, k);
-		if (!k->call) {
-			k->step = IDLE;
+		if (!k->call)
 			k->stale = true;
-		}
 		return;
 	}
 	if (k->known && !k->fixed &&
@@ -604,7 +593,6 @@ void uplinkcap_link_changed(bool linked)
 			struct ccons *k = &cap.streams[i].cons[j];
 			js_cancel(k->call);
 			k->call = NULL;
-			k->step = IDLE;
 			k->stale = k->used;
 		}
 	cap.peek_at = 0; /* advisories may have been missed meanwhile */
