@@ -347,7 +347,7 @@ static void on_history_msg(void *arg, natsMsg *msg, natsStatus st)
 	    natsMsgHeader_Get(msg, "Status", &status) == NATS_OK) {
 		/* status points into msg: read it before msg goes. */
 		bool heartbeat = status && !strcmp(status, "100");
-		natsMsg_Destroy(msg);
+		link_msg_destroy(msg);
 		if (heartbeat)
 			return;
 		/* 404/408: nothing more now. */
@@ -362,7 +362,7 @@ static void on_history_msg(void *arg, natsMsg *msg, natsStatus st)
 	bool stop = h->before && seq >= h->before;
 	if (!stop)
 		history_keep(h, msg, seq);
-	natsMsg_Destroy(msg);
+	link_msg_destroy(msg);
 	if (stop || pending == 0 || h->scanned >= SCAN_MAX) {
 		history_reply(h);
 		return;

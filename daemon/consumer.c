@@ -98,7 +98,7 @@ static void drain_pull(void *arg, natsMsg *msg, natsStatus st)
 		send_ack(reply, "-NAK");
 	else if (natsMsg_GetDataLength(msg) == 0)
 		link_wait_cancel(w); /* a status: the request is over */
-	natsMsg_Destroy(msg);
+	link_msg_destroy(msg);
 }
 
 /* End the stream once and forget the consumer; an ephemeral one is
@@ -189,7 +189,7 @@ static void deliver(struct consumer *k, natsMsg *msg)
 	const char *reply = natsMsg_GetReply(msg);
 	struct js_meta meta;
 	if (!js_ack_meta(reply, &meta)) {
-		natsMsg_Destroy(msg);
+		link_msg_destroy(msg);
 		return;
 	}
 	k->credit -= k->credit ? 1 : 0;
@@ -201,7 +201,7 @@ static void deliver(struct consumer *k, natsMsg *msg)
 		 * it used is given back. */
 		send_ack(reply, "+ACK");
 		k->credit++;
-		natsMsg_Destroy(msg);
+		link_msg_destroy(msg);
 		return;
 	}
 	Ship__EventDelivery d = SHIP__EVENT_DELIVERY__INIT;
@@ -238,7 +238,7 @@ static void deliver(struct consumer *k, natsMsg *msg)
 	client_send(k->st.c, &f);
 	k->free_delivery(&d);
 	k->delivered++;
-	natsMsg_Destroy(msg);
+	link_msg_destroy(msg);
 }
 
 /* ---- pulling ---- */
@@ -311,7 +311,7 @@ static void on_pulled(void *arg, natsMsg *msg, natsStatus st)
 	bool too_big = status == 409 && d && strstr(d, "MaxBytes");
 	char desc[128];
 	snprintf(desc, sizeof(desc), "%d %s", status, d ? d : "");
-	natsMsg_Destroy(msg);
+	link_msg_destroy(msg);
 	if (status == 100)
 		return; /* heartbeat */
 	if (status == 408) {

@@ -192,7 +192,7 @@ static struct js_call *start_publish(struct pending *p, const char *subject,
 	            NATS_OK ||
 	    natsMsgHeader_Set(m, "Nats-Msg-Id", p->msg_id) != NATS_OK ||
 	    natsMsgHeader_Set(m, "Nats-Expected-Stream", p->stream) != NATS_OK) {
-		natsMsg_Destroy(m);
+		link_msg_destroy(m);
 		return NULL;
 	}
 	return js_publish(m, EMIT_TIMEOUT_MS, on_acked, p);

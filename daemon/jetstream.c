@@ -308,7 +308,7 @@ static void api_done(void *arg, natsMsg *msg, natsStatus st)
 		err_from_status(&e, st, call->writes, call->dom, true);
 	else
 		j = parse_reply(msg, &e);
-	natsMsg_Destroy(msg);
+	link_msg_destroy(msg);
 	call->api_fn(call->arg, j, j ? NULL : &e);
 	json_decref(j);
 	free(call);
@@ -431,7 +431,7 @@ static void pub_done(void *arg, natsMsg *msg, natsStatus st)
 	char stream[JS_NAME_MAX + 1];
 	if (st == NATS_OK &&
 	    quick_ack(msg, &seq, &dup, stream, sizeof(stream))) {
-		natsMsg_Destroy(msg);
+		link_msg_destroy(msg);
 		pub_answer(call, seq, dup, stream, NULL);
 		return;
 	}
@@ -439,7 +439,7 @@ static void pub_done(void *arg, natsMsg *msg, natsStatus st)
 		err_from_status(&e, st, call->writes, call->dom, false);
 	else
 		j = parse_reply(msg, &e);
-	natsMsg_Destroy(msg);
+	link_msg_destroy(msg);
 	if (j) {
 		seq = (uint64_t)json_integer_value(json_object_get(j, "seq"));
 		dup = json_is_true(json_object_get(j, "duplicate"));
@@ -460,7 +460,7 @@ struct js_call *js_publish(natsMsg *msg, uint32_t timeout_ms, js_pub_fn *fn,
 	struct js_call *call = calloc(1, sizeof(*call));
 	if (!call || !link_connected()) {
 		free(call);
-		natsMsg_Destroy(msg);
+		link_msg_destroy(msg);
 		return NULL;
 	}
 	call->pub_fn = fn;
@@ -490,10 +490,10 @@ struct js_call *js_publish(natsMsg *msg, uint32_t timeout_ms, js_pub_fn *fn,
 		}
 		if (s == NATS_OK)
 			s = natsConnection_PublishMsg(link_conn(), out);
-		natsMsg_Destroy(out);
+		link_msg_destroy(out);
 	}
 	int len = natsMsg_GetDataLength(msg);
-	natsMsg_Destroy(msg);
+	link_msg_destroy(msg);
 	return s == NATS_OK ? call : fail_later(call, s, len);
 }
 
@@ -519,7 +519,7 @@ struct js_call *js_publish_id(const char *subject, const char *msg_id,
 		s = natsMsgHeader_Set(msg, "Nats-Msg-Id", msg_id);
 	if (s == NATS_OK)
 		s = natsConnection_PublishMsg(link_conn(), msg);
-	natsMsg_Destroy(msg);
+	link_msg_destroy(msg);
 	return s == NATS_OK ? call : fail_later(call, s, (int)len);
 }
 

@@ -315,10 +315,10 @@ static void get_done(void *arg, natsMsg *msg, natsStatus st)
 		r->get_fn(r->arg, &e, NULL);
 		req_free(r);
 	}
-	natsMsg_Destroy(msg);
+	link_msg_destroy(msg);
 	return;
 fail:
-	natsMsg_Destroy(msg);
+	link_msg_destroy(msg);
 	if (r->op == SHIP__KV_WRITE_OP__KV_WRITE_CREATE) {
 		create_check(r, NULL, &err);
 		return;
@@ -572,7 +572,7 @@ static int put_send(struct kv_req *r, uint64_t expected, bool cas,
 			s = natsMsgHeader_Set(m, "Nats-Rollup", "sub");
 	}
 	if (s != NATS_OK) {
-		natsMsg_Destroy(m);
+		link_msg_destroy(m);
 		kv_set_err(err, SHIP__CODE__INTERNAL, "cannot build the message");
 		return -1;
 	}

@@ -87,7 +87,7 @@ static void queue_clear(struct watch *w)
 	struct qitem *q;
 	while ((q = w->qhead)) {
 		w->qhead = q->next;
-		natsMsg_Destroy(q->msg);
+		link_msg_destroy(q->msg);
 		free(q);
 	}
 	w->qtail = NULL;
@@ -251,7 +251,7 @@ static bool drain(struct watch *w)
 		stream_unhold(&w->st, q->bytes);
 		w->delivered += q->msg != NULL;
 		stats.msgs_in += q->msg != NULL;
-		natsMsg_Destroy(q->msg);
+		link_msg_destroy(q->msg);
 		free(q);
 		moved = true;
 	}
@@ -285,7 +285,7 @@ static bool enqueue(struct watch *w, natsMsg *msg, uint64_t sseq,
 {
 	struct qitem *q = calloc(1, sizeof(*q));
 	if (!q) {
-		natsMsg_Destroy(msg);
+		link_msg_destroy(msg);
 		watch_end(w, SHIP__CODE__INTERNAL, "out of memory");
 		return false;
 	}
@@ -297,7 +297,7 @@ static bool enqueue(struct watch *w, natsMsg *msg, uint64_t sseq,
 	/* What waits here counts against the client's memory too: many
 	 * watches of one app that stopped reading stop there. */
 	if (!stream_hold(&w->st, q->bytes)) {
-		natsMsg_Destroy(msg);
+		link_msg_destroy(msg);
 		free(q);
 		watch_end(w, SHIP__CODE__RESOURCE_EXHAUSTED,
 		          "the app's watches hold client_memory_limit: ended "
@@ -344,7 +344,7 @@ static bool collect_add(struct watch *w, natsMsg *msg, uint64_t sseq,
 	                     : 0;
 	w->bytes += strlen(key) + len + 64;
 	if (w->bytes > w->max_bytes) {
-		natsMsg_Destroy(msg);
+		link_msg_destroy(msg);
 		watch_end(w, SHIP__CODE__RESOURCE_EXHAUSTED,
 		          "the answer would be over the reply limit: use a narrower "
 		          "filter or a watch");
@@ -354,7 +354,7 @@ static bool collect_add(struct watch *w, natsMsg *msg, uint64_t sseq,
 		size_t cap = w->cap ? w->cap * 2 : 16;
 		struct kv_entry *e = realloc(w->entries, cap * sizeof(*e));
 		if (!e) {
-			natsMsg_Destroy(msg);
+			link_msg_destroy(msg);
 			watch_end(w, SHIP__CODE__INTERNAL, "out of memory");
 			return false;
 		}
@@ -368,7 +368,7 @@ static bool collect_add(struct watch *w, natsMsg *msg, uint64_t sseq,
 	if (!e->key || (len && !e->value)) {
 		free((void *)e->key);
 		free((void *)e->value);
-		natsMsg_Destroy(msg);
+		link_msg_destroy(msg);
 		watch_end(w, SHIP__CODE__INTERNAL, "out of memory");
 		return false;
 	}
@@ -380,7 +380,7 @@ static bool collect_add(struct watch *w, natsMsg *msg, uint64_t sseq,
 	e->delta = pending;
 	e->op = op;
 	w->n++;
-	natsMsg_Destroy(msg);
+	link_msg_destroy(msg);
 	return true;
 }
 
@@ -437,7 +437,7 @@ static void follow_entry(struct watch *w, natsMsg *msg, uint64_t sseq,
 		.op = op_of(msg),
 	};
 	w->ffn(w->arg, &e, NULL);
-	natsMsg_Destroy(msg);
+	link_msg_destroy(msg);
 }
 
 static void init_done(struct watch *w)
@@ -457,7 +457,7 @@ static void control_msg(struct watch *w, natsMsg *msg, const char *status)
 	const char *v = NULL;
 	if (strcmp(status, "100") != 0) {
 		/* 409 Consumer Deleted and the like. */
-		natsMsg_Destroy(msg);
+		link_msg_destroy(msg);
 		restart(w, "the consumer went away");
 		return;
 	}
@@ -467,7 +467,7 @@ static void control_msg(struct watch *w, natsMsg *msg, const char *status)
 		snprintf(w->fc_reply, sizeof(w->fc_reply), "%s", reply);
 		if (!w->qhead)
 			answer_fc(w);
-		natsMsg_Destroy(msg);
+		link_msg_destroy(msg);
 		return;
 	}
 	if (natsMsgHeader_Get(msg, "Nats-Consumer-Stalled", &v) == NATS_OK && v &&
@@ -476,7 +476,7 @@ static void control_msg(struct watch *w, natsMsg *msg, const char *status)
 	v = NULL;
 	natsMsgHeader_Get(msg, "Nats-Last-Consumer", &v);
 	uint64_t last = v ? strtoull(v, NULL, 10) : 0;
-	natsMsg_Destroy(msg);
+	link_msg_destroy(msg);
 	if (last > w->cseq)
 		restart(w, "missed messages (heartbeat says so)");
 }
@@ -504,17 +504,17 @@ static void on_msg(void *arg, natsMsg *msg, natsStatus st)
 	uint64_t sseq, cseq, ns, pending;
 	if (!ack_meta(natsMsg_GetReply(msg), &sseq, &cseq, &ns, &pending) ||
 	    strlen(natsMsg_GetSubject(msg)) <= w->prefix_len) {
-		natsMsg_Destroy(msg);
+		link_msg_destroy(msg);
 		return;
 	}
 	if (cseq != w->cseq + 1) {
-		natsMsg_Destroy(msg);
+		link_msg_destroy(msg);
 		restart(w, "gap in the consumer sequence");
 		return;
 	}
 	w->cseq = cseq;
 	if (sseq <= w->last_sseq) {
-		natsMsg_Destroy(msg); /* seen before a restart */
+		link_msg_destroy(msg); /* seen before a restart */
 	} else {
 		w->last_sseq = sseq;
 		bool skip = w->skip ? w->skip(msg, w->ignore_deletes)
@@ -522,7 +522,7 @@ static void on_msg(void *arg, natsMsg *msg, natsStatus st)
 		                              op_of(msg) != SHIP__KV_OP__KV_PUT;
 		bool alive;
 		if (skip) {
-			natsMsg_Destroy(msg);
+			link_msg_destroy(msg);
 			alive = true;
 		} else if (w->mode == W_COLLECT) {
 			alive = collect_add(w, msg, sseq, pending, ns);

@@ -78,7 +78,7 @@ void mailbox_discard(void)
 	pthread_mutex_lock(&mb.mu);
 	mb.closed = true;
 	for (size_t i = 0; i < mb.in.len; i++)
-		natsMsg_Destroy(mb.in.m[i].msg);
+		link_msg_destroy(mb.in.m[i].msg);
 	mb.in.len = 0;
 	pthread_mutex_unlock(&mb.mu);
 }
@@ -127,7 +127,7 @@ int mailbox_post(const struct mail *m, bool droppable)
 		/* nats.c's threads run on while shipd stops: the message goes
 		 * back to nats.c now, while nats.c is still there. */
 		pthread_mutex_unlock(&mb.mu);
-		natsMsg_Destroy(m->msg);
+		link_msg_destroy(m->msg);
 		return 0;
 	}
 	if (droppable && mb.bytes + m->bytes > mb.max_bytes) {

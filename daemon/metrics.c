@@ -67,6 +67,7 @@ static struct {
 	struct app_figs *apps; /* max_apps + 1: the last one is "other" */
 	size_t n_apps, max_apps, n_blocks;
 	uint64_t untimed;       /* requests that could not be awaited */
+	bool timed; /* a server shows the latencies: requests are timed */
 	/* The request being dispatched: a synchronous answer without id
 	 * (a fire-and-forget request refused) is its. */
 	struct client *cur;
@@ -209,7 +210,9 @@ void metrics_request(struct client *c, int kind, uint64_t id)
 		a->requests++;
 	m.cur = c;
 	m.cur_kind = kind;
-	if (!id)
+	/* Nobody could read a latency without the server (a restart starts
+	 * it): no timing entry per request then. */
+	if (!id || !m.timed)
 		return;
 	struct pending *p = ipc_idmap_get(&c->pending, id);
 	size_t cap = (size_t)conf->max_requests + PENDING_SLACK;
@@ -346,6 +349,7 @@ int metrics_init(struct event_base *b, const struct config *c)
 	 * is not woken for them. */
 	if (!c->metrics_listen && !c->metrics_socket)
 		return 0;
+	m.timed = true;
 	m.lag_due_ns = m.lag_last_ns + LAG_TICK_MS * 1000000ull;
 	m.ev_lag = event_new(b, -1, EV_PERSIST, lag_cb, NULL);
 	struct timeval tv = {0, LAG_TICK_MS * 1000};
@@ -576,6 +580,15 @@ static void link_print(struct evbuffer *o)
 		evbuffer_add_printf(o, "shipd_nats_link_state{state=\"%s\"} %d\n",
 		                    link_state_name((enum link_state)s),
 		                    li->state == (enum link_state)s);
+	family(o, "shipd_nats_replies_total", "counter",
+	       "messages on shipd's reply inbox, by how they came in: taken "
+	       "where they were read (loop) or through nats.c's delivery "
+	       "thread (mailbox)");
+	evbuffer_add_printf(o,
+	                    "shipd_nats_replies_total{path=\"loop\"} %" PRIu64
+	                    "\nshipd_nats_replies_total{path=\"mailbox\"} %" PRIu64
+	                    "\n",
+	                    li->replies_loop, li->replies_mailbox);
 	counter(o, "shipd_nats_reconnects_total",
 	        "times the NATS link was made again", li->reconnects);
 	gauge(o, "shipd_nats_rtt_seconds",

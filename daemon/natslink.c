@@ -13,6 +13,7 @@
  * only once it is connected. */
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -127,9 +128,10 @@ static void on_wait_msg(natsConnection *nc, natsSubscription *sub,
  *
  * nats.c reads and writes its socket from our libevent loop (its event-loop
  * mode): what a loop turn publishes goes out in one write, and what arrives
- * is parsed here; messages still go through nats.c's delivery threads (a
- * synchronous inbox would save that hand-off, but nats.c 3.4.1 swallows a
- * "no responders" status there, and with it which request it was for). */
+ * is parsed here; messages of subscriptions still go through nats.c's
+ * delivery threads, replies to shipd's own requests do not (link_filter;
+ * a synchronous inbox would not do: nats.c 3.4.1 swallows a "no
+ * responders" status there, and with it which request it was for). */
 
 struct evlink {
 	natsConnection *nc;
@@ -137,6 +139,13 @@ struct evlink {
 	bool stopped; /* nats.c stopped polling: fd may be closed (and reused) */
 	struct event *read;
 	struct event *write;
+	/* A write nats.c asks for on the loop is done at the end of the
+	 * loop's turn, without asking epoll to watch (and unwatch) a socket
+	 * that has room: two epoll_ctl and a turn of the loop a publish. */
+	struct event *flush;
+	atomic_bool want_write; /* asked for, not done yet */
+	bool flushing;          /* evlink_flush_cb is in nats.c */
+	bool gone;              /* detached meanwhile: freed by it */
 	struct evlink *next;
 };
 
@@ -176,15 +185,167 @@ static void on_inbox_msg(natsConnection *nc, natsSubscription *sub,
 	mailbox_post(&m, false);
 }
 
+/* ---- replies taken where they are parsed ----
+ *
+ * A reply to one of our requests would cost two thread hand-offs on its
+ * way back (nats.c's delivery thread, then the mailbox), each a wake-up
+ * that costs more CPU than all the rest of a request. nats.c calls a
+ * connection's message filter from its parser, which runs on our loop
+ * (event-loop mode), before it hands a message to a subscription: there
+ * shipd takes the replies of single waits (<inbox>.<token>x<secret>) and
+ * its probe's, and handles them as soon as the read is parsed. Seen
+ * there, a "no responders" status still says which request it answers.
+ *
+ * The filter hook is exported by libnats but not declared in its headers
+ * (nats.c's tests use it); its type is the same from 3.4 to 3.11. shipd
+ * binds it weakly and uses it only on a libnats 3.x that has it;
+ * otherwise, or off the loop, replies take the mailbox as before. Multi
+ * waits never come this way: JetStream delivers their messages under
+ * other subjects, and their order with their status messages matters. */
+
+typedef void link_filter_fn(natsConnection *nc, natsMsg **msg, void *closure);
+extern void natsConn_setFilterWithClosure(natsConnection *nc,
+                                          link_filter_fn *f, void *closure)
+    __attribute__((weak));
+
+/* Every message nats.c makes is freed by its garbage-collector thread
+ * (natsMsg_Destroy queues it there and wakes that thread when it is
+ * idle): a wake-up per message shipd is done with, which with requests one
+ * at a time costs more than the rest of the request. shipd's messages are
+ * its own (it uses no nats.c JetStream subscription, the only source of
+ * messages nats.c keeps), so it frees the small ones itself where libnats
+ * exports the function that thread calls (same type from 3.4 to 3.11). */
+extern void natsMsg_free(void *object) __attribute__((weak));
+
+static bool free_direct;
+
+#define FREE_DIRECT_MAX 4096 /* larger ones: freed on its thread still */
+
+void link_msg_destroy(natsMsg *msg)
+{
+	/* A large message's free costs more than the wake-up (glibc gives
+	 * pages back): on the two cores of a robot, the collector does it
+	 * beside a busy loop. */
+	if (free_direct && msg &&
+	    natsMsg_GetDataLength(msg) <= FREE_DIRECT_MAX)
+		natsMsg_free(msg);
+	else
+		natsMsg_Destroy(msg);
+}
+
+#define TAKEN_MAX 1024 /* one read of nats.c's buffer holds fewer */
+
+static struct {
+	pthread_t loop;      /* the thread that runs the loop */
+	bool on;             /* the filter is installed on connections */
+	natsMsg *msg[TAKEN_MAX];
+	size_t n;
+	struct event *drain; /* for a parse that was not a read event's */
+	bool in_read;        /* evlink_cb drains after the read */
+	uint64_t count;      /* taken since start */
+} T;
+
+static void inbox_msg(natsMsg *msg, uint64_t sub_token);
+
+static void taken_drain(void)
+{
+	/* A reply's callback may parse nothing (nats.c is not re-entered
+	 * from here), so no message joins while this runs. */
+	size_t n = T.n;
+	T.n = 0;
+	L.info.replies_loop += n;
+	for (size_t i = 0; i < n; i++)
+		inbox_msg(T.msg[i], 0);
+	if (n)
+		control_flush();
+}
+
+static void taken_drain_cb(evutil_socket_t fd, short what, void *arg)
+{
+	taken_drain();
+}
+
+static void link_filter(natsConnection *nc, natsMsg **msgp, void *closure)
+{
+	natsMsg *msg = *msgp;
+	if (T.n == TAKEN_MAX || !pthread_equal(pthread_self(), T.loop) ||
+	    nc != L.nc || !natsMsg_GetSubject(msg))
+		return;
+	const char *subj = natsMsg_GetSubject(msg);
+	size_t n = strlen(L.inbox);
+	if (!n || strncmp(subj, L.inbox, n) != 0 || subj[n] != '.')
+		return;
+	if (strcmp(subj + n + 1, "rtt") != 0 &&
+	    link_inbox_kind(subj) != LINK_INBOX_REPLY)
+		return;
+	T.msg[T.n++] = msg;
+	T.count++;
+	*msgp = NULL; /* ours now */
+	if (T.n == 1 && !T.in_read && T.drain)
+		event_active(T.drain, EV_TIMEOUT, 0);
+}
+
+static void filter_install(natsConnection *nc)
+{
+	if (T.on)
+		natsConn_setFilterWithClosure(nc, link_filter, NULL);
+}
+
 static void evlink_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct evlink *e = arg;
+	natsConnection *nc = e->nc; /* nats.c may detach (free e) in a read */
 	if (what & EV_READ) {
 		L.reads++;
-		natsConnection_ProcessReadEvent(e->nc);
+		T.in_read = true;
+		natsConnection_ProcessReadEvent(nc);
+		T.in_read = false;
+		taken_drain();
 	}
 	if (what & EV_WRITE)
+		natsConnection_ProcessWriteEvent(nc);
+}
+
+static void evlink_free(struct evlink *e)
+{
+	if (e->read)
+		event_free(e->read);
+	if (e->write)
+		event_free(e->write);
+	if (e->flush)
+		event_free(e->flush);
+	free(e);
+}
+
+static void evlink_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct evlink *e = arg;
+	pthread_mutex_lock(&evlinks_mu);
+	if (e->gone) {
+		/* Detached on another thread, which frees it once this
+		 * callback returns (event_free waits for it). */
+		pthread_mutex_unlock(&evlinks_mu);
+		return;
+	}
+	/* Only into a socket that has room, as if epoll had said so: under
+	 * TLS a write that cannot go waits for the socket. nats.c closes
+	 * the socket only after it stopped reading (under this lock). */
+	struct pollfd pfd = {.fd = e->fd, .events = POLLOUT};
+	bool room = !e->stopped && poll(&pfd, 1, 0) == 1 &&
+	            (pfd.revents & POLLOUT);
+	e->flushing = true; /* a detach from here on leaves e to us */
+	pthread_mutex_unlock(&evlinks_mu);
+	if (room)
 		natsConnection_ProcessWriteEvent(e->nc);
+	pthread_mutex_lock(&evlinks_mu);
+	e->flushing = false;
+	bool gone = e->gone;
+	/* What did not go (or could not) goes when the socket has room. */
+	if (!gone && atomic_load(&e->want_write))
+		event_add(e->write, NULL);
+	pthread_mutex_unlock(&evlinks_mu);
+	if (gone)
+		evlink_free(e);
 }
 
 /* Called by nats.c (from its threads too) when it has a socket. */
@@ -205,12 +366,15 @@ static natsStatus evlink_attach(void **data, void *loop, natsConnection *nc,
 		/* nats.c never reconnects a connection of ours; be safe. */
 		event_free(e->read);
 		event_free(e->write);
+		event_free(e->flush);
 	}
 	e->fd = fd;
 	e->read = event_new(loop, fd, EV_READ | EV_PERSIST, evlink_cb, e);
 	e->write = event_new(loop, fd, EV_WRITE | EV_PERSIST, evlink_cb, e);
+	e->flush = event_new(loop, -1, 0, evlink_flush_cb, e);
 	*data = e;
-	natsStatus s = !e->read || !e->write || event_add(e->read, NULL) < 0
+	natsStatus s = !e->read || !e->write || !e->flush ||
+	                       event_add(e->read, NULL) < 0
 	                       ? NATS_NO_MEMORY
 	                       : NATS_OK;
 	pthread_mutex_unlock(&evlinks_mu);
@@ -235,7 +399,13 @@ static natsStatus evlink_read(void *data, bool add)
 
 static natsStatus evlink_write(void *data, bool add)
 {
-	return evlink_arm(((struct evlink *)data)->write, add);
+	struct evlink *e = data;
+	atomic_store(&e->want_write, add);
+	if (add && pthread_equal(pthread_self(), T.loop)) {
+		event_active(e->flush, EV_TIMEOUT, 0);
+		return NATS_OK;
+	}
+	return evlink_arm(e->write, add);
 }
 
 static natsStatus evlink_detach(void *data)
@@ -243,12 +413,11 @@ static natsStatus evlink_detach(void *data)
 	struct evlink *e = data;
 	pthread_mutex_lock(&evlinks_mu);
 	evlinks_remove(e);
+	bool later = e->flushing;
+	e->gone = true;
 	pthread_mutex_unlock(&evlinks_mu);
-	if (e->read)
-		event_free(e->read);
-	if (e->write)
-		event_free(e->write);
-	free(e);
+	if (!later)
+		evlink_free(e);
 	return NATS_OK;
 }
 
@@ -513,14 +682,14 @@ static void wait_reply(uint64_t token, natsMsg *msg)
 {
 	struct link_wait *w = ipc_idmap_get(&waits, token);
 	if (!w) {
-		natsMsg_Destroy(msg); /* late: timed out or cancelled */
+		link_msg_destroy(msg); /* late: timed out or cancelled */
 		return;
 	}
 	link_reply_fn *fn = w->fn;
 	void *arg = w->arg;
 	natsStatus st = NATS_OK;
 	if (natsMsg_IsNoResponders(msg)) {
-		natsMsg_Destroy(msg);
+		link_msg_destroy(msg);
 		msg = NULL;
 		st = NATS_NO_RESPONDERS;
 	}
@@ -576,7 +745,7 @@ natsStatus link_hold(natsMsg *msg)
 	struct held *h;
 	if (L.held_bytes + bytes > L.conf->nats_reconnect_buffer ||
 	    !(h = malloc(sizeof(*h)))) {
-		natsMsg_Destroy(msg);
+		link_msg_destroy(msg);
 		return NATS_INSUFFICIENT_BUFFER;
 	}
 	h->msg = msg;
@@ -603,7 +772,7 @@ static void held_send(void)
 			sent++;
 		else
 			failed++; /* over this server's max_payload */
-		natsMsg_Destroy(h->msg);
+		link_msg_destroy(h->msg);
 		free(h);
 	}
 	L.held_dropped += failed;
@@ -618,7 +787,7 @@ static void held_free(void)
 	struct held *h;
 	while ((h = TAILQ_FIRST(&L.held))) {
 		TAILQ_REMOVE(&L.held, h, entry);
-		natsMsg_Destroy(h->msg);
+		link_msg_destroy(h->msg);
 		free(h);
 	}
 	L.held_bytes = 0;
@@ -673,7 +842,7 @@ static void probe_cb(evutil_socket_t fd, short what, void *arg)
 {
 	if (!L.nc)
 		return;
-	uint64_t now = now_us(), seen = mailbox_msgs_seen();
+	uint64_t now = now_us(), seen = mailbox_msgs_seen() + T.count;
 	size_t buffered = link_buffered();
 	/* Alive: messages parsed, bytes read, or bytes the server took since
 	 * the last tick (a slow link moving a large message or a backlog is
@@ -806,6 +975,7 @@ static void link_ready(struct mail *m)
 	}
 	char subj[96];
 	snprintf(subj, sizeof(subj), "%s.*", L.inbox);
+	filter_install(nc);
 	if (natsConnection_Status(nc) != NATS_CONN_STATUS_CONNECTED ||
 	    natsConnection_Subscribe(&L.inbox_sub, nc, subj, on_inbox_msg,
 	                             NULL) != NATS_OK) {
@@ -834,7 +1004,7 @@ static void link_ready(struct mail *m)
 	L.ever_connected = true;
 	L.attempts = 0;
 	L.alive_us = now_us();
-	L.msgs_seen = mailbox_msgs_seen();
+	L.msgs_seen = mailbox_msgs_seen() + T.count;
 	L.reads_seen = L.reads;
 	L.buffered = 0;
 	set_state(LINK_CONNECTED);
@@ -912,7 +1082,7 @@ static void inbox_msg(natsMsg *msg, uint64_t sub_token)
 	const char *subj = natsMsg_GetSubject(msg);
 	const char *tok = subj + strlen(L.inbox);
 	if (strncmp(subj, L.inbox, strlen(L.inbox)) != 0 || *tok != '.') {
-		natsMsg_Destroy(msg);
+		link_msg_destroy(msg);
 		return;
 	}
 	tok++;
@@ -922,17 +1092,17 @@ static void inbox_msg(natsMsg *msg, uint64_t sub_token)
 			L.alive_us = now_us();
 		}
 		L.rtt_pending = false;
-		natsMsg_Destroy(msg);
+		link_msg_destroy(msg);
 		return;
 	}
 	uint64_t token, secret;
 	if (!reply_token(tok, &token, &secret)) {
-		natsMsg_Destroy(msg);
+		link_msg_destroy(msg);
 		return;
 	}
 	struct link_wait *w = ipc_idmap_get(&waits, token);
 	if (!w || w->multi || w->secret != secret) {
-		natsMsg_Destroy(msg); /* late, or forged */
+		link_msg_destroy(msg); /* late, or forged */
 		return;
 	}
 	wait_reply(token, msg);
@@ -949,6 +1119,8 @@ void link_handle_mail(struct mail *m)
 		           (natsStatus)(m->arg >> 8));
 		break;
 	case MAIL_INBOX_MSG:
+		if (!m->arg)
+			L.info.replies_mailbox++;
 		inbox_msg(m->msg, m->arg);
 		break;
 	default:
@@ -965,6 +1137,13 @@ int link_start(const struct config *c)
 	if (build_options(c) < 0)
 		return -1;
 	L.retry_timer = evtimer_new(base, retry_cb, NULL);
+	T.loop = pthread_self();
+	T.drain = event_new(base, -1, 0, taken_drain_cb, NULL);
+	int v = nats_GetVersionNumber();
+	bool known = v >> 16 == 3 && (v >> 8 & 0xff) >= 4;
+	T.on = known && natsConn_setFilterWithClosure && T.drain &&
+	       !getenv("SHIPD_NO_REPLY_FILTER");
+	free_direct = known && natsMsg_free && !getenv("SHIPD_NO_DIRECT_FREE");
 	L.probe_timer = event_new(base, -1, EV_PERSIST, probe_cb, NULL);
 	struct timeval tv = {PROBE_INTERVAL_MS / 1000,
 	                     PROBE_INTERVAL_MS % 1000 * 1000};
@@ -1050,6 +1229,12 @@ void link_finish(void)
 		L.dying[i] = NULL;
 	}
 	held_free();
+	for (size_t i = 0; i < T.n; i++)
+		link_msg_destroy(T.msg[i]);
+	T.n = 0;
+	if (T.drain)
+		event_free(T.drain);
+	T.drain = NULL;
 	natsOptions_Destroy(L.opts);
 	L.opts = NULL;
 	if (L.probe_timer)

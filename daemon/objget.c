@@ -37,7 +37,7 @@ static void get_free(struct objget *g)
 	stream_close(&g->st);
 	link_wait_cancel(g->wait);
 	obj_lookup_cancel(g->lk);
-	natsMsg_Destroy(g->held);
+	link_msg_destroy(g->held);
 	if (g->later)
 		event_free(g->later);
 	free(g);
@@ -170,7 +170,7 @@ static void get_deliver(struct objget *g)
 			return;
 		}
 		stream_unhold(&g->st, oc.data.len);
-		natsMsg_Destroy(g->held);
+		link_msg_destroy(g->held);
 		g->held = NULL;
 		g->credit--;
 		g->delivered++;
@@ -202,7 +202,7 @@ static bool get_fits(struct objget *g, natsMsg *msg, size_t len)
 	f.obj_chunk = &oc;
 	size_t size = ship__server_frame__get_packed_size(&f);
 	if (size > IPC_FRAME_LIMIT || size + IPC_HDR_LEN > conf->max_frame) {
-		natsMsg_Destroy(msg);
+		link_msg_destroy(msg);
 		get_end(g, SHIP__CODE__RESOURCE_EXHAUSTED,
 			"object '%.*s' in bucket '%s': a chunk of %zu bytes "
 			"does not "
@@ -211,7 +211,7 @@ static bool get_fits(struct objget *g, natsMsg *msg, size_t len)
 		return false;
 	}
 	if (!stream_hold(&g->st, len)) {
-		natsMsg_Destroy(msg);
+		link_msg_destroy(msg);
 		get_end(g, SHIP__CODE__RESOURCE_EXHAUSTED,
 			"object '%.*s' in bucket '%s': a chunk of %zu bytes is "
 			"over "
@@ -241,7 +241,7 @@ static void chunk_got(void *arg, natsMsg *msg, natsStatus st)
 	natsMsgHeader_Get(msg, "Nats-Sequence", &seq);
 	natsMsgHeader_Get(msg, "Nats-Subject", &subj);
 	if (status && !strcmp(status, "404")) {
-		natsMsg_Destroy(msg);
+		link_msg_destroy(msg);
 		get_end(
 		    g, SHIP__CODE__CORRUPT,
 		    "object '%.*s' in bucket '%s': missing chunks (%u of %u "
@@ -250,7 +250,7 @@ static void chunk_got(void *arg, natsMsg *msg, natsStatus st)
 		return;
 	}
 	if (status || !seq || !subj || strcmp(subj, g->chunks_subj)) {
-		natsMsg_Destroy(msg);
+		link_msg_destroy(msg);
 		get_end(g, SHIP__CODE__INTERNAL,
 			"object '%.*s' in bucket '%s': direct get answered "
 			"status %s",
@@ -263,7 +263,7 @@ static void chunk_got(void *arg, natsMsg *msg, natsStatus st)
 	g->got_size += len;
 	ipc_sha256_update(&g->sha, natsMsg_GetData(msg), len);
 	if (g->got_size > g->size) {
-		natsMsg_Destroy(msg);
+		link_msg_destroy(msg);
 		get_verify(g); /* says the sizes differ */
 		return;
 	}

@@ -481,7 +481,7 @@ struct js_call *obj_publish_meta_if(const char *meta, json_t *j,
 	     natsMsgHeader_Set(m, "Nats-Expected-Last-Subject-Sequence",
 			       seq) != NATS_OK)) {
 		free(text);
-		natsMsg_Destroy(m);
+		link_msg_destroy(m);
 		kv_set_err(err, SHIP__CODE__INTERNAL,
 			   "cannot build the meta message");
 		return NULL;

@@ -437,7 +437,7 @@ int obj_meta_result(natsMsg *msg, natsStatus st, const char *b,
 	*info = j;
 	rc = 1;
 out:
-	natsMsg_Destroy(msg);
+	link_msg_destroy(msg);
 	return rc;
 }
 

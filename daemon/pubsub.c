@@ -167,7 +167,7 @@ natsStatus pubsub_send(const char *subject, const char *reply,
 			s = natsMsgHeader_Add(msg, m->headers[i]->key,
 			                      m->headers[i]->value);
 		if (s != NATS_OK) {
-			natsMsg_Destroy(msg);
+			link_msg_destroy(msg);
 			return s;
 		}
 		return link_hold(msg);
@@ -185,7 +185,7 @@ natsStatus pubsub_send(const char *subject, const char *reply,
 		                      m->headers[i]->value);
 	if (s == NATS_OK)
 		s = natsConnection_PublishMsg(nc, msg);
-	natsMsg_Destroy(msg);
+	link_msg_destroy(msg);
 	return s;
 }
 
@@ -483,7 +483,7 @@ static void request_done(void *arg, natsMsg *msg, natsStatus st)
 		client_error_ex(c, r->op.id, SHIP__CODE__UNAVAILABLE, true,
 		                "NATS connection lost during the request");
 	}
-	natsMsg_Destroy(msg);
+	link_msg_destroy(msg);
 	request_free(r);
 }
 
@@ -505,7 +505,7 @@ static void sub_msg_cb(natsConnection *nc, natsSubscription *ns, natsMsg *msg,
 	/* Past the inbound limit the loop is behind: drop, count, go on. */
 	if (mailbox_post(&m, true) < 0) {
 		atomic_fetch_add(&s->dropped_early, 1);
-		natsMsg_Destroy(msg);
+		link_msg_destroy(msg);
 	}
 }
 
@@ -688,13 +688,13 @@ static void sub_deliver(struct sub *s, natsMsg *msg)
 		stats.dropped += early;
 		s->received += 1 + early;
 		if (s->ended)
-			natsMsg_Destroy(msg);
+			link_msg_destroy(msg);
 		else
 			s->own(s->own_arg, msg);
 		return;
 	}
 	if (never_delivered(s, natsMsg_GetSubject(msg))) {
-		natsMsg_Destroy(msg); /* not counted: not the app's at all */
+		link_msg_destroy(msg); /* not counted: not the app's at all */
 		return;
 	}
 	uint64_t early = atomic_exchange(&s->dropped_early, 0) + nats_dropped(s);
@@ -703,7 +703,7 @@ static void sub_deliver(struct sub *s, natsMsg *msg)
 	s->unreported += early;
 	stats.dropped += early;
 	if (s->ended) {
-		natsMsg_Destroy(msg);
+		link_msg_destroy(msg);
 		return;
 	}
 	static struct pubsub_hdrs hs;
@@ -729,7 +729,7 @@ static void sub_deliver(struct sub *s, natsMsg *msg)
 		            m.data.len);
 	}
 	pubsub_hdrs_free(&hs);
-	natsMsg_Destroy(msg);
+	link_msg_destroy(msg);
 	if (s->max_msgs && s->received >= s->max_msgs)
 		sub_end(s, SHIP__CODE__OK, NULL);
 }

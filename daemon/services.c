@@ -461,7 +461,7 @@ static void ep_msg(void *arg, natsMsg *msg)
 	if (!reply)
 		reply = "";
 	if (!reply_ok(reply)) {
-		natsMsg_Destroy(msg);
+		link_msg_destroy(msg);
 		return;
 	}
 	const char *command = "";
@@ -473,7 +473,7 @@ static void ep_msg(void *arg, natsMsg *msg)
 		 * (NATS takes any bytes) cannot reach it. */
 		fail_request(ep, reply, start, SVC_E_INVALID,
 		             "the subject is not UTF-8", NULL);
-		natsMsg_Destroy(msg);
+		link_msg_destroy(msg);
 		return;
 	}
 	if (ep->prefix && !ep->default_handler && !has_command(ep, command)) {
@@ -486,7 +486,7 @@ static void ep_msg(void *arg, natsMsg *msg)
 		             b ? b : "{\"error\":\"UNKNOWN_COMMAND\",\"code\":404}");
 		free(b);
 		json_decref(body);
-		natsMsg_Destroy(msg);
+		link_msg_destroy(msg);
 		return;
 	}
 	if (!s->st.c || s->n_pending >= s->max_pending) {
@@ -494,7 +494,7 @@ static void ep_msg(void *arg, natsMsg *msg)
 		snprintf(text, sizeof(text),
 		         "service busy: %u requests wait for it", s->max_pending);
 		fail_request(ep, reply, start, SVC_E_GONE, text, NULL);
-		natsMsg_Destroy(msg);
+		link_msg_destroy(msg);
 		return;
 	}
 	size_t rlen = strlen(reply);
@@ -503,7 +503,7 @@ static void ep_msg(void *arg, natsMsg *msg)
 		/* What the app may hold is held: it is behind. */
 		fail_request(ep, reply, start, SVC_E_GONE,
 		             "service busy: its memory limit is reached", NULL);
-		natsMsg_Destroy(msg);
+		link_msg_destroy(msg);
 		return;
 	}
 	struct svc_req *r = calloc(1, sizeof(*r) + rlen + 1);
@@ -513,7 +513,7 @@ static void ep_msg(void *arg, natsMsg *msg)
 		stream_unhold(&s->st, held);
 		fail_request(ep, reply, start, SVC_E_INVALID,
 		             "shipd is out of memory", NULL);
-		natsMsg_Destroy(msg);
+		link_msg_destroy(msg);
 		return;
 	}
 	r->held = held;
@@ -540,7 +540,7 @@ static void ep_msg(void *arg, natsMsg *msg)
 	f.service_request = &q;
 	int rc = client_push(s->st.c, &f);
 	pubsub_hdrs_free(&hs);
-	natsMsg_Destroy(msg);
+	link_msg_destroy(msg);
 	if (rc < 0) {
 		s->st.c->st.dropped++;
 		fail_request(ep, r->reply, start, SVC_E_GONE,
@@ -601,7 +601,7 @@ static void verb_msg(void *arg, natsMsg *msg)
 			stats.msgs_out++;
 		free(dyn);
 	}
-	natsMsg_Destroy(msg);
+	link_msg_destroy(msg);
 }
 
 /* ---- ServiceAdd ---- */
@@ -609,7 +609,7 @@ static void verb_msg(void *arg, natsMsg *msg)
 static void add_acked(void *arg, natsMsg *msg, natsStatus st)
 {
 	struct svc *s = arg;
-	natsMsg_Destroy(msg);
+	link_msg_destroy(msg);
 	s->ack = NULL;
 	if (!s->st.c)
 		return;
@@ -985,7 +985,7 @@ static void answer_free(struct svc_answer *a)
 	answers_bytes -= a->bytes;
 	js_cancel(a->call);
 	op_end(&a->op);
-	natsMsg_Destroy(a->msg);
+	link_msg_destroy(a->msg);
 	free(a);
 }
 
@@ -1008,7 +1008,7 @@ static void answer_stored(void *arg, uint64_t seq, bool dup,
 		a->msg = NULL;
 		if (nc) {
 			st = natsConnection_PublishMsg(nc, m);
-			natsMsg_Destroy(m);
+			link_msg_destroy(m);
 		} else {
 			st = link_hold(m); /* takes m */
 		}
@@ -1040,7 +1040,7 @@ static natsMsg *answer_msg(const char *reply, const Ship__Msg *m)
 		st = natsMsgHeader_Add(msg, m->headers[i]->key,
 		                       m->headers[i]->value);
 	if (st != NATS_OK) {
-		natsMsg_Destroy(msg);
+		link_msg_destroy(msg);
 		return NULL;
 	}
 	return msg;
@@ -1276,13 +1276,13 @@ static void find_reply(void *arg, natsMsg *msg, natsStatus st)
 	}
 	size_t len = (size_t)natsMsg_GetDataLength(msg);
 	if (f->n == SVC_DISCOVER_MAX) {
-		natsMsg_Destroy(msg);
+		link_msg_destroy(msg);
 		find_answer(f); /* enough: what came is the answer */
 		find_free(f);
 		return;
 	}
 	if (!op_hold(&f->op, len + 64)) {
-		natsMsg_Destroy(msg); /* answered: more than the app may hold */
+		link_msg_destroy(msg); /* answered: more than the app may hold */
 		find_free(f);
 		return;
 	}
@@ -1297,7 +1297,7 @@ static void find_reply(void *arg, natsMsg *msg, natsStatus st)
 	}
 	if (!text || !grown) {
 		free(text);
-		natsMsg_Destroy(msg);
+		link_msg_destroy(msg);
 		client_error(f->op.c, f->op.id, SHIP__CODE__INTERNAL,
 		             "out of memory");
 		find_free(f);
@@ -1305,7 +1305,7 @@ static void find_reply(void *arg, natsMsg *msg, natsStatus st)
 	}
 	memcpy(text, natsMsg_GetData(msg), len);
 	text[len] = '\0';
-	natsMsg_Destroy(msg);
+	link_msg_destroy(msg);
 	if (ipc_pb_string_ok(text, len))
 		f->replies[f->n++] = text;
 	else

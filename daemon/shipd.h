@@ -223,6 +223,10 @@ struct link_info {
 	uint64_t reconnects;
 	int64_t max_payload;
 	char last_error[256];
+	/* Messages on the reply inbox, taken where nats.c parsed them (on
+	 * the loop) or handed over by its delivery thread. */
+	uint64_t replies_loop;
+	uint64_t replies_mailbox;
 };
 
 /* Starts the connect thread; never blocks the loop. */
@@ -232,6 +236,8 @@ void link_stop(void);
  * calls nats.c on a connection that is not. */
 natsConnection *link_conn(void);
 bool link_connected(void);
+/* natsMsg_Destroy without nats.c's collector thread (from any thread). */
+void link_msg_destroy(natsMsg *msg);
 /* Keep a publish (ownership passes) until the link is back, within
  * nats_reconnect_buffer bytes; NATS_INSUFFICIENT_BUFFER past it. */
 natsStatus link_hold(natsMsg *msg);

@@ -491,7 +491,7 @@ static void on_created(void *arg, natsMsg *msg)
 	if (token(subj, 5, stream, sizeof(stream)) &&
 	    token(subj, 6, name, sizeof(name)))
 		cons_found(stream, name, "made");
-	natsMsg_Destroy(msg);
+	link_msg_destroy(msg);
 }
 
 /* A consumer deleted: asked again (anyone may publish an advisory; the
@@ -511,7 +511,7 @@ static void on_deleted(void *arg, natsMsg *msg)
 			cons_next(&s->cons[i]);
 			break;
 		}
-	natsMsg_Destroy(msg);
+	link_msg_destroy(msg);
 }
 
 /* A message a sourcing consumer delivers: its ack subject names it. */
@@ -524,7 +524,7 @@ static void on_peek(void *arg, natsMsg *msg)
 	    token(reply, 2, stream, sizeof(stream)) &&
 	    token(reply, 3, name, sizeof(name)))
 		cons_found(stream, name, "seen delivering");
-	natsMsg_Destroy(msg);
+	link_msg_destroy(msg);
 }
 
 static void peek_stop(evutil_socket_t fd, short what, void *arg)

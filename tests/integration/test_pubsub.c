@@ -891,6 +891,147 @@ START_TEST(starts_without_nats)
 }
 END_TEST
 
+/* ---- replies: taken where nats.c reads them, or through its thread ----
+ *
+ * shipd takes the replies to its own requests out of nats.c's parser on
+ * its loop (nats.c's message filter), and falls back to nats.c's delivery
+ * thread and the mailbox where that hook is missing. Either way each
+ * reply reaches the request it answers, a "no responders" status fails
+ * its own request among many in flight, and shipd's figures say which
+ * way they came. */
+
+#define FLIGHT 96
+
+struct flight {
+	int i;
+	int err;
+	bool done;
+	bool right; /* the answer is this request's own */
+};
+
+static void flight_cb(struct shipc *h, const struct shipc_msg *rep, int err,
+                      void *arg)
+{
+	struct flight *f = arg;
+	char want[16];
+	int n = snprintf(want, sizeof(want), "%d", f->i);
+	f->done = true;
+	f->err = err;
+	f->right = rep && rep->len == (size_t)n && !memcmp(rep->data, want, n);
+}
+
+static bool flights_done(void *arg)
+{
+	struct flight *f = arg;
+	for (int i = 0; i < FLIGHT; i++)
+		if (!f[i].done)
+			return false;
+	return true;
+}
+
+static void flight_echo_cb(natsConnection *nc, natsSubscription *sub, natsMsg *msg,
+                    void *arg)
+{
+	if (natsMsg_GetReply(msg))
+		natsConnection_Publish(nc, natsMsg_GetReply(msg),
+		                       natsMsg_GetData(msg),
+		                       natsMsg_GetDataLength(msg));
+	natsMsg_Destroy(msg);
+}
+
+static double replies_by(int port, const char *path)
+{
+	static char body[256 * 1024];
+	char name[96];
+	ck_assert_int_eq(fx_http_status(port, "/metrics", body, sizeof(body)),
+	                 200);
+	int n = snprintf(name, sizeof(name),
+	                 "shipd_nats_replies_total{path=\"%s\"} ", path);
+	const char *p = strstr(body, name);
+	ck_assert_msg(p != NULL, "no %s in the scrape", name);
+	return strtod(p + n, NULL);
+}
+
+static void replies_run(bool filter)
+{
+	struct natsd n;
+	struct shipdp d;
+	char listen[64];
+	int port = fx_free_port();
+	snprintf(listen, sizeof(listen), "metrics_listen=127.0.0.1:%d", port);
+	const char *const extra[] = {"-o", listen, NULL};
+	if (filter)
+		unsetenv("SHIPD_NO_REPLY_FILTER");
+	else
+		setenv("SHIPD_NO_REPLY_FILTER", "1", 1);
+	ck_assert_int_eq(fx_up(&n, &d, extra), 0);
+	unsetenv("SHIPD_NO_REPLY_FILTER");
+	natsConnection *nc = NULL;
+	natsSubscription *ns = NULL;
+	ck_assert_int_eq(natsConnection_ConnectTo(&nc, n.url), NATS_OK);
+	ck_assert_int_eq(natsConnection_Subscribe(&ns, nc, "echo.>", flight_echo_cb,
+	                                          NULL),
+	                 NATS_OK);
+	ck_assert_int_eq(natsConnection_Flush(nc), NATS_OK);
+	struct shipc *h = shipc_connect(d.sock, "flights");
+	ck_assert_ptr_nonnull(h);
+	double loop0 = replies_by(port, "loop");
+	double mail0 = replies_by(port, "mailbox");
+	/* A third go nowhere, among the answered ones, all in flight. */
+	static struct flight f[FLIGHT];
+	memset(f, 0, sizeof(f));
+	for (int i = 0; i < FLIGHT; i++) {
+		char subj[32], data[16];
+		snprintf(subj, sizeof(subj), "%s.%d", i % 3 ? "echo" : "none", i);
+		snprintf(data, sizeof(data), "%d", i);
+		struct shipc_msg m = {.subject = subj, .data = data,
+		                      .len = strlen(data)};
+		f[i].i = i;
+		ck_assert_int_eq(shipc_request_async(h, &m, 10000, flight_cb,
+		                                     &f[i]),
+		                 0);
+	}
+	ck_assert(pump(&h, 1, flights_done, f, 15000));
+	for (int i = 0; i < FLIGHT; i++)
+		if (i % 3)
+			ck_assert_msg(f[i].err == 0 && f[i].right,
+			              "request %d: %s, %s answer", i,
+			              strerror(f[i].err),
+			              f[i].right ? "its" : "another's");
+		else
+			ck_assert_msg(f[i].err == ESRCH,
+			              "request %d to nobody: %s", i,
+			              strerror(f[i].err));
+	double loop = replies_by(port, "loop") - loop0;
+	double mail = replies_by(port, "mailbox") - mail0;
+	if (filter) {
+		ck_assert_msg(loop >= FLIGHT && mail == 0,
+		              "on the loop %.0f, through the mailbox %.0f", loop,
+		              mail);
+	} else {
+		ck_assert_msg(mail >= FLIGHT && loop == 0,
+		              "on the loop %.0f, through the mailbox %.0f", loop,
+		              mail);
+	}
+	shipc_close(h);
+	natsSubscription_Destroy(ns);
+	natsConnection_Destroy(nc);
+	nats_CloseAndWait(2000);
+	ck_assert_int_eq(fx_down(&n, &d), 0);
+}
+
+START_TEST(replies_taken_on_the_loop)
+{
+	replies_run(true);
+}
+END_TEST
+
+START_TEST(replies_through_the_mailbox)
+{
+	replies_run(false);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("pubsub");
@@ -926,6 +1067,12 @@ static Suite *suite(void)
 	tcase_add_test(slow, slow_reader_dropped_others_unaffected);
 	tcase_add_test(slow, publish_flood_memory_bounded);
 	suite_add_tcase(s, slow);
+
+	TCase *replies = tcase_create("replies");
+	tcase_set_timeout(replies, 60);
+	tcase_add_test(replies, replies_taken_on_the_loop);
+	tcase_add_test(replies, replies_through_the_mailbox);
+	suite_add_tcase(s, replies);
 	return s;
 }
 
