@@ -576,6 +576,10 @@ static bool shipd_b(struct shipdp *b, const char *scenario)
 
 /* ---- rtt: a bare Unix socket ping-pong, the floor for any sidecar ---- */
 
+/* The echo's own CPU time, in ns: what a wake-up, a read and a write cost
+ * a process on this machine, the least a sidecar pays per hop. */
+static uint64_t echo_cpu_ns;
+
 static void *echo_thread(void *arg)
 {
 	int fd = *(int *)arg;
@@ -584,8 +588,12 @@ static void *echo_thread(void *arg)
 	for (;;) {
 		ssize_t n = read(fd, buf, sz);
 		if (n <= 0 || write(fd, buf, (size_t)n) != n)
-			return NULL;
+			break;
 	}
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	echo_cpu_ns += (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	return NULL;
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -646,8 +654,10 @@ static void bench_rtt(void)
 	unsigned n = opt.quick ? 2000 : 20000, rounds = opt.rounds;
 	double p50[ROUNDS_MAX], p99[ROUNDS_MAX];
 	uint64_t done = 0;
+	echo_cpu_ns = 0;
 	for (unsigned r = 0; r < rounds; r++)
 		done += rtt_round(n, &p50[r], &p99[r]);
+	double cpu_us = (double)echo_cpu_ns / 1000.0 / (double)done;
 	if (done < (uint64_t)n * rounds) {
 		fprintf(stderr, "shipbench: rtt: %" PRIu64 " of %" PRIu64
 		                " round trips\n",
@@ -660,9 +670,10 @@ static void bench_rtt(void)
 	if (opt.json)
 		printf("%s{\"scenario\":\"rtt\",\"metric\":\"p50_us\",\"value\":%.3f,"
 		       "\"min\":%.3f,\"max\":%.3f,\"p99_us\":%.3f,\"rounds\":%u,"
-		       "\"sent\":%" PRIu64 ",\"delivered\":%" PRIu64 "}",
+		       "\"sent\":%" PRIu64 ",\"delivered\":%" PRIu64 ","
+		       "\"echo_cpu_us\":%.3f}",
 		       first_row ? "" : ",\n", bare_rtt_p50_us, lo, hi, p99m,
-		       rounds, done, done);
+		       rounds, done, done, cpu_us);
 	else {
 		char v[64];
 		print_value(v, sizeof(v), true, rounds, bare_rtt_p50_us, lo, hi,
@@ -670,6 +681,9 @@ static void bench_rtt(void)
 		printf("%-8s %-12s %-16s %18s %18s   (p99 %.1f us; %" PRIu64
 		       " of %" PRIu64 " echoed; a bare socket, no shipd)\n",
 		       "rtt", "bare", "p50 us", v, "-", p99m, done, done);
+		printf("%-8s %-12s echo's CPU %.1f us a round trip: one wake-up,"
+		       " read and write (a request costs a relay two)\n",
+		       "rtt", "bare", cpu_us);
 	}
 	first_row = false;
 }
