@@ -11,7 +11,6 @@
 
 #include "shipc-private.h"
 
-#define REPLY_MARGIN_MS 2000
 #define MAX_HEADERS 256
 
 static uint64_t mono_ms(void)
@@ -34,7 +33,7 @@ int call_wait(struct shipc *h, struct call *c, int timeout_ms)
 	uint64_t deadline = timeout_ms < 0
 	                            ? UINT64_MAX
 	                            : mono_ms() + (uint64_t)timeout_ms +
-	                                      REPLY_MARGIN_MS;
+	                                      IPC_REPLY_MARGIN_MS;
 	while (!c->done) {
 		uint64_t now = mono_ms();
 		if (now >= deadline) {

@@ -9,7 +9,13 @@
 
 #include "shipd.h"
 
-#define SUBACK_WAIT_MS 2000
+/* A subscribe is answered once the server has the SUB, or after this if
+ * the server is slow to show it: the app, which gave the call no timeout,
+ * waits IPC_REPLY_MARGIN_MS, and the answer must still find it waiting
+ * when shipd's loop and the socket are late too (a busy or sanitized
+ * shipd; with equal bounds the app gave up first, and saw ETIMEDOUT for a
+ * subscription shipd then opened). */
+#define SUBACK_WAIT_MS (IPC_REPLY_MARGIN_MS / 2)
 
 struct request;
 

@@ -17,6 +17,11 @@
 #define IPC_FRAME_VERSION 1    /* framing version, in every frame header */
 #define IPC_HDR_LEN 4
 #define IPC_FRAME_LIMIT 0xffffffu /* 24-bit length field, header excluded */
+/* How long libshipc waits for the answer to a call beyond the call's own
+ * timeout (most have none): shipd answers every request, so this only
+ * guards against a daemon that stopped answering. Whatever shipd waits
+ * for before answering such a call must end well within it. */
+#define IPC_REPLY_MARGIN_MS 2000
 
 /* ---- buf.c: a byte buffer with a consumed prefix ---- */
 

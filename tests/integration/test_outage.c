@@ -45,41 +45,38 @@ static void count_cb(struct shipc *h, const struct shipc_msg *m, int err,
 		++*(int *)arg;
 }
 
-static bool round_trip(struct shipc *h, int n)
-{
-	char subj[64];
-	snprintf(subj, sizeof(subj), "outage.rt.%d", n);
-	rt_got = 0;
-	uint64_t sub = shipc_subscribe(h, subj, NULL, 1, rt_cb, NULL);
-	if (!sub)
-		return false;
-	struct shipc_msg m = {.subject = subj, .data = "x", .len = 1};
-	if (shipc_publish_msg(h, &m, SHIPC_PUB_CONFIRM) < 0) {
-		shipc_unsubscribe(h, sub);
-		shipc_dispatch(h, 100);
-		return false;
-	}
-	uint64_t end = fx_now_ms() + 1000;
-	while (!rt_got && fx_now_ms() < end)
-		shipc_dispatch(h, 50);
-	if (!rt_got) {
-		shipc_unsubscribe(h, sub);
-		shipc_dispatch(h, 100);
-	}
-	return rt_got > 0;
-}
-
-/* ms until a round trip works, or -1 after timeout_ms. */
+/* ms until a round trip works, or -1 after timeout_ms. Behind a backlog
+ * (large messages queued in the server and in shipd) a round trip takes
+ * seconds on a slow or busy host and is still a working link: one
+ * subscription waits the whole time, and a message is published again
+ * every second until one comes back. */
 static long link_back_within(struct shipc *h, int timeout_ms)
 {
 	static int n;
-	uint64_t start = fx_now_ms();
-	while (fx_now_ms() - start < (uint64_t)timeout_ms) {
-		if (round_trip(h, ++n))
-			return (long)(fx_now_ms() - start);
-		fx_sleep_ms(100);
+	char subj[64];
+	snprintf(subj, sizeof(subj), "outage.rt.%d", ++n);
+	struct shipc_msg m = {.subject = subj, .data = "x", .len = 1};
+	uint64_t start = fx_now_ms(), end = start + (uint64_t)timeout_ms;
+	uint64_t sub = 0, next = 0;
+	rt_got = 0;
+	while (!rt_got && fx_now_ms() < end) {
+		if (!sub)
+			sub = shipc_subscribe(h, subj, NULL, 1, rt_cb, NULL);
+		if (sub && fx_now_ms() >= next) {
+			bool sent = shipc_publish_msg(h, &m, SHIPC_PUB_CONFIRM) == 0;
+			next = fx_now_ms() + (sent ? 1000 : 100);
+		}
+		if (sub)
+			shipc_dispatch(h, 50);
+		else
+			fx_sleep_ms(100);
 	}
-	return -1;
+	long took = rt_got ? (long)(fx_now_ms() - start) : -1;
+	if (sub && !rt_got) {
+		shipc_unsubscribe(h, sub);
+		shipc_dispatch(h, 100);
+	}
+	return took;
 }
 
 static enum shipc_link link_state(struct shipc *h)
@@ -408,6 +405,53 @@ START_TEST(stopped_server_is_found_dead_within_the_bound)
 }
 END_TEST
 
+/* A subscribe is answered once the server has the SUB, or after shipd's
+ * bounded wait for that when the server is slow; the app must still be
+ * waiting then. A server that answers nothing (stopped, within
+ * nats_dead_after_ms) is the slowest there is. */
+START_TEST(subscribe_answered_while_the_server_is_slow)
+{
+	struct shipc *h = shipc_connect(sd.sock, "app");
+	ck_assert_ptr_nonnull(h);
+	ck_assert(link_back_within(h, 5000) >= 0);
+	ck_assert_int_eq(fx_freeze(nd.pid, 2000), 0);
+	/* Two, while the server is stopped. */
+	uint64_t sub[2] = {0}, took[2] = {0};
+	int saved[2] = {0};
+	for (int i = 0; i < 2; i++) {
+		uint64_t t0 = fx_now_ms();
+		sub[i] = shipc_subscribe(h, i ? "outage.slow.1" : "outage.slow",
+		                         NULL, 0, rt_cb, NULL);
+		saved[i] = errno;
+		took[i] = fx_now_ms() - t0;
+	}
+	enum shipc_link link = link_state(h);
+	ck_assert_int_eq(kill(nd.pid, SIGCONT), 0);
+	/* libshipc waits 2 s for the answer to a subscribe: shipd's must
+	 * come well before that, or a late loop makes the app give up on a
+	 * subscription shipd then opens. */
+	for (int i = 0; i < 2; i++) {
+		ck_assert_msg(sub[i] != 0,
+		              "subscribe %d failed after %" PRIu64 " ms: %s", i,
+		              took[i], strerror(saved[i]));
+		ck_assert_msg(took[i] < 1600,
+		              "subscribe %d answered after %" PRIu64 " ms", i,
+		              took[i]);
+	}
+	/* Answered before shipd gave up on the server. */
+	ck_assert_int_eq(link, SHIPC_LINK_CONNECTED);
+	/* The subscription works once the server does. */
+	rt_got = 0;
+	uint64_t end = fx_now_ms() + 10000;
+	while (!rt_got && fx_now_ms() < end) {
+		ck_assert_int_eq(shipc_publish(h, "outage.slow", "x", 1), 0);
+		shipc_dispatch(h, 200);
+	}
+	ck_assert_int_gt(rt_got, 0);
+	shipc_close(h);
+}
+END_TEST
+
 START_TEST(shipd_paused_while_large_messages_arrive)
 {
 	struct shipc *h = shipc_connect(sd.sock, "app");
@@ -627,6 +671,7 @@ int main(void)
 	tcase_set_timeout(tc, 180);
 	tcase_add_test(tc, silent_server_never_stalls_the_loop);
 	tcase_add_test(tc, stopped_server_is_found_dead_within_the_bound);
+	tcase_add_test(tc, subscribe_answered_while_the_server_is_slow);
 	tcase_add_test(tc, shipd_paused_while_large_messages_arrive);
 	tcase_add_test(tc, server_killed_while_large_messages_flow);
 	tcase_add_test(tc, history_of_large_channel_messages);
