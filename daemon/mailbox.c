@@ -20,6 +20,7 @@ static struct {
 	struct ring in;   /* filled by posters */
 	struct ring work; /* drained by the loop */
 	size_t bytes;     /* payload bytes in `in` and `work` */
+	_Atomic size_t mails; /* in `in` and `work`, not yet dispatched */
 	size_t max_bytes;
 	bool signaled;
 	bool closed; /* shutting down: posters dispose of their own mail */
@@ -48,6 +49,7 @@ static void mailbox_cb(evutil_socket_t fd, short what, void *arg)
 		bytes += mb.work.m[i].bytes;
 		mb.fn(&mb.work.m[i]);
 	}
+	atomic_fetch_sub(&mb.mails, mb.work.len);
 	mb.work.len = 0;
 	pthread_mutex_lock(&mb.mu);
 	mb.bytes -= bytes;
@@ -79,6 +81,7 @@ void mailbox_discard(void)
 	mb.closed = true;
 	for (size_t i = 0; i < mb.in.len; i++)
 		link_msg_destroy(mb.in.m[i].msg);
+	atomic_fetch_sub(&mb.mails, mb.in.len);
 	mb.in.len = 0;
 	pthread_mutex_unlock(&mb.mu);
 }
@@ -109,6 +112,11 @@ size_t mailbox_queued_bytes(void)
 	size_t n = mb.bytes;
 	pthread_mutex_unlock(&mb.mu);
 	return n;
+}
+
+bool mailbox_idle(void)
+{
+	return atomic_load(&mb.mails) == 0;
 }
 
 static _Atomic uint64_t msgs_seen;
@@ -147,6 +155,9 @@ int mailbox_post(const struct mail *m, bool droppable)
 		mb.in.cap = cap;
 	}
 	mb.in.m[mb.in.len++] = *m;
+	atomic_fetch_add(&mb.mails, 1);
+	/* With its posting: what the loop dispatches is counted already. */
+	link_msg_posted(m->nc);
 	mb.bytes += m->bytes;
 	bool wake = !mb.signaled;
 	mb.signaled = true;

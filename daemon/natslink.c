@@ -118,7 +118,7 @@ static void on_error(natsConnection *nc, natsSubscription *sub,
 static void on_wait_msg(natsConnection *nc, natsSubscription *sub,
                         natsMsg *msg, void *arg)
 {
-	struct mail m = {.kind = MAIL_INBOX_MSG, .msg = msg,
+	struct mail m = {.kind = MAIL_INBOX_MSG, .msg = msg, .nc = nc,
 	                 .arg = (uint64_t)(uintptr_t)arg,
 	                 .bytes = (size_t)natsMsg_GetDataLength(msg)};
 	mailbox_post(&m, false);
@@ -180,7 +180,7 @@ static void evlink_shutdown(natsConnection *nc)
 static void on_inbox_msg(natsConnection *nc, natsSubscription *sub,
                          natsMsg *msg, void *arg)
 {
-	struct mail m = {.kind = MAIL_INBOX_MSG, .msg = msg,
+	struct mail m = {.kind = MAIL_INBOX_MSG, .msg = msg, .nc = nc,
 	                 .bytes = (size_t)natsMsg_GetDataLength(msg)};
 	mailbox_post(&m, false);
 }
@@ -201,7 +201,20 @@ static void on_inbox_msg(natsConnection *nc, natsSubscription *sub,
  * binds it weakly and uses it only on a libnats 3.x that has it;
  * otherwise, or off the loop, replies take the mailbox as before. Multi
  * waits never come this way: JetStream delivers their messages under
- * other subjects, and their order with their status messages matters. */
+ * other subjects, and their order with their status messages matters.
+ *
+ * A reply never overtakes a message that came before it: what the filter
+ * lets through goes to nats.c's one delivery thread (shipd leaves
+ * nats.c's pool at its one worker, so all subscriptions share its order)
+ * and then the mailbox, and a reply is taken only while everything let
+ * through has been posted (T.passed against T.posted, which the delivery
+ * callbacks count) and the mailbox has nothing undispatched. Otherwise
+ * it goes the same way, behind them. nats.c drops some messages it was
+ * handed without a callback (a subscription closed meanwhile, one over
+ * its pending limits), and the counts would differ for good: the probe's
+ * message, when it went that way too, settles it. Once it is dispatched,
+ * all let through before it were dispatched or dropped, and if nothing
+ * was let through after it, what was not posted was dropped. */
 
 typedef void link_filter_fn(natsConnection *nc, natsMsg **msg, void *closure);
 extern void natsConn_setFilterWithClosure(natsConnection *nc,
@@ -243,7 +256,49 @@ static struct {
 	struct event *drain; /* for a parse that was not a read event's */
 	bool in_read;        /* evlink_cb drains after the read */
 	uint64_t count;      /* taken since start */
+	/* Order (on the present connection only): messages let through,
+	 * those of them the delivery callbacks posted (or dropped), and
+	 * what nats.c dropped without a word. */
+	_Atomic(natsConnection *) nc;
+	uint64_t passed;
+	_Atomic uint64_t posted;
+	uint64_t dropped;
+	uint64_t rtt_seq; /* the probe's answer, let through as this one */
 } T;
+
+/* From nats.c's delivery thread (mailbox_post, under its lock), once a
+ * message of nc is in the mailbox or dropped. */
+void link_msg_posted(natsConnection *nc)
+{
+	if (nc && nc == atomic_load(&T.nc))
+		atomic_fetch_add(&T.posted, 1);
+}
+
+/* Whether nothing let through is still on its way to the loop. */
+static bool nothing_in_flight(void)
+{
+	/* posted first: a callback posts its mail before it counts. */
+	uint64_t posted = atomic_load(&T.posted);
+	return T.passed == posted + T.dropped && mailbox_idle();
+}
+
+/* The probe's answer let through is dispatched: all before it were
+ * (mailbox_post counted each with its posting, so `posted` has them all);
+ * with nothing let through since, the rest was dropped. */
+static void order_settle(void)
+{
+	uint64_t posted = atomic_load(&T.posted);
+	if (T.rtt_seq && T.passed == T.rtt_seq && posted <= T.passed)
+		T.dropped = T.passed - posted;
+	T.rtt_seq = 0;
+}
+
+static void order_reset(natsConnection *nc)
+{
+	atomic_store(&T.nc, nc);
+	T.passed = T.dropped = T.rtt_seq = 0;
+	atomic_store(&T.posted, 0);
+}
 
 static void inbox_msg(natsMsg *msg, uint64_t sub_token);
 
@@ -268,16 +323,20 @@ static void taken_drain_cb(evutil_socket_t fd, short what, void *arg)
 static void link_filter(natsConnection *nc, natsMsg **msgp, void *closure)
 {
 	natsMsg *msg = *msgp;
-	if (T.n == TAKEN_MAX || !pthread_equal(pthread_self(), T.loop) ||
-	    nc != L.nc || !natsMsg_GetSubject(msg))
+	if (!pthread_equal(pthread_self(), T.loop) || nc != L.nc)
 		return;
 	const char *subj = natsMsg_GetSubject(msg);
 	size_t n = strlen(L.inbox);
-	if (!n || strncmp(subj, L.inbox, n) != 0 || subj[n] != '.')
+	bool ours = subj && n && strncmp(subj, L.inbox, n) == 0 &&
+	            subj[n] == '.';
+	bool rtt = ours && strcmp(subj + n + 1, "rtt") == 0;
+	bool reply = rtt || (ours && link_inbox_kind(subj) == LINK_INBOX_REPLY);
+	if (!reply || T.n == TAKEN_MAX || !nothing_in_flight()) {
+		T.passed++; /* to nats.c's delivery thread */
+		if (rtt)
+			T.rtt_seq = T.passed;
 		return;
-	if (strcmp(subj + n + 1, "rtt") != 0 &&
-	    link_inbox_kind(subj) != LINK_INBOX_REPLY)
-		return;
+	}
 	T.msg[T.n++] = msg;
 	T.count++;
 	*msgp = NULL; /* ours now */
@@ -327,9 +386,10 @@ static void evlink_flush_cb(evutil_socket_t fd, short what, void *arg)
 		pthread_mutex_unlock(&evlinks_mu);
 		return;
 	}
-	/* Only into a socket that has room, as if epoll had said so: under
-	 * TLS a write that cannot go waits for the socket. nats.c closes
-	 * the socket only after it stopped reading (under this lock). */
+	/* Only into a socket that has room, as if epoll had said so (under
+	 * TLS, nats.c waits for the socket when a record does not fit, as
+	 * it can after epoll too). nats.c closes the socket only after it
+	 * stopped reading (under this lock). */
 	struct pollfd pfd = {.fd = e->fd, .events = POLLOUT};
 	bool room = !e->stopped && poll(&pfd, 1, 0) == 1 &&
 	            (pfd.revents & POLLOUT);
@@ -340,8 +400,9 @@ static void evlink_flush_cb(evutil_socket_t fd, short what, void *arg)
 	pthread_mutex_lock(&evlinks_mu);
 	e->flushing = false;
 	bool gone = e->gone;
-	/* What did not go (or could not) goes when the socket has room. */
-	if (!gone && atomic_load(&e->want_write))
+	/* What did not go (or could not) goes when the socket has room;
+	 * a removal (under this lock too) may have come meanwhile. */
+	if (!gone && !e->stopped && atomic_load(&e->want_write))
 		event_add(e->write, NULL);
 	pthread_mutex_unlock(&evlinks_mu);
 	if (gone)
@@ -400,12 +461,18 @@ static natsStatus evlink_read(void *data, bool add)
 static natsStatus evlink_write(void *data, bool add)
 {
 	struct evlink *e = data;
-	atomic_store(&e->want_write, add);
 	if (add && pthread_equal(pthread_self(), T.loop)) {
+		atomic_store(&e->want_write, true);
 		event_active(e->flush, EV_TIMEOUT, 0);
 		return NATS_OK;
 	}
-	return evlink_arm(e->write, add);
+	/* Under the lock evlink_flush_cb re-arms under, so that a removal
+	 * from another thread is never undone by it. */
+	pthread_mutex_lock(&evlinks_mu);
+	atomic_store(&e->want_write, add);
+	natsStatus s = evlink_arm(e->write, add);
+	pthread_mutex_unlock(&evlinks_mu);
+	return s;
 }
 
 static natsStatus evlink_detach(void *data)
@@ -975,6 +1042,7 @@ static void link_ready(struct mail *m)
 	}
 	char subj[96];
 	snprintf(subj, sizeof(subj), "%s.*", L.inbox);
+	order_reset(nc);
 	filter_install(nc);
 	if (natsConnection_Status(nc) != NATS_CONN_STATUS_CONNECTED ||
 	    natsConnection_Subscribe(&L.inbox_sub, nc, subj, on_inbox_msg,
@@ -1087,6 +1155,7 @@ static void inbox_msg(natsMsg *msg, uint64_t sub_token)
 	}
 	tok++;
 	if (strcmp(tok, "rtt") == 0) {
+		order_settle();
 		if (L.rtt_pending) {
 			L.info.rtt_us = now_us() - L.rtt_sent_us;
 			L.alive_us = now_us();

@@ -504,6 +504,7 @@ static void sub_msg_cb(natsConnection *nc, natsSubscription *ns, natsMsg *msg,
 		.kind = MAIL_SUB_MSG,
 		.ptr = s,
 		.msg = msg,
+		.nc = nc,
 		/* What the message really costs: its data and subject and
 		 * nats.c's bookkeeping around them. */
 		.bytes = (size_t)natsMsg_GetDataLength(msg) + strlen(subj) + 256,
@@ -512,6 +513,7 @@ static void sub_msg_cb(natsConnection *nc, natsSubscription *ns, natsMsg *msg,
 	if (mailbox_post(&m, true) < 0) {
 		atomic_fetch_add(&s->dropped_early, 1);
 		link_msg_destroy(msg);
+		link_msg_posted(nc); /* settled: never dispatched */
 	}
 }
 

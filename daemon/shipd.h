@@ -177,6 +177,7 @@ struct mail {
 	enum mail_kind kind;
 	void *ptr;
 	natsMsg *msg;
+	natsConnection *nc; /* msg's, counted as posted (link_msg_posted) */
 	uint64_t arg;
 	size_t bytes;
 };
@@ -193,6 +194,8 @@ void mailbox_discard(void);
 int mailbox_post(const struct mail *m, bool droppable);
 void mailbox_set_limit(size_t max_bytes);
 size_t mailbox_queued_bytes(void);
+/* On the loop: nothing posted is waiting to be dispatched. */
+bool mailbox_idle(void);
 /* Messages nats.c has handed over since start (taken or dropped): proof
  * that its reader parses what the server sends. */
 uint64_t mailbox_msgs_seen(void);
@@ -238,6 +241,9 @@ natsConnection *link_conn(void);
 bool link_connected(void);
 /* natsMsg_Destroy without nats.c's collector thread (from any thread). */
 void link_msg_destroy(natsMsg *msg);
+/* A message of nc was posted (mailbox_post does it, under its lock) or
+ * dropped by its callback: replies overtake nothing that came before. */
+void link_msg_posted(natsConnection *nc);
 /* Keep a publish (ownership passes) until the link is back, within
  * nats_reconnect_buffer bytes; NATS_INSUFFICIENT_BUFFER past it. */
 natsStatus link_hold(natsMsg *msg);

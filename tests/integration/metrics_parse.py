@@ -10,7 +10,7 @@ import sys
 from prometheus_client.parser import text_string_to_metric_families
 
 ALLOWED_LABELS = {"app", "block", "method", "code", "state", "version", "le",
-                  "queue", "stream"}
+                  "queue", "stream", "path"}
 
 
 def fail(why):

@@ -952,7 +952,35 @@ static double replies_by(int port, const char *path)
 	return strtod(p + n, NULL);
 }
 
-static void replies_run(bool filter)
+static void *flood_thread(void *arg)
+{
+	natsConnection *nc = arg;
+	for (int i = 0; i < 200000; i++)
+		if (natsConnection_Publish(nc, "flood.x", "f", 1) != NATS_OK)
+			break;
+	natsConnection_Flush(nc);
+	return NULL;
+}
+
+/* A subscription ended while a flood comes: nats.c drops what it holds
+ * for it without a callback, which shipd cannot count. */
+static void silent_drops(struct shipc *h, natsConnection *nc)
+{
+	struct box b = BOX_INIT;
+	uint64_t id = shipc_subscribe(h, "flood.x", NULL, 0, box_cb, &b);
+	ck_assert_uint_gt(id, 0);
+	pthread_t t;
+	pthread_create(&t, NULL, flood_thread, nc);
+	struct want w = {&b, 1000};
+	ck_assert(pump(&h, 1, box_has, &w, 10000));
+	ck_assert_int_eq(shipc_unsubscribe(h, id), 0);
+	pthread_join(t, NULL);
+	pump(&h, 1, NULL, NULL, 500);
+	/* Two probe ticks of quiet: what is missing was dropped. */
+	pump(&h, 1, NULL, NULL, 2500);
+}
+
+static void replies_run(bool filter, bool drops)
 {
 	struct natsd n;
 	struct shipdp d;
@@ -975,6 +1003,8 @@ static void replies_run(bool filter)
 	ck_assert_int_eq(natsConnection_Flush(nc), NATS_OK);
 	struct shipc *h = shipc_connect(d.sock, "flights");
 	ck_assert_ptr_nonnull(h);
+	if (drops)
+		silent_drops(h, nc);
 	double loop0 = replies_by(port, "loop");
 	double mail0 = replies_by(port, "mailbox");
 	/* A third go nowhere, among the answered ones, all in flight. */
@@ -1022,13 +1052,119 @@ static void replies_run(bool filter)
 
 START_TEST(replies_taken_on_the_loop)
 {
-	replies_run(true);
+	replies_run(true, false);
 }
 END_TEST
 
 START_TEST(replies_through_the_mailbox)
 {
-	replies_run(false);
+	replies_run(false, false);
+}
+END_TEST
+
+/* Replies wait behind what nats.c still holds for the loop, but not for
+ * ever behind what it dropped without a word. */
+START_TEST(replies_on_the_loop_again_after_silent_drops)
+{
+	replies_run(true, true);
+}
+END_TEST
+
+
+/* ---- order: an event published before a reply is seen before it ----
+ *
+ * A responder elsewhere publishes an event and then answers the request.
+ * Both reach shipd in that order on its one connection (one publisher),
+ * and shipd delivers what it gets from NATS in the order it came: the app
+ * sees the event before the reply. Replies taken out of nats.c's parser
+ * must not overtake subscription messages read before them. */
+
+#define ORDER_ROUNDS 40
+
+struct order {
+	pthread_mutex_t mu;
+	int events;       /* events seen */
+	int replies;      /* replies seen */
+	int overtaken;    /* replies seen before their round's event */
+	bool done;
+};
+
+static void order_ev_cb(struct shipc *h, const struct shipc_msg *m, int err,
+                        void *arg)
+{
+	struct order *o = arg;
+	if (!m)
+		return;
+	pthread_mutex_lock(&o->mu);
+	o->events++;
+	pthread_mutex_unlock(&o->mu);
+}
+
+static void order_reply_cb(struct shipc *h, const struct shipc_msg *rep,
+                           int err, void *arg)
+{
+	struct order *o = arg;
+	pthread_mutex_lock(&o->mu);
+	o->replies++;
+	if (o->events < o->replies)
+		o->overtaken++;
+	o->done = true;
+	pthread_mutex_unlock(&o->mu);
+}
+
+static bool order_done(void *arg)
+{
+	struct order *o = arg;
+	pthread_mutex_lock(&o->mu);
+	bool d = o->done;
+	pthread_mutex_unlock(&o->mu);
+	return d;
+}
+
+static void order_svc_cb(natsConnection *nc, natsSubscription *sub,
+                         natsMsg *msg, void *arg)
+{
+	/* The event first, then the answer: one write, one publisher. */
+	natsConnection_Publish(nc, "order.ev", "E", 1);
+	if (natsMsg_GetReply(msg))
+		natsConnection_Publish(nc, natsMsg_GetReply(msg), "R", 1);
+	natsMsg_Destroy(msg);
+}
+
+START_TEST(event_before_reply_stays_before)
+{
+	natsConnection *nc = NULL;
+	natsSubscription *ns = NULL;
+	ck_assert_int_eq(natsConnection_ConnectTo(&nc, nd.url), NATS_OK);
+	ck_assert_int_eq(natsConnection_Subscribe(&ns, nc, "order.svc",
+	                                          order_svc_cb, NULL),
+	                 NATS_OK);
+	ck_assert_int_eq(natsConnection_Flush(nc), NATS_OK);
+	struct shipc *h = conn("order");
+	static struct order o = {.mu = PTHREAD_MUTEX_INITIALIZER};
+	ck_assert_uint_gt(shipc_subscribe(h, "order.ev", NULL, 0, order_ev_cb,
+	                                  &o),
+	                  0);
+	for (int i = 0; i < ORDER_ROUNDS; i++) {
+		struct shipc_msg m = {.subject = "order.svc", .data = "q",
+		                      .len = 1};
+		o.done = false;
+		ck_assert_int_eq(shipc_request_async(h, &m, 5000, order_reply_cb,
+		                                     &o),
+		                 0);
+		ck_assert(pump(&h, 1, order_done, &o, 6000));
+		/* Its event, if it is still on its way. */
+		struct shipc *hs[1] = {h};
+		for (int k = 0; k < 50 && o.events < o.replies; k++)
+			pump(hs, 1, NULL, NULL, 10);
+	}
+	ck_assert_msg(o.overtaken == 0,
+	              "%d of %d replies came before the event published "
+	              "before them (events %d)",
+	              o.overtaken, o.replies, o.events);
+	shipc_close(h);
+	natsSubscription_Destroy(ns);
+	natsConnection_Destroy(nc);
 }
 END_TEST
 
@@ -1072,7 +1208,14 @@ static Suite *suite(void)
 	tcase_set_timeout(replies, 60);
 	tcase_add_test(replies, replies_taken_on_the_loop);
 	tcase_add_test(replies, replies_through_the_mailbox);
+	tcase_add_test(replies, replies_on_the_loop_again_after_silent_drops);
 	suite_add_tcase(s, replies);
+
+	TCase *order = tcase_create("order");
+	tcase_add_checked_fixture(order, setup, teardown);
+	tcase_set_timeout(order, 60);
+	tcase_add_test(order, event_before_reply_stays_before);
+	suite_add_tcase(s, order);
 	return s;
 }
 
