@@ -395,7 +395,14 @@ START_TEST(stopped_server_is_found_dead_within_the_bound)
 	ck_assert_msg(found > 0, "a stopped server was never found dead");
 	/* nats_dead_after_ms (5 s) and one probe interval, with margin. */
 	ck_assert_uint_le(found, 7500);
+	/* The loop never waits for the server: a status is answered in a
+	 * loop turn (a blocked loop would take seconds). Sanitizers make
+	 * turns slower; 144 ms was seen under ASan on a busy machine. */
+#ifdef SHIP_SANITIZED
+	ck_assert_uint_lt(worst, 500);
+#else
 	ck_assert_uint_lt(worst, 100);
+#endif
 	ck_assert_str_ne(st.last_error, "");
 	ck_assert_int_eq(kill(nd.pid, SIGCONT), 0);
 	long back = link_back_within(h, 20000);
