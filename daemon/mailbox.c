@@ -154,10 +154,10 @@ int mailbox_post(const struct mail *m, bool droppable)
 		mb.in.m = n;
 		mb.in.cap = cap;
 	}
-	mb.in.m[mb.in.len++] = *m;
+	mb.in.m[mb.in.len] = *m;
 	atomic_fetch_add(&mb.mails, 1);
 	/* With its posting: what the loop dispatches is counted already. */
-	link_msg_posted(m->nc);
+	mb.in.m[mb.in.len++].posted = link_msg_posted(m->nc);
 	mb.bytes += m->bytes;
 	bool wake = !mb.signaled;
 	mb.signaled = true;

@@ -268,10 +268,11 @@ static struct {
 
 /* From nats.c's delivery thread (mailbox_post, under its lock), once a
  * message of nc is in the mailbox or dropped. */
-void link_msg_posted(natsConnection *nc)
+uint64_t link_msg_posted(natsConnection *nc)
 {
 	if (nc && nc == atomic_load(&T.nc))
-		atomic_fetch_add(&T.posted, 1);
+		return atomic_fetch_add(&T.posted, 1) + 1;
+	return 0;
 }
 
 /* Whether nothing let through is still on its way to the loop. */
@@ -285,11 +286,13 @@ static bool nothing_in_flight(void)
 /* The probe's answer let through is dispatched: all before it were
  * (mailbox_post counted each with its posting, so `posted` has them all);
  * with nothing let through since, the rest was dropped. */
-static void order_settle(void)
+static void order_settle(const struct mail *m)
 {
-	uint64_t posted = atomic_load(&T.posted);
-	if (T.rtt_seq && T.passed == T.rtt_seq && posted <= T.passed)
-		T.dropped = T.passed - posted;
+	/* m->posted: all posted up to and with the probe (one worker, in
+	 * order), whatever was let through after it. */
+	if (T.rtt_seq && m && m->nc == atomic_load(&T.nc) && m->posted &&
+	    m->posted <= T.rtt_seq)
+		T.dropped = T.rtt_seq - m->posted;
 	T.rtt_seq = 0;
 }
 
@@ -300,7 +303,7 @@ static void order_reset(natsConnection *nc)
 	atomic_store(&T.posted, 0);
 }
 
-static void inbox_msg(natsMsg *msg, uint64_t sub_token);
+static void inbox_msg(natsMsg *msg, uint64_t sub_token, const struct mail *m);
 
 static void taken_drain(void)
 {
@@ -310,7 +313,7 @@ static void taken_drain(void)
 	T.n = 0;
 	L.info.replies_loop += n;
 	for (size_t i = 0; i < n; i++)
-		inbox_msg(T.msg[i], 0);
+		inbox_msg(T.msg[i], 0, NULL);
 	if (n)
 		control_flush();
 }
@@ -1141,7 +1144,7 @@ enum link_inbox_kind link_inbox_kind(const char *subject)
 	return LINK_INBOX_OTHER;
 }
 
-static void inbox_msg(natsMsg *msg, uint64_t sub_token)
+static void inbox_msg(natsMsg *msg, uint64_t sub_token, const struct mail *m)
 {
 	if (sub_token) {
 		wait_reply(sub_token, msg);
@@ -1155,7 +1158,7 @@ static void inbox_msg(natsMsg *msg, uint64_t sub_token)
 	}
 	tok++;
 	if (strcmp(tok, "rtt") == 0) {
-		order_settle();
+		order_settle(m);
 		if (L.rtt_pending) {
 			L.info.rtt_us = now_us() - L.rtt_sent_us;
 			L.alive_us = now_us();
@@ -1190,7 +1193,7 @@ void link_handle_mail(struct mail *m)
 	case MAIL_INBOX_MSG:
 		if (!m->arg)
 			L.info.replies_mailbox++;
-		inbox_msg(m->msg, m->arg);
+		inbox_msg(m->msg, m->arg, m);
 		break;
 	default:
 		break;

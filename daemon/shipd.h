@@ -178,6 +178,7 @@ struct mail {
 	void *ptr;
 	natsMsg *msg;
 	natsConnection *nc; /* msg's, counted as posted (link_msg_posted) */
+	uint64_t posted; /* T.posted with this one (mailbox_post) */
 	uint64_t arg;
 	size_t bytes;
 };
@@ -243,7 +244,7 @@ bool link_connected(void);
 void link_msg_destroy(natsMsg *msg);
 /* A message of nc was posted (mailbox_post does it, under its lock) or
  * dropped by its callback: replies overtake nothing that came before. */
-void link_msg_posted(natsConnection *nc);
+uint64_t link_msg_posted(natsConnection *nc);
 /* Keep a publish (ownership passes) until the link is back, within
  * nats_reconnect_buffer bytes; NATS_INSUFFICIENT_BUFFER past it. */
 natsStatus link_hold(natsMsg *msg);
