@@ -28,6 +28,7 @@
 
 
 #define PROBE_INTERVAL_MS 1000
+#define PROBE_RESEND_US 5000000
 #define MAX_DYING 8
 
 /* A publish kept while the link is down. */
@@ -55,6 +56,7 @@ static struct {
 	struct event *retry_timer;
 	uint64_t rtt_sent_us;
 	bool rtt_pending;
+	char rtt_tok[24]; /* "rtt<16 hex>", new with each probe: not guessed */
 	uint64_t alive_us;   /* when the link last proved it works */
 	uint64_t msgs_seen;  /* mailbox_msgs_seen() at the last probe tick */
 	uint64_t reads;      /* read events on the link's socket */
@@ -332,11 +334,14 @@ static void link_filter(natsConnection *nc, natsMsg **msgp, void *closure)
 	size_t n = strlen(L.inbox);
 	bool ours = subj && n && strncmp(subj, L.inbox, n) == 0 &&
 	            subj[n] == '.';
-	bool rtt = ours && strcmp(subj + n + 1, "rtt") == 0;
+	bool rtt = ours && L.rtt_pending && strcmp(subj + n + 1, L.rtt_tok) == 0;
 	bool reply = rtt || (ours && link_inbox_kind(subj) == LINK_INBOX_REPLY);
 	if (!reply || T.n == TAKEN_MAX || !nothing_in_flight()) {
 		T.passed++; /* to nats.c's delivery thread */
-		if (rtt)
+		/* The first copy (an app's wildcard subscription brings a
+		 * second) is the one whose dispatch settles: a later copy's
+		 * count would claim drops among messages still on their way. */
+		if (rtt && !T.rtt_seq)
 			T.rtt_seq = T.passed;
 		return;
 	}
@@ -900,7 +905,9 @@ static void probe_send(void)
 	 * trip: an RTT that never waits on the loop, and proof that the
 	 * link reads. */
 	char subj[96];
-	snprintf(subj, sizeof(subj), "%s.rtt", L.inbox);
+	snprintf(L.rtt_tok, sizeof(L.rtt_tok), "rtt%016" PRIx64, random64());
+	T.rtt_seq = 0; /* an earlier probe's answer settles nothing now */
+	snprintf(subj, sizeof(subj), "%s.%s", L.inbox, L.rtt_tok);
 	L.rtt_sent_us = now_us();
 	if (natsConnection_Publish(L.nc, subj, NULL, 0) == NATS_OK)
 		L.rtt_pending = true;
@@ -932,7 +939,9 @@ static void probe_cb(evutil_socket_t fd, short what, void *arg)
 		control_flush();
 		return;
 	}
-	if (!L.rtt_pending)
+	/* One probe at a time; one lost (a server that refused it) is
+	 * replaced, or the RTT and the settling of drops would stop. */
+	if (!L.rtt_pending || now - L.rtt_sent_us >= PROBE_RESEND_US)
 		probe_send();
 }
 
@@ -1157,7 +1166,11 @@ static void inbox_msg(natsMsg *msg, uint64_t sub_token, const struct mail *m)
 		return;
 	}
 	tok++;
-	if (strcmp(tok, "rtt") == 0) {
+	if (strncmp(tok, "rtt", 3) == 0) {
+		if (!L.rtt_pending || strcmp(tok, L.rtt_tok) != 0) {
+			link_msg_destroy(msg); /* an old probe's, or forged */
+			return;
+		}
 		order_settle(m);
 		if (L.rtt_pending) {
 			L.info.rtt_us = now_us() - L.rtt_sent_us;
