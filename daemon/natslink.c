@@ -209,14 +209,13 @@ static void on_inbox_msg(natsConnection *nc, natsSubscription *sub,
  * lets through goes to nats.c's one delivery thread (shipd leaves
  * nats.c's pool at its one worker, so all subscriptions share its order)
  * and then the mailbox, and a reply is taken only while everything let
- * through has been posted (T.passed against T.posted, which the delivery
- * callbacks count) and the mailbox has nothing undispatched. Otherwise
- * it goes the same way, behind them. nats.c drops some messages it was
- * handed without a callback (a subscription closed meanwhile, one over
- * its pending limits), and the counts would differ for good: the probe's
- * message, when it went that way too, settles it. Once it is dispatched,
- * all let through before it were dispatched or dropped, and if nothing
- * was let through after it, what was not posted was dropped. */
+ * through has been posted (T.passed against T.posted, which
+ * mailbox_post counts with each posting) and the mailbox has nothing
+ * undispatched. Otherwise it goes the same way, behind them. nats.c drops
+ * some messages it was handed without a callback (a subscription closed
+ * meanwhile, one over its pending limits), and the counts would differ
+ * for good: the probe's message, when it went that way too, settles them
+ * (order_settle). */
 
 typedef void link_filter_fn(natsConnection *nc, natsMsg **msg, void *closure);
 extern void natsConn_setFilterWithClosure(natsConnection *nc,
@@ -285,9 +284,11 @@ static bool nothing_in_flight(void)
 	return T.passed == posted + T.dropped && mailbox_idle();
 }
 
-/* The probe's answer let through is dispatched: all before it were
- * (mailbox_post counted each with its posting, so `posted` has them all);
- * with nothing let through since, the rest was dropped. */
+/* The probe's answer let through is dispatched: all let through before
+ * it were dispatched or dropped, and mailbox_post stamped it with the
+ * count posted up to it, so its position less that count is what nats.c
+ * dropped before it. A copy other than the one whose position was kept
+ * can only come later, and claim fewer drops than there were. */
 static void order_settle(const struct mail *m)
 {
 	/* m->posted: all posted up to and with the probe (one worker, in
