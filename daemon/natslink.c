@@ -258,8 +258,8 @@ static struct {
 	bool in_read;        /* evlink_cb drains after the read */
 	uint64_t count;      /* taken since start */
 	/* Order (on the present connection only): messages let through,
-	 * those of them the delivery callbacks posted (or dropped), and
-	 * what nats.c dropped without a word. */
+	 * those of them posted to the mailbox (or dropped by a callback),
+	 * and what nats.c dropped without a word. */
 	_Atomic(natsConnection *) nc;
 	uint64_t passed;
 	_Atomic uint64_t posted;
@@ -279,7 +279,7 @@ uint64_t link_msg_posted(natsConnection *nc)
 /* Whether nothing let through is still on its way to the loop. */
 static bool nothing_in_flight(void)
 {
-	/* posted first: a callback posts its mail before it counts. */
+	/* posted first: mailbox_post queues a mail, then counts it. */
 	uint64_t posted = atomic_load(&T.posted);
 	return T.passed == posted + T.dropped && mailbox_idle();
 }
