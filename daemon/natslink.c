@@ -256,7 +256,6 @@ static struct {
 	size_t n;
 	struct event *drain; /* for a parse that was not a read event's */
 	bool in_read;        /* evlink_cb drains after the read */
-	uint64_t count;      /* taken since start */
 	/* Order (on the present connection only): messages let through,
 	 * those of them posted to the mailbox (or dropped by a callback),
 	 * and what nats.c dropped without a word. */
@@ -347,7 +346,6 @@ static void link_filter(natsConnection *nc, natsMsg **msgp, void *closure)
 		return;
 	}
 	T.msg[T.n++] = msg;
-	T.count++;
 	*msgp = NULL; /* ours now */
 	if (T.n == 1 && !T.in_read && T.drain)
 		event_active(T.drain, EV_TIMEOUT, 0);
@@ -920,7 +918,8 @@ static void probe_cb(evutil_socket_t fd, short what, void *arg)
 {
 	if (!L.nc)
 		return;
-	uint64_t now = now_us(), seen = mailbox_msgs_seen() + T.count;
+	uint64_t now = now_us();
+	uint64_t seen = mailbox_msgs_seen() + L.info.replies_loop;
 	size_t buffered = link_buffered();
 	/* Alive: messages parsed, bytes read, or bytes the server took since
 	 * the last tick (a slow link moving a large message or a backlog is
@@ -1085,7 +1084,7 @@ static void link_ready(struct mail *m)
 	L.ever_connected = true;
 	L.attempts = 0;
 	L.alive_us = now_us();
-	L.msgs_seen = mailbox_msgs_seen() + T.count;
+	L.msgs_seen = mailbox_msgs_seen() + L.info.replies_loop;
 	L.reads_seen = L.reads;
 	L.buffered = 0;
 	set_state(LINK_CONNECTED);

@@ -240,7 +240,8 @@ void link_stop(void);
  * calls nats.c on a connection that is not. */
 natsConnection *link_conn(void);
 bool link_connected(void);
-/* natsMsg_Destroy without nats.c's collector thread (from any thread). */
+/* natsMsg_Destroy, small messages without nats.c's collector thread
+ * (from any thread). */
 void link_msg_destroy(natsMsg *msg);
 /* A message of nc was posted (mailbox_post does it, under its lock) or
  * dropped by its callback: replies overtake nothing that came before. */

@@ -1002,13 +1002,23 @@ static void silent_drops(struct shipc *h, natsConnection *nc, int port,
 		pump(&h, 1, NULL, NULL, 2500);
 }
 
-static void replies_run(bool filter, bool drops)
-{
+/* A nats-server, a shipd with its metrics on a free port, a nats.c
+ * connection answering "echo.>" and an app: what the reply cases share. */
+struct replies_env {
 	struct natsd n;
 	struct shipdp d;
+	int port;
+	natsConnection *nc;
+	natsSubscription *ns;
+	struct shipc *h;
+};
+
+static void replies_up(struct replies_env *e, bool filter, const char *app)
+{
 	char listen[64];
-	int port = fx_free_port();
-	snprintf(listen, sizeof(listen), "metrics_listen=127.0.0.1:%d", port);
+	e->port = fx_free_port();
+	snprintf(listen, sizeof(listen), "metrics_listen=127.0.0.1:%d",
+	         e->port);
 	const char *const extra[] = {"-o", listen, NULL};
 	/* Without the filter, without shipd's own frees too: both ways of
 	 * nats.c 3.4.1 as it is. */
@@ -1019,20 +1029,37 @@ static void replies_run(bool filter, bool drops)
 		setenv("SHIPD_NO_REPLY_FILTER", "1", 1);
 		setenv("SHIPD_NO_DIRECT_FREE", "1", 1);
 	}
-	ck_assert_int_eq(fx_up(&n, &d, extra), 0);
+	ck_assert_int_eq(fx_up(&e->n, &e->d, extra), 0);
 	unsetenv("SHIPD_NO_REPLY_FILTER");
 	unsetenv("SHIPD_NO_DIRECT_FREE");
-	natsConnection *nc = NULL;
-	natsSubscription *ns = NULL;
-	ck_assert_int_eq(natsConnection_ConnectTo(&nc, n.url), NATS_OK);
-	ck_assert_int_eq(natsConnection_Subscribe(&ns, nc, "echo.>", flight_echo_cb,
-	                                          NULL),
+	e->nc = NULL;
+	e->ns = NULL;
+	ck_assert_int_eq(natsConnection_ConnectTo(&e->nc, e->n.url), NATS_OK);
+	ck_assert_int_eq(natsConnection_Subscribe(&e->ns, e->nc, "echo.>",
+	                                          flight_echo_cb, NULL),
 	                 NATS_OK);
-	ck_assert_int_eq(natsConnection_Flush(nc), NATS_OK);
-	struct shipc *h = shipc_connect(d.sock, "flights");
-	ck_assert_ptr_nonnull(h);
+	ck_assert_int_eq(natsConnection_Flush(e->nc), NATS_OK);
+	e->h = shipc_connect(e->d.sock, app);
+	ck_assert_ptr_nonnull(e->h);
+}
+
+static void replies_down(struct replies_env *e)
+{
+	shipc_close(e->h);
+	natsSubscription_Destroy(e->ns);
+	natsConnection_Destroy(e->nc);
+	nats_CloseAndWait(2000);
+	ck_assert_int_eq(fx_down(&e->n, &e->d), 0);
+}
+
+static void replies_run(bool filter, bool drops)
+{
+	struct replies_env e;
+	replies_up(&e, filter, "flights");
+	struct shipc *h = e.h;
+	int port = e.port;
 	if (drops)
-		silent_drops(h, nc, port, true);
+		silent_drops(h, e.nc, port, true);
 	double loop0 = replies_by(port, "loop");
 	double mail0 = replies_by(port, "mailbox");
 	/* A third go nowhere, among the answered ones, all in flight. */
@@ -1071,11 +1098,7 @@ static void replies_run(bool filter, bool drops)
 		              "on the loop %.0f, through the mailbox %.0f", loop,
 		              mail);
 	}
-	shipc_close(h);
-	natsSubscription_Destroy(ns);
-	natsConnection_Destroy(nc);
-	nats_CloseAndWait(2000);
-	ck_assert_int_eq(fx_down(&n, &d), 0);
+	replies_down(&e);
 }
 
 START_TEST(replies_taken_on_the_loop)
@@ -1127,27 +1150,13 @@ static void steady_cb(struct shipc *h, const struct shipc_msg *rep, int err,
 
 START_TEST(replies_on_the_loop_again_under_load_after_silent_drops)
 {
-	struct natsd n;
-	struct shipdp d;
-	char listen[64];
-	int port = fx_free_port();
-	snprintf(listen, sizeof(listen), "metrics_listen=127.0.0.1:%d", port);
-	const char *const extra[] = {"-o", listen, NULL};
-	unsetenv("SHIPD_NO_REPLY_FILTER");
-	unsetenv("SHIPD_NO_DIRECT_FREE");
-	ck_assert_int_eq(fx_up(&n, &d, extra), 0);
-	natsConnection *nc = NULL;
-	natsSubscription *ns = NULL;
-	ck_assert_int_eq(natsConnection_ConnectTo(&nc, n.url), NATS_OK);
-	ck_assert_int_eq(natsConnection_Subscribe(&ns, nc, "echo.>",
-	                                          flight_echo_cb, NULL),
-	                 NATS_OK);
-	ck_assert_int_eq(natsConnection_Flush(nc), NATS_OK);
-	struct shipc *h = shipc_connect(d.sock, "steady");
-	ck_assert_ptr_nonnull(h);
+	struct replies_env e;
+	replies_up(&e, true, "steady");
+	struct shipc *h = e.h;
+	int port = e.port;
 	/* Drift first, then requests with no pause for 6 s (six probe
 	 * ticks); the fast path must be back within them. */
-	silent_drops(h, nc, port, false);
+	silent_drops(h, e.nc, port, false);
 	struct steady st = {0};
 	double loop0 = replies_by(port, "loop");
 	double mail0 = replies_by(port, "mailbox");
@@ -1172,11 +1181,7 @@ START_TEST(replies_on_the_loop_again_under_load_after_silent_drops)
 	              "%llu replies under load: on the loop %.0f, through "
 	              "the mailbox %.0f",
 	              (unsigned long long)st.done, loop, mail);
-	shipc_close(h);
-	natsSubscription_Destroy(ns);
-	natsConnection_Destroy(nc);
-	nats_CloseAndWait(2000);
-	ck_assert_int_eq(fx_down(&n, &d), 0);
+	replies_down(&e);
 }
 END_TEST
 
